@@ -1,0 +1,188 @@
+//! Allocations: one task group placed on one node, and what happened to it there.
+
+use crate::job::{Job, Resources};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+pub const ALLOC_DESIRED_RUN: &str = "run";
+pub const ALLOC_DESIRED_STOP: &str = "stop";
+pub const ALLOC_DESIRED_EVICT: &str = "evict";
+
+pub const ALLOC_CLIENT_PENDING: &str = "pending";
+pub const ALLOC_CLIENT_RUNNING: &str = "running";
+pub const ALLOC_CLIENT_COMPLETE: &str = "complete";
+pub const ALLOC_CLIENT_FAILED: &str = "failed";
+pub const ALLOC_CLIENT_LOST: &str = "lost";
+pub const ALLOC_CLIENT_UNKNOWN: &str = "unknown";
+
+pub const TASK_STATE_PENDING: &str = "pending";
+pub const TASK_STATE_RUNNING: &str = "running";
+pub const TASK_STATE_DEAD: &str = "dead";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Allocation {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub namespace: String,
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    pub name: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_name: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    /// The job version this allocation runs. Shared: many allocs point at one job.
+    pub job: Option<Arc<Job>>,
+    pub task_group: String,
+    pub resources: Option<Resources>,
+    pub task_resources: BTreeMap<String, Resources>,
+    pub desired_status: String,
+    pub desired_description: String,
+    pub client_status: String,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    #[serde(rename = "PreviousAllocation")]
+    pub previous_allocation: String,
+    #[serde(rename = "NextAllocation")]
+    pub next_allocation: String,
+    #[serde(rename = "FollowupEvalID")]
+    pub followup_eval_id: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub alloc_modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}
+
+impl Allocation {
+    /// The alloc's index within its group, parsed from its name `job.group[N]`.
+    pub fn index(&self) -> u64 {
+        self.name
+            .rsplit_once('[')
+            .and_then(|(_, rest)| rest.trim_end_matches(']').parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The server no longer wants it running.
+    pub fn desired_stop(&self) -> bool {
+        self.desired_status == ALLOC_DESIRED_STOP || self.desired_status == ALLOC_DESIRED_EVICT
+    }
+
+    /// The client reports it finished (successfully or not) or it was lost.
+    pub fn client_terminal(&self) -> bool {
+        matches!(
+            self.client_status.as_str(),
+            ALLOC_CLIENT_COMPLETE | ALLOC_CLIENT_FAILED | ALLOC_CLIENT_LOST
+        )
+    }
+
+    /// Terminal from either side: it does not count towards the desired count.
+    pub fn terminal(&self) -> bool {
+        self.desired_stop() || self.client_terminal()
+    }
+
+    pub fn job_version(&self) -> u64 {
+        self.job.as_ref().map(|j| j.version).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskState {
+    pub state: String,
+    pub failed: bool,
+    pub restarts: u64,
+    pub last_restart: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub events: Vec<TaskEvent>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskEvent {
+    #[serde(rename = "Type")]
+    pub event_type: String,
+    /// Unix nanoseconds.
+    pub time: i64,
+    pub display_message: String,
+    pub details: BTreeMap<String, String>,
+    pub exit_code: i64,
+    pub signal: i64,
+    pub message: String,
+    pub fails_task: bool,
+    pub restart_reason: String,
+    pub kill_timeout: i64,
+    pub driver_error: String,
+}
+
+/// One row of `GET /v1/allocations` and `GET /v1/job/:id/allocations`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocationListStub {
+    #[serde(rename = "ID")]
+    pub id: String,
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    pub name: String,
+    pub namespace: String,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_name: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    pub job_type: String,
+    pub job_version: u64,
+    pub task_group: String,
+    pub desired_status: String,
+    pub desired_description: String,
+    pub client_status: String,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+    pub follow_up_eval_id: String,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}
+
+impl AllocationListStub {
+    pub fn from_alloc(a: &Allocation) -> Self {
+        AllocationListStub {
+            id: a.id.clone(),
+            eval_id: a.eval_id.clone(),
+            name: a.name.clone(),
+            namespace: a.namespace.clone(),
+            node_id: a.node_id.clone(),
+            node_name: a.node_name.clone(),
+            job_id: a.job_id.clone(),
+            job_type: a.job.as_ref().map(|j| j.job_type.clone()).unwrap_or_default(),
+            job_version: a.job_version(),
+            task_group: a.task_group.clone(),
+            desired_status: a.desired_status.clone(),
+            desired_description: a.desired_description.clone(),
+            client_status: a.client_status.clone(),
+            client_description: a.client_description.clone(),
+            task_states: a.task_states.clone(),
+            follow_up_eval_id: a.followup_eval_id.clone(),
+            create_index: a.create_index,
+            modify_index: a.modify_index,
+            create_time: a.create_time,
+            modify_time: a.modify_time,
+        }
+    }
+}
+
+/// What a client reports about one of its allocations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocClientUpdate {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub client_status: String,
+    pub client_description: String,
+    pub task_states: BTreeMap<String, TaskState>,
+}

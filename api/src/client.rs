@@ -1,0 +1,498 @@
+//! A typed HTTP client for Drover's (and Nomad's) `/v1` API.
+//!
+//! Used by the CLI, the client agents and the tests. It holds several server addresses
+//! and fails over between them on connection errors, so an agent keeps working when one
+//! server goes away.
+
+use crate::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered with an error status; the body is its sentence.
+    #[error("{status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("cannot reach {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("bad response from {addr}: {message}")]
+    Decode { addr: String, message: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+}
+
+/// Options of a read: a blocking query waits until the index passes `index`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    pub index: u64,
+    pub wait: Option<Duration>,
+    pub stale: bool,
+    pub prefix: Option<String>,
+}
+
+impl QueryOptions {
+    pub fn blocking(index: u64, wait: Duration) -> Self {
+        QueryOptions {
+            index,
+            wait: Some(wait),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a read's headers say about the state it came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryMeta {
+    pub last_index: u64,
+    pub known_leader: bool,
+    pub last_contact_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    addrs: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("addrs", &self.addrs).finish()
+    }
+}
+
+/// The address a CLI talks to: `-address`, else `NOMAD_ADDR`, else `DROVER_ADDR`, else local.
+pub fn default_address() -> String {
+    std::env::var("NOMAD_ADDR")
+        .or_else(|_| std::env::var("DROVER_ADDR"))
+        .unwrap_or_else(|_| "http://127.0.0.1:4646".to_string())
+}
+
+fn normalize(addr: &str) -> String {
+    let a = addr.trim().trim_end_matches('/');
+    if a.starts_with("http://") || a.starts_with("https://") {
+        a.to_string()
+    } else {
+        format!("http://{a}")
+    }
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Self {
+        Self::with_addresses(&[addr.to_string()])
+    }
+
+    /// A client that tries each address in turn when one cannot be reached.
+    pub fn with_addresses(addrs: &[String]) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build()
+            .expect("reqwest client with static configuration");
+        Client {
+            http,
+            addrs: Arc::new(addrs.iter().map(|a| normalize(a)).collect()),
+            current: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()]
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<(reqwest::Response, String), ApiError> {
+        let n = self.addrs.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last_err = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let addr = &self.addrs[idx];
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{addr}{path}"))
+                .query(query)
+                .timeout(timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(idx, Ordering::Relaxed);
+                    return Ok((resp, addr.clone()));
+                }
+                Err(e) => {
+                    last_err = Some(ApiError::Connect {
+                        addr: addr.clone(),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(last_err.expect("at least one address"))
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        resp: reqwest::Response,
+        addr: String,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let meta = QueryMeta {
+            last_index: header("X-Nomad-Index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            known_leader: header("X-Nomad-KnownLeader").as_deref() == Some("true"),
+            last_contact_ms: header("X-Nomad-LastContact")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        };
+        let bytes = resp.bytes().await.map_err(|e| ApiError::Decode {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        let v = serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            addr,
+            message: e.to_string(),
+        })?;
+        Ok((v, meta))
+    }
+
+    /// A read; with `opts.index` set it blocks until the state passes that index.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        opts: &QueryOptions,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let mut query = Vec::new();
+        if opts.index > 0 {
+            query.push(("index".to_string(), opts.index.to_string()));
+        }
+        if let Some(w) = opts.wait {
+            query.push(("wait".to_string(), format!("{}ms", w.as_millis())));
+        }
+        if opts.stale {
+            query.push(("stale".to_string(), String::new()));
+        }
+        if let Some(p) = &opts.prefix {
+            query.push(("prefix".to_string(), p.clone()));
+        }
+        let timeout = opts.wait.unwrap_or(Duration::ZERO) + Duration::from_secs(30);
+        let (resp, addr) = self
+            .send::<()>(reqwest::Method::GET, path, &query, None, timeout)
+            .await?;
+        Self::decode(resp, addr).await
+    }
+
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let (resp, addr) = self
+            .send(reqwest::Method::PUT, path, &[], Some(body), Duration::from_secs(60))
+            .await?;
+        Ok(Self::decode(resp, addr).await?.0)
+    }
+
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<T, ApiError> {
+        let (resp, addr) = self
+            .send::<()>(
+                reqwest::Method::DELETE,
+                path,
+                query,
+                None,
+                Duration::from_secs(60),
+            )
+            .await?;
+        Ok(Self::decode(resp, addr).await?.0)
+    }
+
+    // ---- jobs ----
+
+    pub async fn register_job(&self, job: &Job) -> Result<JobRegisterResponse, ApiError> {
+        self.register_job_opts(job, None).await
+    }
+
+    /// Register a job; with `check_index`, only if the job's modify index still matches.
+    pub async fn register_job_opts(
+        &self,
+        job: &Job,
+        check_index: Option<u64>,
+    ) -> Result<JobRegisterResponse, ApiError> {
+        let req = JobRegisterRequest {
+            job: Some(job.clone()),
+            enforce_index: check_index.is_some(),
+            job_modify_index: check_index.unwrap_or(0),
+            ..Default::default()
+        };
+        self.put("/v1/jobs", &req).await
+    }
+
+    pub async fn jobs(&self, opts: &QueryOptions) -> Result<(Vec<JobListStub>, QueryMeta), ApiError> {
+        self.get("/v1/jobs", opts).await
+    }
+
+    pub async fn job(&self, id: &str) -> Result<(Job, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    pub async fn job_allocations(
+        &self,
+        id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<AllocationListStub>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/allocations", enc(id)), opts)
+            .await
+    }
+
+    pub async fn job_evaluations(&self, id: &str) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/job/{}/evaluations", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+
+    pub async fn job_summary(&self, id: &str) -> Result<(JobSummary, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/summary", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    pub async fn job_versions(&self, id: &str) -> Result<(JobVersionsResponse, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/versions", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    pub async fn deregister_job(&self, id: &str, purge: bool) -> Result<JobDeregisterResponse, ApiError> {
+        self.delete(
+            &format!("/v1/job/{}", enc(id)),
+            &[("purge".to_string(), purge.to_string())],
+        )
+        .await
+    }
+
+    // ---- allocations, evaluations ----
+
+    pub async fn allocations(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<AllocationListStub>, QueryMeta), ApiError> {
+        self.get("/v1/allocations", opts).await
+    }
+
+    pub async fn allocation(&self, id: &str) -> Result<(Allocation, QueryMeta), ApiError> {
+        self.get(&format!("/v1/allocation/{}", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    pub async fn evaluations(&self, opts: &QueryOptions) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
+        self.get("/v1/evaluations", opts).await
+    }
+
+    pub async fn evaluation(&self, id: &str) -> Result<(Evaluation, QueryMeta), ApiError> {
+        self.get(&format!("/v1/evaluation/{}", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    pub async fn evaluation_allocations(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<AllocationListStub>, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/evaluation/{}/allocations", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+
+    // ---- nodes ----
+
+    pub async fn nodes(&self, opts: &QueryOptions) -> Result<(Vec<NodeListStub>, QueryMeta), ApiError> {
+        self.get("/v1/nodes", opts).await
+    }
+
+    pub async fn node(&self, id: &str) -> Result<(Node, QueryMeta), ApiError> {
+        self.get(&format!("/v1/node/{}", enc(id)), &QueryOptions::default())
+            .await
+    }
+
+    /// The full allocations of a node (what an agent must run); a blocking query.
+    pub async fn node_allocations(
+        &self,
+        node_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<Allocation>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/node/{}/allocations", enc(node_id)), opts)
+            .await
+    }
+
+    // ---- status, agent ----
+
+    pub async fn leader(&self) -> Result<String, ApiError> {
+        Ok(self
+            .get("/v1/status/leader", &QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn peers(&self) -> Result<Vec<String>, ApiError> {
+        Ok(self
+            .get("/v1/status/peers", &QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    pub async fn agent_self(&self) -> Result<AgentSelf, ApiError> {
+        Ok(self
+            .get("/v1/agent/self", &QueryOptions::default())
+            .await?
+            .0)
+    }
+
+    // ---- internal endpoints used by client agents ----
+
+    pub async fn register_node(&self, node: &Node) -> Result<NodeHeartbeatResponse, ApiError> {
+        self.put(
+            "/v1/internal/node/register",
+            &NodeRegisterRequest { node: node.clone() },
+        )
+        .await
+    }
+
+    pub async fn heartbeat(&self, node_id: &str) -> Result<NodeHeartbeatResponse, ApiError> {
+        self.put(
+            &format!("/v1/internal/node/{}/heartbeat", enc(node_id)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    pub async fn update_allocs(
+        &self,
+        node_id: &str,
+        updates: Vec<AllocClientUpdate>,
+    ) -> Result<WriteResponse, ApiError> {
+        self.put(
+            &format!("/v1/internal/node/{}/allocs", enc(node_id)),
+            &AllocUpdateRequest { alloc: updates },
+        )
+        .await
+    }
+}
+
+/// `GET /v1/job/:id/versions`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobVersionsResponse {
+    pub versions: Vec<Job>,
+    pub index: u64,
+}
+
+fn enc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_json_uses_nomad_field_names() {
+        let mut job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                count: 2,
+                tasks: vec![Task {
+                    name: "t".into(),
+                    driver: "raw_exec".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        job.canonicalize();
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["ID"], "web");
+        assert_eq!(v["Type"], "service");
+        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["CPU"], 100);
+        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"], 300);
+        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["KillTimeout"], 5_000_000_000i64);
+        assert_eq!(v["TaskGroups"][0]["RestartPolicy"]["Attempts"], 2);
+    }
+
+    #[test]
+    fn partial_json_from_other_clients_parses() {
+        let j: Job = serde_json::from_str(r#"{"ID":"x","TaskGroups":[{"Name":"g","Tasks":[{"Name":"t","Driver":"raw_exec","Config":{"command":"/bin/sleep","args":["5"]}}]}]}"#).unwrap();
+        assert_eq!(j.task_groups[0].tasks[0].config["command"], "/bin/sleep");
+    }
+
+    #[test]
+    fn validation_names_each_problem() {
+        let job = Job {
+            id: "has space".into(),
+            job_type: "nope".into(),
+            priority: 50,
+            ..Default::default()
+        };
+        let errs = job.validate();
+        assert!(errs.iter().any(|e| e.contains("contains a space")));
+        assert!(errs.iter().any(|e| e.contains("job type")));
+        assert!(errs.iter().any(|e| e.contains("no task groups")));
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+}

@@ -1,0 +1,74 @@
+//! Evaluations: the unit of scheduling work.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const EVAL_STATUS_PENDING: &str = "pending";
+pub const EVAL_STATUS_COMPLETE: &str = "complete";
+pub const EVAL_STATUS_FAILED: &str = "failed";
+pub const EVAL_STATUS_BLOCKED: &str = "blocked";
+pub const EVAL_STATUS_CANCELED: &str = "canceled";
+
+pub const TRIGGER_JOB_REGISTER: &str = "job-register";
+pub const TRIGGER_JOB_DEREGISTER: &str = "job-deregister";
+pub const TRIGGER_NODE_UPDATE: &str = "node-update";
+pub const TRIGGER_ALLOC_FAILURE: &str = "alloc-failure";
+pub const TRIGGER_QUEUED_ALLOCS: &str = "queued-allocs";
+pub const TRIGGER_RETRY_FAILED_ALLOC: &str = "alloc-failure";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Evaluation {
+    #[serde(rename = "ID")]
+    pub id: String,
+    pub namespace: String,
+    pub priority: i32,
+    #[serde(rename = "Type")]
+    pub eval_type: String,
+    pub triggered_by: String,
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    pub job_modify_index: u64,
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    pub node_modify_index: u64,
+    pub status: String,
+    pub status_description: String,
+    /// Unix nanoseconds before which the eval must not run (reschedule delays).
+    pub wait_until: i64,
+    pub next_eval: String,
+    pub previous_eval: String,
+    pub blocked_eval: String,
+    #[serde(rename = "FailedTGAllocs")]
+    pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
+    pub queued_allocations: BTreeMap<String, u64>,
+    pub snapshot_index: u64,
+    pub create_index: u64,
+    pub modify_index: u64,
+    pub create_time: i64,
+    pub modify_time: i64,
+}
+
+impl Evaluation {
+    pub fn terminal(&self) -> bool {
+        matches!(
+            self.status.as_str(),
+            EVAL_STATUS_COMPLETE | EVAL_STATUS_FAILED | EVAL_STATUS_CANCELED
+        )
+    }
+}
+
+/// Why placements failed, counted per reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocMetric {
+    pub nodes_evaluated: u64,
+    pub nodes_filtered: u64,
+    pub nodes_available: BTreeMap<String, u64>,
+    pub class_filtered: BTreeMap<String, u64>,
+    pub constraint_filtered: BTreeMap<String, u64>,
+    pub nodes_exhausted: u64,
+    pub class_exhausted: BTreeMap<String, u64>,
+    pub dimension_exhausted: BTreeMap<String, u64>,
+    pub coalesced_failures: u64,
+}

@@ -1,0 +1,105 @@
+//! Request and response bodies of the `/v1` API (Nomad's shapes), and of the internal
+//! endpoints client agents use to register, heartbeat and report.
+
+use crate::alloc::AllocClientUpdate;
+use crate::job::Job;
+use crate::node::Node;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Body of `PUT /v1/jobs` and `PUT /v1/job/:id`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobRegisterRequest {
+    pub job: Option<Job>,
+    pub enforce_index: bool,
+    pub job_modify_index: u64,
+    pub policy_override: bool,
+    pub preserve_counts: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobRegisterResponse {
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    pub eval_create_index: u64,
+    pub job_modify_index: u64,
+    pub warnings: String,
+    pub index: u64,
+    pub last_contact: u64,
+    pub known_leader: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobDeregisterResponse {
+    #[serde(rename = "EvalID")]
+    pub eval_id: String,
+    pub eval_create_index: u64,
+    pub job_modify_index: u64,
+    pub index: u64,
+    pub last_contact: u64,
+    pub known_leader: bool,
+}
+
+/// Body of `PUT /v1/internal/node/register`: the agent's fingerprinted node.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeRegisterRequest {
+    pub node: Node,
+}
+
+/// Answer to a registration or a heartbeat: when the next heartbeat is due.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeHeartbeatResponse {
+    /// Nanoseconds within which the next heartbeat must arrive.
+    #[serde(rename = "HeartbeatTTL")]
+    pub heartbeat_ttl: i64,
+    pub index: u64,
+    /// Servers' HTTP addresses the agent may fail over to.
+    pub servers: Vec<String>,
+}
+
+/// Body of `PUT /v1/internal/node/:id/allocs`: a batch of client status updates.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocUpdateRequest {
+    pub alloc: Vec<AllocClientUpdate>,
+}
+
+/// Answer to any write: the Raft index it committed at.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct WriteResponse {
+    pub index: u64,
+}
+
+/// `GET /v1/agent/self`, reduced to what Drover knows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentSelf {
+    pub config: serde_json::Value,
+    pub member: AgentMember,
+    pub stats: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AgentMember {
+    pub name: String,
+    pub addr: String,
+    pub port: u16,
+    pub status: String,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Body of `PUT /v1/jobs/parse`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobsParseRequest {
+    #[serde(rename = "JobHCL")]
+    pub job_hcl: String,
+    pub canonicalize: bool,
+}
