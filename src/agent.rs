@@ -1,6 +1,10 @@
 //! `drover agent`: runs a server, a client, or both (`-dev`) in this process.
 
+use anyhow::Context;
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// Everything `drover agent` can be told on its command line.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +32,131 @@ pub struct AgentOptions {
     pub log_level: Option<String>,
 }
 
-pub async fn run(_opts: AgentOptions) -> anyhow::Result<()> {
-    anyhow::bail!("not yet wired")
+/// The default data dir: `drover-data` under the OS data location, else the working dir.
+pub fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")));
+    match base {
+        Some(b) => b.join("drover-data"),
+        None => PathBuf::from("drover-data"),
+    }
+}
+
+/// A duration from an environment variable (whole milliseconds), for tuning timings in tests.
+fn env_duration(name: &str) -> Option<Duration> {
+    let v = std::env::var(name).ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_millis)
+}
+
+pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
+    let run_server = opts.dev || opts.server;
+    let run_client = opts.dev || opts.client;
+    anyhow::ensure!(
+        run_server || run_client,
+        "nothing to run: pass -dev, -server or -client"
+    );
+    if let Some(f) = opts.config_files.first() {
+        anyhow::bail!(
+            "agent configuration files ({}) are not supported yet; use command-line flags",
+            f.display()
+        );
+    }
+    let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
+    let bind = if opts.bind.is_empty() {
+        "127.0.0.1"
+    } else {
+        opts.bind.as_str()
+    };
+    let port = if opts.http_port == 0 {
+        4646
+    } else {
+        opts.http_port
+    };
+    let http_addr: SocketAddr = format!("{bind}:{port}")
+        .parse()
+        .with_context(|| format!("invalid bind address {bind:?} or port {port}"))?;
+    tracing::info!(data_dir = %data_dir.display(), %http_addr, dev = opts.dev, "starting Drover agent");
+
+    let shutdown = CancellationToken::new();
+    tokio::spawn(wait_for_signal(shutdown.clone()));
+
+    let mut tasks = tokio::task::JoinSet::new();
+    if run_server {
+        let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
+        cfg.ui = Some(ui::router());
+        if let Some(dc) = &opts.datacenter {
+            cfg.datacenter = dc.clone();
+        }
+        if let Some(d) = env_duration("DROVER_HEARTBEAT_TTL_MS") {
+            cfg.heartbeat_ttl = d;
+        }
+        if let Some(d) = env_duration("DROVER_HEARTBEAT_GRACE_MS") {
+            cfg.heartbeat_grace = d;
+        }
+        if let Some(d) = env_duration("DROVER_ELECTION_TIMEOUT_MS") {
+            cfg.election_timeout = d;
+        }
+        if let Some(n) = std::env::var("DROVER_SNAPSHOT_THRESHOLD")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            cfg.snapshot_threshold = n;
+        }
+        let token = shutdown.clone();
+        tasks.spawn(async move { server::run(cfg, token).await.context("server") });
+    }
+    if run_client {
+        let servers = if opts.servers.is_empty() {
+            vec![format!("http://{http_addr}")]
+        } else {
+            opts.servers.clone()
+        };
+        let cfg = client_agent::AgentConfig {
+            data_dir: data_dir.join("client"),
+            servers,
+            node_name: opts.node_name.clone().unwrap_or_default(),
+            datacenter: opts.datacenter.clone().unwrap_or_default(),
+            node_class: opts.node_class.clone().unwrap_or_default(),
+            node_pool: String::new(),
+            meta: opts.meta.iter().cloned().collect(),
+            raw_exec_enabled: opts.dev,
+            http_addr: http_addr.to_string(),
+        };
+        let token = shutdown.clone();
+        tasks.spawn(async move { client_agent::run(cfg, token).await.context("client") });
+    }
+    // The first part to stop (cleanly or not) stops the agent.
+    let mut result = Ok(());
+    while let Some(res) = tasks.join_next().await {
+        shutdown.cancel();
+        let r = res.map_err(anyhow::Error::from).and_then(|r| r);
+        if let Err(e) = r {
+            if result.is_ok() {
+                result = Err(e);
+            }
+        }
+    }
+    tracing::info!("agent stopped");
+    result
+}
+
+async fn wait_for_signal(token: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("caught SIGTERM; shutting down"),
+        _ = int.recv() => tracing::info!("caught SIGINT; shutting down"),
+        _ = token.cancelled() => return,
+    }
+    token.cancel();
 }

@@ -1,1 +1,346 @@
+//! Drover's server: Raft-replicated state, scheduling, and the `/v1` HTTP API.
+//!
+//! Data flow: an HTTP write becomes one Raft entry (`fsm::Command`); the FSM applies it to
+//! the in-memory state store and tells the leader's services (`Leader`) what changed; the
+//! eval broker hands evaluations to workers, which run the pure scheduler on a snapshot and
+//! send plans to the one plan applier, which commits what still fits.
 
+pub mod broker;
+pub mod fsm;
+pub mod heartbeat;
+pub mod http;
+pub mod plan_apply;
+pub mod raft;
+pub mod state;
+pub mod worker;
+
+use crate::broker::EvalBroker;
+use crate::fsm::{Command, Effects, Response};
+use crate::heartbeat::Heartbeats;
+use crate::raft::store::{ApplyHook, LogStore, StateMachine};
+use crate::raft::{NodeId, Raft};
+use crate::state::StateStore;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Everything a server needs to start. Timings are configurable so tests run in seconds.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the sled database lives.
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    pub http_addr: SocketAddr,
+    /// Address other servers and agents use to reach this one (defaults to `http_addr`).
+    pub advertise_addr: Option<String>,
+    /// Form a single-voter cluster if this server has never been initialised.
+    pub bootstrap: bool,
+    /// Nodes must heartbeat within this TTL or be marked down.
+    pub heartbeat_ttl: Duration,
+    /// Extra time given to every node after a leader takes over.
+    pub heartbeat_grace: Duration,
+    pub election_timeout: Duration,
+    /// Log entries between FSM snapshots (log compaction).
+    pub snapshot_threshold: u64,
+    /// Scheduling workers on the leader.
+    pub workers: usize,
+    /// Region and datacenter this server reports.
+    pub region: String,
+    pub datacenter: String,
+    pub name: String,
+    /// Extra routes mounted on the HTTP listener (the web UI).
+    pub ui: Option<axum::Router>,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, http_addr: SocketAddr) -> Self {
+        ServerConfig {
+            data_dir,
+            http_addr,
+            advertise_addr: None,
+            bootstrap: true,
+            heartbeat_ttl: Duration::from_secs(10),
+            heartbeat_grace: Duration::from_secs(10),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_threshold: 10_000,
+            workers: 2,
+            region: api::DEFAULT_REGION.into(),
+            datacenter: "dc1".into(),
+            name: "drover-server".into(),
+            ui: None,
+        }
+    }
+
+    fn advertise(&self) -> String {
+        self.advertise_addr
+            .clone()
+            .unwrap_or_else(|| self.http_addr.to_string())
+    }
+}
+
+/// Errors a write can end in, each with the HTTP status it maps to.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("no cluster leader")]
+    NoLeader,
+    #[error("this server is not the leader; the leader is at {0}")]
+    NotLeader(String),
+    #[error("timed out waiting for the write to commit")]
+    Timeout,
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Unix nanoseconds now: the leader stamps this into commands; the FSM never reads a clock.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The shared core of a running server.
+pub struct Server {
+    pub config: ServerConfig,
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub state: watch::Receiver<Arc<StateStore>>,
+    pub broker: Arc<EvalBroker>,
+    pub heartbeats: Arc<Heartbeats>,
+    pub plans: mpsc::Sender<plan_apply::PlanRequest>,
+    log_store: LogStore,
+    db: sled::Db,
+}
+
+/// Connects the FSM's apply hook to the broker without a reference cycle.
+struct Hook {
+    broker: Arc<EvalBroker>,
+}
+
+impl ApplyHook for Hook {
+    fn applied(&self, _state: &Arc<StateStore>, effects: Effects) {
+        let now = now_nanos();
+        for e in effects.evals {
+            self.broker.enqueue(e, now);
+        }
+        if effects.capacity_changed {
+            self.broker.unblock_all();
+        }
+    }
+}
+
+impl Server {
+    /// The newest applied state: an O(1) immutable snapshot.
+    pub fn snapshot(&self) -> Arc<StateStore> {
+        self.state.borrow().clone()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().current_leader == Some(self.node_id)
+    }
+
+    /// The leader's HTTP address, if one is known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// Propose a command and wait for it to be applied.
+    pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
+        let fut = self.raft.client_write(cmd);
+        let res = tokio::time::timeout(Duration::from_secs(15), fut)
+            .await
+            .map_err(|_| WriteError::Timeout)?;
+        match res {
+            Ok(r) => match r.data.error.clone() {
+                Some(e) => Err(WriteError::Rejected(e)),
+                None => Ok(r.data),
+            },
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::ClientWriteError::ForwardToLeader(f),
+            )) => match f.leader_node {
+                Some(n) => Err(WriteError::NotLeader(n.addr)),
+                None => Err(WriteError::NoLeader),
+            },
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    /// Wait until the state has applied at least `index` (bounded by `timeout`).
+    pub async fn wait_for_index(&self, index: u64, timeout: Duration) -> Arc<StateStore> {
+        let mut rx = self.state.clone();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let s = rx.borrow_and_update().clone();
+            if s.index >= index {
+                return s;
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return s;
+            }
+        }
+    }
+
+    /// Bytes sled occupies on disk.
+    pub fn disk_size(&self) -> u64 {
+        self.log_store.disk_size()
+    }
+}
+
+/// Stable node id for this server's Raft identity, kept in the data dir.
+fn load_node_id(dir: &std::path::Path, bootstrap: bool) -> anyhow::Result<NodeId> {
+    let path = dir.join("node-id");
+    if let Ok(s) = std::fs::read_to_string(&path) {
+        return Ok(s.trim().parse()?);
+    }
+    // A single bootstrapping server is node 1; servers that join pick a random id.
+    let id: NodeId = if bootstrap { 1 } else { rand::random::<u64>() >> 1 };
+    std::fs::write(&path, id.to_string())?;
+    Ok(id)
+}
+
+/// Start a server and serve its HTTP API until `shutdown` is cancelled.
+pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (server, listener) = start(config).await?;
+    let app = http::router(server.clone());
+    tracing::info!(addr = %server.config.http_addr, "HTTP API listening");
+    let serve = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let res = serve.await;
+    tracing::info!("server shutting down");
+    let _ = server.raft.shutdown().await;
+    server.db.flush_async().await.ok();
+    res.map_err(Into::into)
+}
+
+/// Open storage, start Raft and the leader's services; returns the bound listener.
+pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::net::TcpListener)> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let node_id = load_node_id(&config.data_dir, config.bootstrap)?;
+    let db = raft::store::open_db(&config.data_dir.join("raft.sled")).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the Raft store in {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let log_store = LogStore::new(&db)?;
+    let broker = EvalBroker::new();
+    let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
+    let sm = StateMachine::open(&db, tx, Arc::new(Hook { broker: broker.clone() }))?;
+
+    let et = config.election_timeout.as_millis() as u64;
+    let raft_config = openraft::Config {
+        cluster_name: "drover".into(),
+        heartbeat_interval: (et / 4).max(50),
+        election_timeout_min: et,
+        election_timeout_max: et * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        max_in_snapshot_log_to_keep: 100,
+        ..Default::default()
+    }
+    .validate()?;
+    let raft = Raft::new(
+        node_id,
+        Arc::new(raft_config),
+        raft::network::HttpNetwork::new(),
+        log_store.clone(),
+        sm,
+    )
+    .await?;
+
+    // Bind before initialising so the advertised address answers.
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
+    let mut config = config;
+    config.http_addr = listener.local_addr()?;
+
+    if config.bootstrap && !raft.is_initialized().await? {
+        let mut members = BTreeMap::new();
+        members.insert(node_id, openraft::BasicNode::new(config.advertise()));
+        raft.initialize(members).await?;
+        tracing::info!(node_id, "initialised a new single-server cluster");
+    }
+
+    let (plan_tx, plan_rx) = mpsc::channel(64);
+    let heartbeats = Arc::new(Heartbeats::new(config.heartbeat_ttl, config.heartbeat_grace));
+    let server = Arc::new(Server {
+        config,
+        node_id,
+        raft,
+        state: rx,
+        broker,
+        heartbeats,
+        plans: plan_tx,
+        log_store,
+        db,
+    });
+    tokio::spawn(plan_apply::run(server.clone(), plan_rx));
+    for i in 0..server.config.workers.max(1) {
+        tokio::spawn(worker::run(server.clone(), i));
+    }
+    tokio::spawn(leadership_loop(server.clone()));
+    Ok((server, listener))
+}
+
+/// Turn the leader's services on and off as leadership comes and goes.
+async fn leadership_loop(server: Arc<Server>) {
+    let mut metrics = server.raft.metrics();
+    let mut leading = false;
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last_unblock = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            r = metrics.changed() => if r.is_err() { return },
+            _ = tick.tick() => {}
+        }
+        let is_leader = server.is_leader();
+        if is_leader && !leading {
+            leading = true;
+            // Wait until this leader has applied everything committed before it took over.
+            let _ = server.write(Command::Noop).await;
+            establish_leadership(&server);
+        } else if !is_leader && leading {
+            leading = false;
+            tracing::info!("lost leadership");
+            server.broker.set_enabled(false);
+            server.heartbeats.clear();
+        }
+        if leading {
+            let now = now_nanos();
+            server.broker.promote_delayed(now);
+            heartbeat::expire(&server).await;
+            // A safety net for capacity changes the broker did not hear about.
+            if last_unblock.elapsed() > Duration::from_secs(10) {
+                last_unblock = tokio::time::Instant::now();
+                server.broker.unblock_all();
+            }
+        }
+    }
+}
+
+fn establish_leadership(server: &Arc<Server>) {
+    tracing::info!(node_id = server.node_id, "gained leadership");
+    server.broker.set_enabled(true);
+    let state = server.snapshot();
+    let now = now_nanos();
+    for e in state.evals.values() {
+        if e.status == api::EVAL_STATUS_PENDING || e.status == api::EVAL_STATUS_BLOCKED {
+            server.broker.enqueue(e.clone(), now);
+        }
+    }
+    server.heartbeats.initialize(&state);
+}

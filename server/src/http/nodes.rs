@@ -1,0 +1,185 @@
+//! `/v1/nodes`, `/v1/node/:id`, and the internal routes client agents use to register,
+//! heartbeat and report allocation status.
+
+use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use crate::fsm::Command;
+use crate::heartbeat::node_evals;
+use crate::now_nanos;
+use api::{Allocation, AllocUpdateRequest, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use std::collections::BTreeSet;
+
+pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
+    let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
+    let out: Vec<NodeListStub> = state
+        .nodes
+        .values()
+        .filter(|n| q.prefix_matches(&n.id))
+        .map(|n| NodeListStub::from_node(n))
+        .collect();
+    Ok(reply(&srv, state.tables.nodes, &out))
+}
+
+pub async fn get_node(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+    let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
+    let n = state
+        .nodes
+        .get(&id)
+        .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
+    Ok(reply(&srv, state.tables.nodes, &**n))
+}
+
+/// Full allocations of a node: what its agent must run. Agents hold this as a blocking query.
+pub async fn allocations(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let out: Vec<Allocation> = state
+        .allocs_for_node(&id)
+        .iter()
+        .map(|a| (**a).clone())
+        .collect();
+    Ok(reply(&srv, state.tables.allocs, &out))
+}
+
+fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
+    let ttl = srv.heartbeats.ttl;
+    let m = srv.raft.metrics().borrow().clone();
+    let servers = m
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(_, n)| format!("http://{}", n.addr))
+        .collect();
+    NodeHeartbeatResponse {
+        heartbeat_ttl: ttl.as_nanos() as i64,
+        index,
+        servers,
+    }
+}
+
+pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
+    let req: NodeRegisterRequest = parse_body(&body)?;
+    let mut node = req.node;
+    if node.id.trim().is_empty() {
+        return Err(ApiErr::bad_request("node ID is missing"));
+    }
+    if node.name.trim().is_empty() {
+        return Err(ApiErr::bad_request("node name is missing"));
+    }
+    if node.datacenter.is_empty() {
+        node.datacenter = "dc1".into();
+    }
+    if node.node_pool.is_empty() {
+        node.node_pool = "default".into();
+    }
+    let now = now_nanos();
+    node.status = api::NODE_STATUS_READY.into();
+    node.status_updated_at = now / 1_000_000_000;
+    let state = srv.snapshot();
+    let changed = state
+        .nodes
+        .get(&node.id)
+        .is_none_or(|old| old.status != api::NODE_STATUS_READY);
+    let evals = if changed {
+        node_evals(&state, &node.id, now)
+    } else {
+        vec![]
+    };
+    let node_id = node.id.clone();
+    let resp = srv.write(Command::UpsertNode { node, evals }).await?;
+    srv.heartbeats.reset(&node_id);
+    Ok(reply(&srv, resp.index, &heartbeat_reply(&srv, resp.index)))
+}
+
+pub async fn heartbeat(State(srv): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let state = srv.snapshot();
+    let Some(node) = state.nodes.get(&id) else {
+        return Err(ApiErr::not_found(format!(
+            "node {id:?} not found; register it first"
+        )));
+    };
+    let mut index = state.index;
+    if node.status != api::NODE_STATUS_READY {
+        let now = now_nanos();
+        let resp = srv
+            .write(Command::UpdateNodeStatus {
+                node_id: id.clone(),
+                status: api::NODE_STATUS_READY.into(),
+                now,
+                evals: node_evals(&state, &id, now),
+            })
+            .await?;
+        index = resp.index;
+    }
+    srv.heartbeats.reset(&id);
+    Ok(reply(&srv, index, &heartbeat_reply(&srv, index)))
+}
+
+pub async fn update_allocs(State(srv): State<AppState>, Path(node_id): Path<String>, body: Bytes) -> ApiResult {
+    let req: AllocUpdateRequest = parse_body(&body)?;
+    let state = srv.snapshot();
+    let now = now_nanos();
+    let mut updates = Vec::new();
+    let mut jobs_to_eval = BTreeSet::new();
+    for u in req.alloc {
+        let Some(old) = state.allocs.get(&u.id) else {
+            continue;
+        };
+        if old.node_id != node_id {
+            return Err(ApiErr::bad_request(format!(
+                "alloc {} does not belong to node {node_id}",
+                u.id
+            )));
+        }
+        let valid = [
+            api::ALLOC_CLIENT_PENDING,
+            api::ALLOC_CLIENT_RUNNING,
+            api::ALLOC_CLIENT_COMPLETE,
+            api::ALLOC_CLIENT_FAILED,
+        ];
+        if !valid.contains(&u.client_status.as_str()) {
+            return Err(ApiErr::bad_request(format!(
+                "invalid client status {:?} for alloc {}",
+                u.client_status, u.id
+            )));
+        }
+        // A live allocation that ended on its own needs the scheduler to look again.
+        let ended = !old.client_terminal()
+            && (u.client_status == api::ALLOC_CLIENT_FAILED
+                || u.client_status == api::ALLOC_CLIENT_COMPLETE)
+            && !old.desired_stop();
+        if ended {
+            jobs_to_eval.insert((old.namespace.clone(), old.job_id.clone()));
+        }
+        updates.push(u);
+    }
+    if updates.is_empty() {
+        return Ok(reply(&srv, state.index, &api::WriteResponse { index: state.index }));
+    }
+    let evals = jobs_to_eval
+        .into_iter()
+        .filter_map(|(ns, id)| {
+            let job = state.job(&ns, &id)?;
+            Some(api::Evaluation {
+                id: api::new_id(),
+                namespace: ns,
+                priority: job.priority,
+                eval_type: job.job_type.clone(),
+                triggered_by: api::TRIGGER_ALLOC_FAILURE.into(),
+                job_id: id,
+                status: api::EVAL_STATUS_PENDING.into(),
+                create_time: now,
+                modify_time: now,
+                ..Default::default()
+            })
+        })
+        .collect();
+    let resp = srv
+        .write(Command::ClientAllocUpdate {
+            updates,
+            evals,
+            now,
+        })
+        .await?;
+    Ok(reply(&srv, resp.index, &api::WriteResponse { index: resp.index }))
+}

@@ -1,0 +1,34 @@
+//! Raft: openraft wired to sled storage, our FSM, and JSON-over-HTTP transport.
+
+pub mod network;
+pub mod store;
+
+use crate::fsm::{Command, Response};
+use std::io::Cursor;
+
+openraft::declare_raft_types!(
+    /// Drover's Raft types: commands in, responses out, nodes addressed by HTTP.
+    pub TypeConfig:
+        D = Command,
+        R = Response,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type NodeId = u64;
+pub type LogId = openraft::LogId<NodeId>;
+pub type StorageError = openraft::StorageError<NodeId>;
+
+/// Wrap any error as an openraft storage I/O error.
+pub(crate) fn io_err<E: std::error::Error + 'static>(write: bool, e: E) -> StorageError {
+    let src = openraft::AnyError::new(&e);
+    let io = if write {
+        openraft::StorageIOError::write(src)
+    } else {
+        openraft::StorageIOError::read(src)
+    };
+    StorageError::IO { source: io }
+}

@@ -1,0 +1,177 @@
+//! The in-memory state store: one persistent map per table, so a snapshot is an O(1) clone.
+//!
+//! Only the FSM (`fsm.rs`) mutates a `StateStore`; everyone else reads an immutable
+//! `Arc<StateStore>` published after each applied batch of Raft entries.
+
+use api::{Allocation, Evaluation, Job, JobSummary, Node, TaskGroupSummary};
+use imbl::{OrdMap, OrdSet};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// `(namespace, job id)`.
+pub type JobKey = (String, String);
+
+/// The index each table was last written at; blocking queries wait on these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableIndexes {
+    pub jobs: u64,
+    pub allocs: u64,
+    pub evals: u64,
+    pub nodes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StateStore {
+    /// The Raft index of the last applied entry.
+    pub index: u64,
+    pub tables: TableIndexes,
+    pub jobs: OrdMap<JobKey, Arc<Job>>,
+    /// Every version of every job, keyed `(namespace, id, version)`.
+    pub job_versions: OrdMap<(String, String, u64), Arc<Job>>,
+    pub allocs: OrdMap<String, Arc<Allocation>>,
+    pub evals: OrdMap<String, Arc<Evaluation>>,
+    pub nodes: OrdMap<String, Arc<Node>>,
+    /// Secondary indexes, rebuilt on snapshot restore.
+    #[serde(skip)]
+    pub allocs_by_job: OrdSet<(String, String, String)>,
+    #[serde(skip)]
+    pub allocs_by_node: OrdSet<(String, String)>,
+    #[serde(skip)]
+    pub evals_by_job: OrdSet<(String, String, String)>,
+}
+
+impl StateStore {
+    /// Rebuild the secondary indexes (after deserialising a snapshot).
+    pub fn reindex(&mut self) {
+        self.allocs_by_job = self
+            .allocs
+            .values()
+            .map(|a| (a.namespace.clone(), a.job_id.clone(), a.id.clone()))
+            .collect();
+        self.allocs_by_node = self
+            .allocs
+            .values()
+            .map(|a| (a.node_id.clone(), a.id.clone()))
+            .collect();
+        self.evals_by_job = self
+            .evals
+            .values()
+            .map(|e| (e.namespace.clone(), e.job_id.clone(), e.id.clone()))
+            .collect();
+    }
+
+    pub fn job(&self, ns: &str, id: &str) -> Option<Arc<Job>> {
+        self.jobs.get(&(ns.to_string(), id.to_string())).cloned()
+    }
+
+    pub fn job_versions(&self, ns: &str, id: &str) -> Vec<Arc<Job>> {
+        let lo = (ns.to_string(), id.to_string(), 0);
+        let hi = (ns.to_string(), id.to_string(), u64::MAX);
+        let mut v: Vec<_> = self.job_versions.range(lo..=hi).map(|(_, j)| j.clone()).collect();
+        v.reverse();
+        v
+    }
+
+    pub fn allocs_for_job(&self, ns: &str, job_id: &str) -> Vec<Arc<Allocation>> {
+        let lo = (ns.to_string(), job_id.to_string(), String::new());
+        self.allocs_by_job
+            .range(lo..)
+            .take_while(|(n, j, _)| n == ns && j == job_id)
+            .filter_map(|(_, _, id)| self.allocs.get(id).cloned())
+            .collect()
+    }
+
+    pub fn allocs_for_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
+        let lo = (node_id.to_string(), String::new());
+        self.allocs_by_node
+            .range(lo..)
+            .take_while(|(n, _)| n == node_id)
+            .filter_map(|(_, id)| self.allocs.get(id).cloned())
+            .collect()
+    }
+
+    pub fn evals_for_job(&self, ns: &str, job_id: &str) -> Vec<Arc<Evaluation>> {
+        let lo = (ns.to_string(), job_id.to_string(), String::new());
+        self.evals_by_job
+            .range(lo..)
+            .take_while(|(n, j, _)| n == ns && j == job_id)
+            .filter_map(|(_, _, id)| self.evals.get(id).cloned())
+            .collect()
+    }
+
+    // ---- writes (FSM only) ----
+
+    pub(crate) fn put_alloc(&mut self, a: Allocation) {
+        self.allocs_by_job
+            .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
+        self.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
+        self.allocs.insert(a.id.clone(), Arc::new(a));
+    }
+
+    pub(crate) fn put_eval(&mut self, e: Evaluation) {
+        self.evals_by_job
+            .insert((e.namespace.clone(), e.job_id.clone(), e.id.clone()));
+        self.evals.insert(e.id.clone(), Arc::new(e));
+    }
+
+    /// Allocation counts per task group and client status, as `GET /v1/job/:id/summary`.
+    pub fn job_summary(&self, job: &Job) -> JobSummary {
+        let mut summary = JobSummary {
+            job_id: job.id.clone(),
+            namespace: job.ns().to_string(),
+            create_index: job.create_index,
+            modify_index: job.modify_index,
+            ..Default::default()
+        };
+        for g in &job.task_groups {
+            summary
+                .summary
+                .insert(g.name.clone(), TaskGroupSummary::default());
+        }
+        for a in self.allocs_for_job(job.ns(), &job.id) {
+            let s = summary.summary.entry(a.task_group.clone()).or_default();
+            match a.client_status.as_str() {
+                api::ALLOC_CLIENT_PENDING => s.starting += 1,
+                api::ALLOC_CLIENT_RUNNING => s.running += 1,
+                api::ALLOC_CLIENT_COMPLETE => s.complete += 1,
+                api::ALLOC_CLIENT_FAILED => s.failed += 1,
+                api::ALLOC_CLIENT_LOST => s.lost += 1,
+                api::ALLOC_CLIENT_UNKNOWN => s.unknown += 1,
+                _ => {}
+            }
+        }
+        // Queued: what the newest blocked evaluation still waits to place.
+        if let Some(e) = self
+            .evals_for_job(job.ns(), &job.id)
+            .into_iter()
+            .filter(|e| e.status == api::EVAL_STATUS_BLOCKED)
+            .max_by_key(|e| e.create_index)
+        {
+            for (g, n) in &e.queued_allocations {
+                summary.summary.entry(g.clone()).or_default().queued = *n;
+            }
+        }
+        summary
+    }
+}
+
+impl scheduler::State for StateStore {
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
+        StateStore::job(self, namespace, id)
+    }
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.values().cloned().collect()
+    }
+    fn node(&self, id: &str) -> Option<Arc<Node>> {
+        self.nodes.get(id).cloned()
+    }
+    fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_for_job(namespace, job_id)
+    }
+    fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_for_node(node_id)
+    }
+}

@@ -1,0 +1,229 @@
+//! A small harness that runs the real `drover` binary: agents on free loopback ports with
+//! their own temporary data dirs, CLI invocations, and bounded polling.
+//!
+//! Every agent is killed when its guard drops, and every task process it started (found by
+//! its working directory under the test's data dir) is killed too, so a failing test leaves
+//! nothing behind.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn drover_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_drover"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `drover agent -dev` process with its own data dir and port.
+pub struct DevAgent {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<Child>,
+    env: Vec<(String, String)>,
+}
+
+impl DevAgent {
+    pub fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("drover-test-")
+            .tempdir()
+            .expect("temp dir");
+        let mut a = DevAgent {
+            dir,
+            port: free_port(),
+            child: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        a.spawn();
+        a
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn addr(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("agent.log"))
+            .expect("agent log");
+        let mut cmd = Command::new(drover_bin());
+        cmd.args(["agent", "-dev", "-data-dir"])
+            .arg(self.data_dir())
+            .args(["-http-port", &self.port.to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn drover agent"));
+        let addr = self.addr();
+        wait_for("the agent's HTTP API", Duration::from_secs(30), || {
+            self.check_alive();
+            let r = reqwest::blocking::get(format!("{addr}/v1/agent/self")).ok()?;
+            r.status().is_success().then_some(())
+        });
+    }
+
+    fn check_alive(&mut self) {
+        if let Some(c) = self.child.as_mut() {
+            if let Ok(Some(status)) = c.try_wait() {
+                panic!(
+                    "drover agent exited early with {status}; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("agent running").id()
+    }
+
+    /// SIGKILL the agent: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM the agent and wait (bounded) for it to exit; returns its exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("agent running");
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("agent did not exit within 20s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    /// Run a `drover` CLI command against this agent.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(drover_bin())
+            .args(args)
+            .env("NOMAD_ADDR", self.addr())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run drover")
+    }
+
+    pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = reqwest::blocking::get(format!("{}{path}", self.addr())).expect("GET");
+        let status = r.status().as_u16();
+        let text = r.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+
+    /// Pids of live task processes whose working directory is under this agent's data dir.
+    pub fn task_pids(&self) -> Vec<i32> {
+        processes_under(&self.data_dir())
+    }
+}
+
+impl Drop for DevAgent {
+    fn drop(&mut self) {
+        self.kill9();
+        for pid in self.task_pids() {
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// Processes whose cwd lies under `dir` (our tasks run in their task dirs).
+pub fn processes_under(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        // Zombies have no cwd; skip them.
+        if let Ok(cwd) = std::fs::read_link(e.path().join("cwd")) {
+            if cwd.starts_with(&dir) {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie still answers kill(0); look at its state.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

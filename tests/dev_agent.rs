@@ -1,0 +1,169 @@
+//! The walking skeleton, end to end through the real binary: `drover agent -dev` runs a
+//! raw_exec job, the CLI reports it, a `kill -9` loses nothing, and stopping kills the task.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+const JOB: &str = r#"
+job "sleeper" {
+  datacenters = ["dc1"]
+  type = "service"
+
+  group "main" {
+    count = 1
+
+    task "sleep" {
+      driver = "raw_exec"
+      kill_timeout = "2s"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "echo hello-from-drover; echo oops >&2; exec sleep 3600"]
+      }
+
+      resources {
+        cpu    = 50
+        memory = 32
+      }
+    }
+  }
+}
+"#;
+
+fn running_allocs(agent: &DevAgent, job: &str) -> Vec<serde_json::Value> {
+    let (_, allocs) = agent.get_json(&format!("/v1/job/{job}/allocations"));
+    allocs
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|a| a["ClientStatus"] == "running" && a["DesiredStatus"] == "run")
+        .collect()
+}
+
+#[test]
+fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
+    let mut agent = DevAgent::start();
+    let job_file = agent.dir.path().join("sleeper.hcl");
+    std::fs::write(&job_file, JOB).unwrap();
+
+    // The dev agent's own client registers as a ready node.
+    wait_for("the dev node to be ready", Duration::from_secs(30), || {
+        let out = agent.cli(&["node", "status"]);
+        stdout(&out).contains("ready").then_some(())
+    });
+
+    // job run: monitors the evaluation to placement.
+    let out = agent.cli(&["job", "run", job_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "job run failed: {text}\n{}", stderr(&out));
+    assert!(text.contains("Monitoring evaluation"), "{text}");
+    assert!(text.contains("Allocation \""), "{text}");
+    assert!(text.contains("finished with status \"complete\""), "{text}");
+
+    // The task is a real process, with its output captured under the alloc dir.
+    let alloc = wait_for("the alloc to run", Duration::from_secs(30), || {
+        running_allocs(&agent, "sleeper").into_iter().next()
+    });
+    let alloc_id = alloc["ID"].as_str().unwrap().to_string();
+    let pids = wait_for("the task process", Duration::from_secs(10), || {
+        let p = agent.task_pids();
+        (!p.is_empty()).then_some(p)
+    });
+    let logs = agent
+        .data_dir()
+        .join("client/alloc")
+        .join(&alloc_id)
+        .join("alloc/logs");
+    wait_for("stdout in the alloc's log dir", Duration::from_secs(10), || {
+        let s = std::fs::read_to_string(logs.join("sleep.stdout.0")).ok()?;
+        s.contains("hello-from-drover").then_some(())
+    });
+    let err = std::fs::read_to_string(logs.join("sleep.stderr.0")).unwrap();
+    assert!(err.contains("oops"), "stderr log: {err}");
+
+    // The CLI reports it in Nomad's words.
+    let status = stdout(&agent.cli(&["job", "status", "sleeper"]));
+    assert!(status.contains("running"), "{status}");
+    let list = stdout(&agent.cli(&["job", "status"]));
+    assert!(list.contains("sleeper"), "{list}");
+    let a = agent.cli(&["alloc", "status", &alloc_id[..8]]);
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(stdout(&a).contains("running"), "{}", stdout(&a));
+    assert!(stdout(&a).contains("Started"), "{}", stdout(&a));
+
+    // kill -9 the agent and start it again on the same data dir.
+    let (_, evals_before) = agent.get_json("/v1/job/sleeper/evaluations");
+    agent.kill9();
+    assert!(
+        pids.iter().all(|p| pid_alive(*p)),
+        "tasks must outlive the agent"
+    );
+    agent.restart();
+    let (code, job) = agent.get_json("/v1/job/sleeper");
+    assert_eq!(code, 200, "the job survived the crash: {job}");
+    assert_eq!(job["Version"], 0);
+    let (_, versions) = agent.get_json("/v1/job/sleeper/versions");
+    assert_eq!(versions["Versions"].as_array().unwrap().len(), 1);
+    let (_, evals_after) = agent.get_json("/v1/job/sleeper/evaluations");
+    assert_eq!(
+        evals_before.as_array().unwrap().len(),
+        evals_after.as_array().unwrap().len()
+    );
+    let (code, alloc_after) = agent.get_json(&format!("/v1/allocation/{alloc_id}"));
+    assert_eq!(code, 200);
+    assert_eq!(alloc_after["ID"], alloc_id.as_str());
+    // The cluster converges: exactly the desired count is running, on the same process.
+    wait_for("the job to be running again", Duration::from_secs(30), || {
+        (running_allocs(&agent, "sleeper").len() == 1).then_some(())
+    });
+    assert!(pids.iter().all(|p| pid_alive(*p)), "the task was reattached, not restarted");
+    assert_eq!(agent.task_pids().len(), pids.len());
+
+    // job stop kills the process and the job is dead (stopped).
+    let out = agent.cli(&["job", "stop", "sleeper"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    wait_for("the task process to exit", Duration::from_secs(20), || {
+        pids.iter().all(|p| !pid_alive(*p)).then_some(())
+    });
+    wait_for("the job to be dead", Duration::from_secs(20), || {
+        let (_, j) = agent.get_json("/v1/job/sleeper");
+        (j["Status"] == "dead").then_some(())
+    });
+    let status = stdout(&agent.cli(&["job", "status", "sleeper"]));
+    assert!(status.contains("dead (stopped)"), "{status}");
+
+    // -purge forgets it.
+    let out = agent.cli(&["job", "stop", "-purge", "-detach", "sleeper"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_for("the job to be purged", Duration::from_secs(10), || {
+        (agent.get_json("/v1/job/sleeper").0 == 404).then_some(())
+    });
+
+    // SIGTERM shuts the agent down cleanly.
+    let st = agent.terminate();
+    assert!(st.success(), "agent exit status after SIGTERM: {st}");
+}
+
+#[test]
+fn job_run_detach_returns_the_evaluation_id_at_once() {
+    let agent = DevAgent::start();
+    let job_file = agent.dir.path().join("sleeper.hcl");
+    std::fs::write(&job_file, JOB.replace("sleeper", "detached")).unwrap();
+    let out = agent.cli(&["job", "run", "-detach", job_file.to_str().unwrap()]);
+    let text = stdout(&out);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    let eval_id = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Evaluation ID: "))
+        .unwrap_or_else(|| panic!("no evaluation id in {text}"))
+        .trim()
+        .to_string();
+    let (code, eval) = agent.get_json(&format!("/v1/evaluation/{eval_id}"));
+    assert_eq!(code, 200, "{eval}");
+    assert_eq!(eval["JobID"], "detached");
+    let out = agent.cli(&["job", "stop", "detached"]);
+    assert!(out.status.success());
+}
