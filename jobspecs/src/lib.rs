@@ -1,1 +1,202 @@
+//! Jobspecs: Nomad job files (HCL2, or the API's JSON) -> `api::Job`.
+//!
+//! The pipeline: hcl-edit parses the file with byte spans; `variable` and `locals` blocks
+//! build an expression scope (`vars`); the `job` block is lowered block by block
+//! (`lower`, `parts`) through a `Reader` that collects every problem as a
+//! `file:line:column: message` diagnostic; then Nomad's defaults are applied
+//! (`api::Job::canonicalize`) and the job is validated. Nomad blocks Drover does not
+//! run yet (service, template, vault...) are accepted and reported as warnings.
 
+pub mod diag;
+pub mod duration;
+mod eval;
+mod funcs;
+mod json;
+mod lower;
+mod parts;
+mod reader;
+mod schema;
+mod value;
+mod vars;
+
+pub use diag::{Diagnostic, Diagnostics};
+
+use diag::SourceMap;
+use eval::Scope;
+use hcl_edit::structure::Structure;
+use hcl_edit::Span;
+use reader::Reader;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A parsed job and the warnings about what Drover ignored in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Parsed {
+    pub job: api::Job,
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// Parses a job file: `.json` as API JSON, anything else (`.hcl`, `.nomad`) as HCL2.
+pub fn parse_file(path: &Path) -> Result<api::Job, Diagnostics> {
+    parse_file_with_vars(path, &BTreeMap::new())
+}
+
+/// Parses a job file with `-var` values.
+pub fn parse_file_with_vars(
+    path: &Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<api::Job, Diagnostics> {
+    parse_file_full(path, vars).map(|p| p.job)
+}
+
+/// Parses a job file with `-var` values, returning the warnings too.
+pub fn parse_file_full(
+    path: &Path,
+    vars: &BTreeMap<String, String>,
+) -> Result<Parsed, Diagnostics> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: file.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read the job file: {e}"),
+    })?;
+    parse_str_full(&src, &file, vars)
+}
+
+/// Parses a job from text; `filename` is used in messages and, for HCL, as the base
+/// of `file()` paths. Text ending in `.json` or starting with `{` is API JSON.
+pub fn parse_str(src: &str, filename: &str) -> Result<api::Job, Diagnostics> {
+    parse_str_with_vars(src, filename, &BTreeMap::new())
+}
+
+/// Parses a job from text with `-var` values (converted to each variable's type).
+pub fn parse_str_with_vars(
+    src: &str,
+    filename: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<api::Job, Diagnostics> {
+    parse_str_full(src, filename, vars).map(|p| p.job)
+}
+
+/// Parses a job from text with `-var` values, returning the warnings too.
+pub fn parse_str_full(
+    src: &str,
+    filename: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Parsed, Diagnostics> {
+    let sm = SourceMap::new(filename, src);
+    let is_json = filename.ends_with(".json") || src.trim_start().starts_with('{');
+    let (mut job, job_offset, warnings) = if is_json {
+        let (job, offset) = json::parse(src, filename)?;
+        (job, offset, Vec::new())
+    } else {
+        parse_hcl(&sm, vars)?
+    };
+    job.canonicalize();
+    let errors: Vec<Diagnostic> = job
+        .validate()
+        .into_iter()
+        .filter(|m| !is_checked_in_place(m) || is_json)
+        .map(|m| {
+            let at = if is_json && m.starts_with("job ID") {
+                src.find("\"ID\"").unwrap_or(job_offset)
+            } else {
+                job_offset
+            };
+            let m = if is_json {
+                m
+            } else {
+                format!("in job {:?}: {m}", job.id)
+            };
+            sm.at(Some(at..at), m)
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(Parsed { job, warnings })
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// `api::Job::validate` messages that HCL lowering already reports at their own position.
+fn is_checked_in_place(message: &str) -> bool {
+    [
+        "is defined twice",
+        "count must be",
+        "cpu must be",
+        "memory must be",
+        "priority must be",
+        "missing driver",
+        "no tasks",
+        "has no task groups",
+        "job type",
+    ]
+    .iter()
+    .any(|p| message.contains(p))
+}
+
+type Lowered = (api::Job, usize, Vec<Diagnostic>);
+
+fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, String>) -> Result<Lowered, Diagnostics> {
+    let src = sm.src();
+    let body = hcl_edit::parser::parse_body(src).map_err(|e| Diagnostic {
+        file: sm.file().to_string(),
+        line: e.location().line(),
+        column: e.location().column(),
+        message: format!("syntax error: {}", e.message()),
+    })?;
+    let base_dir = Path::new(sm.file()).parent().map(Path::to_path_buf);
+    let mut reader = Reader::new(sm, Scope::new(src, base_dir));
+    let (_, blocks) = reader.items(&body, "", &schema::FILE);
+    let mut variables = Vec::new();
+    let mut locals = Vec::new();
+    let mut jobs = Vec::new();
+    for b in blocks {
+        match b.ident.as_str() {
+            "variable" => variables.push(b),
+            "locals" => locals.push(b),
+            _ => jobs.push(b),
+        }
+    }
+    reader.declare(&variables, &locals, vars);
+    reader.check_locals();
+    let mut job = api::Job::default();
+    let mut job_offset = 0;
+    match jobs.as_slice() {
+        [] => {
+            if !body
+                .iter()
+                .any(|s| matches!(s, Structure::Block(b) if b.ident.as_str() == "job"))
+            {
+                reader.error(None, "", "no `job \"name\" { ... }` block in this file");
+            }
+        }
+        [first, rest @ ..] => {
+            for extra in rest {
+                reader.error(
+                    extra.ident.span(),
+                    "",
+                    "only one job block is allowed per file",
+                );
+            }
+            job_offset = first.span().map(|s| s.start).unwrap_or(0);
+            job = reader.job(first);
+        }
+    }
+    let mut errors = reader.errors;
+    if !errors.is_empty() {
+        errors.sort_by_key(|d| (d.line, d.column));
+        // One cause reached through several uses (a broken local) is reported once; the
+        // unpositioned messages at 1:1 are all distinct.
+        errors.dedup_by(|a, b| {
+            (a.line, a.column) == (b.line, b.column)
+                && ((a.line, a.column) != (1, 1) || a.message == b.message)
+        });
+        return Err(Diagnostics(errors));
+    }
+    Ok((job, job_offset, reader.warnings))
+}
+
+#[cfg(test)]
+mod tests;

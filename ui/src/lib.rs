@@ -46,5 +46,12 @@ async fn index() -> Html<String> {
 
 /// The UI's routes, generic over the host's state so it can be nested anywhere.
 pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/", get(index))
+    Router::new()
+        .route("/", get(index))
+        .method_not_allowed_fallback(|| async {
+            (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "the web UI only answers GET",
+            )
+        })
 }

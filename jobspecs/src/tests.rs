@@ -1,0 +1,464 @@
+//! Behaviour tests of the whole pipeline on small job files written inline.
+
+use crate::{parse_str, parse_str_full, parse_str_with_vars, Diagnostics};
+use std::collections::BTreeMap;
+
+fn ok(src: &str) -> api::Job {
+    parse_str(src, "t.hcl").unwrap_or_else(|d| panic!("unexpected errors:\n{d}"))
+}
+
+fn err(src: &str) -> Diagnostics {
+    match parse_str(src, "t.hcl") {
+        Ok(job) => panic!("expected errors, got {job:?}"),
+        Err(d) => d,
+    }
+}
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// A minimal job around a task body.
+fn with_task(task_body: &str) -> String {
+    format!(
+        "job \"web\" {{\n  group \"api\" {{\n    task \"server\" {{\n{task_body}\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn sleep_example_parses_with_its_resources() {
+    let src = include_str!("../examples/sleep.hcl");
+    let job = parse_str(src, "sleep.hcl").unwrap();
+    assert_eq!(job.id, "sleep");
+    assert_eq!(job.job_type, "service");
+    let g = &job.task_groups[0];
+    assert_eq!(g.count, 1);
+    let t = &g.tasks[0];
+    assert_eq!(t.driver, "raw_exec");
+    assert_eq!(t.config["command"], "/bin/sleep");
+    assert_eq!(t.config["args"], serde_json::json!(["3600"]));
+    let r = t.resources.as_ref().unwrap();
+    assert_eq!((r.cpu, r.memory_mb), (100, 64));
+}
+
+#[test]
+fn batch_and_docker_examples_parse() {
+    let batch = parse_str(include_str!("../examples/batch.hcl"), "batch.hcl").unwrap();
+    assert_eq!(batch.job_type, "batch");
+    assert_eq!(
+        batch.task_groups[0].tasks[0].config["args"],
+        serde_json::json!(["-c", "echo hello; sleep 2"])
+    );
+    let redis = parse_str(include_str!("../examples/example.hcl"), "example.hcl").unwrap();
+    assert_eq!(redis.task_groups[0].tasks[0].driver, "docker");
+    assert_eq!(redis.task_groups[0].networks[0].dynamic_ports[0].to, 6379);
+}
+
+#[test]
+fn syntax_error_is_positioned() {
+    let d = err("job \"x\" {\n  type = \n}\n");
+    assert_eq!(d.0.len(), 1);
+    let e = &d.0[0];
+    assert_eq!((e.file.as_str(), e.line, e.column), ("t.hcl", 2, 10), "{e}");
+    assert!(
+        e.message.starts_with("syntax error: invalid expression"),
+        "{e}"
+    );
+    assert!(d.to_string().starts_with("t.hcl:2:10: syntax error"), "{d}");
+}
+
+#[test]
+fn misspelt_attribute_names_block_path_and_suggestion() {
+    let d = err(&with_task(
+        "      drivr = \"raw_exec\"\n      driver = \"exec\"",
+    ));
+    let e = &d.0[0];
+    assert_eq!((e.line, e.column), (4, 7));
+    assert!(
+        e.message.starts_with(
+            "in job \"web\" > group \"api\" > task \"server\": unknown attribute \"drivr\"; did you mean \"driver\"?"
+        ),
+        "{e}"
+    );
+    assert!(e.message.contains("expected one of:"), "{e}");
+}
+
+#[test]
+fn misspelt_block_gets_a_suggestion() {
+    let d = err(&with_task(
+        "      driver = \"exec\"\n      resorces { cpu = 100 }",
+    ));
+    assert!(d.0[0]
+        .message
+        .contains("unknown block \"resorces\"; did you mean \"resources\"?"));
+}
+
+#[test]
+fn all_errors_in_a_file_are_reported() {
+    let d = err(&with_task(
+        "      driver = \"exec\"\n      usr = \"x\"\n      kill_timeout = \"5 parsecs\"\n      resources {\n        cpu = 0\n        memory = 5\n      }",
+    ));
+    let lines: Vec<usize> = d.0.iter().map(|e| e.line).collect();
+    assert_eq!(lines, vec![5, 6, 8, 9], "{d}");
+    assert_eq!(d.to_string().lines().count(), 4);
+}
+
+#[test]
+fn nomad_blocks_not_implemented_are_warnings() {
+    let src = with_task(
+        "      driver = \"exec\"\n      service { name = \"x\" }\n      template { data = \"{{ key \\\"a\\\" }}\" }\n      vault { policies = [\"a\"] }",
+    );
+    let parsed = parse_str_full(&src, "t.hcl", &BTreeMap::new()).unwrap();
+    let ignored: Vec<&str> = parsed
+        .warnings
+        .iter()
+        .map(|w| w.message.rsplit(": ").next().unwrap())
+        .collect();
+    assert_eq!(ignored.len(), 3, "{ignored:?}");
+    assert!(parsed.warnings[0]
+        .message
+        .contains("\"service\" is not supported"));
+}
+
+#[test]
+fn duplicates_counts_drivers_and_operators_are_checked_in_place() {
+    let src = r#"job "j" {
+  group "g" {
+    count = -1
+    network {
+      port "http" {}
+      port "http" { static = 8080 }
+    }
+    task "a" {
+      driver = "docker2"
+      constraint {
+        attribute = "${attr.kernel.name}"
+        operator  = "equals"
+        value     = "linux"
+      }
+    }
+    task "a" { driver = "exec" }
+  }
+}
+"#;
+    let d = err(src);
+    let msgs: Vec<String> =
+        d.0.iter()
+            .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+            .collect();
+    assert_eq!(msgs.len(), 5, "{msgs:#?}");
+    assert!(msgs[0].starts_with("3:13 ") && msgs[0].contains("count must be >= 0"));
+    assert!(msgs[1].starts_with("6:12 ") && msgs[1].contains("port label \"http\""));
+    assert!(
+        msgs[2].starts_with("9:16 ")
+            && msgs[2].contains("unknown driver \"docker2\"; did you mean \"docker\"?")
+    );
+    assert!(msgs[3].starts_with("12:21 ") && msgs[3].contains("invalid operator \"equals\""));
+    assert!(msgs[4].starts_with("16:10 ") && msgs[4].contains("task \"a\" is defined twice"));
+}
+
+#[test]
+fn drivers_drover_does_not_run_yet_only_warn() {
+    let parsed = parse_str_full(
+        &with_task("      driver = \"podman\""),
+        "t.hcl",
+        &BTreeMap::new(),
+    )
+    .unwrap();
+    assert!(parsed.warnings[0].message.contains("driver \"podman\""));
+}
+
+#[test]
+fn durations_become_nanoseconds_in_the_job() {
+    let job = ok(r#"job "j" {
+  group "g" {
+    restart {
+      interval = "1m30s"
+      delay    = "250ms"
+    }
+    task "t" {
+      driver       = "exec"
+      kill_timeout = "1h"
+    }
+  }
+}"#);
+    let g = &job.task_groups[0];
+    let r = g.restart_policy.as_ref().unwrap();
+    assert_eq!(r.interval, 90_000_000_000);
+    assert_eq!(r.delay, 250_000_000);
+    assert_eq!(r.attempts, 2, "unset fields keep the service default");
+    assert_eq!(g.tasks[0].kill_timeout, 3_600_000_000_000);
+    assert_eq!(
+        g.tasks[0].restart_policy.as_ref().unwrap().interval,
+        90_000_000_000
+    );
+}
+
+#[test]
+fn variables_locals_and_functions_evaluate() {
+    let src = r#"
+variable "dcs" {
+  type    = list(string)
+  default = ["dc1"]
+}
+variable "count" {
+  type = number
+}
+variable "image" {
+  type    = string
+  default = "redis"
+}
+variable "debug" {
+  type    = bool
+  default = false
+}
+locals {
+  name  = format("%s-%d", upper(var.image), var.count)
+  tags  = concat(["a"], split(",", "b,c"))
+  extra = merge({ x = "1" }, { y = lookup({ k = "v" }, "k", "d") })
+}
+job "j" {
+  datacenters = var.dcs
+  meta = {
+    name   = local.name
+    tags   = join(",", local.tags)
+    n      = length(local.tags)
+    json   = jsonencode({ a = 1 })
+    trim   = trimspace("  t  ")
+    repl   = replace("a-b", "-", "_")
+    num    = tonumber("42") + min(1, 2) + max(3, 4)
+    str    = tostring(5)
+    co     = coalesce("", "first")
+    lower  = lower("ABC")
+    debug  = var.debug ? "on" : "off"
+    y      = local.extra.y
+  }
+  group "g" {
+    count = var.count
+    task "t" {
+      driver = "exec"
+      config {
+        command = "/bin/${var.image}"
+        script  = <<-EOT
+          echo ${local.name}
+          EOT
+      }
+    }
+  }
+}
+"#;
+    let job = parse_str_with_vars(
+        src,
+        "t.hcl",
+        &vars(&[("count", "3"), ("dcs", "[\"a\", \"b\"]"), ("debug", "true")]),
+    )
+    .unwrap();
+    assert_eq!(job.datacenters, vec!["a", "b"]);
+    assert_eq!(job.task_groups[0].count, 3);
+    let m = &job.meta;
+    assert_eq!(m["name"], "REDIS-3");
+    assert_eq!(m["tags"], "a,b,c");
+    assert_eq!(m["n"], "3");
+    assert_eq!(m["json"], "{\"a\":1}");
+    assert_eq!(m["trim"], "t");
+    assert_eq!(m["repl"], "a_b");
+    assert_eq!(m["num"], "47");
+    assert_eq!(m["str"], "5");
+    assert_eq!(m["co"], "first");
+    assert_eq!(m["lower"], "abc");
+    assert_eq!(m["debug"], "on");
+    assert_eq!(m["y"], "v");
+    let cfg = &job.task_groups[0].tasks[0].config;
+    assert_eq!(cfg["command"], "/bin/redis");
+    assert_eq!(cfg["script"], "echo REDIS-3\n");
+}
+
+#[test]
+fn missing_variable_is_named_at_its_declaration() {
+    let src = "variable \"image\" {\n  type = string\n}\njob \"j\" {\n  group \"g\" {\n    task \"t\" {\n      driver = \"docker\"\n      config { image = var.image }\n    }\n  }\n}\n";
+    let d = err(src);
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!((d.0[0].line, d.0[0].column), (1, 10));
+    assert!(d.0[0].message.contains("variable \"image\" has no default"));
+}
+
+#[test]
+fn wrongly_typed_variable_value_is_an_error() {
+    let src = "variable \"n\" {\n  type = number\n}\njob \"j\" {\n  group \"g\" {\n    count = var.n\n    task \"t\" { driver = \"exec\" }\n  }\n}\n";
+    let d = parse_str_with_vars(src, "t.hcl", &vars(&[("n", "many")])).unwrap_err();
+    assert!(
+        d.0[0].message.contains("invalid value for variable \"n\""),
+        "{d}"
+    );
+}
+
+#[test]
+fn undeclared_variable_reference_is_positioned() {
+    let d = err(&with_task("      driver = var.drivr"));
+    assert_eq!((d.0[0].line, d.0[0].column), (4, 16), "{d}");
+    assert!(
+        d.0[0]
+            .message
+            .contains("variable \"drivr\" is not declared"),
+        "{d}"
+    );
+}
+
+#[test]
+fn unknown_function_suggests_a_name() {
+    let d = err(&with_task("      driver = lowr(\"EXEC\")"));
+    assert!(
+        d.0[0]
+            .message
+            .contains("unknown function \"lowr\"; did you mean \"lower\"?"),
+        "{d}"
+    );
+}
+
+#[test]
+fn runtime_interpolations_are_kept_verbatim() {
+    let job = ok(&with_task(
+        r#"      driver = "exec"
+      config {
+        args = ["${NOMAD_ALLOC_ID}", "${attr.kernel.name}", "${node.unique.name}", "${meta.foo}", "${env["X"]}", "port=${NOMAD_PORT_http}", "$${literal}"]
+      }
+      env {
+        DIR = "${NOMAD_TASK_DIR}/conf"
+      }"#,
+    ));
+    let t = &job.task_groups[0].tasks[0];
+    assert_eq!(
+        t.config["args"],
+        serde_json::json!([
+            "${NOMAD_ALLOC_ID}",
+            "${attr.kernel.name}",
+            "${node.unique.name}",
+            "${meta.foo}",
+            "${env[\"X\"]}",
+            "port=${NOMAD_PORT_http}",
+            "${literal}"
+        ])
+    );
+    assert_eq!(t.env["DIR"], "${NOMAD_TASK_DIR}/conf");
+}
+
+#[test]
+fn config_blocks_become_objects_and_repeated_ones_arrays() {
+    let job = ok(&with_task(
+        r#"      driver = "docker"
+      config {
+        image = "x"
+        port_map { http = 80 }
+        mount {
+          type   = "bind"
+          target = "/a"
+        }
+        mount {
+          type   = "tmpfs"
+          target = "/b"
+        }
+      }"#,
+    ));
+    let cfg = &job.task_groups[0].tasks[0].config;
+    assert_eq!(cfg["port_map"], serde_json::json!({ "http": 80 }));
+    assert_eq!(cfg["mount"][1]["target"], "/b");
+}
+
+#[test]
+fn defaults_match_nomad() {
+    let job = ok(&with_task("      driver = \"exec\""));
+    assert_eq!(job.name, "web");
+    assert_eq!(job.namespace, "default");
+    assert_eq!(job.region, "global");
+    assert_eq!(job.job_type, "service");
+    assert_eq!(job.priority, 50);
+    let g = &job.task_groups[0];
+    assert_eq!(g.count, 1);
+    assert_eq!(g.restart_policy.as_ref().unwrap().attempts, 2);
+    assert!(g.reschedule_policy.as_ref().unwrap().unlimited);
+    let t = &g.tasks[0];
+    let r = t.resources.as_ref().unwrap();
+    assert_eq!((r.cpu, r.memory_mb), (100, 300));
+    assert_eq!(t.kill_timeout, 5_000_000_000);
+
+    let batch = ok("job \"b\" {\n  type = \"batch\"\n  name = \"Batch\"\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!(batch.name, "Batch");
+    let g = &batch.task_groups[0];
+    assert_eq!(g.restart_policy.as_ref().unwrap().attempts, 3);
+    assert_eq!(g.reschedule_policy.as_ref().unwrap().attempts, 1);
+}
+
+#[test]
+fn job_level_update_is_inherited_and_merged_by_groups() {
+    let job = ok(r#"job "j" {
+  update {
+    max_parallel = 2
+    canary       = 1
+  }
+  group "g" {
+    update { canary = 3 }
+    task "t" { driver = "exec" }
+  }
+}"#);
+    let u = job.task_groups[0].update.as_ref().unwrap();
+    assert_eq!((u.max_parallel, u.canary), (2, 3));
+    assert_eq!(u.healthy_deadline, 300_000_000_000);
+}
+
+#[test]
+fn constraints_affinities_and_spreads_lower() {
+    let job = ok(r#"job "j" {
+  constraint {
+    distinct_hosts = true
+  }
+  constraint {
+    attribute = "${attr.kernel.version}"
+    version   = ">= 5.0"
+  }
+  affinity {
+    attribute = "${node.datacenter}"
+    value     = "dc1"
+    weight    = 80
+  }
+  spread {
+    attribute = "${node.datacenter}"
+    target "dc1" { percent = 70 }
+    target "dc2" { percent = 30 }
+  }
+  group "g" {
+    task "t" { driver = "exec" }
+  }
+}"#);
+    assert_eq!(job.constraints[0].operand, "distinct_hosts");
+    assert_eq!(job.constraints[1].operand, "version");
+    assert_eq!(job.constraints[1].r_target, ">= 5.0");
+    assert_eq!(job.affinities[0].weight, 80);
+    assert_eq!(job.spreads[0].spread_target[1].value, "dc2");
+}
+
+#[test]
+fn job_validation_messages_are_positioned_at_the_job() {
+    let d =
+        err("\njob \"my job\" {\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!((d.0[0].line, d.0[0].column), (2, 1));
+    assert!(d.0[0].message.contains("contains a space"), "{d}");
+}
+
+#[test]
+fn json_jobs_parse_wrapped_or_bare() {
+    let wrapped = r#"{"Job": {"ID": "j", "TaskGroups": [{"Name": "g", "Count": null,
+        "Tasks": [{"Name": "t", "Driver": "exec", "Resources": null}]}]}}"#;
+    let job = parse_str(wrapped, "j.json").unwrap();
+    assert_eq!(job.task_groups[0].count, 1);
+    assert_eq!(
+        job.task_groups[0].tasks[0].resources.as_ref().unwrap().cpu,
+        100
+    );
+    let bare = r#"{"ID": "j", "TaskGroups": [{"Name": "g", "Count": 2, "Tasks": [{"Name": "t", "Driver": "exec"}]}]}"#;
+    assert_eq!(parse_str(bare, "j.json").unwrap().task_groups[0].count, 2);
+    let broken = parse_str("{\n  \"ID\": ,\n}", "j.json").unwrap_err();
+    assert_eq!(broken.0[0].line, 2, "{broken}");
+}
