@@ -54,7 +54,10 @@ const GARBAGE: &[&str] = &[
 #[test]
 fn garbage_to_every_route_gets_a_client_error_and_the_agent_survives() {
     let agent = DevAgent::start();
-    let http = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+    let http = Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
     for route in ROUTES {
         for method in ["PUT", "POST", "DELETE", "GET"] {
             for body in GARBAGE {
@@ -71,7 +74,10 @@ fn garbage_to_every_route_gets_a_client_error_and_the_agent_survives() {
                     "{method} {route} with {body:?} gave {status}: {text}"
                 );
                 if status >= 400 {
-                    assert!(!text.trim().is_empty(), "{method} {route}: an error without a sentence");
+                    assert!(
+                        !text.trim().is_empty(),
+                        "{method} {route}: an error without a sentence"
+                    );
                 }
             }
         }
@@ -122,9 +128,19 @@ fn api_errors_carry_status_and_sentence() {
 #[test]
 fn blocking_queries_wait_for_a_newer_index() {
     let agent = DevAgent::start();
-    let http = Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-    let r = http.get(format!("{}/v1/jobs", agent.addr())).send().unwrap();
-    let index: u64 = r.headers()["X-Nomad-Index"].to_str().unwrap().parse().unwrap();
+    let http = Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let r = http
+        .get(format!("{}/v1/jobs", agent.addr()))
+        .send()
+        .unwrap();
+    let index: u64 = r.headers()["X-Nomad-Index"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     // Nothing changes: the query returns after its wait with the same index.
     let start = std::time::Instant::now();
     let r = http
@@ -132,7 +148,10 @@ fn blocking_queries_wait_for_a_newer_index() {
         .send()
         .unwrap();
     assert!(start.elapsed() >= Duration::from_millis(300));
-    assert_eq!(r.headers()["X-Nomad-Index"].to_str().unwrap(), index.to_string());
+    assert_eq!(
+        r.headers()["X-Nomad-Index"].to_str().unwrap(),
+        index.to_string()
+    );
     // A registration wakes a waiting query with a newer index.
     let addr = agent.addr();
     let waiter = std::thread::spawn(move || {
@@ -143,11 +162,19 @@ fn blocking_queries_wait_for_a_newer_index() {
             .get(format!("{addr}/v1/jobs?index={index}&wait=20s"))
             .send()
             .unwrap();
-        let i: u64 = r.headers()["X-Nomad-Index"].to_str().unwrap().parse().unwrap();
+        let i: u64 = r.headers()["X-Nomad-Index"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         (i, r.text().unwrap())
     });
     let job = serde_json::json!({"Job": {"ID": "wake", "Type": "batch", "TaskGroups": [{"Name": "g", "Count": 0, "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}]}]}});
-    let r = http.put(format!("{}/v1/jobs", agent.addr())).json(&job).send().unwrap();
+    let r = http
+        .put(format!("{}/v1/jobs", agent.addr()))
+        .json(&job)
+        .send()
+        .unwrap();
     assert!(r.status().is_success(), "{}", r.text().unwrap());
     let (i, body) = waiter.join().unwrap();
     assert!(i > index);
@@ -158,7 +185,11 @@ fn blocking_queries_wait_for_a_newer_index() {
 fn a_jobspec_syntax_error_names_file_line_and_column() {
     let agent = DevAgent::start();
     let f = agent.dir.path().join("broken.hcl");
-    std::fs::write(&f, "job \"x\" {\n  group \"g\" {\n    count = = 2\n  }\n}\n").unwrap();
+    std::fs::write(
+        &f,
+        "job \"x\" {\n  group \"g\" {\n    count = = 2\n  }\n}\n",
+    )
+    .unwrap();
     let out = agent.cli(&["job", "run", f.to_str().unwrap()]);
     assert!(!out.status.success());
     let err = stderr(&out) + &stdout(&out);

@@ -58,7 +58,11 @@ fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
     // job run: monitors the evaluation to placement.
     let out = agent.cli(&["job", "run", job_file.to_str().unwrap()]);
     let text = stdout(&out);
-    assert!(out.status.success(), "job run failed: {text}\n{}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "job run failed: {text}\n{}",
+        stderr(&out)
+    );
     assert!(text.contains("Monitoring evaluation"), "{text}");
     assert!(text.contains("Allocation \""), "{text}");
     assert!(text.contains("finished with status \"complete\""), "{text}");
@@ -77,10 +81,14 @@ fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
         .join("client/alloc")
         .join(&alloc_id)
         .join("alloc/logs");
-    wait_for("stdout in the alloc's log dir", Duration::from_secs(10), || {
-        let s = std::fs::read_to_string(logs.join("sleep.stdout.0")).ok()?;
-        s.contains("hello-from-drover").then_some(())
-    });
+    wait_for(
+        "stdout in the alloc's log dir",
+        Duration::from_secs(10),
+        || {
+            let s = std::fs::read_to_string(logs.join("sleep.stdout.0")).ok()?;
+            s.contains("hello-from-drover").then_some(())
+        },
+    );
     let err = std::fs::read_to_string(logs.join("sleep.stderr.0")).unwrap();
     assert!(err.contains("oops"), "stderr log: {err}");
 
@@ -116,10 +124,15 @@ fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
     assert_eq!(code, 200);
     assert_eq!(alloc_after["ID"], alloc_id.as_str());
     // The cluster converges: exactly the desired count is running, on the same process.
-    wait_for("the job to be running again", Duration::from_secs(30), || {
-        (running_allocs(&agent, "sleeper").len() == 1).then_some(())
-    });
-    assert!(pids.iter().all(|p| pid_alive(*p)), "the task was reattached, not restarted");
+    wait_for(
+        "the job to be running again",
+        Duration::from_secs(30),
+        || (running_allocs(&agent, "sleeper").len() == 1).then_some(()),
+    );
+    assert!(
+        pids.iter().all(|p| pid_alive(*p)),
+        "the task was reattached, not restarted"
+    );
     assert_eq!(agent.task_pids().len(), pids.len());
 
     // job stop kills the process and the job is dead (stopped).

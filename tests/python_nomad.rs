@@ -56,7 +56,9 @@ fn python_nomad_registers_reads_lists_and_deregisters_a_job() {
     );
     assert!(stdout(&out).contains("round trip ok"));
     // The purge stopped the task.
-    wait_for("the task to stop", std::time::Duration::from_secs(20), || {
-        agent.task_pids().is_empty().then_some(())
-    });
+    wait_for(
+        "the task to stop",
+        std::time::Duration::from_secs(20),
+        || agent.task_pids().is_empty().then_some(()),
+    );
 }

@@ -74,7 +74,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("addrs", &self.addrs).finish()
+        f.debug_struct("Client")
+            .field("addrs", &self.addrs)
+            .finish()
     }
 }
 
@@ -224,7 +226,13 @@ impl Client {
         body: &B,
     ) -> Result<T, ApiError> {
         let (resp, addr) = self
-            .send(reqwest::Method::PUT, path, &[], Some(body), Duration::from_secs(60))
+            .send(
+                reqwest::Method::PUT,
+                path,
+                &[],
+                Some(body),
+                Duration::from_secs(60),
+            )
             .await?;
         Ok(Self::decode(resp, addr).await?.0)
     }
@@ -267,7 +275,10 @@ impl Client {
         self.put("/v1/jobs", &req).await
     }
 
-    pub async fn jobs(&self, opts: &QueryOptions) -> Result<(Vec<JobListStub>, QueryMeta), ApiError> {
+    pub async fn jobs(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<JobListStub>, QueryMeta), ApiError> {
         self.get("/v1/jobs", opts).await
     }
 
@@ -285,7 +296,10 @@ impl Client {
             .await
     }
 
-    pub async fn job_evaluations(&self, id: &str) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
+    pub async fn job_evaluations(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
         self.get(
             &format!("/v1/job/{}/evaluations", enc(id)),
             &QueryOptions::default(),
@@ -294,16 +308,29 @@ impl Client {
     }
 
     pub async fn job_summary(&self, id: &str) -> Result<(JobSummary, QueryMeta), ApiError> {
-        self.get(&format!("/v1/job/{}/summary", enc(id)), &QueryOptions::default())
-            .await
+        self.get(
+            &format!("/v1/job/{}/summary", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
     }
 
-    pub async fn job_versions(&self, id: &str) -> Result<(JobVersionsResponse, QueryMeta), ApiError> {
-        self.get(&format!("/v1/job/{}/versions", enc(id)), &QueryOptions::default())
-            .await
+    pub async fn job_versions(
+        &self,
+        id: &str,
+    ) -> Result<(JobVersionsResponse, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/job/{}/versions", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
     }
 
-    pub async fn deregister_job(&self, id: &str, purge: bool) -> Result<JobDeregisterResponse, ApiError> {
+    pub async fn deregister_job(
+        &self,
+        id: &str,
+        purge: bool,
+    ) -> Result<JobDeregisterResponse, ApiError> {
         self.delete(
             &format!("/v1/job/{}", enc(id)),
             &[("purge".to_string(), purge.to_string())],
@@ -321,17 +348,26 @@ impl Client {
     }
 
     pub async fn allocation(&self, id: &str) -> Result<(Allocation, QueryMeta), ApiError> {
-        self.get(&format!("/v1/allocation/{}", enc(id)), &QueryOptions::default())
-            .await
+        self.get(
+            &format!("/v1/allocation/{}", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
     }
 
-    pub async fn evaluations(&self, opts: &QueryOptions) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
+    pub async fn evaluations(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
         self.get("/v1/evaluations", opts).await
     }
 
     pub async fn evaluation(&self, id: &str) -> Result<(Evaluation, QueryMeta), ApiError> {
-        self.get(&format!("/v1/evaluation/{}", enc(id)), &QueryOptions::default())
-            .await
+        self.get(
+            &format!("/v1/evaluation/{}", enc(id)),
+            &QueryOptions::default(),
+        )
+        .await
     }
 
     pub async fn evaluation_allocations(
@@ -347,7 +383,10 @@ impl Client {
 
     // ---- nodes ----
 
-    pub async fn nodes(&self, opts: &QueryOptions) -> Result<(Vec<NodeListStub>, QueryMeta), ApiError> {
+    pub async fn nodes(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<NodeListStub>, QueryMeta), ApiError> {
         self.get("/v1/nodes", opts).await
     }
 
@@ -467,7 +506,10 @@ mod tests {
         assert_eq!(v["Type"], "service");
         assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["CPU"], 100);
         assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"], 300);
-        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["KillTimeout"], 5_000_000_000i64);
+        assert_eq!(
+            v["TaskGroups"][0]["Tasks"][0]["KillTimeout"],
+            5_000_000_000i64
+        );
         assert_eq!(v["TaskGroups"][0]["RestartPolicy"]["Attempts"], 2);
     }
 

@@ -133,13 +133,21 @@ pub struct NodeListStub {
 impl NodeListStub {
     pub fn from_node(n: &Node) -> Self {
         NodeListStub {
-            address: n.attributes.get("unique.network.ip-address").cloned().unwrap_or_default(),
+            address: n
+                .attributes
+                .get("unique.network.ip-address")
+                .cloned()
+                .unwrap_or_default(),
             id: n.id.clone(),
             name: n.name.clone(),
             datacenter: n.datacenter.clone(),
             node_class: n.node_class.clone(),
             node_pool: n.node_pool.clone(),
-            version: n.attributes.get("nomad.version").cloned().unwrap_or_default(),
+            version: n
+                .attributes
+                .get("nomad.version")
+                .cloned()
+                .unwrap_or_default(),
             drain: n.drain,
             scheduling_eligibility: n.scheduling_eligibility.clone(),
             status: n.status.clone(),

@@ -15,7 +15,10 @@ pub enum Command {
     /// Proves leadership and measures the write path; changes nothing but the index.
     Noop,
     /// A client agent registered (or re-registered) its node.
-    UpsertNode { node: Node, evals: Vec<Evaluation> },
+    UpsertNode {
+        node: Node,
+        evals: Vec<Evaluation>,
+    },
     /// A node's status changed (heartbeat missed, came back).
     UpdateNodeStatus {
         node_id: String,
@@ -37,7 +40,9 @@ pub enum Command {
         eval: Option<Evaluation>,
         now: i64,
     },
-    UpsertEvals { evals: Vec<Evaluation> },
+    UpsertEvals {
+        evals: Vec<Evaluation>,
+    },
     /// What the plan applier accepted of a plan. Allocations carry no job: `job` is
     /// attached to every new one, so the job is written to the log once per plan.
     ApplyPlan {

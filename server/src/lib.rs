@@ -185,7 +185,10 @@ impl Server {
             if s.index >= index {
                 return s;
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return s;
             }
         }
@@ -204,7 +207,11 @@ fn load_node_id(dir: &std::path::Path, bootstrap: bool) -> anyhow::Result<NodeId
         return Ok(s.trim().parse()?);
     }
     // A single bootstrapping server is node 1; servers that join pick a random id.
-    let id: NodeId = if bootstrap { 1 } else { rand::random::<u64>() >> 1 };
+    let id: NodeId = if bootstrap {
+        1
+    } else {
+        rand::random::<u64>() >> 1
+    };
     std::fs::write(&path, id.to_string())?;
     Ok(id)
 }
@@ -239,7 +246,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::
     let log_store = LogStore::new(&db)?;
     let broker = EvalBroker::new();
     let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
-    let sm = StateMachine::open(&db, tx, Arc::new(Hook { broker: broker.clone() }))?;
+    let sm = StateMachine::open(
+        &db,
+        tx,
+        Arc::new(Hook {
+            broker: broker.clone(),
+        }),
+    )?;
 
     let et = config.election_timeout.as_millis() as u64;
     let raft_config = openraft::Config {
@@ -276,7 +289,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::
     }
 
     let (plan_tx, plan_rx) = mpsc::channel(64);
-    let heartbeats = Arc::new(Heartbeats::new(config.heartbeat_ttl, config.heartbeat_grace));
+    let heartbeats = Arc::new(Heartbeats::new(
+        config.heartbeat_ttl,
+        config.heartbeat_grace,
+    ));
     let server = Arc::new(Server {
         config,
         node_id,

@@ -67,7 +67,11 @@ impl StateStore {
     pub fn job_versions(&self, ns: &str, id: &str) -> Vec<Arc<Job>> {
         let lo = (ns.to_string(), id.to_string(), 0);
         let hi = (ns.to_string(), id.to_string(), u64::MAX);
-        let mut v: Vec<_> = self.job_versions.range(lo..=hi).map(|(_, j)| j.clone()).collect();
+        let mut v: Vec<_> = self
+            .job_versions
+            .range(lo..=hi)
+            .map(|(_, j)| j.clone())
+            .collect();
         v.reverse();
         v
     }
@@ -104,7 +108,8 @@ impl StateStore {
     pub(crate) fn put_alloc(&mut self, a: Allocation) {
         self.allocs_by_job
             .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
-        self.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
+        self.allocs_by_node
+            .insert((a.node_id.clone(), a.id.clone()));
         self.allocs.insert(a.id.clone(), Arc::new(a));
     }
 

@@ -167,7 +167,10 @@ impl DevAgent {
         let r = reqwest::blocking::get(format!("{}{path}", self.addr())).expect("GET");
         let status = r.status().as_u16();
         let text = r.text().unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+        )
     }
 
     /// Pids of live task processes whose working directory is under this agent's data dir.

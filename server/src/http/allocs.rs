@@ -15,7 +15,11 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
     Ok(reply(&srv, state.tables.allocs, &out))
 }
 
-pub async fn get_alloc(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn get_alloc(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
     let a = state
         .allocs
@@ -36,7 +40,11 @@ pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams
     Ok(reply(&srv, state.tables.evals, &out))
 }
 
-pub async fn get_eval(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn get_eval(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.evals).await?;
     let e = state
         .evals
@@ -45,7 +53,11 @@ pub async fn get_eval(State(srv): State<AppState>, Path(id): Path<String>, Query
     Ok(reply(&srv, state.tables.evals, &**e))
 }
 
-pub async fn eval_allocs(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn eval_allocs(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
     let out: Vec<AllocationListStub> = state
         .allocs

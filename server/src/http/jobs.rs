@@ -4,8 +4,8 @@ use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParam
 use crate::fsm::Command;
 use crate::now_nanos;
 use api::{
-    AllocationListStub, Evaluation, Job, JobDeregisterResponse, JobListStub,
-    JobRegisterRequest, JobRegisterResponse, JobsParseRequest,
+    AllocationListStub, Evaluation, Job, JobDeregisterResponse, JobListStub, JobRegisterRequest,
+    JobRegisterResponse, JobsParseRequest,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -21,7 +21,11 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
         .filter(|j| (all_ns || j.ns() == ns) && q.prefix_matches(&j.id))
         .map(|j| JobListStub::from_job(j, Some(state.job_summary(j))))
         .collect();
-    Ok(reply(&srv, state.tables.jobs.max(state.tables.allocs), &out))
+    Ok(reply(
+        &srv,
+        state.tables.jobs.max(state.tables.allocs),
+        &out,
+    ))
 }
 
 fn new_eval(job: &Job, trigger: &str, now: i64) -> Evaluation {
@@ -41,7 +45,9 @@ fn new_eval(job: &Job, trigger: &str, now: i64) -> Evaluation {
 
 async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<String>) -> ApiResult {
     let Some(mut job) = req.job else {
-        return Err(ApiErr::bad_request("missing job: the body must be {\"Job\": {...}}"));
+        return Err(ApiErr::bad_request(
+            "missing job: the body must be {\"Job\": {...}}",
+        ));
     };
     if let Some(id) = path_id {
         if job.id != id {
@@ -61,7 +67,10 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
     }
     let state = srv.snapshot();
     if req.enforce_index {
-        let current = state.job(job.ns(), &job.id).map(|j| j.job_modify_index).unwrap_or(0);
+        let current = state
+            .job(job.ns(), &job.id)
+            .map(|j| j.job_modify_index)
+            .unwrap_or(0);
         if current != req.job_modify_index {
             return Err(ApiErr(
                 StatusCode::CONFLICT,
@@ -106,24 +115,40 @@ pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     do_register(srv, req, None).await
 }
 
-pub async fn register_at(State(srv): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+pub async fn register_at(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let req: JobRegisterRequest = parse_body(&body)?;
     do_register(srv, req, Some(id)).await
 }
 
-fn find_job(state: &crate::state::StateStore, q: &QueryParams, id: &str) -> Result<std::sync::Arc<Job>, ApiErr> {
+fn find_job(
+    state: &crate::state::StateStore,
+    q: &QueryParams,
+    id: &str,
+) -> Result<std::sync::Arc<Job>, ApiErr> {
     state
         .job(q.namespace(), id)
         .ok_or_else(|| ApiErr::not_found(format!("job {id:?} not found")))
 }
 
-pub async fn get_job(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn get_job(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.jobs).await?;
     let job = find_job(&state, &q, &id)?;
     Ok(reply(&srv, state.tables.jobs, &*job))
 }
 
-pub async fn deregister(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn deregister(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = srv.snapshot();
     let job = find_job(&state, &q, &id)?;
     let purge = QueryParams::flag(&q.purge);
@@ -153,7 +178,11 @@ pub async fn deregister(State(srv): State<AppState>, Path(id): Path<String>, Que
     ))
 }
 
-pub async fn allocations(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn allocations(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
     let out: Vec<AllocationListStub> = state
         .allocs_for_job(q.namespace(), &id)
@@ -163,7 +192,11 @@ pub async fn allocations(State(srv): State<AppState>, Path(id): Path<String>, Qu
     Ok(reply(&srv, state.tables.allocs, &out))
 }
 
-pub async fn evaluations(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn evaluations(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.evals).await?;
     let mut out: Vec<Evaluation> = state
         .evals_for_job(q.namespace(), &id)
@@ -174,13 +207,25 @@ pub async fn evaluations(State(srv): State<AppState>, Path(id): Path<String>, Qu
     Ok(reply(&srv, state.tables.evals, &out))
 }
 
-pub async fn summary(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn summary(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.jobs.max(s.tables.allocs)).await?;
     let job = find_job(&state, &q, &id)?;
-    Ok(reply(&srv, state.tables.allocs.max(state.tables.jobs), &state.job_summary(&job)))
+    Ok(reply(
+        &srv,
+        state.tables.allocs.max(state.tables.jobs),
+        &state.job_summary(&job),
+    ))
 }
 
-pub async fn versions(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn versions(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.jobs).await?;
     let versions: Vec<Job> = state
         .job_versions(q.namespace(), &id)
@@ -210,7 +255,9 @@ pub async fn parse(State(srv): State<AppState>, body: Bytes) -> ApiResult {
 pub async fn validate(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     let req: JobRegisterRequest = parse_body(&body)?;
     let Some(mut job) = req.job else {
-        return Err(ApiErr::bad_request("missing job: the body must be {\"Job\": {...}}"));
+        return Err(ApiErr::bad_request(
+            "missing job: the body must be {\"Job\": {...}}",
+        ));
     };
     job.canonicalize();
     let errs = job.validate();

@@ -143,9 +143,9 @@ pub async fn blocking(
 ) -> Result<Arc<StateStore>, ApiErr> {
     let min = match q.index.as_deref() {
         None | Some("") => 0,
-        Some(s) => s
-            .parse::<u64>()
-            .map_err(|_| ApiErr::bad_request(format!("invalid index {s:?}: expected an integer")))?,
+        Some(s) => s.parse::<u64>().map_err(|_| {
+            ApiErr::bad_request(format!("invalid index {s:?}: expected an integer"))
+        })?,
     };
     let wait = match q.wait.as_deref() {
         None | Some("") => Duration::from_secs(300),
@@ -163,7 +163,10 @@ pub async fn blocking(
     let jitter = wait.mul_f64(rand::random::<f64>() / 16.0);
     let deadline = tokio::time::Instant::now() + wait + jitter;
     loop {
-        if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+        if tokio::time::timeout_at(deadline, rx.changed())
+            .await
+            .is_err()
+        {
             return Ok(rx.borrow().clone());
         }
         let state = rx.borrow_and_update().clone();
@@ -200,7 +203,10 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
 
 pub fn router(srv: AppState) -> Router {
     let v1 = Router::new()
-        .route("/jobs", get(jobs::list).put(jobs::register).post(jobs::register))
+        .route(
+            "/jobs",
+            get(jobs::list).put(jobs::register).post(jobs::register),
+        )
         .route("/jobs/parse", put(jobs::parse).post(jobs::parse))
         .route("/validate/job", put(jobs::validate).post(jobs::validate))
         .route(
@@ -253,7 +259,9 @@ pub fn router(srv: AppState) -> Router {
             },
         ))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY_BYTES))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            MAX_BODY_BYTES,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 

@@ -5,7 +5,9 @@ use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParam
 use crate::fsm::Command;
 use crate::heartbeat::node_evals;
 use crate::now_nanos;
-use api::{Allocation, AllocUpdateRequest, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest};
+use api::{
+    AllocUpdateRequest, Allocation, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest,
+};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use std::collections::BTreeSet;
@@ -21,7 +23,11 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
     Ok(reply(&srv, state.tables.nodes, &out))
 }
 
-pub async fn get_node(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn get_node(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
     let n = state
         .nodes
@@ -31,7 +37,11 @@ pub async fn get_node(State(srv): State<AppState>, Path(id): Path<String>, Query
 }
 
 /// Full allocations of a node: what its agent must run. Agents hold this as a blocking query.
-pub async fn allocations(State(srv): State<AppState>, Path(id): Path<String>, Query(q): Query<QueryParams>) -> ApiResult {
+pub async fn allocations(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<QueryParams>,
+) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
     let out: Vec<Allocation> = state
         .allocs_for_node(&id)
@@ -115,7 +125,11 @@ pub async fn heartbeat(State(srv): State<AppState>, Path(id): Path<String>) -> A
     Ok(reply(&srv, index, &heartbeat_reply(&srv, index)))
 }
 
-pub async fn update_allocs(State(srv): State<AppState>, Path(node_id): Path<String>, body: Bytes) -> ApiResult {
+pub async fn update_allocs(
+    State(srv): State<AppState>,
+    Path(node_id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let req: AllocUpdateRequest = parse_body(&body)?;
     let state = srv.snapshot();
     let now = now_nanos();
@@ -154,7 +168,11 @@ pub async fn update_allocs(State(srv): State<AppState>, Path(node_id): Path<Stri
         updates.push(u);
     }
     if updates.is_empty() {
-        return Ok(reply(&srv, state.index, &api::WriteResponse { index: state.index }));
+        return Ok(reply(
+            &srv,
+            state.index,
+            &api::WriteResponse { index: state.index },
+        ));
     }
     let evals = jobs_to_eval
         .into_iter()
@@ -181,5 +199,9 @@ pub async fn update_allocs(State(srv): State<AppState>, Path(node_id): Path<Stri
             now,
         })
         .await?;
-    Ok(reply(&srv, resp.index, &api::WriteResponse { index: resp.index }))
+    Ok(reply(
+        &srv,
+        resp.index,
+        &api::WriteResponse { index: resp.index },
+    ))
 }

@@ -20,7 +20,10 @@ pub async fn append(
     Ok(Json(serde_json::to_value(res).unwrap_or_default()))
 }
 
-pub async fn vote(State(srv): State<AppState>, body: Bytes) -> Result<Json<serde_json::Value>, ApiErr> {
+pub async fn vote(
+    State(srv): State<AppState>,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiErr> {
     let req: VoteRequest<u64> = super::parse_body(&body)?;
     let res = srv.raft.vote(req).await;
     Ok(Json(serde_json::to_value(res).unwrap_or_default()))

@@ -15,13 +15,22 @@ pub async fn peers(State(srv): State<AppState>) -> ApiResult {
         .membership_config
         .membership()
         .voter_ids()
-        .filter_map(|id| m.membership_config.membership().get_node(&id).map(|n| n.addr.clone()))
+        .filter_map(|id| {
+            m.membership_config
+                .membership()
+                .get_node(&id)
+                .map(|n| n.addr.clone())
+        })
         .collect();
     Ok(reply(&srv, srv.snapshot().index, &peers))
 }
 
 pub async fn regions(State(srv): State<AppState>) -> ApiResult {
-    Ok(reply(&srv, srv.snapshot().index, &vec![srv.config.region.clone()]))
+    Ok(reply(
+        &srv,
+        srv.snapshot().index,
+        &vec![srv.config.region.clone()],
+    ))
 }
 
 pub async fn agent_self(State(srv): State<AppState>) -> ApiResult {
@@ -33,8 +42,14 @@ pub async fn agent_self(State(srv): State<AppState>) -> ApiResult {
         BTreeMap::from([
             ("state".to_string(), format!("{:?}", m.state)),
             ("term".to_string(), m.current_term.to_string()),
-            ("last_log_index".to_string(), m.last_log_index.unwrap_or(0).to_string()),
-            ("applied_index".to_string(), m.last_applied.map(|l| l.index).unwrap_or(0).to_string()),
+            (
+                "last_log_index".to_string(),
+                m.last_log_index.unwrap_or(0).to_string(),
+            ),
+            (
+                "applied_index".to_string(),
+                m.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
+            ),
             ("disk_bytes".to_string(), srv.disk_size().to_string()),
         ]),
     );

@@ -68,7 +68,11 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 }
 
 impl Connection {
-    async fn call<Req: Serialize, Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+    async fn call<
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    >(
         &self,
         path: &str,
         req: &Req,
@@ -115,9 +119,9 @@ impl RaftNetwork<TypeConfig> for Connection {
         RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         // Snapshots travel whole through `full_snapshot`.
-        Err(RPCError::Network(NetworkError::new(&std::io::Error::other(
-            "chunked snapshot transfer is not used",
-        ))))
+        Err(RPCError::Network(NetworkError::new(
+            &std::io::Error::other("chunked snapshot transfer is not used"),
+        )))
     }
 
     async fn vote(
@@ -134,7 +138,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         snapshot: Snapshot<TypeConfig>,
         _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
         option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, openraft::error::Fatal<NodeId>>> {
+    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, openraft::error::Fatal<NodeId>>>
+    {
         let header = serde_json::to_string(&SnapshotHeader {
             vote,
             meta: snapshot.meta.clone(),

@@ -4,6 +4,9 @@
 //! stays a one-file change. Writes that Raft relies on (appends, votes) are flushed to
 //! disk before they are acknowledged: sled alone only syncs every 500 ms.
 
+// openraft's traits fix `StorageError` (large) as the error type; our helpers match them.
+#![allow(clippy::result_large_err)]
+
 use super::{io_err, LogId, NodeId, StorageError, TypeConfig};
 use crate::fsm::{self, Effects, Response};
 use crate::state::StateStore;
@@ -141,7 +144,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(get_json::<Option<LogId>>(&self.meta, KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
@@ -233,7 +240,9 @@ impl StateMachine {
             hook,
             snapshots,
         };
-        if let Some(meta) = get_json::<SnapshotMeta<NodeId, BasicNode>>(&sm.snapshots, KEY_SNAPSHOT_META)? {
+        if let Some(meta) =
+            get_json::<SnapshotMeta<NodeId, BasicNode>>(&sm.snapshots, KEY_SNAPSHOT_META)?
+        {
             let data = sm
                 .snapshots
                 .get(KEY_SNAPSHOT_DATA)
@@ -244,7 +253,11 @@ impl StateMachine {
         Ok(sm)
     }
 
-    fn restore(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<(), StorageError> {
+    fn restore(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
         let body: SnapshotBody = serde_json::from_slice(data).map_err(|e| io_err(false, e))?;
         let mut state = body.state;
         state.reindex();
@@ -257,12 +270,18 @@ impl StateMachine {
         Ok(())
     }
 
-    fn store_snapshot(&self, meta: &SnapshotMeta<NodeId, BasicNode>, data: &[u8]) -> Result<(), StorageError> {
+    fn store_snapshot(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
         let meta_bytes = serde_json::to_vec(meta).map_err(|e| io_err(true, e))?;
         let mut batch = sled::Batch::default();
         batch.insert(KEY_SNAPSHOT_META, meta_bytes);
         batch.insert(KEY_SNAPSHOT_DATA, data);
-        self.snapshots.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        self.snapshots
+            .apply_batch(batch)
+            .map_err(|e| io_err(true, e))?;
         Ok(())
     }
 }
@@ -297,9 +316,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let mut batch = sled::Batch::default();
         batch.insert(KEY_SNAPSHOT_META, meta_bytes);
         batch.insert(KEY_SNAPSHOT_DATA, data.as_slice());
-        self.snapshots.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        self.snapshots
+            .apply_batch(batch)
+            .map_err(|e| io_err(true, e))?;
         // The log before this snapshot may be purged next: the snapshot must be durable first.
-        self.snapshots.flush_async().await.map_err(|e| io_err(true, e))?;
+        self.snapshots
+            .flush_async()
+            .await
+            .map_err(|e| io_err(true, e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -378,12 +402,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.store_snapshot(meta, &data)?;
-        self.snapshots.flush_async().await.map_err(|e| io_err(true, e))?;
+        self.snapshots
+            .flush_async()
+            .await
+            .map_err(|e| io_err(true, e))?;
         self.restore(meta, &data)
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some(meta) = get_json::<SnapshotMeta<NodeId, BasicNode>>(&self.snapshots, KEY_SNAPSHOT_META)? else {
+        let Some(meta) =
+            get_json::<SnapshotMeta<NodeId, BasicNode>>(&self.snapshots, KEY_SNAPSHOT_META)?
+        else {
             return Ok(None);
         };
         let data = self

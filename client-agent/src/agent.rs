@@ -1,0 +1,383 @@
+//! The agent's loops: register the node (retrying until a server answers), heartbeat at
+//! about half the TTL, watch the node's allocations with a blocking query and keep one
+//! AllocRunner per allocation, and send coalesced status updates in batches.
+//!
+//! Local state is restored before the first server sync, so tasks that survived an agent
+//! restart are reattached rather than restarted. Server failover is the api::Client's
+//! job: it rotates through the configured servers on connection errors.
+
+use crate::alloc_runner::{self, AllocRunnerDeps, AllocRunnerHandle};
+use crate::config::AgentConfig;
+use crate::driver::Drivers;
+use crate::fingerprint;
+use crate::reporter::PendingUpdates;
+use crate::state::{LocalAllocState, StateStore};
+use anyhow::Context;
+use api::{Allocation, Client, Node, QueryOptions};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// How long one blocking query on the node's allocations may wait.
+const ALLOC_QUERY_WAIT: Duration = Duration::from_secs(300);
+/// How long status updates are gathered before one batch is sent.
+const REPORT_COALESCE: Duration = Duration::from_millis(200);
+/// Heartbeat TTL to assume when a server does not say.
+const DEFAULT_TTL: Duration = Duration::from_secs(10);
+/// How long shutdown waits for the last status batch.
+const FINAL_FLUSH: Duration = Duration::from_secs(2);
+
+/// Exponential backoff: `base * 2^attempt`, at most `max`.
+fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(1u32 << attempt.min(16)).min(max)
+}
+
+/// A pseudo-random fraction in [0, 1) from the clock; enough to spread heartbeats.
+fn random_fraction() -> f64 {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    (n % 10_000) as f64 / 10_000.0
+}
+
+/// When the next heartbeat is due: half the TTL, less up to a tenth of it.
+pub fn heartbeat_interval(ttl: Duration, fraction: f64) -> Duration {
+    (ttl / 2).saturating_sub(ttl.mul_f64(fraction.clamp(0.0, 1.0) / 10.0))
+}
+
+fn ttl_of(resp: &api::NodeHeartbeatResponse) -> Duration {
+    if resp.heartbeat_ttl > 0 {
+        Duration::from_nanos(resp.heartbeat_ttl as u64).max(Duration::from_secs(1))
+    } else {
+        DEFAULT_TTL
+    }
+}
+
+/// Sleeps for `d`; false if shutdown came first.
+async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Registers `node`, retrying with backoff until a server accepts it; `None` on shutdown.
+async fn register(client: &Client, node: &Node, shutdown: &CancellationToken) -> Option<Duration> {
+    let mut attempt = 0;
+    loop {
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            r = client.register_node(node) => r,
+        };
+        match res {
+            Ok(resp) => {
+                tracing::info!(node = %node.id, status = %node.status, server = %client.address(), "node registered");
+                return Some(ttl_of(&resp));
+            }
+            Err(e) => {
+                let wait = backoff(Duration::from_secs(1), Duration::from_secs(30), attempt);
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot register the node");
+                attempt += 1;
+                if !sleep_or_shutdown(wait, shutdown).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+async fn heartbeat_loop(
+    client: Client,
+    node: Arc<Node>,
+    mut ttl: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        let wait = if failures == 0 {
+            heartbeat_interval(ttl, random_fraction())
+        } else {
+            backoff(
+                Duration::from_millis(500),
+                Duration::from_secs(5),
+                failures - 1,
+            )
+        };
+        if !sleep_or_shutdown(wait, &shutdown).await {
+            return;
+        }
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.heartbeat(&node.id) => r,
+        };
+        match res {
+            Ok(resp) => {
+                ttl = ttl_of(&resp);
+                failures = 0;
+            }
+            Err(e) if e.is_not_found() => {
+                tracing::warn!("the servers do not know this node; registering again");
+                match client.register_node(&node).await {
+                    Ok(resp) => {
+                        ttl = ttl_of(&resp);
+                        failures = 0;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot register the node again");
+                        failures += 1;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "heartbeat failed");
+                failures += 1;
+            }
+        }
+    }
+}
+
+async fn report_loop(
+    client: Client,
+    node_id: String,
+    updates: PendingUpdates,
+    shutdown: CancellationToken,
+) {
+    let mut failures = 0u32;
+    loop {
+        if failures == 0 {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = updates.changed() => {}
+            }
+            // Gather what else changes in the next moments into the same batch.
+            if !sleep_or_shutdown(REPORT_COALESCE, &shutdown).await {
+                return;
+            }
+        }
+        let batch = updates.take();
+        if batch.is_empty() {
+            failures = 0;
+            continue;
+        }
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => {
+                updates.requeue(batch);
+                return;
+            }
+            r = client.update_allocs(&node_id, batch.clone()) => r,
+        };
+        match res {
+            Ok(_) => failures = 0,
+            Err(e) => {
+                let wait = backoff(
+                    Duration::from_millis(500),
+                    Duration::from_secs(10),
+                    failures,
+                );
+                tracing::warn!(error = %e, allocs = batch.len(), retry_in = ?wait, "cannot report alloc status");
+                updates.requeue(batch);
+                failures += 1;
+                if !sleep_or_shutdown(wait, &shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The allocation runners of this node, by allocation ID.
+struct Runners {
+    deps: AllocRunnerDeps,
+    by_id: BTreeMap<String, AllocRunnerHandle>,
+    /// Runners destroying their allocation; joined at shutdown.
+    dying: Vec<AllocRunnerHandle>,
+}
+
+impl Runners {
+    /// Applies the server's view of the node's allocations.
+    fn sync(&mut self, allocs: Vec<Allocation>) {
+        let known: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
+        for a in allocs {
+            if let Some(r) = self.by_id.get(&a.id) {
+                r.update(Arc::new(a));
+                continue;
+            }
+            // Terminal on the server's side and not running here: nothing to do.
+            if a.terminal() {
+                continue;
+            }
+            if a.job.is_none() {
+                tracing::warn!(alloc = %a.id, "allocation arrived without its job; skipped");
+                continue;
+            }
+            tracing::info!(alloc = %a.id, job = %a.job_id, group = %a.task_group, "starting allocation");
+            let id = a.id.clone();
+            let local = LocalAllocState {
+                alloc: a,
+                ..Default::default()
+            };
+            self.by_id
+                .insert(id, alloc_runner::spawn(self.deps.clone(), local, false));
+        }
+        // The servers no longer have these (garbage collected or purged).
+        let gone: Vec<String> = self
+            .by_id
+            .keys()
+            .filter(|id| !known.contains(*id))
+            .cloned()
+            .collect();
+        for id in gone {
+            tracing::info!(alloc = %id, "allocation is gone from the servers; removing it");
+            let r = self.by_id.remove(&id).expect("listed above");
+            r.destroy();
+            self.dying.push(r);
+        }
+        self.dying.retain(|r| !r.is_finished());
+    }
+
+    async fn join_all(self) {
+        for r in self.by_id.into_values().chain(self.dying) {
+            r.join().await;
+        }
+    }
+}
+
+async fn watch_allocs(
+    client: &Client,
+    node_id: &str,
+    runners: &mut Runners,
+    shutdown: &CancellationToken,
+) {
+    let mut index = 0u64;
+    let mut failures = 0u32;
+    loop {
+        let opts = QueryOptions::blocking(index, ALLOC_QUERY_WAIT);
+        let res = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = client.node_allocations(node_id, &opts) => r,
+        };
+        match res {
+            Ok((allocs, meta)) => {
+                failures = 0;
+                runners.sync(allocs);
+                // An index that went backwards means another server or a restarted one:
+                // take its index as it is. An index of 0 would not block; do not spin.
+                index = meta.last_index;
+                if index == 0 && !sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
+                    return;
+                }
+            }
+            Err(e) => {
+                let wait = backoff(Duration::from_secs(1), Duration::from_secs(30), failures);
+                tracing::warn!(error = %e, retry_in = ?wait, "cannot read the node's allocations");
+                failures += 1;
+                if !sleep_or_shutdown(wait, shutdown).await {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the client agent until `shutdown` is cancelled. Running tasks are left running
+/// on shutdown, and their state is on disk for the next agent to reattach.
+pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !config.servers.is_empty(),
+        "the client agent needs at least one server address to register with"
+    );
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
+    let drivers = Drivers::from_config(config.raw_exec_enabled);
+    let mut node =
+        fingerprint::fingerprint(&config, &drivers).context("fingerprinting the node")?;
+    tracing::info!(node = %node.id, name = %node.name, drivers = ?node.drivers.keys().collect::<Vec<_>>(), "node fingerprinted");
+
+    let store = StateStore::new(&config.data_dir);
+    let updates = PendingUpdates::new();
+    let shutdown = shutdown.child_token();
+    let client = Client::with_addresses(&config.servers);
+
+    let mut runners = Runners {
+        deps: AllocRunnerDeps {
+            data_dir: config.data_dir.clone(),
+            node: Arc::new(node.clone()),
+            drivers,
+            store: store.clone(),
+            updates: updates.clone(),
+            shutdown: shutdown.clone(),
+        },
+        by_id: BTreeMap::new(),
+        dying: Vec::new(),
+    };
+    for st in store.load_all().context("reading local alloc state")? {
+        tracing::info!(alloc = %st.alloc.id, "restoring allocation from local state");
+        let id = st.alloc.id.clone();
+        runners
+            .by_id
+            .insert(id, alloc_runner::spawn(runners.deps.clone(), st, true));
+    }
+
+    // Restored tasks are supervised from here on, even while no server answers.
+    // Register as initializing first, then as ready now that the node is set up.
+    if register(&client, &node, &shutdown).await.is_none() {
+        runners.join_all().await;
+        return Ok(());
+    }
+    node.status = api::NODE_STATUS_READY.into();
+    let node = Arc::new(node);
+    let Some(ttl) = register(&client, &node, &shutdown).await else {
+        runners.join_all().await;
+        return Ok(());
+    };
+
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        node.clone(),
+        ttl,
+        shutdown.clone(),
+    ));
+    let reports = tokio::spawn(report_loop(
+        client.clone(),
+        node.id.clone(),
+        updates.clone(),
+        shutdown.clone(),
+    ));
+    watch_allocs(&client, &node.id, &mut runners, &shutdown).await;
+
+    tracing::info!("client agent shutting down; tasks keep running");
+    runners.join_all().await;
+    let _ = heartbeats.await;
+    let _ = reports.await;
+    let last = updates.take();
+    if !last.is_empty() {
+        let _ = tokio::time::timeout(FINAL_FLUSH, client.update_allocs(&node.id, last)).await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeats_come_at_about_half_the_ttl() {
+        let ttl = Duration::from_secs(10);
+        assert_eq!(heartbeat_interval(ttl, 0.0), Duration::from_secs(5));
+        let low = heartbeat_interval(ttl, 0.999_999);
+        assert!(low >= Duration::from_secs(4) && low < Duration::from_millis(4001));
+        let mid = heartbeat_interval(ttl, 0.5);
+        assert!(mid > Duration::from_secs(4) && mid < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = |n| backoff(Duration::from_secs(1), Duration::from_secs(30), n);
+        assert_eq!(b(0), Duration::from_secs(1));
+        assert_eq!(b(3), Duration::from_secs(8));
+        assert_eq!(b(10), Duration::from_secs(30));
+        assert_eq!(b(100), Duration::from_secs(30));
+    }
+}

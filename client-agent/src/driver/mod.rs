@@ -1,0 +1,159 @@
+//! Task drivers: the one seam between the task runner and whatever runs a task (a plain
+//! process today; Docker containers and isolated `exec` processes later).
+//!
+//! A driver starts a task and hands back a [`TaskHandle`]: serialisable state (pid,
+//! process start time, driver-specific JSON) that the agent persists, so that after an
+//! agent restart [`Driver::recover`] can tell whether the task is still the one we
+//! started and reattach to it instead of restarting it.
+
+pub mod process;
+pub mod raw_exec;
+
+use crate::allocdir::TaskDirs;
+use crate::taskenv::TaskEnv;
+use api::{DriverInfo, Task};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use raw_exec::RawExecDriver;
+
+/// Everything a driver needs to start one task.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    pub alloc_id: String,
+    pub task: Task,
+    pub dirs: TaskDirs,
+    pub env: TaskEnv,
+}
+
+impl TaskContext {
+    /// `alloc_id/task`: unique per task on this node.
+    pub fn task_id(&self) -> String {
+        format!("{}/{}", self.alloc_id, self.task.name)
+    }
+}
+
+/// What an agent must remember to find a running task again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TaskHandle {
+    /// Name of the driver that started it.
+    pub driver: String,
+    /// `alloc_id/task`.
+    pub task_id: String,
+    pub pid: i32,
+    /// The process group the task runs in (its own, so stopping it kills grandchildren).
+    pub pgid: i32,
+    /// Field 22 of `/proc/<pid>/stat`: tells our process from a later one with the same pid.
+    pub start_time: u64,
+    /// Whatever else the driver needs (a container ID, a cgroup path, ...).
+    #[serde(default)]
+    pub driver_state: serde_json::Value,
+}
+
+/// How a task ended.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExitResult {
+    /// The exit code; `128 + signal` when a signal ended it (as shells report it); -1
+    /// when unknown.
+    pub exit_code: i64,
+    /// The signal that ended it, or 0.
+    pub signal: i64,
+    /// Why the exit status is unknown or the wait failed.
+    pub err: Option<String>,
+}
+
+impl ExitResult {
+    pub fn successful(&self) -> bool {
+        self.exit_code == 0 && self.signal == 0 && self.err.is_none()
+    }
+}
+
+/// The message a recovered task's exit carries: we are not its parent, so we cannot reap it.
+pub const EXIT_UNKNOWN_AFTER_RECOVERY: &str =
+    "exit status unknown: task was recovered after agent restart";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// The task's configuration is wrong; retrying will not help.
+    #[error("{0}")]
+    Config(String),
+    /// Starting failed in a way a retry might fix.
+    #[error("{0}")]
+    Start(String),
+    #[error("{0}")]
+    Signal(String),
+}
+
+impl DriverError {
+    /// Whether the restart policy may retry after this error.
+    pub fn recoverable(&self) -> bool {
+        !matches!(self, DriverError::Config(_))
+    }
+}
+
+#[async_trait]
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// The name jobspecs use in `driver = "..."`.
+    fn name(&self) -> &'static str;
+
+    /// What the node advertises about this driver; `None` when it is not available here.
+    fn fingerprint(&self) -> Option<DriverInfo>;
+
+    /// Starts the task; returns once it is running.
+    async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError>;
+
+    /// Waits until the task exits. Cancel-safe: dropping the future leaves the task running.
+    async fn wait(&self, handle: &TaskHandle) -> ExitResult;
+
+    /// Sends `signal` (default SIGTERM) to the task and everything it started, then
+    /// SIGKILL if it is still alive after `timeout`. Returns once it is gone.
+    async fn stop(
+        &self,
+        handle: &TaskHandle,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(), DriverError>;
+
+    /// Sends `signal` to the task.
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError>;
+
+    /// After an agent restart: is the task behind `handle` still alive and ours? When true,
+    /// the driver has reattached and [`Driver::wait`] and [`Driver::stop`] work on it.
+    async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError>;
+}
+
+/// The drivers this agent runs, by name.
+#[derive(Debug, Clone, Default)]
+pub struct Drivers {
+    by_name: BTreeMap<String, Arc<dyn Driver>>,
+}
+
+impl Drivers {
+    /// The drivers the configuration enables.
+    pub fn from_config(raw_exec_enabled: bool) -> Self {
+        let mut d = Drivers::default();
+        if raw_exec_enabled {
+            d.add(Arc::new(RawExecDriver::new()));
+        }
+        d
+    }
+
+    pub fn add(&mut self, driver: Arc<dyn Driver>) {
+        self.by_name.insert(driver.name().to_string(), driver);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Driver>> {
+        self.by_name.get(name).cloned()
+    }
+
+    /// Fingerprints every driver; those that are not available are left out.
+    pub fn fingerprint(&self) -> BTreeMap<String, DriverInfo> {
+        self.by_name
+            .iter()
+            .filter_map(|(name, d)| d.fingerprint().map(|info| (name.clone(), info)))
+            .collect()
+    }
+}

@@ -1,0 +1,154 @@
+//! Linux process facts the drivers need: a process's start time (to tell a reused pid
+//! from ours), liveness, and signalling a whole process group.
+//!
+//! Everything here reads `/proc` directly, so it works for processes this agent did not
+//! spawn (tasks reattached after an agent restart).
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, Signal};
+use nix::unistd::Pid;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The fields of `/proc/<pid>/stat` we use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcStat {
+    /// One letter: R, S, D, Z (zombie), T, X (dead), ...
+    pub state: char,
+    pub pgrp: i32,
+    /// Field 22: clock ticks after boot at which the process started.
+    pub start_time: u64,
+}
+
+/// Parses the text of `/proc/<pid>/stat`. The command name (field 2) may contain spaces
+/// and parentheses, so fields are counted after its last `)`.
+pub fn parse_stat(text: &str) -> Option<ProcStat> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `fields[0]` is field 3 (state), so field N is `fields[N - 3]`.
+    Some(ProcStat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+pub fn read_stat(pid: i32) -> Option<ProcStat> {
+    if pid <= 0 {
+        return None;
+    }
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The start time (field 22 of `/proc/<pid>/stat`) of a process, if it exists.
+pub fn start_time(pid: i32) -> Option<u64> {
+    read_stat(pid).map(|s| s.start_time)
+}
+
+/// Is `pid` a live (non-zombie) process that started at `start_time`? A pid the kernel
+/// handed to another process since then has a different start time.
+pub fn is_same_process_alive(pid: i32, start_time: u64) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    match signal::kill(Pid::from_raw(pid), None) {
+        Ok(()) | Err(Errno::EPERM) => {}
+        Err(_) => return false,
+    }
+    match read_stat(pid) {
+        Some(st) => st.start_time == start_time && !matches!(st.state, 'Z' | 'X'),
+        None => false,
+    }
+}
+
+/// Does any live (non-zombie) process belong to process group `pgid`?
+pub fn group_alive(pgid: i32) -> bool {
+    if pgid <= 1 {
+        return false;
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    dir.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+            .and_then(read_stat)
+            .is_some_and(|st| st.pgrp == pgid && !matches!(st.state, 'Z' | 'X'))
+    })
+}
+
+/// Sends `sig` to every process of group `pgid`. A group that is already gone is fine.
+pub fn signal_group(pgid: i32, sig: Signal) -> Result<(), Errno> {
+    if pgid <= 1 {
+        // Never signal group 0 (our own) or 1 by accident.
+        return Err(Errno::EINVAL);
+    }
+    match signal::killpg(Pid::from_raw(pgid), sig) {
+        Ok(()) | Err(Errno::ESRCH) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Waits until group `pgid` has no live process, polling; false if `timeout` passed first.
+pub async fn wait_group_gone(pgid: i32, timeout: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if !group_alive(pgid) {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Parses a signal name as jobspecs write it: `SIGTERM`, `TERM`, `sigint` or a number.
+pub fn parse_signal(name: &str) -> Option<Signal> {
+    let n = name.trim();
+    if n.is_empty() {
+        return None;
+    }
+    if let Ok(num) = n.parse::<i32>() {
+        return Signal::try_from(num).ok();
+    }
+    let upper = n.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    Signal::from_str(&full).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_parsing_survives_spaces_and_parens_in_the_name() {
+        let line = "1234 (my (odd) name) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10";
+        let st = parse_stat(line).unwrap();
+        assert_eq!(st.state, 'S');
+        assert_eq!(st.pgrp, 1234);
+        assert_eq!(st.start_time, 98765);
+    }
+
+    #[test]
+    fn our_own_process_is_alive_with_its_start_time_only() {
+        let me = std::process::id() as i32;
+        let st = start_time(me).unwrap();
+        assert!(is_same_process_alive(me, st));
+        assert!(!is_same_process_alive(me, st + 1));
+    }
+
+    #[test]
+    fn signal_names_parse_in_every_spelling() {
+        assert_eq!(parse_signal("SIGTERM"), Some(Signal::SIGTERM));
+        assert_eq!(parse_signal("int"), Some(Signal::SIGINT));
+        assert_eq!(parse_signal("9"), Some(Signal::SIGKILL));
+        assert_eq!(parse_signal("SIGBOGUS"), None);
+        assert_eq!(parse_signal(""), None);
+    }
+}

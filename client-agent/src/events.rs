@@ -1,0 +1,126 @@
+//! Task events with Nomad's names and display messages, and the clock they are stamped with.
+
+use crate::driver::ExitResult;
+use api::TaskEvent;
+use std::time::Duration;
+
+pub const RECEIVED: &str = "Received";
+pub const SETUP: &str = "Task Setup";
+pub const STARTED: &str = "Started";
+pub const TERMINATED: &str = "Terminated";
+pub const RESTARTING: &str = "Restarting";
+pub const NOT_RESTARTING: &str = "Not Restarting";
+pub const KILLING: &str = "Killing";
+pub const KILLED: &str = "Killed";
+pub const DRIVER_FAILURE: &str = "Driver Failure";
+pub const SIBLING_FAILED: &str = "Sibling Task Failed";
+pub const LEADER_DEAD: &str = "Leader Task Dead";
+
+/// How many events a task keeps (Nomad keeps the last 10).
+pub const MAX_EVENTS: usize = 10;
+
+/// Unix nanoseconds now.
+pub fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+}
+
+/// Now as RFC 3339, for `StartedAt` / `FinishedAt` / `LastRestart`.
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+pub fn event(kind: &str, display: impl Into<String>) -> TaskEvent {
+    TaskEvent {
+        event_type: kind.into(),
+        time: now_nanos(),
+        display_message: display.into(),
+        ..Default::default()
+    }
+}
+
+pub fn received() -> TaskEvent {
+    event(RECEIVED, "Task received by client")
+}
+
+pub fn setup() -> TaskEvent {
+    event(SETUP, "Building Task Directory")
+}
+
+pub fn started() -> TaskEvent {
+    event(STARTED, "Task started by client")
+}
+
+pub fn terminated(res: &ExitResult) -> TaskEvent {
+    let mut display = format!("Exit Code: {}", res.exit_code);
+    if res.signal != 0 {
+        display.push_str(&format!(", Signal: {}", res.signal));
+    }
+    if let Some(err) = &res.err {
+        display.push_str(&format!(", Exit Message: {err:?}"));
+    }
+    let mut e = event(TERMINATED, display);
+    e.exit_code = res.exit_code;
+    e.signal = res.signal;
+    e.message = res.err.clone().unwrap_or_default();
+    e.details
+        .insert("exit_code".into(), res.exit_code.to_string());
+    e.details.insert("signal".into(), res.signal.to_string());
+    e
+}
+
+pub fn restarting(delay: Duration, reason: &str) -> TaskEvent {
+    let mut e = event(
+        RESTARTING,
+        format!("Task restarting in {}", crate::restart::go_duration(delay)),
+    );
+    e.restart_reason = reason.into();
+    e.details
+        .insert("start_delay".into(), delay.as_nanos().to_string());
+    e
+}
+
+pub fn not_restarting(reason: &str, failed: bool) -> TaskEvent {
+    let mut e = event(NOT_RESTARTING, reason);
+    e.restart_reason = reason.into();
+    e.fails_task = failed;
+    e
+}
+
+pub fn killing(timeout: Duration) -> TaskEvent {
+    let mut e = event(
+        KILLING,
+        format!(
+            "Sent interrupt. Waiting {} before force killing",
+            crate::restart::go_duration(timeout)
+        ),
+    );
+    e.kill_timeout = timeout.as_nanos() as i64;
+    e
+}
+
+pub fn killed(err: Option<&str>) -> TaskEvent {
+    match err {
+        None => event(KILLED, "Task successfully killed"),
+        Some(err) => {
+            let mut e = event(KILLED, format!("Task killed with error: {err}"));
+            e.message = err.into();
+            e
+        }
+    }
+}
+
+pub fn driver_failure(err: &str) -> TaskEvent {
+    let mut e = event(DRIVER_FAILURE, err);
+    e.driver_error = err.into();
+    e.message = err.into();
+    e
+}
+
+/// Appends `e` to `events`, dropping the oldest past [`MAX_EVENTS`].
+pub fn push(events: &mut Vec<TaskEvent>, e: TaskEvent) {
+    events.push(e);
+    if events.len() > MAX_EVENTS {
+        let extra = events.len() - MAX_EVENTS;
+        events.drain(..extra);
+    }
+}

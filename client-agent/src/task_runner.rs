@@ -1,0 +1,300 @@
+//! The TaskRunner drives one task through its life: set up its directory, start it
+//! through its driver, wait for it, apply the restart policy, and kill it when told to.
+//! Every change of its [`LocalTaskState`] (TaskState with Nomad's events, the driver
+//! handle, the restart count) goes to the alloc runner, which persists and reports it.
+//!
+//! On agent shutdown the runner returns and leaves the task running: a restarted agent
+//! reattaches through [`Driver::recover`].
+
+use crate::allocdir::AllocDir;
+use crate::driver::{
+    Driver, DriverError, ExitResult, TaskContext, TaskHandle, EXIT_UNKNOWN_AFTER_RECOVERY,
+};
+use crate::events;
+use crate::restart::{self, Decision, Outcome};
+use crate::state::LocalTaskState;
+use crate::taskenv::TaskEnv;
+use api::{Allocation, Node, RestartPolicy, Task, TaskEvent};
+use api::{TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// How long to wait for a task's exit status after it was stopped.
+const WAIT_AFTER_STOP: Duration = Duration::from_secs(10);
+
+/// A task's new state, sent to its alloc runner.
+#[derive(Debug, Clone)]
+pub struct TaskUpdate {
+    pub task: String,
+    pub state: LocalTaskState,
+}
+
+/// Orders from the alloc runner.
+#[derive(Debug, Clone)]
+pub enum TaskCommand {
+    /// Stop the task for good; `reason` is an event recorded first (e.g. a sibling failed).
+    Kill { reason: Option<TaskEvent> },
+}
+
+pub struct TaskRunner {
+    pub alloc: Arc<Allocation>,
+    pub task: Task,
+    pub node: Arc<Node>,
+    pub alloc_dir: AllocDir,
+    /// `None` when the task's driver is not available on this node.
+    pub driver: Option<Arc<dyn Driver>>,
+    pub restart_policy: RestartPolicy,
+    pub job_type: String,
+    /// The state to start from: fresh, or restored from local state.
+    pub state: LocalTaskState,
+    /// Restored after an agent restart: reattach to the handle instead of starting.
+    pub restored: bool,
+    pub updates: mpsc::UnboundedSender<TaskUpdate>,
+    pub commands: mpsc::UnboundedReceiver<TaskCommand>,
+    pub shutdown: CancellationToken,
+}
+
+enum Phase {
+    Start,
+    Wait(TaskHandle),
+    Exited(ExitResult),
+    StartFailed(DriverError),
+    Delay(Duration),
+    Kill(Option<TaskEvent>),
+    Done,
+}
+
+/// Adds up to 25% to a restart delay, so tasks failing together do not restart together.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
+    d + d.mul_f64((nanos % 1000) as f64 / 4000.0)
+}
+
+impl TaskRunner {
+    fn emit(&self) {
+        let _ = self.updates.send(TaskUpdate {
+            task: self.task.name.clone(),
+            state: self.state.clone(),
+        });
+    }
+
+    fn push_event(&mut self, e: TaskEvent) {
+        events::push(&mut self.state.state.events, e);
+    }
+
+    fn set_dead(&mut self, failed: bool) {
+        let s = &mut self.state.state;
+        s.state = TASK_STATE_DEAD.into();
+        s.failed |= failed;
+        s.finished_at = Some(events::now_rfc3339());
+        self.state.handle = None;
+    }
+
+    /// Waits for the next kill order; never resolves once the alloc runner is gone.
+    async fn next_kill(commands: &mut mpsc::UnboundedReceiver<TaskCommand>) -> Option<TaskEvent> {
+        match commands.recv().await {
+            Some(TaskCommand::Kill { reason }) => reason,
+            None => std::future::pending().await,
+        }
+    }
+
+    fn pending_kill(&mut self) -> Option<Option<TaskEvent>> {
+        match self.commands.try_recv() {
+            Ok(TaskCommand::Kill { reason }) => Some(reason),
+            Err(_) => None,
+        }
+    }
+
+    /// Runs the task until it is dead for good or the agent shuts down.
+    pub async fn run(mut self) {
+        let mut phase = self.first_phase().await;
+        loop {
+            phase = match phase {
+                Phase::Done => return,
+                Phase::Start => match self.pending_kill() {
+                    Some(reason) => Phase::Kill(reason),
+                    None => self.start().await,
+                },
+                Phase::Wait(handle) => {
+                    let driver = self.driver.clone().expect("a started task has a driver");
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return,
+                        reason = Self::next_kill(&mut self.commands) => Phase::Kill(reason),
+                        res = driver.wait(&handle) => Phase::Exited(res),
+                    }
+                }
+                Phase::Exited(res) => self.exited(res),
+                Phase::StartFailed(err) => self.start_failed(err),
+                Phase::Delay(d) => {
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return,
+                        reason = Self::next_kill(&mut self.commands) => Phase::Kill(reason),
+                        _ = tokio::time::sleep(d) => Phase::Start,
+                    }
+                }
+                Phase::Kill(reason) => self.kill(reason).await,
+            };
+        }
+    }
+
+    async fn first_phase(&mut self) -> Phase {
+        if self.state.state.state == TASK_STATE_DEAD {
+            return Phase::Done;
+        }
+        if !self.restored && self.state.state.events.is_empty() {
+            self.push_event(events::received());
+        }
+        let Some(driver) = self.driver.clone() else {
+            let msg = format!(
+                "driver {:?} is not available on this node",
+                self.task.driver
+            );
+            self.push_event(events::driver_failure(&msg));
+            self.push_event(events::not_restarting(restart::REASON_UNRECOVERABLE, true));
+            self.set_dead(true);
+            self.emit();
+            return Phase::Done;
+        };
+        if !self.restored {
+            self.state.state.state = TASK_STATE_PENDING.into();
+            self.emit();
+            return Phase::Start;
+        }
+        match self.state.handle.clone() {
+            Some(h) => match driver.recover(&h).await {
+                Ok(true) => {
+                    tracing::info!(task = %h.task_id, pid = h.pid, "reattached to running task");
+                    Phase::Wait(h)
+                }
+                Ok(false) | Err(_) => {
+                    tracing::info!(task = %h.task_id, pid = h.pid, "task exited while the agent was away");
+                    Phase::Exited(ExitResult {
+                        exit_code: -1,
+                        signal: 0,
+                        err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
+                    })
+                }
+            },
+            // It was waiting to be (re)started when the agent stopped.
+            None => Phase::Start,
+        }
+    }
+
+    async fn start(&mut self) -> Phase {
+        let driver = self.driver.clone().expect("checked in first_phase");
+        let first_start = self.state.state.started_at.is_none() && self.state.state.restarts == 0;
+        if first_start {
+            self.push_event(events::setup());
+            self.emit();
+        }
+        let dirs = match self.alloc_dir.build_task(&self.task.name) {
+            Ok(d) => d,
+            Err(e) => {
+                return Phase::StartFailed(DriverError::Start(format!(
+                    "building the task directory: {e}"
+                )))
+            }
+        };
+        let env = TaskEnv::build(&self.node, &self.alloc, &self.task, &dirs);
+        let ctx = TaskContext {
+            alloc_id: self.alloc.id.clone(),
+            task: self.task.clone(),
+            dirs,
+            env,
+        };
+        match driver.start(&ctx).await {
+            Ok(h) => {
+                let s = &mut self.state.state;
+                s.state = TASK_STATE_RUNNING.into();
+                if s.started_at.is_none() {
+                    s.started_at = Some(events::now_rfc3339());
+                }
+                self.state.handle = Some(h.clone());
+                self.push_event(events::started());
+                self.emit();
+                Phase::Wait(h)
+            }
+            Err(e) => Phase::StartFailed(e),
+        }
+    }
+
+    fn apply(&mut self, decision: Decision) -> Phase {
+        match decision {
+            Decision::Restart { delay, reason } => {
+                let delay = jitter(delay);
+                self.push_event(events::restarting(delay, reason));
+                let s = &mut self.state.state;
+                s.state = TASK_STATE_PENDING.into();
+                s.restarts += 1;
+                s.last_restart = Some(events::now_rfc3339());
+                self.emit();
+                Phase::Delay(delay)
+            }
+            Decision::NoRestart { failed, reason } => {
+                if !reason.is_empty() {
+                    self.push_event(events::not_restarting(&reason, failed));
+                }
+                self.set_dead(failed);
+                self.emit();
+                Phase::Done
+            }
+        }
+    }
+
+    fn exited(&mut self, res: ExitResult) -> Phase {
+        self.state.handle = None;
+        self.push_event(events::terminated(&res));
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::Exited(&res),
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
+    }
+
+    fn start_failed(&mut self, err: DriverError) -> Phase {
+        tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %err, "task failed to start");
+        self.push_event(events::driver_failure(&err.to_string()));
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::StartFailed {
+                recoverable: err.recoverable(),
+            },
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
+    }
+
+    async fn kill(&mut self, reason: Option<TaskEvent>) -> Phase {
+        if let Some(e) = reason {
+            self.push_event(e);
+        }
+        let mut err = None;
+        if let (Some(h), Some(driver)) = (self.state.handle.clone(), self.driver.clone()) {
+            let timeout = self.task.kill_timeout();
+            self.push_event(events::killing(timeout));
+            self.emit();
+            if let Err(e) = driver.stop(&h, &self.task.kill_signal, timeout).await {
+                err = Some(e.to_string());
+            }
+            if let Ok(res) = tokio::time::timeout(WAIT_AFTER_STOP, driver.wait(&h)).await {
+                self.push_event(events::terminated(&res));
+            }
+        }
+        self.push_event(events::killed(err.as_deref()));
+        self.set_dead(false);
+        self.emit();
+        Phase::Done
+    }
+}

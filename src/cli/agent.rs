@@ -1,0 +1,171 @@
+//! `drover agent`: its flags, turned into [`crate::agent::AgentOptions`], the log
+//! subscriber, and the multi-threaded runtime the agent runs in.
+
+use crate::agent::AgentOptions;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Development mode: one process is a single-node server and a client, raw_exec on.
+    #[arg(long)]
+    pub dev: bool,
+    /// Run a server.
+    #[arg(long)]
+    pub server: bool,
+    /// Run a client.
+    #[arg(long)]
+    pub client: bool,
+    /// Where the agent keeps its state.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address the HTTP API listens on.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
+    pub bind: String,
+    /// Port of the HTTP API.
+    #[arg(long = "http-port", value_name = "PORT", default_value_t = 4646)]
+    pub http_port: u16,
+    /// A server's HTTP address for a client to join (repeat, or separate with commas).
+    #[arg(long, value_name = "ADDR", value_delimiter = ',')]
+    pub servers: Vec<String>,
+    /// The node's name (default: the host name).
+    #[arg(long = "node-name", visible_alias = "node", value_name = "NAME")]
+    pub node_name: Option<String>,
+    /// The node's datacenter.
+    #[arg(long = "dc", visible_alias = "datacenter", value_name = "DC")]
+    pub datacenter: Option<String>,
+    /// The node's class, for constraints.
+    #[arg(long = "node-class", value_name = "CLASS")]
+    pub node_class: Option<String>,
+    /// Node metadata (repeatable).
+    #[arg(long, value_name = "KEY=VALUE", value_parser = super::parse_key_value)]
+    pub meta: Vec<(String, String)>,
+    /// An agent configuration file in HCL (repeatable).
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// trace, debug, info, warn or error (RUST_LOG overrides it).
+    #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level)]
+    pub log_level: Option<String>,
+}
+
+impl AgentArgs {
+    pub fn into_options(self) -> AgentOptions {
+        AgentOptions {
+            dev: self.dev,
+            server: self.server,
+            client: self.client,
+            data_dir: self.data_dir,
+            bind: self.bind,
+            http_port: self.http_port,
+            servers: self.servers,
+            node_name: self.node_name,
+            datacenter: self.datacenter,
+            node_class: self.node_class,
+            meta: self.meta,
+            config_files: self.config,
+            log_level: self.log_level,
+        }
+    }
+}
+
+/// Nomad's level names (`INFO`, `WARN`, `ERR`) and tracing's, normalised to tracing's.
+fn parse_log_level(s: &str) -> Result<String, String> {
+    let level = match s.to_ascii_lowercase().as_str() {
+        "trace" => "trace",
+        "debug" => "debug",
+        "info" => "info",
+        "warn" | "warning" => "warn",
+        "err" | "error" => "error",
+        _ => {
+            return Err(format!(
+                "unknown log level {s:?}: use trace, debug, info, warn or error"
+            ))
+        }
+    };
+    Ok(level.to_string())
+}
+
+/// The filter for a `-log-level`: Drover's own crates at that level, dependencies (Raft,
+/// HTTP, storage) at warn (error when the level is error), because at info and below
+/// they drown the agent's own lines. RUST_LOG is the way to hear them.
+pub fn log_filter(level: &str) -> String {
+    let deps = if level == "error" { "error" } else { "warn" };
+    let ours = [
+        "drover",
+        "api",
+        "jobspecs",
+        "scheduler",
+        "server",
+        "client_agent",
+        "ui",
+    ];
+    let mut f = deps.to_string();
+    for c in ours {
+        f.push_str(&format!(",{c}={level}"));
+    }
+    f
+}
+
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("Ignoring RUST_LOG={v:?}: {e}");
+            EnvFilter::new(log_filter(level))
+        }),
+        _ => EnvFilter::new(log_filter(level)),
+    };
+    // Colour only for people: log files and journald get plain text.
+    let ansi = std::io::stderr().is_terminal();
+    // try_init: a second subscriber (tests) is not worth dying over.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// Run the agent until it stops; returns the exit code.
+pub fn run(args: AgentArgs) -> i32 {
+    let opts = args.into_options();
+    init_logging(opts.log_level.as_deref().unwrap_or("info"));
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("drover-agent")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error starting the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(crate::agent::run(opts)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error running agent: {e:#}");
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nomad_log_level_names_are_understood() {
+        assert_eq!(parse_log_level("INFO").unwrap(), "info");
+        assert_eq!(parse_log_level("ERR").unwrap(), "error");
+        assert_eq!(parse_log_level("Warn").unwrap(), "warn");
+        assert!(parse_log_level("loud").is_err());
+    }
+
+    #[test]
+    fn log_filter_quietens_dependencies() {
+        let f = log_filter("debug");
+        assert!(f.starts_with("warn,"));
+        assert!(f.contains("server=debug"));
+        assert!(f.contains("client_agent=debug"));
+    }
+}
