@@ -53,6 +53,8 @@ pub enum Command {
         create_evals: Vec<Evaluation>,
         now: i64,
     },
+    /// `drover operator snapshot restore`: replace the whole state with a saved one.
+    RestoreState { state: Box<StateStore> },
     /// A batch of status reports from one client agent.
     ClientAllocUpdate {
         updates: Vec<AllocClientUpdate>,
@@ -213,6 +215,22 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             }
         }
         Command::UpsertEvals { evals } => upsert_evals(state, index, evals, fx),
+        Command::RestoreState { state: restored } => {
+            let mut restored = *restored;
+            restored.reindex();
+            restored.index = index;
+            restored.tables = crate::state::TableIndexes {
+                jobs: index,
+                allocs: index,
+                evals: index,
+                nodes: index,
+            };
+            for e in restored.evals.values() {
+                fx.evals.push(e.clone());
+            }
+            fx.capacity_changed = true;
+            *state = restored;
+        }
         Command::ApplyPlan {
             job,
             allocs,

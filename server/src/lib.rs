@@ -6,6 +6,7 @@
 //! send plans to the one plan applier, which commits what still fits.
 
 pub mod broker;
+pub mod cluster;
 pub mod fsm;
 pub mod heartbeat;
 pub mod http;
@@ -35,10 +36,17 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Address the HTTP API listens on.
     pub http_addr: SocketAddr,
-    /// Address other servers and agents use to reach this one (defaults to `http_addr`).
-    pub advertise_addr: Option<String>,
-    /// Form a single-voter cluster if this server has never been initialised.
-    pub bootstrap: bool,
+    /// Address peer servers send Raft RPCs to; `None` serves them on the HTTP listener.
+    pub rpc_addr: Option<SocketAddr>,
+    /// Addresses other servers and agents use to reach this one (default: the bound ones).
+    pub advertise_http: Option<String>,
+    pub advertise_rpc: Option<String>,
+    /// How many servers form the first cluster; 1 bootstraps a single voter at once.
+    pub bootstrap_expect: usize,
+    /// RPC addresses of other servers to form or join a cluster with.
+    pub join: Vec<String>,
+    /// A write that cannot commit within this time fails with "no cluster leader".
+    pub write_timeout: Duration,
     /// Nodes must heartbeat within this TTL or be marked down.
     pub heartbeat_ttl: Duration,
     /// Extra time given to every node after a leader takes over.
@@ -61,8 +69,12 @@ impl ServerConfig {
         ServerConfig {
             data_dir,
             http_addr,
-            advertise_addr: None,
-            bootstrap: true,
+            rpc_addr: None,
+            advertise_http: None,
+            advertise_rpc: None,
+            bootstrap_expect: 1,
+            join: Vec::new(),
+            write_timeout: Duration::from_secs(10),
             heartbeat_ttl: Duration::from_secs(10),
             heartbeat_grace: Duration::from_secs(10),
             election_timeout: Duration::from_millis(1000),
@@ -75,10 +87,22 @@ impl ServerConfig {
         }
     }
 
-    fn advertise(&self) -> String {
-        self.advertise_addr
+    /// This server as Raft membership records it.
+    pub fn server_node(&self) -> raft::ServerNode {
+        let http = self
+            .advertise_http
             .clone()
-            .unwrap_or_else(|| self.http_addr.to_string())
+            .unwrap_or_else(|| self.http_addr.to_string());
+        let rpc = self
+            .advertise_rpc
+            .clone()
+            .or_else(|| self.rpc_addr.map(|a| a.to_string()))
+            .unwrap_or_else(|| http.clone());
+        raft::ServerNode {
+            name: self.name.clone(),
+            rpc_addr: rpc,
+            http_addr: http,
+        }
     }
 }
 
@@ -87,6 +111,8 @@ impl ServerConfig {
 pub enum WriteError {
     #[error("no cluster leader")]
     NoLeader,
+    #[error("no cluster leader: the write did not commit within {0:?} (is a quorum of servers up?)")]
+    NoQuorum(Duration),
     #[error("this server is not the leader; the leader is at {0}")]
     NotLeader(String),
     #[error("timed out waiting for the write to commit")]
@@ -114,6 +140,8 @@ pub struct Server {
     pub broker: Arc<EvalBroker>,
     pub heartbeats: Arc<Heartbeats>,
     pub plans: mpsc::Sender<plan_apply::PlanRequest>,
+    /// When the leader last reached this server (followers), for `X-Nomad-LastContact`.
+    pub last_leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
     log_store: LogStore,
     db: sled::Db,
 }
@@ -152,15 +180,28 @@ impl Server {
         m.membership_config
             .membership()
             .get_node(&leader)
-            .map(|n| n.addr.clone())
+            .map(|n| n.http_addr.clone())
+    }
+
+    /// Milliseconds since this server last heard from the leader (0 on the leader).
+    pub fn last_contact_ms(&self) -> u64 {
+        if self.is_leader() {
+            return 0;
+        }
+        self.last_leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map(|t| t.elapsed().as_millis() as u64)
+            .unwrap_or(u64::MAX / 2)
     }
 
     /// Propose a command and wait for it to be applied.
     pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
         let fut = self.raft.client_write(cmd);
-        let res = tokio::time::timeout(Duration::from_secs(15), fut)
+        let limit = self.config.write_timeout;
+        let res = tokio::time::timeout(limit, fut)
             .await
-            .map_err(|_| WriteError::Timeout)?;
+            .map_err(|_| WriteError::NoQuorum(limit))?;
         match res {
             Ok(r) => match r.data.error.clone() {
                 Some(e) => Err(WriteError::Rejected(e)),
@@ -169,7 +210,7 @@ impl Server {
             Err(openraft::error::RaftError::APIError(
                 openraft::error::ClientWriteError::ForwardToLeader(f),
             )) => match f.leader_node {
-                Some(n) => Err(WriteError::NotLeader(n.addr)),
+                Some(n) => Err(WriteError::NotLeader(n.http_addr)),
                 None => Err(WriteError::NoLeader),
             },
             Err(e) => Err(WriteError::Raft(e.to_string())),
@@ -218,7 +259,20 @@ fn load_node_id(dir: &std::path::Path, bootstrap: bool) -> anyhow::Result<NodeId
 
 /// Start a server and serve its HTTP API until `shutdown` is cancelled.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (server, listener) = start(config).await?;
+    let (server, listener, rpc_listener) = start(config).await?;
+    if let Some(rpc) = rpc_listener {
+        tracing::info!(addr = %rpc.local_addr()?, "Raft RPC listening");
+        let app = http::rpc_router(server.clone());
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(rpc, app)
+                .with_graceful_shutdown(token.cancelled_owned())
+                .await;
+        });
+    }
+    if server.config.bootstrap_expect > 1 || !server.config.join.is_empty() {
+        tokio::spawn(cluster::join_loop(server.clone(), shutdown.clone()));
+    }
     let app = http::router(server.clone());
     tracing::info!(addr = %server.config.http_addr, "HTTP API listening");
     let serve = axum::serve(
@@ -233,10 +287,13 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     res.map_err(Into::into)
 }
 
-/// Open storage, start Raft and the leader's services; returns the bound listener.
-pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::net::TcpListener)> {
+type Listener = tokio::net::TcpListener;
+
+/// Open storage, start Raft and the leader's services; returns the bound listeners
+/// (HTTP, and Raft RPC when it has its own port).
+pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, Listener, Option<Listener>)> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let node_id = load_node_id(&config.data_dir, config.bootstrap)?;
+    let node_id = load_node_id(&config.data_dir, config.bootstrap_expect <= 1)?;
     let db = raft::store::open_db(&config.data_dir.join("raft.sled")).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the Raft store in {}: {e}",
@@ -280,10 +337,20 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
     let mut config = config;
     config.http_addr = listener.local_addr()?;
+    let rpc_listener = match config.rpc_addr {
+        Some(addr) if addr != config.http_addr => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for Raft RPC: {e}"))?;
+            config.rpc_addr = Some(l.local_addr()?);
+            Some(l)
+        }
+        _ => None,
+    };
 
-    if config.bootstrap && !raft.is_initialized().await? {
+    if config.bootstrap_expect <= 1 && config.join.is_empty() && !raft.is_initialized().await? {
         let mut members = BTreeMap::new();
-        members.insert(node_id, openraft::BasicNode::new(config.advertise()));
+        members.insert(node_id, config.server_node());
         raft.initialize(members).await?;
         tracing::info!(node_id, "initialised a new single-server cluster");
     }
@@ -301,6 +368,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::
         broker,
         heartbeats,
         plans: plan_tx,
+        last_leader_contact: std::sync::Mutex::new(None),
         log_store,
         db,
     });
@@ -309,7 +377,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, tokio::
         tokio::spawn(worker::run(server.clone(), i));
     }
     tokio::spawn(leadership_loop(server.clone()));
-    Ok((server, listener))
+    Ok((server, listener, rpc_listener))
 }
 
 /// Turn the leader's services on and off as leadership comes and goes.

@@ -56,7 +56,9 @@ pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, Vec<String>) {
                             && !stopping.contains(a.id.as_str())
                             && !updating.contains(a.id.as_str())
                     });
-                    for a in live.map(|a| a.as_ref()).chain(allocs.iter()) {
+                    // Re-sent terminal allocs (to record a follow-up eval) take no room.
+                    let placed = allocs.iter().filter(|a| !a.client_terminal());
+                    for a in live.map(|a| a.as_ref()).chain(placed) {
                         if let Some(r) = &a.resources {
                             ucpu += r.cpu;
                             umem += r.memory_mb;

@@ -43,7 +43,10 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
         let state = server
             .wait_for_index(min_index, Duration::from_secs(5))
             .await;
-        let mut plan = match scheduler::schedule(&*state, eval, &config, seed_for(eval, attempt)) {
+        // The scheduler has no clock: "now" (for reschedule delays) comes in the eval.
+        let mut input = (**eval).clone();
+        input.modify_time = now_nanos();
+        let mut plan = match scheduler::schedule(&*state, &input, &config, seed_for(eval, attempt)) {
             Ok(p) => p,
             Err(e) => {
                 let mut failed = (**eval).clone();

@@ -2,6 +2,8 @@
 //! routes client agents and peer servers use.
 
 mod allocs;
+mod cluster;
+pub mod forward;
 mod jobs;
 mod nodes;
 mod raft_rpc;
@@ -186,7 +188,7 @@ pub fn reply<T: Serialize>(srv: &Server, index: u64, body: &T) -> Response {
         "X-Nomad-KnownLeader",
         HeaderValue::from_static(if known { "true" } else { "false" }),
     );
-    h.insert("X-Nomad-LastContact", HeaderValue::from(0u64));
+    h.insert("X-Nomad-LastContact", HeaderValue::from(srv.last_contact_ms()));
     resp
 }
 
@@ -199,6 +201,26 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
         StatusCode::METHOD_NOT_ALLOWED,
         format!("{method} is not supported on {}", uri.path()),
     )
+}
+
+/// Routes peer servers use: Raft RPCs and cluster formation.
+fn peer_routes() -> Router<AppState> {
+    Router::new()
+        .route("/internal/raft/append", post(raft_rpc::append))
+        .route("/internal/raft/vote", post(raft_rpc::vote))
+        .route("/internal/raft/snapshot", post(raft_rpc::snapshot))
+        .route("/internal/cluster/info", get(cluster::info))
+        .route("/internal/cluster/join", post(cluster::join))
+        .route("/internal/cluster/elect", post(cluster::elect))
+}
+
+/// The Raft RPC listener's router (`-rpc-port`).
+pub fn rpc_router(srv: AppState) -> Router {
+    Router::new()
+        .nest("/v1", peer_routes())
+        .fallback(not_found)
+        .with_state(srv)
+        .layer(axum::extract::DefaultBodyLimit::disable())
 }
 
 pub fn router(srv: AppState) -> Router {
@@ -236,10 +258,24 @@ pub fn router(srv: AppState) -> Router {
         .route("/internal/node/register", put(nodes::register))
         .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
         .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
-        .route("/internal/raft/append", post(raft_rpc::append))
-        .route("/internal/raft/vote", post(raft_rpc::vote))
-        .route("/internal/raft/snapshot", post(raft_rpc::snapshot))
+        .route("/agent/members", get(cluster::members))
+        .route("/operator/raft/configuration", get(cluster::raft_configuration))
+        .route("/operator/raft/peer", axum::routing::delete(cluster::remove_peer))
+        .route(
+            "/operator/raft/transfer-leadership",
+            put(cluster::transfer_leadership).post(cluster::transfer_leadership),
+        )
+        .route(
+            "/operator/snapshot",
+            get(cluster::snapshot_save).put(cluster::snapshot_restore),
+        )
         .fallback(not_found);
+    // Without its own RPC port, a server takes peer traffic on the HTTP listener.
+    let v1 = if srv.config.rpc_addr.is_none() {
+        v1.merge(peer_routes())
+    } else {
+        v1
+    };
     let mut app = Router::new().nest("/v1", v1);
     if let Some(ui) = srv.config.ui.clone() {
         app = app
@@ -248,6 +284,10 @@ pub fn router(srv: AppState) -> Router {
     }
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            srv.clone(),
+            forward::forward,
+        ))
         .with_state(srv)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {

@@ -58,7 +58,7 @@ fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
         .membership_config
         .membership()
         .nodes()
-        .map(|(_, n)| format!("http://{}", n.addr))
+        .map(|(_, n)| format!("http://{}", n.http_addr))
         .collect();
     NodeHeartbeatResponse {
         heartbeat_ttl: ttl.as_nanos() as i64,

@@ -17,6 +17,12 @@ pub async fn append(
 ) -> Result<Json<serde_json::Value>, ApiErr> {
     let req: AppendEntriesRequest<TypeConfig> = super::parse_body(&body)?;
     let res = srv.raft.append_entries(req).await;
+    if matches!(&res, Ok(r) if r.is_success()) {
+        *srv
+            .last_leader_contact
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
+    }
     Ok(Json(serde_json::to_value(res).unwrap_or_default()))
 }
 

@@ -19,7 +19,7 @@ pub async fn peers(State(srv): State<AppState>) -> ApiResult {
             m.membership_config
                 .membership()
                 .get_node(&id)
-                .map(|n| n.addr.clone())
+                .map(|n| n.http_addr.clone())
         })
         .collect();
     Ok(reply(&srv, srv.snapshot().index, &peers))

@@ -4,7 +4,17 @@ pub mod network;
 pub mod store;
 
 use crate::fsm::{Command, Response};
+use serde::{Deserialize, Serialize};
 use std::io::Cursor;
+
+/// A server as Raft's membership records it: where peers reach its Raft RPCs, and where
+/// followers forward API requests to when it leads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerNode {
+    pub name: String,
+    pub rpc_addr: String,
+    pub http_addr: String,
+}
 
 openraft::declare_raft_types!(
     /// Drover's Raft types: commands in, responses out, nodes addressed by HTTP.
@@ -12,7 +22,7 @@ openraft::declare_raft_types!(
         D = Command,
         R = Response,
         NodeId = u64,
-        Node = openraft::BasicNode,
+        Node = ServerNode,
         Entry = openraft::Entry<TypeConfig>,
         SnapshotData = Cursor<Vec<u8>>,
 );

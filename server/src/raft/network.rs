@@ -1,6 +1,6 @@
 //! Raft RPCs as JSON over HTTP, between the servers' own HTTP listeners.
 //!
-//! Each server's `BasicNode.addr` is its HTTP address; the routes are served by
+//! Each server is reached at its `ServerNode.rpc_addr`; the routes are served by
 //! `http::raft_routes`.
 
 use super::{NodeId, TypeConfig};
@@ -13,7 +13,8 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, Snapshot, Vote};
+use super::ServerNode;
+use openraft::{Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::future::Future;
@@ -24,7 +25,7 @@ pub const SNAPSHOT_META_HEADER: &str = "x-drover-snapshot-meta";
 #[derive(Serialize, Deserialize)]
 pub struct SnapshotHeader {
     pub vote: Vote<NodeId>,
-    pub meta: openraft::SnapshotMeta<NodeId, BasicNode>,
+    pub meta: openraft::SnapshotMeta<NodeId, ServerNode>,
 }
 
 #[derive(Clone)]
@@ -58,11 +59,11 @@ pub struct Connection {
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Connection {
+    async fn new_client(&mut self, target: NodeId, node: &ServerNode) -> Connection {
         Connection {
             http: self.http.clone(),
             target,
-            addr: node.addr.clone(),
+            addr: node.rpc_addr.clone(),
         }
     }
 }
@@ -77,7 +78,7 @@ impl Connection {
         path: &str,
         req: &Req,
         option: &RPCOption,
-    ) -> Result<Resp, RPCError<NodeId, BasicNode, E>> {
+    ) -> Result<Resp, RPCError<NodeId, ServerNode, E>> {
         let url = format!("http://{}/v1/internal/raft/{path}", self.addr);
         let resp = self
             .http
@@ -106,7 +107,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
         self.call("append", &rpc, &option).await
     }
 
@@ -116,7 +117,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         _option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
-        RPCError<NodeId, BasicNode, RaftError<NodeId, InstallSnapshotError>>,
+        RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
         // Snapshots travel whole through `full_snapshot`.
         Err(RPCError::Network(NetworkError::new(
@@ -128,7 +129,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
-    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, BasicNode, RaftError<NodeId>>> {
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
     }
 

@@ -7,12 +7,12 @@
 // openraft's traits fix `StorageError` (large) as the error type; our helpers match them.
 #![allow(clippy::result_large_err)]
 
-use super::{io_err, LogId, NodeId, StorageError, TypeConfig};
+use super::{io_err, LogId, NodeId, ServerNode, StorageError, TypeConfig};
 use crate::fsm::{self, Effects, Response};
 use crate::state::StateStore;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
-    BasicNode, Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
     SnapshotMeta, StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
@@ -213,7 +213,7 @@ pub trait ApplyHook: Send + Sync + 'static {
 pub struct StateMachine {
     state: StateStore,
     last_applied: Option<LogId>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    membership: StoredMembership<NodeId, ServerNode>,
     publisher: watch::Sender<Arc<StateStore>>,
     hook: Arc<dyn ApplyHook>,
     snapshots: sled::Tree,
@@ -241,7 +241,7 @@ impl StateMachine {
             snapshots,
         };
         if let Some(meta) =
-            get_json::<SnapshotMeta<NodeId, BasicNode>>(&sm.snapshots, KEY_SNAPSHOT_META)?
+            get_json::<SnapshotMeta<NodeId, ServerNode>>(&sm.snapshots, KEY_SNAPSHOT_META)?
         {
             let data = sm
                 .snapshots
@@ -255,7 +255,7 @@ impl StateMachine {
 
     fn restore(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, ServerNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
         let body: SnapshotBody = serde_json::from_slice(data).map_err(|e| io_err(false, e))?;
@@ -272,7 +272,7 @@ impl StateMachine {
 
     fn store_snapshot(
         &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, ServerNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
         let meta_bytes = serde_json::to_vec(meta).map_err(|e| io_err(true, e))?;
@@ -290,7 +290,7 @@ impl StateMachine {
 pub struct SnapshotBuilder {
     state: Arc<StateStore>,
     last_applied: Option<LogId>,
-    membership: StoredMembership<NodeId, BasicNode>,
+    membership: StoredMembership<NodeId, ServerNode>,
     snapshots: sled::Tree,
 }
 
@@ -341,7 +341,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(
         &mut self,
-    ) -> Result<(Option<LogId>, StoredMembership<NodeId, BasicNode>), StorageError> {
+    ) -> Result<(Option<LogId>, StoredMembership<NodeId, ServerNode>), StorageError> {
         Ok((self.last_applied, self.membership.clone()))
     }
 
@@ -397,7 +397,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
+        meta: &SnapshotMeta<NodeId, ServerNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
@@ -411,7 +411,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let Some(meta) =
-            get_json::<SnapshotMeta<NodeId, BasicNode>>(&self.snapshots, KEY_SNAPSHOT_META)?
+            get_json::<SnapshotMeta<NodeId, ServerNode>>(&self.snapshots, KEY_SNAPSHOT_META)?
         else {
             return Ok(None);
         };

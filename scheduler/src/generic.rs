@@ -1,0 +1,128 @@
+//! The service and batch scheduler: reconcile, then find a node for each placement.
+//!
+//! Stops come first so the room they free is visible to the placements. A destructive
+//! update or a reschedule stops the allocation it replaces only once the replacement has a
+//! node; an allocation on a lost node is stopped regardless.
+
+use crate::feasible::candidate_nodes;
+use crate::plan_builder::PlanBuilder;
+use crate::reconcile::{
+    reconcile, NodeHealth, PlacementReason, ReconcileInput, DESC_RESCHEDULED, DESC_UPDATING,
+};
+use crate::select::GroupSelector;
+use crate::State;
+use api::{Allocation, Job};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<Job>) {
+    let mut allocs = b.state.allocs_by_job(job.ns(), &job.id);
+    allocs.sort_by(|x, y| x.id.cmp(&y.id));
+    let nodes = b.state.nodes();
+    let health = NodeHealth::map(&nodes);
+    let recon = reconcile(&ReconcileInput {
+        job: Some(job),
+        allocs: &allocs,
+        node_health: &health,
+        eval_id: &b.eval.id,
+        now: b.eval.modify_time,
+    });
+
+    b.expect_groups(job);
+    for s in &recon.stop {
+        b.stop(&s.alloc, s.description);
+    }
+    for buckets in recon.groups.values() {
+        for s in &buckets.stop {
+            b.stop(&s.alloc, s.description);
+        }
+        for alloc in &buckets.lost {
+            b.stop_lost(alloc);
+        }
+        for alloc in &buckets.inplace_update {
+            b.update_in_place(alloc, job);
+        }
+        let mut by_time: BTreeMap<i64, Vec<Arc<Allocation>>> = BTreeMap::new();
+        for delayed in &buckets.reschedule_later {
+            by_time
+                .entry(delayed.wait_until)
+                .or_default()
+                .push(delayed.alloc.clone());
+        }
+        for (wait_until, allocs) in by_time {
+            b.follow_up(job, wait_until, &allocs);
+        }
+    }
+
+    let candidates = candidate_nodes(&nodes, job);
+    for group in &job.task_groups {
+        let Some(buckets) = recon.groups.get(&group.name) else {
+            continue;
+        };
+        if buckets.place.is_empty() {
+            continue;
+        }
+        let existing = live_nodes_of_group(b, &allocs, &group.name, &health);
+        let algorithm = b.config.algorithm;
+        let mut selector = GroupSelector::new(
+            job,
+            group,
+            &candidates,
+            &existing,
+            algorithm,
+            Some(&mut b.rng),
+        );
+        for placement in &buckets.place {
+            if b.has_failures(&group.name) {
+                // The cluster had no room for the previous one; it has none for this.
+                b.fail(&group.name, selector.empty_metric());
+                continue;
+            }
+            let previous = placement.previous.as_deref();
+            let destructive = placement.reason == PlacementReason::DestructiveUpdate;
+            if let (true, Some(old)) = (destructive, previous) {
+                // The replacement may take the old allocation's room.
+                b.usage.stop(old);
+            }
+            let penalty: Vec<String> = match (placement.reason, previous) {
+                (PlacementReason::Reschedule, Some(old)) => vec![old.node_id.clone()],
+                _ => vec![],
+            };
+            match selector.select(&mut b.usage, &penalty) {
+                Ok(node) => {
+                    b.place(job, group, placement.name.clone(), &node, previous);
+                    match (placement.reason, previous) {
+                        (PlacementReason::DestructiveUpdate, Some(old)) => {
+                            b.stop(old, DESC_UPDATING)
+                        }
+                        (PlacementReason::Reschedule, Some(old)) => b.stop(old, DESC_RESCHEDULED),
+                        _ => {}
+                    }
+                }
+                Err(metric) => {
+                    if let (true, Some(old)) = (destructive, previous) {
+                        b.usage.unstop(old);
+                    }
+                    b.fail(&group.name, *metric);
+                }
+            }
+        }
+    }
+}
+
+/// Nodes of the group's allocations that keep running, for spread counts.
+fn live_nodes_of_group<S: State>(
+    b: &PlanBuilder<'_, S>,
+    allocs: &[Arc<Allocation>],
+    group: &str,
+    health: &std::collections::HashMap<String, NodeHealth>,
+) -> Vec<Arc<api::Node>> {
+    let mut seen = HashSet::new();
+    allocs
+        .iter()
+        .filter(|a| a.task_group == group && !a.terminal())
+        .filter(|a| health.get(&a.node_id) != Some(&NodeHealth::Lost))
+        .filter(|a| seen.insert(a.id.clone()))
+        .filter_map(|a| b.state.node(&a.node_id))
+        .collect()
+}

@@ -1,0 +1,333 @@
+//! What each node already runs: resources, static ports and allocations per job group.
+//!
+//! Usage is the snapshot's non-terminal allocations on the node, minus the ones this plan
+//! stops, plus the ones this plan places. It is loaded lazily per node, so an evaluation
+//! that looks at a few nodes of a large cluster reads only those.
+
+use crate::State;
+use api::{Allocation, Node, TaskGroup};
+use std::collections::{HashMap, HashSet};
+
+/// What one allocation takes from its node.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ask {
+    pub cpu: i64,
+    pub memory_mb: i64,
+    pub disk_mb: i64,
+    /// Static (reserved) host ports.
+    pub reserved_ports: Vec<i64>,
+}
+
+impl Ask {
+    /// What a new allocation of `group` asks for.
+    pub fn for_group(group: &TaskGroup) -> Ask {
+        let r = group.combined_resources();
+        Ask {
+            cpu: r.cpu,
+            memory_mb: r.memory_mb,
+            disk_mb: r.disk_mb,
+            reserved_ports: group_reserved_ports(group),
+        }
+    }
+
+    /// What an existing allocation holds. Ports come from the group of the job version it
+    /// runs, because the combined resources do not carry networks.
+    pub fn of_alloc(alloc: &Allocation) -> Ask {
+        let (cpu, memory_mb, disk_mb) = match &alloc.resources {
+            Some(r) => (r.cpu, r.memory_mb, r.disk_mb),
+            None => alloc.task_resources.values().fold((0, 0, 0), |acc, r| {
+                (acc.0 + r.cpu, acc.1 + r.memory_mb, acc.2 + r.disk_mb)
+            }),
+        };
+        let reserved_ports = alloc
+            .job
+            .as_ref()
+            .and_then(|job| job.task_group(&alloc.task_group))
+            .map(group_reserved_ports)
+            .unwrap_or_default();
+        Ask {
+            cpu,
+            memory_mb,
+            disk_mb,
+            reserved_ports,
+        }
+    }
+}
+
+/// Static ports of the group's networks and of its tasks' networks.
+pub fn group_reserved_ports(group: &TaskGroup) -> Vec<i64> {
+    let task_networks = group
+        .tasks
+        .iter()
+        .filter_map(|t| t.resources.as_ref())
+        .flat_map(|r| r.networks.iter());
+    group
+        .networks
+        .iter()
+        .chain(task_networks)
+        .flat_map(|n| n.reserved_ports.iter())
+        .map(|p| p.value)
+        .filter(|&v| v > 0)
+        .collect()
+}
+
+/// Identifies a task group of a job across namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub namespace: String,
+    pub job_id: String,
+    pub group: String,
+}
+
+impl GroupKey {
+    pub fn of_alloc(alloc: &Allocation) -> GroupKey {
+        GroupKey {
+            namespace: alloc.namespace.clone(),
+            job_id: alloc.job_id.clone(),
+            group: alloc.task_group.clone(),
+        }
+    }
+}
+
+/// Everything live on one node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeUsage {
+    pub cpu: i64,
+    pub memory_mb: i64,
+    pub disk_mb: i64,
+    /// Port -> number of allocations holding it (more than one only in a broken state).
+    pub ports: HashMap<i64, u32>,
+    /// Live allocations per job group, for anti-affinity and distinct_hosts.
+    pub groups: HashMap<GroupKey, u32>,
+}
+
+impl NodeUsage {
+    fn add(&mut self, key: GroupKey, ask: &Ask) {
+        self.cpu += ask.cpu;
+        self.memory_mb += ask.memory_mb;
+        self.disk_mb += ask.disk_mb;
+        for p in &ask.reserved_ports {
+            *self.ports.entry(*p).or_default() += 1;
+        }
+        *self.groups.entry(key).or_default() += 1;
+    }
+
+    fn remove(&mut self, key: GroupKey, ask: &Ask) {
+        self.cpu -= ask.cpu;
+        self.memory_mb -= ask.memory_mb;
+        self.disk_mb -= ask.disk_mb;
+        for p in &ask.reserved_ports {
+            if let Some(n) = self.ports.get_mut(p) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.ports.remove(p);
+                }
+            }
+        }
+        if let Some(n) = self.groups.get_mut(&key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.groups.remove(&key);
+            }
+        }
+    }
+
+    /// Live allocations of `job_id` on this node, any group.
+    pub fn job_allocs(&self, namespace: &str, job_id: &str) -> u32 {
+        self.groups
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace && k.job_id == job_id)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+
+    /// Live allocations of one job group on this node.
+    pub fn group_allocs(&self, namespace: &str, job_id: &str, group: &str) -> u32 {
+        self.groups
+            .iter()
+            .filter(|(k, _)| k.namespace == namespace && k.job_id == job_id && k.group == group)
+            .map(|(_, n)| *n)
+            .sum()
+    }
+}
+
+/// Why an ask does not fit on a node: the name used in `AllocMetric::dimension_exhausted`.
+pub fn fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), &'static str> {
+    let (cpu, memory_mb, disk_mb) = node.allocatable();
+    if usage.cpu + ask.cpu > cpu {
+        return Err("cpu");
+    }
+    if usage.memory_mb + ask.memory_mb > memory_mb {
+        return Err("memory");
+    }
+    if usage.disk_mb + ask.disk_mb > disk_mb {
+        return Err("disk");
+    }
+    let mut wanted = HashSet::new();
+    for p in &ask.reserved_ports {
+        if usage.ports.contains_key(p) || !wanted.insert(*p) {
+            return Err("network: reserved port collision");
+        }
+    }
+    Ok(())
+}
+
+/// Usage of every node the run has looked at, kept current as the plan grows.
+pub struct ClusterUsage<'s, S: State> {
+    state: &'s S,
+    nodes: HashMap<String, NodeUsage>,
+    /// Allocations this plan stops, so a node loaded later does not count them.
+    stopped: HashSet<String>,
+    /// Allocations this plan places, for nodes loaded after the placement.
+    placed: HashMap<String, Vec<Allocation>>,
+}
+
+impl<'s, S: State> ClusterUsage<'s, S> {
+    pub fn new(state: &'s S) -> Self {
+        ClusterUsage {
+            state,
+            nodes: HashMap::new(),
+            stopped: HashSet::new(),
+            placed: HashMap::new(),
+        }
+    }
+
+    pub fn node(&mut self, node_id: &str) -> &NodeUsage {
+        if !self.nodes.contains_key(node_id) {
+            let mut usage = NodeUsage::default();
+            for alloc in self.state.allocs_by_node(node_id) {
+                if !alloc.terminal() && !self.stopped.contains(&alloc.id) {
+                    usage.add(GroupKey::of_alloc(&alloc), &Ask::of_alloc(&alloc));
+                }
+            }
+            for alloc in self.placed.get(node_id).into_iter().flatten() {
+                usage.add(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+            }
+            self.nodes.insert(node_id.to_string(), usage);
+        }
+        &self.nodes[node_id]
+    }
+
+    /// Counts a new allocation of this plan against its node.
+    pub fn place(&mut self, alloc: &Allocation) {
+        self.node(&alloc.node_id);
+        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+            u.add(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+        }
+        self.placed
+            .entry(alloc.node_id.clone())
+            .or_default()
+            .push(alloc.clone());
+    }
+
+    /// Frees what a live allocation stopped by this plan held.
+    pub fn stop(&mut self, alloc: &Allocation) {
+        if alloc.terminal() || !self.stopped.insert(alloc.id.clone()) {
+            return;
+        }
+        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+            u.remove(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+        }
+    }
+
+    /// Undoes `stop` when the replacement it made room for could not be placed.
+    pub fn unstop(&mut self, alloc: &Allocation) {
+        if !self.stopped.remove(&alloc.id) {
+            return;
+        }
+        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+            u.add(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mock;
+
+    #[test]
+    fn fit_reports_the_exhausted_dimension() {
+        let node = mock::node("n1"); // 4000 MHz, 8192 MB, 100 GB
+        let usage = NodeUsage {
+            cpu: 3800,
+            ..Default::default()
+        };
+        let ask = Ask {
+            cpu: 300,
+            memory_mb: 100,
+            disk_mb: 0,
+            reserved_ports: vec![],
+        };
+        assert_eq!(fit(&node, &usage, &ask), Err("cpu"));
+        let ask = Ask {
+            cpu: 100,
+            memory_mb: 9000,
+            ..ask
+        };
+        assert_eq!(fit(&node, &usage, &ask), Err("memory"));
+        let ask = Ask {
+            memory_mb: 100,
+            ..ask
+        };
+        assert_eq!(fit(&node, &usage, &ask), Ok(()));
+    }
+
+    #[test]
+    fn fit_respects_reserved_resources() {
+        let mut node = mock::node("n1");
+        node.reserved_resources.memory.memory_mb = 8000;
+        let ask = Ask {
+            cpu: 100,
+            memory_mb: 300,
+            disk_mb: 0,
+            reserved_ports: vec![],
+        };
+        assert_eq!(fit(&node, &NodeUsage::default(), &ask), Err("memory"));
+    }
+
+    #[test]
+    fn static_port_collisions_do_not_fit() {
+        let node = mock::node("n1");
+        let mut usage = NodeUsage::default();
+        usage.ports.insert(8080, 1);
+        let ask = Ask {
+            cpu: 1,
+            memory_mb: 1,
+            disk_mb: 0,
+            reserved_ports: vec![8080],
+        };
+        assert_eq!(
+            fit(&node, &usage, &ask),
+            Err("network: reserved port collision")
+        );
+        let twice = Ask {
+            reserved_ports: vec![9000, 9000],
+            ..ask
+        };
+        assert!(fit(&node, &NodeUsage::default(), &twice).is_err());
+    }
+
+    #[test]
+    fn cluster_usage_counts_live_allocs_and_plan_changes() {
+        let node = mock::node("n1");
+        let job = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let running = mock::alloc(&job, "web", 0, &node);
+        let mut done = mock::alloc(&job, "web", 1, &node);
+        done.client_status = api::ALLOC_CLIENT_COMPLETE.into();
+        let state = mock::MemState::new()
+            .with_nodes([node.clone()])
+            .with_allocs([running.clone(), done]);
+        let mut usage = ClusterUsage::new(&state);
+        assert_eq!(usage.node("n1").cpu, 500);
+        usage.stop(&running);
+        assert_eq!(usage.node("n1").cpu, 0);
+        usage.unstop(&running);
+        assert_eq!(usage.node("n1").cpu, 500);
+        let mut placed = mock::alloc(&job, "web", 2, &node);
+        placed.id = "new".into();
+        usage.place(&placed);
+        assert_eq!(usage.node("n1").cpu, 1000);
+        assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 2);
+    }
+}
