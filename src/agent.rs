@@ -1,5 +1,6 @@
 //! `drover agent`: runs a server, a client, or both (`-dev`) in this process.
 
+use crate::agent_config::{parse_duration, AgentFile};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,9 +17,15 @@ pub struct AgentOptions {
     /// Where state lives; defaults to a `drover-data` dir.
     pub data_dir: Option<PathBuf>,
     /// Address to bind the HTTP API to (default 127.0.0.1).
-    pub bind: String,
+    pub bind: Option<String>,
     /// HTTP API port (default 4646).
-    pub http_port: u16,
+    pub http_port: Option<u16>,
+    /// Raft RPC port (default: shared with the HTTP port).
+    pub rpc_port: Option<u16>,
+    /// Servers expected before the first cluster forms (default 1).
+    pub bootstrap_expect: Option<usize>,
+    /// RPC addresses of servers to form or join a cluster with.
+    pub join: Vec<String>,
     /// Servers a client agent talks to (`-servers`), HTTP addresses.
     pub servers: Vec<String>,
     pub node_name: Option<String>,
@@ -50,35 +57,47 @@ fn env_duration(name: &str) -> Option<Duration> {
 }
 
 pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
-    let run_server = opts.dev || opts.server;
-    let run_client = opts.dev || opts.client;
+    // Config files first, in order; command-line flags win over them.
+    let mut file = AgentFile::default();
+    for f in &opts.config_files {
+        file = file.merge(AgentFile::load(f)?);
+    }
+    let server_block = file.server.take().unwrap_or_default();
+    let client_block = file.client.take().unwrap_or_default();
+    let run_server = opts.dev || opts.server || server_block.enabled == Some(true);
+    let run_client = opts.dev || opts.client || client_block.enabled == Some(true);
     anyhow::ensure!(
         run_server || run_client,
-        "nothing to run: pass -dev, -server or -client"
+        "nothing to run: pass -dev, -server or -client (or enable them in a -config file)"
     );
-    if let Some(f) = opts.config_files.first() {
-        anyhow::bail!(
-            "agent configuration files ({}) are not supported yet; use command-line flags",
-            f.display()
-        );
-    }
-    let data_dir = opts.data_dir.clone().unwrap_or_else(default_data_dir);
+    let data_dir = opts
+        .data_dir
+        .clone()
+        .or(file.data_dir.clone())
+        .unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data dir {}", data_dir.display()))?;
     let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
-    let bind = if opts.bind.is_empty() {
-        "127.0.0.1"
-    } else {
-        opts.bind.as_str()
-    };
-    let port = if opts.http_port == 0 {
-        4646
-    } else {
-        opts.http_port
-    };
+    let ports = file.ports.take().unwrap_or_default();
+    let bind = opts
+        .bind
+        .clone()
+        .or(file.bind_addr.clone())
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let port = opts.http_port.or(ports.http).unwrap_or(4646);
     let http_addr: SocketAddr = format!("{bind}:{port}")
         .parse()
         .with_context(|| format!("invalid bind address {bind:?} or port {port}"))?;
+    let rpc_addr = match opts.rpc_port.or(ports.rpc) {
+        Some(p) => Some(
+            format!("{bind}:{p}")
+                .parse::<SocketAddr>()
+                .with_context(|| format!("invalid RPC port {p}"))?,
+        ),
+        None => None,
+    };
+    let datacenter = opts.datacenter.clone().or(file.datacenter.clone());
+    let name = opts.node_name.clone().or(file.name.clone());
     tracing::info!(data_dir = %data_dir.display(), %http_addr, dev = opts.dev, "starting Drover agent");
 
     let shutdown = CancellationToken::new();
@@ -88,8 +107,33 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     if run_server {
         let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
         cfg.ui = Some(ui::router());
-        if let Some(dc) = &opts.datacenter {
+        cfg.rpc_addr = rpc_addr;
+        cfg.bootstrap_expect = opts
+            .bootstrap_expect
+            .or(server_block.bootstrap_expect)
+            .unwrap_or(1);
+        cfg.join = if opts.join.is_empty() {
+            server_block
+                .server_join
+                .map(|j| j.retry_join)
+                .unwrap_or_default()
+        } else {
+            opts.join.clone()
+        };
+        if let Some(dc) = &datacenter {
             cfg.datacenter = dc.clone();
+        }
+        if let Some(r) = &file.region {
+            cfg.region = r.clone();
+        }
+        if let Some(n) = &name {
+            cfg.name = n.clone();
+        }
+        if let Some(d) = &server_block.min_heartbeat_ttl {
+            cfg.heartbeat_ttl = parse_duration(d)?;
+        }
+        if let Some(d) = &server_block.heartbeat_grace {
+            cfg.heartbeat_grace = parse_duration(d)?;
         }
         if let Some(d) = env_duration("DROVER_HEARTBEAT_TTL_MS") {
             cfg.heartbeat_ttl = d;
@@ -99,6 +143,9 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         }
         if let Some(d) = env_duration("DROVER_ELECTION_TIMEOUT_MS") {
             cfg.election_timeout = d;
+        }
+        if let Some(d) = env_duration("DROVER_WRITE_TIMEOUT_MS") {
+            cfg.write_timeout = d;
         }
         if let Some(n) = std::env::var("DROVER_SNAPSHOT_THRESHOLD")
             .ok()
@@ -110,20 +157,30 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         tasks.spawn(async move { server::run(cfg, token).await.context("server") });
     }
     if run_client {
-        let servers = if opts.servers.is_empty() {
-            vec![format!("http://{http_addr}")]
+        let mut servers = if opts.servers.is_empty() {
+            client_block.servers.clone()
         } else {
             opts.servers.clone()
         };
+        if servers.is_empty() {
+            servers.push(format!("http://{http_addr}"));
+        }
+        let mut meta = client_block.meta.clone();
+        meta.extend(opts.meta.iter().cloned());
         let cfg = client_agent::AgentConfig {
             data_dir: data_dir.join("client"),
             servers,
-            node_name: opts.node_name.clone().unwrap_or_default(),
-            datacenter: opts.datacenter.clone().unwrap_or_default(),
-            node_class: opts.node_class.clone().unwrap_or_default(),
-            node_pool: String::new(),
-            meta: opts.meta.iter().cloned().collect(),
-            raw_exec_enabled: opts.dev,
+            node_name: name.clone().unwrap_or_default(),
+            datacenter: datacenter.clone().unwrap_or_default(),
+            node_class: opts
+                .node_class
+                .clone()
+                .or(client_block.node_class.clone())
+                .unwrap_or_default(),
+            node_pool: client_block.node_pool.clone().unwrap_or_default(),
+            meta,
+            // As in Nomad: raw_exec runs anything as the agent's user, so it is opt-in.
+            raw_exec_enabled: opts.dev || file.plugin_enabled("raw_exec") == Some(true),
             http_addr: http_addr.to_string(),
         };
         let token = shutdown.clone();

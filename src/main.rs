@@ -1,6 +1,7 @@
 //! `drover`: the command line, the agent, and (through the agent) the HTTP API and UI.
 
 mod agent;
+mod agent_config;
 mod cli;
 
 fn main() {

@@ -18,12 +18,21 @@ pub struct AgentArgs {
     /// Where the agent keeps its state.
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address the HTTP API listens on.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    pub bind: String,
-    /// Port of the HTTP API.
-    #[arg(long = "http-port", value_name = "PORT", default_value_t = 4646)]
-    pub http_port: u16,
+    /// Address the HTTP API (and Raft RPC) listen on [default: 127.0.0.1].
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// Port of the HTTP API [default: 4646].
+    #[arg(long = "http-port", value_name = "PORT")]
+    pub http_port: Option<u16>,
+    /// Port peer servers send Raft RPCs to [default: the HTTP port].
+    #[arg(long = "rpc-port", value_name = "PORT")]
+    pub rpc_port: Option<u16>,
+    /// Servers to wait for before forming the first cluster.
+    #[arg(long = "bootstrap-expect", value_name = "N")]
+    pub bootstrap_expect: Option<usize>,
+    /// A server's RPC address (host:port) to form or join a cluster with (repeatable).
+    #[arg(long, visible_alias = "retry-join", value_name = "ADDR", value_delimiter = ',')]
+    pub join: Vec<String>,
     /// A server's HTTP address for a client to join (repeat, or separate with commas).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     pub servers: Vec<String>,
@@ -56,6 +65,9 @@ impl AgentArgs {
             data_dir: self.data_dir,
             bind: self.bind,
             http_port: self.http_port,
+            rpc_port: self.rpc_port,
+            bootstrap_expect: self.bootstrap_expect,
+            join: self.join,
             servers: self.servers,
             node_name: self.node_name,
             datacenter: self.datacenter,
