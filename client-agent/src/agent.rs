@@ -291,8 +291,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let drivers = Drivers::from_config(config.raw_exec_enabled);
-    let mut node =
-        fingerprint::fingerprint(&config, &drivers).context("fingerprinting the node")?;
+    let mut node = fingerprint::fingerprint(&config, &drivers)
+        .await
+        .context("fingerprinting the node")?;
     tracing::info!(node = %node.id, name = %node.name, drivers = ?node.drivers.keys().collect::<Vec<_>>(), "node fingerprinted");
 
     let store = StateStore::new(&config.data_dir);
@@ -307,6 +308,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
             drivers,
             store: store.clone(),
             updates: updates.clone(),
+            ports: crate::ports::PortAllocator::new(),
             shutdown: shutdown.clone(),
         },
         by_id: BTreeMap::new(),

@@ -9,6 +9,7 @@
 use crate::allocdir::AllocDir;
 use crate::driver::Drivers;
 use crate::events;
+use crate::ports::{AllocatedPort, PortAllocator};
 use crate::reporter::PendingUpdates;
 use crate::state::{LocalAllocState, LocalTaskState, StateStore};
 use crate::task_runner::{TaskCommand, TaskRunner, TaskUpdate};
@@ -58,6 +59,8 @@ pub struct AllocRunnerDeps {
     pub drivers: Drivers,
     pub store: StateStore,
     pub updates: PendingUpdates,
+    /// Hands out the host ports of the groups' network blocks.
+    pub ports: PortAllocator,
     /// Agent shutdown: stop watching, leave the tasks running.
     pub shutdown: CancellationToken,
 }
@@ -191,6 +194,7 @@ impl AllocRunner {
             return;
         };
         let alloc_dir = AllocDir::new(&self.deps.data_dir, self.alloc_id());
+        let ports = self.ports(&group);
         let (upd_tx, mut upd_rx) = mpsc::unbounded_channel::<TaskUpdate>();
         let mut tasks = JoinSet::new();
         let alloc = Arc::new(self.local.alloc.clone());
@@ -224,6 +228,7 @@ impl AllocRunner {
                 job_type: job.job_type.clone(),
                 state,
                 restored,
+                ports: ports.clone(),
                 updates: upd_tx.clone(),
                 commands: cmd_rx,
                 shutdown: self.deps.shutdown.clone(),
@@ -291,6 +296,7 @@ impl AllocRunner {
             self.task_changed(&group, u);
         }
         if destroying {
+            self.deps.ports.release(&self.local.ports);
             self.deps.updates.forget(self.alloc_id());
             if let Err(e) = self.deps.store.remove(self.alloc_id()) {
                 tracing::warn!(alloc = %self.alloc_id(), error = %e, "cannot remove alloc state");
@@ -301,6 +307,35 @@ impl AllocRunner {
             tracing::info!(alloc = %self.alloc_id(), "allocation garbage collected");
         } else {
             self.persist();
+        }
+    }
+
+    /// The group's ports with their host ports: restored from local state, or assigned
+    /// now. An error fails every task of the group with a sentence.
+    fn ports(&mut self, group: &api::TaskGroup) -> Result<Arc<[AllocatedPort]>, String> {
+        if !self.local.ports.is_empty() {
+            self.deps.ports.reserve(&self.local.ports);
+            return Ok(self.local.ports.clone().into());
+        }
+        if group.networks.is_empty() {
+            return Ok(Arc::from(Vec::new()));
+        }
+        let host_ip = self
+            .deps
+            .node
+            .attributes
+            .get("unique.network.ip-address")
+            .cloned()
+            .unwrap_or_else(|| "127.0.0.1".into());
+        match self.deps.ports.assign(&group.networks, &host_ip) {
+            Ok(p) => {
+                self.local.ports = p.clone();
+                Ok(p.into())
+            }
+            Err(e) => {
+                tracing::error!(alloc = %self.alloc_id(), error = %e, "cannot assign the group's ports");
+                Err(format!("assigning the group's ports: {e}"))
+            }
         }
     }
 
@@ -426,6 +461,7 @@ mod runner_tests {
                 drivers: Drivers::from_config(raw_exec),
                 store: StateStore::new(tmp.path()),
                 updates: crate::reporter::PendingUpdates::new(),
+                ports: PortAllocator::new(),
                 shutdown: CancellationToken::new(),
             };
             Fixture {

@@ -8,6 +8,7 @@ pub const RECEIVED: &str = "Received";
 pub const SETUP: &str = "Task Setup";
 pub const STARTED: &str = "Started";
 pub const TERMINATED: &str = "Terminated";
+pub const OOM_KILLED: &str = "OOM Killed";
 pub const RESTARTING: &str = "Restarting";
 pub const NOT_RESTARTING: &str = "Not Restarting";
 pub const KILLING: &str = "Killing";
@@ -58,6 +59,9 @@ pub fn terminated(res: &ExitResult) -> TaskEvent {
     if let Some(err) = &res.err {
         display.push_str(&format!(", Exit Message: {err:?}"));
     }
+    if res.oom_killed {
+        display.push_str(", OOM Killed");
+    }
     let mut e = event(TERMINATED, display);
     e.exit_code = res.exit_code;
     e.signal = res.signal;
@@ -65,6 +69,17 @@ pub fn terminated(res: &ExitResult) -> TaskEvent {
     e.details
         .insert("exit_code".into(), res.exit_code.to_string());
     e.details.insert("signal".into(), res.signal.to_string());
+    if res.oom_killed {
+        e.details.insert("oom_killed".into(), "true".into());
+    }
+    e
+}
+
+/// The task went over its memory limit and the kernel killed it; comes just before its
+/// Terminated event.
+pub fn oom_killed() -> TaskEvent {
+    let mut e = event(OOM_KILLED, "OOM Killed");
+    e.details.insert("oom_killed".into(), "true".into());
     e
 }
 
@@ -122,5 +137,26 @@ pub fn push(events: &mut Vec<TaskEvent>, e: TaskEvent) {
     if events.len() > MAX_EVENTS {
         let extra = events.len() - MAX_EVENTS;
         events.drain(..extra);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_oom_kill_shows_in_the_terminated_event() {
+        let res = ExitResult {
+            exit_code: 137,
+            signal: 9,
+            oom_killed: true,
+            ..Default::default()
+        };
+        let e = terminated(&res);
+        assert_eq!(e.display_message, "Exit Code: 137, Signal: 9, OOM Killed");
+        assert_eq!(e.details["oom_killed"], "true");
+        assert_eq!(oom_killed().event_type, "OOM Killed");
+        let plain = terminated(&ExitResult::default());
+        assert!(!plain.details.contains_key("oom_killed"));
     }
 }

@@ -166,7 +166,7 @@ pub fn computed_class(node: &Node) -> String {
 }
 
 /// Fingerprints this machine into a Node with status `initializing`.
-pub fn fingerprint(config: &AgentConfig, drivers: &Drivers) -> anyhow::Result<Node> {
+pub async fn fingerprint(config: &AgentConfig, drivers: &Drivers) -> anyhow::Result<Node> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let id = node_id(&config.data_dir)?;
@@ -219,10 +219,23 @@ pub fn fingerprint(config: &AgentConfig, drivers: &Drivers) -> anyhow::Result<No
     set("unique.storage.bytestotal", disk_total.to_string());
     set("unique.storage.bytesfree", disk_free.to_string());
 
-    let driver_infos = drivers.fingerprint();
+    match crate::cgroups::detect() {
+        Ok(h) => {
+            set("unique.cgroup.version", h.version().to_string());
+            set(
+                "unique.cgroup.mountpoint",
+                h.mountpoint().display().to_string(),
+            );
+        }
+        Err(e) => tracing::info!(reason = %e, "no usable cgroup hierarchy"),
+    }
+
+    let driver_infos = drivers.fingerprint().await;
     for (name, info) in &driver_infos {
         if info.detected && info.healthy {
             a.insert(format!("driver.{name}"), "1".into());
+            // `driver.docker.version` and the like.
+            a.extend(info.attributes.clone());
         }
     }
 
@@ -279,11 +292,13 @@ mod tests {
         }
     }
 
-    #[test]
-    fn fingerprint_has_nomads_attributes_and_resources() {
+    #[tokio::test]
+    async fn fingerprint_has_nomads_attributes_and_resources() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path(), true);
-        let node = fingerprint(&cfg, &Drivers::from_config(true)).unwrap();
+        let node = fingerprint(&cfg, &Drivers::from_config(true))
+            .await
+            .unwrap();
         for k in [
             "cpu.numcores",
             "cpu.frequency",
@@ -314,24 +329,33 @@ mod tests {
         assert!(node.drivers["raw_exec"].healthy);
         assert_eq!(node.drivers["raw_exec"].health_description, "Healthy");
         assert!(node.computed_class.starts_with("v1:"));
+        // docker and exec are always fingerprinted (healthy or with a reason why not).
+        assert!(node.drivers.contains_key("docker"));
+        assert!(node.drivers.contains_key("exec"));
+        if let Some(v) = node.attributes.get("unique.cgroup.version") {
+            assert!(v == "v1" || v == "v2", "{v}");
+            assert!(node.attributes.contains_key("unique.cgroup.mountpoint"));
+        }
     }
 
-    #[test]
-    fn node_id_is_stable_across_fingerprints() {
+    #[tokio::test]
+    async fn node_id_is_stable_across_fingerprints() {
         let tmp = tempfile::tempdir().unwrap();
         let cfg = config(tmp.path(), false);
-        let a = fingerprint(&cfg, &Drivers::default()).unwrap();
-        let b = fingerprint(&cfg, &Drivers::default()).unwrap();
+        let a = fingerprint(&cfg, &Drivers::default()).await.unwrap();
+        let b = fingerprint(&cfg, &Drivers::default()).await.unwrap();
         assert_eq!(a.id, b.id);
         assert_eq!(a.id.len(), 36);
         assert!(!a.drivers.contains_key("raw_exec"));
         assert!(!a.attributes.contains_key("driver.raw_exec"));
     }
 
-    #[test]
-    fn computed_class_ignores_unique_attributes_only() {
+    #[tokio::test]
+    async fn computed_class_ignores_unique_attributes_only() {
         let tmp = tempfile::tempdir().unwrap();
-        let node = fingerprint(&config(tmp.path(), true), &Drivers::from_config(true)).unwrap();
+        let node = fingerprint(&config(tmp.path(), true), &Drivers::from_config(true))
+            .await
+            .unwrap();
         let mut other = node.clone();
         other.id = "other".into();
         other

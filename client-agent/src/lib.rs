@@ -8,10 +8,12 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
+pub mod cgroups;
 pub mod config;
 pub mod driver;
 pub mod events;
 pub mod fingerprint;
+pub mod ports;
 pub mod reporter;
 pub mod restart;
 pub mod state;

@@ -6,6 +6,7 @@
 //! crash leaves either the old or the new version, never a torn one.
 
 use crate::driver::TaskHandle;
+use crate::ports::AllocatedPort;
 use crate::restart::RestartTracker;
 use anyhow::Context;
 use api::{Allocation, TaskState};
@@ -32,6 +33,8 @@ pub struct LocalAllocState {
     pub tasks: BTreeMap<String, LocalTaskState>,
     pub client_status: String,
     pub client_description: String,
+    /// The host ports this agent assigned to the group's network ports.
+    pub ports: Vec<AllocatedPort>,
 }
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix.

@@ -11,6 +11,7 @@ use crate::driver::{
     Driver, DriverError, ExitResult, TaskContext, TaskHandle, EXIT_UNKNOWN_AFTER_RECOVERY,
 };
 use crate::events;
+use crate::ports::AllocatedPort;
 use crate::restart::{self, Decision, Outcome};
 use crate::state::LocalTaskState;
 use crate::taskenv::TaskEnv;
@@ -51,6 +52,8 @@ pub struct TaskRunner {
     pub state: LocalTaskState,
     /// Restored after an agent restart: reattach to the handle instead of starting.
     pub restored: bool,
+    /// The group's ports with their host ports, or why they could not be assigned.
+    pub ports: Result<Arc<[AllocatedPort]>, String>,
     pub updates: mpsc::UnboundedSender<TaskUpdate>,
     pub commands: mpsc::UnboundedReceiver<TaskCommand>,
     pub shutdown: CancellationToken,
@@ -179,6 +182,7 @@ impl TaskRunner {
                         exit_code: -1,
                         signal: 0,
                         err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
+                        oom_killed: false,
                     })
                 }
             },
@@ -202,12 +206,24 @@ impl TaskRunner {
                 )))
             }
         };
-        let env = TaskEnv::build(&self.node, &self.alloc, &self.task, &dirs);
+        let ports = match &self.ports {
+            Ok(p) => p.to_vec(),
+            Err(e) => return Phase::StartFailed(DriverError::Config(e.clone())),
+        };
+        let env = TaskEnv::build_with(
+            &self.node,
+            &self.alloc,
+            &self.task,
+            &dirs,
+            &ports,
+            driver.fs_isolation(),
+        );
         let ctx = TaskContext {
             alloc_id: self.alloc.id.clone(),
             task: self.task.clone(),
             dirs,
             env,
+            ports,
         };
         match driver.start(&ctx).await {
             Ok(h) => {
@@ -250,6 +266,9 @@ impl TaskRunner {
 
     fn exited(&mut self, res: ExitResult) -> Phase {
         self.state.handle = None;
+        if res.oom_killed {
+            self.push_event(events::oom_killed());
+        }
         self.push_event(events::terminated(&res));
         let d = restart::decide(
             &self.restart_policy,
@@ -289,6 +308,9 @@ impl TaskRunner {
                 err = Some(e.to_string());
             }
             if let Ok(res) = tokio::time::timeout(WAIT_AFTER_STOP, driver.wait(&h)).await {
+                if res.oom_killed {
+                    self.push_event(events::oom_killed());
+                }
                 self.push_event(events::terminated(&res));
             }
         }

@@ -8,6 +8,8 @@
 //! left as written, as Nomad does.
 
 use crate::allocdir::TaskDirs;
+use crate::driver::FsIsolation;
+use crate::ports::AllocatedPort;
 use api::{Allocation, Node, Task};
 use std::collections::BTreeMap;
 
@@ -34,8 +36,22 @@ fn sanitize_key(k: &str) -> String {
 }
 
 impl TaskEnv {
-    /// Builds the environment of `task` of `alloc` on `node`.
+    /// Builds the environment of `task` of `alloc` on `node`, for a task that sees host
+    /// paths and has no ports.
     pub fn build(node: &Node, alloc: &Allocation, task: &Task, dirs: &TaskDirs) -> TaskEnv {
+        Self::build_with(node, alloc, task, dirs, &[], FsIsolation::None)
+    }
+
+    /// Builds the environment of `task` of `alloc` on `node`: its directories as the
+    /// driver's isolation shows them to the task, and its group's ports.
+    pub fn build_with(
+        node: &Node,
+        alloc: &Allocation,
+        task: &Task,
+        dirs: &TaskDirs,
+        ports: &[AllocatedPort],
+        fs: FsIsolation,
+    ) -> TaskEnv {
         let job = alloc.job.as_deref();
         let mut vars = BTreeMap::new();
         let mut set = |k: &str, v: String| {
@@ -67,9 +83,18 @@ impl TaskEnv {
             .unwrap_or_else(|| api::DEFAULT_REGION.into());
         set("NOMAD_REGION", region.clone());
         set("NOMAD_DC", node.datacenter.clone());
-        set("NOMAD_ALLOC_DIR", dirs.shared.display().to_string());
-        set("NOMAD_TASK_DIR", dirs.local.display().to_string());
-        set("NOMAD_SECRETS_DIR", dirs.secrets.display().to_string());
+        match fs {
+            FsIsolation::None => {
+                set("NOMAD_ALLOC_DIR", dirs.shared.display().to_string());
+                set("NOMAD_TASK_DIR", dirs.local.display().to_string());
+                set("NOMAD_SECRETS_DIR", dirs.secrets.display().to_string());
+            }
+            FsIsolation::Chroot | FsIsolation::Image => {
+                set("NOMAD_ALLOC_DIR", "/alloc".into());
+                set("NOMAD_TASK_DIR", "/local".into());
+                set("NOMAD_SECRETS_DIR", "/secrets".into());
+            }
+        }
         let res = alloc
             .task_resources
             .get(&task.name)
@@ -84,6 +109,7 @@ impl TaskEnv {
         if res.memory_max_mb > 0 {
             set("NOMAD_MEMORY_MAX_LIMIT", res.memory_max_mb.to_string());
         }
+        vars.extend(crate::ports::env_vars(ports));
         // Meta: the task's overrides the group's, which overrides the job's.
         let group = job.and_then(|j| j.task_group(&alloc.task_group));
         let mut meta = BTreeMap::new();

@@ -1,15 +1,20 @@
-//! Task drivers: the one seam between the task runner and whatever runs a task (a plain
-//! process today; Docker containers and isolated `exec` processes later).
+//! Task drivers: the one seam between the task runner and whatever runs a task: a plain
+//! process (`raw_exec`), an isolated process in its own namespaces and cgroup (`exec`), or
+//! a Docker container (`docker`).
 //!
 //! A driver starts a task and hands back a [`TaskHandle`]: serialisable state (pid,
 //! process start time, driver-specific JSON) that the agent persists, so that after an
 //! agent restart [`Driver::recover`] can tell whether the task is still the one we
 //! started and reattach to it instead of restarting it.
 
+pub mod docker;
+pub mod exec;
+mod isolate;
 pub mod process;
 pub mod raw_exec;
 
 use crate::allocdir::TaskDirs;
+use crate::ports::AllocatedPort;
 use crate::taskenv::TaskEnv;
 use api::{DriverInfo, Task};
 use async_trait::async_trait;
@@ -18,7 +23,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use docker::DockerDriver;
+pub use exec::ExecDriver;
 pub use raw_exec::RawExecDriver;
+
+/// Where a task sees its directories, which decides the `NOMAD_*_DIR` variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FsIsolation {
+    /// The task sees the host's filesystem: directories are host paths.
+    #[default]
+    None,
+    /// The task is chrooted into its task directory: `/local`, `/secrets`, `/alloc`.
+    Chroot,
+    /// The task runs in an image with the directories mounted at `/local`, `/secrets`,
+    /// `/alloc`.
+    Image,
+}
 
 /// Everything a driver needs to start one task.
 #[derive(Debug, Clone)]
@@ -27,6 +47,8 @@ pub struct TaskContext {
     pub task: Task,
     pub dirs: TaskDirs,
     pub env: TaskEnv,
+    /// The group's network ports, with the host ports assigned to this allocation.
+    pub ports: Vec<AllocatedPort>,
 }
 
 impl TaskContext {
@@ -63,11 +85,14 @@ pub struct ExitResult {
     pub signal: i64,
     /// Why the exit status is unknown or the wait failed.
     pub err: Option<String>,
+    /// The kernel's OOM killer ended the task (it went over its memory limit).
+    #[serde(default)]
+    pub oom_killed: bool,
 }
 
 impl ExitResult {
     pub fn successful(&self) -> bool {
-        self.exit_code == 0 && self.signal == 0 && self.err.is_none()
+        self.exit_code == 0 && self.signal == 0 && self.err.is_none() && !self.oom_killed
     }
 }
 
@@ -100,7 +125,14 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     fn name(&self) -> &'static str;
 
     /// What the node advertises about this driver; `None` when it is not available here.
-    fn fingerprint(&self) -> Option<DriverInfo>;
+    /// Drivers that may be installed but broken answer `detected`/`healthy` with a
+    /// sentence in `health_description` rather than `None`.
+    async fn fingerprint(&self) -> Option<DriverInfo>;
+
+    /// Whether the task sees host paths or its own root (see [`FsIsolation`]).
+    fn fs_isolation(&self) -> FsIsolation {
+        FsIsolation::None
+    }
 
     /// Starts the task; returns once it is running.
     async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError>;
@@ -132,9 +164,12 @@ pub struct Drivers {
 }
 
 impl Drivers {
-    /// The drivers the configuration enables.
+    /// The drivers the configuration enables: `docker` and `exec` always (they report
+    /// themselves unhealthy where they cannot run), `raw_exec` only when opted in.
     pub fn from_config(raw_exec_enabled: bool) -> Self {
         let mut d = Drivers::default();
+        d.add(Arc::new(DockerDriver::new()));
+        d.add(Arc::new(ExecDriver::new(exec::ExecConfig::default())));
         if raw_exec_enabled {
             d.add(Arc::new(RawExecDriver::new()));
         }
@@ -149,11 +184,17 @@ impl Drivers {
         self.by_name.get(name).cloned()
     }
 
-    /// Fingerprints every driver; those that are not available are left out.
-    pub fn fingerprint(&self) -> BTreeMap<String, DriverInfo> {
-        self.by_name
-            .iter()
-            .filter_map(|(name, d)| d.fingerprint().map(|info| (name.clone(), info)))
+    /// Fingerprints every driver (concurrently); those that are not available are left
+    /// out.
+    pub async fn fingerprint(&self) -> BTreeMap<String, DriverInfo> {
+        let all = futures_util::future::join_all(
+            self.by_name
+                .iter()
+                .map(|(name, d)| async move { (name.clone(), d.fingerprint().await) }),
+        )
+        .await;
+        all.into_iter()
+            .filter_map(|(name, info)| info.map(|i| (name, i)))
             .collect()
     }
 }

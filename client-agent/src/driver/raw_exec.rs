@@ -135,22 +135,26 @@ fn exit_result(status: std::io::Result<std::process::ExitStatus>) -> ExitResult 
                 exit_code: code as i64,
                 signal: 0,
                 err: None,
+                oom_killed: false,
             },
             (None, Some(sig)) => ExitResult {
                 exit_code: 128 + sig as i64,
                 signal: sig as i64,
                 err: None,
+                oom_killed: false,
             },
             (None, None) => ExitResult {
                 exit_code: -1,
                 signal: 0,
                 err: Some(format!("unexpected wait status {st:?}")),
+                oom_killed: false,
             },
         },
         Err(e) => ExitResult {
             exit_code: -1,
             signal: 0,
             err: Some(format!("waiting for the task failed: {e}")),
+            oom_killed: false,
         },
     }
 }
@@ -172,7 +176,7 @@ impl Driver for RawExecDriver {
         NAME
     }
 
-    fn fingerprint(&self) -> Option<DriverInfo> {
+    async fn fingerprint(&self) -> Option<DriverInfo> {
         Some(DriverInfo {
             detected: true,
             healthy: true,
@@ -242,6 +246,7 @@ impl Driver for RawExecDriver {
                     exit_code: -1,
                     signal: 0,
                     err: Some("the process reaper went away".into()),
+                    oom_killed: false,
                 },
             };
             self.forget(handle);
@@ -254,6 +259,7 @@ impl Driver for RawExecDriver {
             exit_code: -1,
             signal: 0,
             err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
+            oom_killed: false,
         }
     }
 
@@ -344,6 +350,7 @@ pub(crate) mod tests {
             task,
             dirs,
             env,
+            ports: vec![],
         }
     }
 
