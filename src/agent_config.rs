@@ -18,6 +18,8 @@ pub struct AgentFile {
     pub region: Option<String>,
     pub log_level: Option<String>,
     pub ports: Option<Ports>,
+    /// Addresses other servers and agents should use to reach this one.
+    pub advertise: Option<Advertise>,
     pub server: Option<ServerBlock>,
     pub client: Option<ClientBlock>,
     /// `plugin "raw_exec" { config { enabled = true } }`
@@ -31,6 +33,14 @@ pub struct Ports {
     pub rpc: Option<u16>,
     /// Accepted for compatibility; Drover has no gossip layer.
     pub serf: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Advertise {
+    pub http: Option<String>,
+    pub rpc: Option<String>,
+    pub serf: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -101,6 +111,7 @@ impl AgentFile {
             region: later.region.or(self.region),
             log_level: later.log_level.or(self.log_level),
             ports: later.ports.or(self.ports),
+            advertise: later.advertise.or(self.advertise),
             server: later.server.or(self.server),
             client: later.client.or(self.client),
             plugin: match (self.plugin, later.plugin) {
