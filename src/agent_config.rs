@@ -172,19 +172,28 @@ mod tests {
             name = "s1"
             data_dir = "/tmp/d"
             bind_addr = "127.0.0.1"
-            ports { http = 5646 rpc = 5647 }
+            ports {
+              http = 5646
+              rpc  = 5647
+            }
             server {
               enabled = true
               bootstrap_expect = 3
-              server_join { retry_join = ["127.0.0.1:6647", "127.0.0.1:7647"] }
+                server_join {
+                retry_join = ["127.0.0.1:6647", "127.0.0.1:7647"]
+              }
             }
             client {
               enabled = true
               servers = ["127.0.0.1:5646"]
-              meta { rack = "r1" }
+              meta {
+                rack = "r1"
+              }
             }
             plugin "raw_exec" {
-              config { enabled = true }
+              config {
+                enabled = true
+              }
             }
             "#,
         )

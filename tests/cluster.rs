@@ -353,7 +353,7 @@ fn single_key_history_is_linearizable_across_a_leader_kill() {
                 n += 1;
                 let base = &addrs[((client + n) % 3) as usize];
                 let call = origin.elapsed().as_nanos();
-                if n % 2 == 0 {
+                if n.is_multiple_of(2) {
                     let value = client * 1_000_000 + n;
                     let res = register(&c, base, "lin", value);
                     let ret = origin.elapsed().as_nanos();

@@ -233,6 +233,27 @@ impl StateStore {
     }
 }
 
+impl scheduler::State for StateStore {
+    fn index(&self) -> u64 {
+        self.index
+    }
+    fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
+        StateStore::job(self, namespace, id)
+    }
+    fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.values().cloned().collect()
+    }
+    fn node(&self, id: &str) -> Option<Arc<Node>> {
+        self.nodes.get(id).cloned()
+    }
+    fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_for_job(namespace, job_id)
+    }
+    fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
+        self.allocs_for_node(node_id)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,8 +266,10 @@ mod tests {
             version: 3,
             ..Default::default()
         });
-        let mut s = StateStore::default();
-        s.index = 9;
+        let mut s = StateStore {
+            index: 9,
+            ..Default::default()
+        };
         s.jobs.insert(("default".into(), "web".into()), job.clone());
         s.job_versions
             .insert(("default".into(), "web".into(), 3), job.clone());
@@ -280,26 +303,5 @@ mod tests {
             a.job.as_ref().unwrap(),
             back.allocs["a2"].job.as_ref().unwrap()
         ));
-    }
-}
-
-impl scheduler::State for StateStore {
-    fn index(&self) -> u64 {
-        self.index
-    }
-    fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
-        StateStore::job(self, namespace, id)
-    }
-    fn nodes(&self) -> Vec<Arc<Node>> {
-        self.nodes.values().cloned().collect()
-    }
-    fn node(&self, id: &str) -> Option<Arc<Node>> {
-        self.nodes.get(id).cloned()
-    }
-    fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
-        self.allocs_for_job(namespace, job_id)
-    }
-    fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
-        self.allocs_for_node(node_id)
     }
 }

@@ -274,6 +274,7 @@ pub fn router(srv: AppState) -> Router {
         .route("/regions", get(status::regions))
         .route("/agent/self", get(status::agent_self))
         .route("/agent/health", get(status::health))
+        .route("/internal/bench/noop", put(status::noop))
         .route("/internal/node/register", put(nodes::register))
         .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
         .route("/internal/node/{id}/allocs", put(nodes::update_allocs))

@@ -110,3 +110,9 @@ pub async fn health(State(srv): State<AppState>) -> ApiResult {
         &serde_json::json!({ "server": { "ok": ok, "message": if ok { "ok" } else { "no cluster leader" } } }),
     ))
 }
+
+/// `PUT /v1/internal/bench/noop`: one Raft write that changes nothing, for the load harness.
+pub async fn noop(State(srv): State<AppState>) -> ApiResult {
+    let r = srv.write(crate::fsm::Command::Noop).await?;
+    Ok(reply(&srv, r.index, &api::WriteResponse { index: r.index }))
+}
