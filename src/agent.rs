@@ -108,6 +108,10 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
         cfg.ui = Some(ui::router());
         cfg.rpc_addr = rpc_addr;
+        if let Some(adv) = file.advertise.take() {
+            cfg.advertise_http = adv.http;
+            cfg.advertise_rpc = adv.rpc;
+        }
         cfg.bootstrap_expect = opts
             .bootstrap_expect
             .or(server_block.bootstrap_expect)
@@ -146,6 +150,12 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         }
         if let Some(d) = env_duration("DROVER_WRITE_TIMEOUT_MS") {
             cfg.write_timeout = d;
+        }
+        if let Some(n) = std::env::var("DROVER_LOGS_KEPT_AFTER_SNAPSHOT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            cfg.logs_kept_after_snapshot = n;
         }
         if let Some(n) = std::env::var("DROVER_SNAPSHOT_THRESHOLD")
             .ok()

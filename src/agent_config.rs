@@ -18,6 +18,8 @@ pub struct AgentFile {
     pub region: Option<String>,
     pub log_level: Option<String>,
     pub ports: Option<Ports>,
+    /// Addresses other servers and agents should use to reach this one.
+    pub advertise: Option<Advertise>,
     pub server: Option<ServerBlock>,
     pub client: Option<ClientBlock>,
     /// `plugin "raw_exec" { config { enabled = true } }`
@@ -31,6 +33,14 @@ pub struct Ports {
     pub rpc: Option<u16>,
     /// Accepted for compatibility; Drover has no gossip layer.
     pub serf: Option<u16>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Advertise {
+    pub http: Option<String>,
+    pub rpc: Option<String>,
+    pub serf: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -101,6 +111,7 @@ impl AgentFile {
             region: later.region.or(self.region),
             log_level: later.log_level.or(self.log_level),
             ports: later.ports.or(self.ports),
+            advertise: later.advertise.or(self.advertise),
             server: later.server.or(self.server),
             client: later.client.or(self.client),
             plugin: match (self.plugin, later.plugin) {
@@ -161,19 +172,28 @@ mod tests {
             name = "s1"
             data_dir = "/tmp/d"
             bind_addr = "127.0.0.1"
-            ports { http = 5646 rpc = 5647 }
+            ports {
+              http = 5646
+              rpc  = 5647
+            }
             server {
               enabled = true
               bootstrap_expect = 3
-              server_join { retry_join = ["127.0.0.1:6647", "127.0.0.1:7647"] }
+                server_join {
+                retry_join = ["127.0.0.1:6647", "127.0.0.1:7647"]
+              }
             }
             client {
               enabled = true
               servers = ["127.0.0.1:5646"]
-              meta { rack = "r1" }
+              meta {
+                rack = "r1"
+              }
             }
             plugin "raw_exec" {
-              config { enabled = true }
+              config {
+                enabled = true
+              }
             }
             "#,
         )

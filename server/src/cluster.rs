@@ -40,7 +40,12 @@ pub fn info(server: &Server) -> ClusterInfo {
     ClusterInfo {
         node_id: server.node_id,
         node: server.config.server_node(),
-        initialized: m.membership_config.membership().voter_ids().next().is_some(),
+        initialized: m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .next()
+            .is_some(),
         leader: m.current_leader,
     }
 }
@@ -84,7 +89,10 @@ pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
             }
         }
         // A cluster exists: ask to be added.
-        if let Some((addr, _)) = peers.iter().find(|(_, i)| i.initialized && i.leader.is_some()) {
+        if let Some((addr, _)) = peers
+            .iter()
+            .find(|(_, i)| i.initialized && i.leader.is_some())
+        {
             let req = JoinRequest {
                 node_id: server.node_id,
                 node: server.config.server_node(),
@@ -99,7 +107,9 @@ pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
                 Ok(r) if r.status().is_success() => {
                     tracing::info!(via = %addr, "joined the cluster")
                 }
-                Ok(r) => tracing::info!(via = %addr, status = %r.status(), "join refused; retrying"),
+                Ok(r) => {
+                    tracing::info!(via = %addr, status = %r.status(), "join refused; retrying")
+                }
                 Err(e) => tracing::info!(via = %addr, error = %e, "join failed; retrying"),
             }
             continue;
@@ -116,7 +126,8 @@ pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
             && candidates.keys().next() == Some(&server.node_id)
             && !server.raft.is_initialized().await.unwrap_or(true)
         {
-            let members: BTreeMap<NodeId, ServerNode> = candidates.into_iter().take(expect).collect();
+            let members: BTreeMap<NodeId, ServerNode> =
+                candidates.into_iter().take(expect).collect();
             tracing::info!(servers = ?members.keys().collect::<Vec<_>>(), "bootstrapping the cluster");
             if let Err(e) = server.raft.initialize(members).await {
                 tracing::warn!(error = %e, "bootstrap failed; retrying");
@@ -159,7 +170,11 @@ pub async fn add_server(server: &Server, req: JoinRequest) -> Result<(), WriteEr
 }
 
 /// On the leader: remove a server (by id, or by its RPC or HTTP address) from the voters.
-pub async fn remove_server(server: &Server, id: Option<NodeId>, addr: Option<&str>) -> Result<NodeId, WriteError> {
+pub async fn remove_server(
+    server: &Server,
+    id: Option<NodeId>,
+    addr: Option<&str>,
+) -> Result<NodeId, WriteError> {
     let m = server.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let target = membership
@@ -168,7 +183,9 @@ pub async fn remove_server(server: &Server, id: Option<NodeId>, addr: Option<&st
             Some(**nid) == id || addr.is_some_and(|a| n.rpc_addr == a || n.http_addr == a)
         })
         .map(|(nid, _)| *nid)
-        .ok_or_else(|| WriteError::Rejected("no such peer in the Raft configuration: not found".into()))?;
+        .ok_or_else(|| {
+            WriteError::Rejected("no such peer in the Raft configuration: not found".into())
+        })?;
     server
         .raft
         .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([target])), false)
@@ -178,7 +195,11 @@ pub async fn remove_server(server: &Server, id: Option<NodeId>, addr: Option<&st
 }
 
 /// Resolve `-peer-id`/`-peer-address` to a voter's node id.
-pub fn transfer_target(server: &Server, id: Option<&str>, addr: Option<&str>) -> Result<NodeId, WriteError> {
+pub fn transfer_target(
+    server: &Server,
+    id: Option<&str>,
+    addr: Option<&str>,
+) -> Result<NodeId, WriteError> {
     let m = server.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
     let id = match id {
@@ -229,7 +250,10 @@ pub async fn transfer_leadership(server: &Server, target: NodeId) -> Result<(), 
     tokio::time::sleep(server.config.election_timeout * 2).await;
     while tokio::time::Instant::now() < deadline {
         let _ = http
-            .post(format!("http://{}/v1/internal/cluster/elect", node.rpc_addr))
+            .post(format!(
+                "http://{}/v1/internal/cluster/elect",
+                node.rpc_addr
+            ))
             .timeout(Duration::from_secs(2))
             .send()
             .await;

@@ -54,7 +54,9 @@ pub enum Command {
         now: i64,
     },
     /// `drover operator snapshot restore`: replace the whole state with a saved one.
-    RestoreState { state: Box<StateStore> },
+    RestoreState {
+        state: Box<StateStore>,
+    },
     /// A batch of status reports from one client agent.
     ClientAllocUpdate {
         updates: Vec<AllocClientUpdate>,

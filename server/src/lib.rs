@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub election_timeout: Duration,
     /// Log entries between FSM snapshots (log compaction).
     pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    pub logs_kept_after_snapshot: u64,
     /// Scheduling workers on the leader.
     pub workers: usize,
     /// Region and datacenter this server reports.
@@ -79,6 +81,7 @@ impl ServerConfig {
             heartbeat_grace: Duration::from_secs(10),
             election_timeout: Duration::from_millis(1000),
             snapshot_threshold: 10_000,
+            logs_kept_after_snapshot: 1_000,
             workers: 2,
             region: api::DEFAULT_REGION.into(),
             datacenter: "dc1".into(),
@@ -111,7 +114,9 @@ impl ServerConfig {
 pub enum WriteError {
     #[error("no cluster leader")]
     NoLeader,
-    #[error("no cluster leader: the write did not commit within {0:?} (is a quorum of servers up?)")]
+    #[error(
+        "no cluster leader: the write did not commit within {0:?} (is a quorum of servers up?)"
+    )]
     NoQuorum(Duration),
     #[error("this server is not the leader; the leader is at {0}")]
     NotLeader(String),
@@ -142,6 +147,8 @@ pub struct Server {
     pub plans: mpsc::Sender<plan_apply::PlanRequest>,
     /// When the leader last reached this server (followers), for `X-Nomad-LastContact`.
     pub last_leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Snapshots received from a leader and installed (a lagging follower catching up).
+    pub snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     log_store: LogStore,
     db: sled::Db,
 }
@@ -291,7 +298,9 @@ type Listener = tokio::net::TcpListener;
 
 /// Open storage, start Raft and the leader's services; returns the bound listeners
 /// (HTTP, and Raft RPC when it has its own port).
-pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, Listener, Option<Listener>)> {
+pub async fn start(
+    config: ServerConfig,
+) -> anyhow::Result<(Arc<Server>, Listener, Option<Listener>)> {
     std::fs::create_dir_all(&config.data_dir)?;
     let node_id = load_node_id(&config.data_dir, config.bootstrap_expect <= 1)?;
     let db = raft::store::open_db(&config.data_dir.join("raft.sled")).map_err(|e| {
@@ -303,12 +312,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, Listene
     let log_store = LogStore::new(&db)?;
     let broker = EvalBroker::new();
     let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
+    let snapshots_installed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sm = StateMachine::open(
         &db,
         tx,
         Arc::new(Hook {
             broker: broker.clone(),
         }),
+        snapshots_installed.clone(),
     )?;
 
     let et = config.election_timeout.as_millis() as u64;
@@ -318,14 +329,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, Listene
         election_timeout_min: et,
         election_timeout_max: et * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
-        max_in_snapshot_log_to_keep: 100,
+        max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
         ..Default::default()
     }
     .validate()?;
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config),
-        raft::network::HttpNetwork::new(),
+        raft::network::HttpNetwork::new(
+            Some(config.http_addr.ip()).filter(|ip| !ip.is_unspecified()),
+        ),
         log_store.clone(),
         sm,
     )
@@ -369,6 +382,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<(Arc<Server>, Listene
         heartbeats,
         plans: plan_tx,
         last_leader_contact: std::sync::Mutex::new(None),
+        snapshots_installed,
         log_store,
         db,
     });

@@ -20,7 +20,83 @@ pub struct TableIndexes {
     pub nodes: u64,
 }
 
+/// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
+/// rebuilt on load, and each job version written once however many allocations share it.
+#[derive(Serialize, Deserialize)]
+struct StateData {
+    index: u64,
+    tables: TableIndexes,
+    jobs: Vec<Arc<Job>>,
+    job_versions: Vec<Arc<Job>>,
+    /// Job versions allocations run, each once; allocations refer to them by position.
+    alloc_jobs: Vec<Arc<Job>>,
+    allocs: Vec<(Option<usize>, Allocation)>,
+    evals: Vec<Arc<Evaluation>>,
+    nodes: Vec<Arc<Node>>,
+}
+
+impl From<StateStore> for StateData {
+    fn from(s: StateStore) -> Self {
+        let mut alloc_jobs: Vec<Arc<Job>> = Vec::new();
+        let mut positions: std::collections::HashMap<*const Job, usize> = Default::default();
+        let allocs = s
+            .allocs
+            .values()
+            .map(|a| {
+                let mut a = (**a).clone();
+                let pos = a.job.take().map(|j| {
+                    *positions.entry(Arc::as_ptr(&j)).or_insert_with(|| {
+                        alloc_jobs.push(j.clone());
+                        alloc_jobs.len() - 1
+                    })
+                });
+                (pos, a)
+            })
+            .collect();
+        StateData {
+            index: s.index,
+            tables: s.tables.clone(),
+            jobs: s.jobs.values().cloned().collect(),
+            job_versions: s.job_versions.values().cloned().collect(),
+            alloc_jobs,
+            allocs,
+            evals: s.evals.values().cloned().collect(),
+            nodes: s.nodes.values().cloned().collect(),
+        }
+    }
+}
+
+impl From<StateData> for StateStore {
+    fn from(d: StateData) -> Self {
+        let mut s = StateStore {
+            index: d.index,
+            tables: d.tables,
+            ..Default::default()
+        };
+        for j in d.jobs {
+            s.jobs.insert((j.ns().to_string(), j.id.clone()), j);
+        }
+        for j in d.job_versions {
+            s.job_versions
+                .insert((j.ns().to_string(), j.id.clone(), j.version), j);
+        }
+        for (pos, mut a) in d.allocs {
+            a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
+            s.allocs.insert(a.id.clone(), Arc::new(a));
+        }
+        for e in d.evals {
+            s.evals.insert(e.id.clone(), e);
+        }
+        for n in d.nodes {
+            s.nodes.insert(n.id.clone(), n);
+        }
+        s.reindex();
+        s
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "StateData", into = "StateData")]
 pub struct StateStore {
     /// The Raft index of the last applied entry.
     pub index: u64,
@@ -32,11 +108,8 @@ pub struct StateStore {
     pub evals: OrdMap<String, Arc<Evaluation>>,
     pub nodes: OrdMap<String, Arc<Node>>,
     /// Secondary indexes, rebuilt on snapshot restore.
-    #[serde(skip)]
     pub allocs_by_job: OrdSet<(String, String, String)>,
-    #[serde(skip)]
     pub allocs_by_node: OrdSet<(String, String)>,
-    #[serde(skip)]
     pub evals_by_job: OrdSet<(String, String, String)>,
 }
 
@@ -178,5 +251,57 @@ impl scheduler::State for StateStore {
     }
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
         self.allocs_for_node(node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_json_sharing_job_versions() {
+        let job = Arc::new(Job {
+            id: "web".into(),
+            namespace: "default".into(),
+            version: 3,
+            ..Default::default()
+        });
+        let mut s = StateStore {
+            index: 9,
+            ..Default::default()
+        };
+        s.jobs.insert(("default".into(), "web".into()), job.clone());
+        s.job_versions
+            .insert(("default".into(), "web".into(), 3), job.clone());
+        for i in 0..3 {
+            s.put_alloc(Allocation {
+                id: format!("a{i}"),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                node_id: "n1".into(),
+                job: Some(job.clone()),
+                ..Default::default()
+            });
+        }
+        s.put_eval(Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            ..Default::default()
+        });
+        let text = serde_json::to_string(&s).unwrap();
+        // One copy of the job for the allocations, however many share it.
+        assert_eq!(text.matches("\"Version\":3").count(), 3);
+        let back: StateStore = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.index, 9);
+        assert_eq!(back.allocs_for_job("default", "web").len(), 3);
+        assert_eq!(back.allocs_for_node("n1").len(), 3);
+        assert_eq!(back.evals_for_job("default", "web").len(), 1);
+        let a = &back.allocs["a1"];
+        assert_eq!(a.job.as_ref().unwrap().version, 3);
+        assert!(Arc::ptr_eq(
+            a.job.as_ref().unwrap(),
+            back.allocs["a2"].job.as_ref().unwrap()
+        ));
     }
 }

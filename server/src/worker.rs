@@ -46,7 +46,8 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
         // The scheduler has no clock: "now" (for reschedule delays) comes in the eval.
         let mut input = (**eval).clone();
         input.modify_time = now_nanos();
-        let mut plan = match scheduler::schedule(&*state, &input, &config, seed_for(eval, attempt)) {
+        let mut plan = match scheduler::schedule(&*state, &input, &config, seed_for(eval, attempt))
+        {
             Ok(p) => p,
             Err(e) => {
                 let mut failed = (**eval).clone();

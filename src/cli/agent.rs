@@ -31,7 +31,12 @@ pub struct AgentArgs {
     #[arg(long = "bootstrap-expect", value_name = "N")]
     pub bootstrap_expect: Option<usize>,
     /// A server's RPC address (host:port) to form or join a cluster with (repeatable).
-    #[arg(long, visible_alias = "retry-join", value_name = "ADDR", value_delimiter = ',')]
+    #[arg(
+        long,
+        visible_alias = "retry-join",
+        value_name = "ADDR",
+        value_delimiter = ','
+    )]
     pub join: Vec<String>,
     /// A server's HTTP address for a client to join (repeat, or separate with commas).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]

@@ -12,6 +12,7 @@ pub mod format;
 pub mod job;
 pub mod monitor;
 pub mod node;
+pub mod operator;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -60,6 +61,16 @@ pub enum Command {
     Eval {
         #[command(subcommand)]
         cmd: EvalCommand,
+    },
+    /// Work with the cluster's servers.
+    Server {
+        #[command(subcommand)]
+        cmd: operator::ServerCommand,
+    },
+    /// Raft peers and snapshots.
+    Operator {
+        #[command(subcommand)]
+        cmd: operator::OperatorCommand,
     },
     /// List jobs, or show the job, allocation, evaluation or node an ID (prefix) names.
     Status(StatusArgs),
@@ -258,6 +269,10 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             cmd: EvalCommand::Status(a),
         } => eval::status(&client, a).await,
         Command::Status(a) => status(&client, a).await,
+        Command::Server {
+            cmd: operator::ServerCommand::Members,
+        } => operator::members(&client).await,
+        Command::Operator { cmd } => operator::operator(&client, cmd).await,
         Command::Agent(_) | Command::Version => Ok(0),
     }
 }
@@ -418,8 +433,8 @@ mod tests {
         };
         let o = a.into_options();
         assert!(o.dev);
-        assert_eq!(o.bind, "0.0.0.0");
-        assert_eq!(o.http_port, 5656);
+        assert_eq!(o.bind.as_deref(), Some("0.0.0.0"));
+        assert_eq!(o.http_port, Some(5656));
         assert_eq!(o.servers, vec!["a:4646", "b:4646"]);
         assert_eq!(o.datacenter.as_deref(), Some("east"));
         assert_eq!(
@@ -434,13 +449,13 @@ mod tests {
     }
 
     #[test]
-    fn agent_defaults_bind_and_port() {
+    fn agent_leaves_bind_and_port_to_the_config_file_or_defaults() {
         let cli = Cli::try_parse_from(["drover", "agent", "--datacenter", "dc9"]).unwrap();
         let Some(Command::Agent(a)) = cli.command else {
             panic!("not an agent command")
         };
         let o = a.into_options();
-        assert_eq!((o.bind.as_str(), o.http_port), ("127.0.0.1", 4646));
+        assert_eq!((o.bind, o.http_port), (None, None));
         assert_eq!(o.datacenter.as_deref(), Some("dc9"));
     }
 

@@ -35,11 +35,19 @@ pub async fn join(State(srv): State<AppState>, body: Bytes) -> ApiResult {
             .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
             .ok_or_else(|| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "no cluster leader".into()))?;
         let r = reqwest::Client::new()
-            .post(format!("http://{}/v1/internal/cluster/join", leader.rpc_addr))
+            .post(format!(
+                "http://{}/v1/internal/cluster/join",
+                leader.rpc_addr
+            ))
             .json(&req)
             .send()
             .await
-            .map_err(|e| ApiErr(StatusCode::SERVICE_UNAVAILABLE, format!("no cluster leader: {e}")))?;
+            .map_err(|e| {
+                ApiErr(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no cluster leader: {e}"),
+                )
+            })?;
         let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         return Ok((status, r.text().await.unwrap_or_default()).into_response());
     }
@@ -89,7 +97,9 @@ pub async fn remove_peer(State(srv): State<AppState>, Query(q): Query<PeerQuery>
         ),
     };
     if id.is_none() && q.address.as_deref().unwrap_or("").is_empty() {
-        return Err(ApiErr::bad_request("give the peer to remove as ?id= or ?address="));
+        return Err(ApiErr::bad_request(
+            "give the peer to remove as ?id= or ?address=",
+        ));
     }
     if !srv.is_leader() {
         return Err(ApiErr(
@@ -101,18 +111,32 @@ pub async fn remove_peer(State(srv): State<AppState>, Query(q): Query<PeerQuery>
         ));
     }
     let removed = cluster::remove_server(&srv, id, q.address.as_deref()).await?;
-    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({ "Removed": removed.to_string() })))
+    Ok(reply(
+        &srv,
+        srv.snapshot().index,
+        &serde_json::json!({ "Removed": removed.to_string() }),
+    ))
 }
 
 /// `PUT /v1/operator/raft/transfer-leadership?id=`: ask that server to take over.
-pub async fn transfer_leadership(State(srv): State<AppState>, Query(q): Query<PeerQuery>) -> ApiResult {
+pub async fn transfer_leadership(
+    State(srv): State<AppState>,
+    Query(q): Query<PeerQuery>,
+) -> ApiResult {
     let target = crate::cluster::transfer_target(&srv, q.id.as_deref(), q.address.as_deref())?;
     crate::cluster::transfer_leadership(&srv, target).await?;
-    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({ "Leader": target.to_string() })))
+    Ok(reply(
+        &srv,
+        srv.snapshot().index,
+        &serde_json::json!({ "Leader": target.to_string() }),
+    ))
 }
 
 /// `GET /v1/operator/snapshot`: the whole state, as one JSON document.
-pub async fn snapshot_save(State(srv): State<AppState>, Query(_q): Query<QueryParams>) -> ApiResult {
+pub async fn snapshot_save(
+    State(srv): State<AppState>,
+    Query(_q): Query<QueryParams>,
+) -> ApiResult {
     let state = srv.snapshot();
     Ok(reply(&srv, state.index, &*state))
 }
@@ -125,7 +149,11 @@ pub async fn snapshot_restore(State(srv): State<AppState>, body: Bytes) -> ApiRe
             state: Box::new(state),
         })
         .await?;
-    Ok(reply(&srv, resp.index, &api::WriteResponse { index: resp.index }))
+    Ok(reply(
+        &srv,
+        resp.index,
+        &api::WriteResponse { index: resp.index },
+    ))
 }
 
 /// `GET /v1/agent/members`: the servers, Nomad's shape.
@@ -140,7 +168,13 @@ pub async fn members(State(srv): State<AppState>) -> ApiResult {
         let http = http.clone();
         let url = format!("http://{}/v1/internal/cluster/info", n.rpc_addr);
         let me = *id == srv.node_id;
-        async move { me || http.get(url).send().await.is_ok_and(|r| r.status().is_success()) }
+        async move {
+            me || http
+                .get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        }
     });
     let alive = futures_util::future::join_all(probes).await;
     let members: Vec<serde_json::Value> = membership

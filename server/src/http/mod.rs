@@ -76,6 +76,8 @@ pub struct QueryParams {
     pub stale: Option<String>,
     pub namespace: Option<String>,
     pub purge: Option<String>,
+    /// `?consistent`: confirm leadership with a quorum before reading (linearizable).
+    pub consistent: Option<String>,
 }
 
 impl QueryParams {
@@ -156,6 +158,20 @@ pub async fn blocking(
         })?,
     }
     .min(Duration::from_secs(600));
+    if q.consistent.is_some() {
+        // Read-index: prove this server still leads and has applied what it committed.
+        let confirmed =
+            tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable())
+                .await
+                .map_err(|_| "timed out".to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()));
+        if let Err(e) = confirmed {
+            return Err(ApiErr(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("no cluster leader: cannot confirm leadership for a consistent read ({e})"),
+            ));
+        }
+    }
     let mut rx = srv.state.clone();
     let state = rx.borrow_and_update().clone();
     if min == 0 || table(&state) > min {
@@ -188,7 +204,10 @@ pub fn reply<T: Serialize>(srv: &Server, index: u64, body: &T) -> Response {
         "X-Nomad-KnownLeader",
         HeaderValue::from_static(if known { "true" } else { "false" }),
     );
-    h.insert("X-Nomad-LastContact", HeaderValue::from(srv.last_contact_ms()));
+    h.insert(
+        "X-Nomad-LastContact",
+        HeaderValue::from(srv.last_contact_ms()),
+    );
     resp
 }
 
@@ -255,12 +274,19 @@ pub fn router(srv: AppState) -> Router {
         .route("/regions", get(status::regions))
         .route("/agent/self", get(status::agent_self))
         .route("/agent/health", get(status::health))
+        .route("/internal/bench/noop", put(status::noop))
         .route("/internal/node/register", put(nodes::register))
         .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
         .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
         .route("/agent/members", get(cluster::members))
-        .route("/operator/raft/configuration", get(cluster::raft_configuration))
-        .route("/operator/raft/peer", axum::routing::delete(cluster::remove_peer))
+        .route(
+            "/operator/raft/configuration",
+            get(cluster::raft_configuration),
+        )
+        .route(
+            "/operator/raft/peer",
+            axum::routing::delete(cluster::remove_peer),
+        )
         .route(
             "/operator/raft/transfer-leadership",
             put(cluster::transfer_leadership).post(cluster::transfer_leadership),

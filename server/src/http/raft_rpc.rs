@@ -18,8 +18,7 @@ pub async fn append(
     let req: AppendEntriesRequest<TypeConfig> = super::parse_body(&body)?;
     let res = srv.raft.append_entries(req).await;
     if matches!(&res, Ok(r) if r.is_success()) {
-        *srv
-            .last_leader_contact
+        *srv.last_leader_contact
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(std::time::Instant::now());
     }

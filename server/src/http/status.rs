@@ -51,6 +51,20 @@ pub async fn agent_self(State(srv): State<AppState>) -> ApiResult {
                 m.last_applied.map(|l| l.index).unwrap_or(0).to_string(),
             ),
             ("disk_bytes".to_string(), srv.disk_size().to_string()),
+            (
+                "snapshots_installed".to_string(),
+                srv.snapshots_installed
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    .to_string(),
+            ),
+            (
+                "last_snapshot_index".to_string(),
+                m.snapshot.map(|l| l.index).unwrap_or(0).to_string(),
+            ),
+            (
+                "last_purged_index".to_string(),
+                m.purged.map(|l| l.index).unwrap_or(0).to_string(),
+            ),
         ]),
     );
     stats.insert(
@@ -95,4 +109,10 @@ pub async fn health(State(srv): State<AppState>) -> ApiResult {
         srv.snapshot().index,
         &serde_json::json!({ "server": { "ok": ok, "message": if ok { "ok" } else { "no cluster leader" } } }),
     ))
+}
+
+/// `PUT /v1/internal/bench/noop`: one Raft write that changes nothing, for the load harness.
+pub async fn noop(State(srv): State<AppState>) -> ApiResult {
+    let r = srv.write(crate::fsm::Command::Noop).await?;
+    Ok(reply(&srv, r.index, &api::WriteResponse { index: r.index }))
 }

@@ -3,6 +3,7 @@
 //! Each server is reached at its `ServerNode.rpc_addr`; the routes are served by
 //! `http::raft_routes`.
 
+use super::ServerNode;
 use super::{NodeId, TypeConfig};
 use openraft::error::{
     InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
@@ -13,7 +14,6 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     SnapshotResponse, VoteRequest, VoteResponse,
 };
-use super::ServerNode;
 use openraft::{Snapshot, Vote};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -33,17 +33,14 @@ pub struct HttpNetwork {
     http: reqwest::Client,
 }
 
-impl Default for HttpNetwork {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl HttpNetwork {
-    pub fn new() -> Self {
+    /// `local_ip`: send from the address we bind to, so peers (and firewalls) see the
+    /// same address this server advertises.
+    pub fn new(local_ip: Option<std::net::IpAddr>) -> Self {
         HttpNetwork {
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_millis(500))
+                .local_address(local_ip)
                 .build()
                 .expect("static reqwest configuration"),
         }
@@ -107,7 +104,8 @@ impl RaftNetwork<TypeConfig> for Connection {
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
-    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>>
+    {
         self.call("append", &rpc, &option).await
     }
 

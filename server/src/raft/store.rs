@@ -12,8 +12,8 @@ use crate::fsm::{self, Effects, Response};
 use crate::state::StateStore;
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
-    Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
-    SnapshotMeta, StoredMembership, Vote,
+    Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot, SnapshotMeta,
+    StoredMembership, Vote,
 };
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
@@ -217,6 +217,7 @@ pub struct StateMachine {
     publisher: watch::Sender<Arc<StateStore>>,
     hook: Arc<dyn ApplyHook>,
     snapshots: sled::Tree,
+    installed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -230,6 +231,7 @@ impl StateMachine {
         db: &sled::Db,
         publisher: watch::Sender<Arc<StateStore>>,
         hook: Arc<dyn ApplyHook>,
+        installed: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<Self, StorageError> {
         let snapshots = db.open_tree("snapshots").map_err(|e| io_err(false, e))?;
         let mut sm = StateMachine {
@@ -239,6 +241,7 @@ impl StateMachine {
             publisher,
             hook,
             snapshots,
+            installed,
         };
         if let Some(meta) =
             get_json::<SnapshotMeta<NodeId, ServerNode>>(&sm.snapshots, KEY_SNAPSHOT_META)?
@@ -259,8 +262,7 @@ impl StateMachine {
         data: &[u8],
     ) -> Result<(), StorageError> {
         let body: SnapshotBody = serde_json::from_slice(data).map_err(|e| io_err(false, e))?;
-        let mut state = body.state;
-        state.reindex();
+        let state = body.state;
         self.state = state;
         self.last_applied = meta.last_log_id;
         self.membership = meta.last_membership.clone();
@@ -406,7 +408,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .flush_async()
             .await
             .map_err(|e| io_err(true, e))?;
-        self.restore(meta, &data)
+        self.restore(meta, &data)?;
+        self.installed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tracing::info!(last_log = ?meta.last_log_id, bytes = data.len(), "installed a snapshot from the leader");
+        Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {

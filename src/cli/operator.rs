@@ -1,0 +1,214 @@
+//! `drover server members` and `drover operator raft|snapshot ...`.
+
+use super::format::{api_error, table};
+use api::{Client, QueryOptions};
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ServerCommand {
+    /// List the servers of the cluster and whether each answers.
+    Members,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum OperatorCommand {
+    /// Inspect and change the Raft configuration.
+    Raft {
+        #[command(subcommand)]
+        cmd: RaftCommand,
+    },
+    /// Save or restore the cluster's state.
+    Snapshot {
+        #[command(subcommand)]
+        cmd: SnapshotCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum RaftCommand {
+    /// Show the servers in the Raft configuration, their roles and addresses.
+    ListPeers,
+    /// Remove a server from the Raft configuration.
+    RemovePeer(PeerArgs),
+    /// Make another server the leader.
+    TransferLeadership(PeerArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PeerArgs {
+    /// The server's RPC (or HTTP) address, host:port.
+    #[arg(long = "peer-address", value_name = "ADDR")]
+    pub peer_address: Option<String>,
+    /// The server's Raft ID.
+    #[arg(long = "peer-id", value_name = "ID")]
+    pub peer_id: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SnapshotCommand {
+    /// Write the cluster's state to FILE.
+    Save { file: PathBuf },
+    /// Replace the cluster's state with the one saved in FILE.
+    Restore { file: PathBuf },
+}
+
+pub async fn members(client: &Client) -> anyhow::Result<i32> {
+    let (v, _): (Value, _) = client
+        .get("/v1/agent/members", &QueryOptions::default())
+        .await
+        .map_err(|e| api_error("querying servers", e))?;
+    let rows = v["Members"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|m| {
+            vec![
+                m["Name"].as_str().unwrap_or("").to_string(),
+                m["Addr"].as_str().unwrap_or("").to_string(),
+                m["Port"].to_string(),
+                m["Status"].as_str().unwrap_or("").to_string(),
+                m["Tags"]["leader"].as_str().unwrap_or("false").to_string(),
+                m["Tags"]["build"].as_str().unwrap_or("").to_string(),
+                m["Tags"]["dc"].as_str().unwrap_or("").to_string(),
+                m["Tags"]["region"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &[
+                "Name",
+                "Address",
+                "Port",
+                "Status",
+                "Leader",
+                "Build",
+                "Datacenter",
+                "Region"
+            ],
+            rows
+        )
+    );
+    Ok(0)
+}
+
+pub async fn operator(client: &Client, cmd: OperatorCommand) -> anyhow::Result<i32> {
+    match cmd {
+        OperatorCommand::Raft {
+            cmd: RaftCommand::ListPeers,
+        } => {
+            let (v, _): (Value, _) = client
+                .get("/v1/operator/raft/configuration", &QueryOptions::default())
+                .await
+                .map_err(|e| api_error("reading the Raft configuration", e))?;
+            let rows = v["Servers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|s| {
+                    let state = if s["Leader"] == true {
+                        "leader"
+                    } else {
+                        "follower"
+                    };
+                    vec![
+                        s["Node"].as_str().unwrap_or("").to_string(),
+                        s["ID"].as_str().unwrap_or("").to_string(),
+                        s["Address"].as_str().unwrap_or("").to_string(),
+                        state.to_string(),
+                        s["Voter"].to_string(),
+                        s["RaftProtocol"].as_str().unwrap_or("").to_string(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(
+                    &["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
+                    rows
+                )
+            );
+            Ok(0)
+        }
+        OperatorCommand::Raft {
+            cmd: RaftCommand::RemovePeer(p),
+        } => {
+            let q = peer_query(&p)?;
+            let v: Value = client
+                .delete("/v1/operator/raft/peer", &q)
+                .await
+                .map_err(|e| api_error("removing the peer", e))?;
+            println!(
+                "Removed peer with ID {}",
+                v["Removed"].as_str().unwrap_or("?")
+            );
+            Ok(0)
+        }
+        OperatorCommand::Raft {
+            cmd: RaftCommand::TransferLeadership(p),
+        } => {
+            let q = peer_query(&p)?;
+            let path = format!(
+                "/v1/operator/raft/transfer-leadership?{}",
+                q.iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("&")
+            );
+            let v: Value = client
+                .put(&path, &serde_json::json!({}))
+                .await
+                .map_err(|e| api_error("transferring leadership", e))?;
+            println!(
+                "Leadership transferred to server {}",
+                v["Leader"].as_str().unwrap_or("?")
+            );
+            Ok(0)
+        }
+        OperatorCommand::Snapshot {
+            cmd: SnapshotCommand::Save { file },
+        } => {
+            let (v, meta): (Value, _) = client
+                .get("/v1/operator/snapshot", &QueryOptions::default())
+                .await
+                .map_err(|e| api_error("saving a snapshot", e))?;
+            let bytes = serde_json::to_vec(&v)?;
+            let tmp = file.with_extension("partial");
+            std::fs::write(&tmp, &bytes)?;
+            std::fs::rename(&tmp, &file)?;
+            println!(
+                "State file written to {} ({} bytes, index {})",
+                file.display(),
+                bytes.len(),
+                meta.last_index
+            );
+            Ok(0)
+        }
+        OperatorCommand::Snapshot {
+            cmd: SnapshotCommand::Restore { file },
+        } => {
+            let text = std::fs::read(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let v: Value = serde_json::from_slice(&text)
+                .map_err(|e| anyhow::anyhow!("{} is not a Drover snapshot: {e}", file.display()))?;
+            let _: Value = client
+                .put("/v1/operator/snapshot", &v)
+                .await
+                .map_err(|e| api_error("restoring the snapshot", e))?;
+            println!("Snapshot restored");
+            Ok(0)
+        }
+    }
+}
+
+fn peer_query(p: &PeerArgs) -> anyhow::Result<Vec<(String, String)>> {
+    match (&p.peer_address, &p.peer_id) {
+        (Some(a), _) => Ok(vec![("address".to_string(), a.clone())]),
+        (None, Some(id)) => Ok(vec![("id".to_string(), id.clone())]),
+        (None, None) => anyhow::bail!("give the server with -peer-address or -peer-id"),
+    }
+}
