@@ -409,3 +409,57 @@ fn single_key_history_is_linearizable_across_a_leader_kill() {
         panic!("{e}\n{h:#?}");
     }
 }
+
+#[test]
+fn leadership_transfers_to_the_named_server_and_a_peer_can_be_removed() {
+    let cluster = Cluster::start(&[]);
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let target = (leader + 2) % 3;
+    let target_rpc = cluster.servers[target].advertise_rpc.clone();
+    let out = std::process::Command::new(common::drover_bin())
+        .args([
+            "operator",
+            "raft",
+            "transfer-leadership",
+            "-peer-address",
+            &target_rpc,
+        ])
+        .args(["-address", &cluster.servers[leader].http()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.wait_leader(Duration::from_secs(10)), target);
+    // Writes still commit under the new leader.
+    assert_eq!(
+        register(
+            &http(),
+            &cluster.servers[leader].http(),
+            "after-transfer",
+            0
+        )
+        .unwrap(),
+        200
+    );
+
+    // Remove the old leader from the configuration.
+    let old_rpc = cluster.servers[leader].advertise_rpc.clone();
+    let out = std::process::Command::new(common::drover_bin())
+        .args(["operator", "raft", "remove-peer", "-peer-address", &old_rpc])
+        .args(["-address", &cluster.servers[target].http()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let conf = cluster.servers[target]
+        .get_stale("/v1/operator/raft/configuration")
+        .unwrap();
+    assert_eq!(conf["Servers"].as_array().unwrap().len(), 2, "{conf}");
+}

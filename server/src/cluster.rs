@@ -221,9 +221,9 @@ pub fn transfer_target(
     })
 }
 
-/// Hand leadership to `target`: the leader stops sending heartbeats so the followers'
-/// leases run out, and the target stands for election at once. Best effort: another
-/// follower may win the race, which is reported as an error.
+/// Hand leadership to `target`: the other followers hold their elections, the leader stops
+/// sending heartbeats so the followers' leader leases run out, and the target stands for
+/// election. If anyone else ends up leading, that is reported as an error.
 pub async fn transfer_leadership(server: &Server, target: NodeId) -> Result<(), WriteError> {
     let m = server.raft.metrics().borrow().clone();
     if m.current_leader == Some(target) {
@@ -241,8 +241,23 @@ pub async fn transfer_leadership(server: &Server, target: NodeId) -> Result<(), 
         .get_node(&target)
         .cloned()
         .ok_or_else(|| WriteError::Rejected("target not found".into()))?;
-    server.raft.runtime_config().heartbeat(false);
     let http = reqwest::Client::new();
+    // Keep the other followers from standing themselves while the leases run out.
+    let hold = server.config.election_timeout * 10;
+    for (id, n) in m.membership_config.membership().nodes() {
+        if *id != target && *id != server.node_id {
+            let _ = http
+                .post(format!(
+                    "http://{}/v1/internal/cluster/hold-elections?ms={}",
+                    n.rpc_addr,
+                    hold.as_millis()
+                ))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+        }
+    }
+    server.raft.runtime_config().heartbeat(false);
     let deadline = tokio::time::Instant::now() + server.config.election_timeout * 6;
     let mut result = Err(WriteError::Rejected(format!(
         "server {target} did not take over in time"

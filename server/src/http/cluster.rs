@@ -15,6 +15,23 @@ pub async fn info(State(srv): State<AppState>) -> Json<cluster::ClusterInfo> {
     Json(cluster::info(&srv))
 }
 
+#[derive(Debug, Default, Deserialize)]
+pub struct HoldQuery {
+    pub ms: Option<u64>,
+}
+
+/// Do not stand for election for a while (the bystanders of a leadership transfer).
+pub async fn hold_elections(State(srv): State<AppState>, Query(q): Query<HoldQuery>) -> ApiResult {
+    let ms = q.ms.unwrap_or(5000).min(60_000);
+    srv.raft.runtime_config().elect(false);
+    let s = srv.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        s.raft.runtime_config().elect(true);
+    });
+    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({})))
+}
+
 /// Stand for election now (the target side of a leadership transfer).
 pub async fn elect(State(srv): State<AppState>) -> ApiResult {
     srv.raft

@@ -231,6 +231,10 @@ fn peer_routes() -> Router<AppState> {
         .route("/internal/cluster/info", get(cluster::info))
         .route("/internal/cluster/join", post(cluster::join))
         .route("/internal/cluster/elect", post(cluster::elect))
+        .route(
+            "/internal/cluster/hold-elections",
+            post(cluster::hold_elections),
+        )
 }
 
 /// The Raft RPC listener's router (`-rpc-port`).

@@ -34,6 +34,8 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
     sled::Config::new()
         .path(dir)
         .mode(sled::Mode::HighThroughput)
+        // sled caches up to 1 GiB by default; the state lives in memory already.
+        .cache_capacity(32 * 1024 * 1024)
         .open()
 }
 
