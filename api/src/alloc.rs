@@ -50,6 +50,10 @@ pub struct Allocation {
     pub next_allocation: String,
     #[serde(rename = "FollowupEvalID")]
     pub followup_eval_id: String,
+    /// What the servers want to happen to the alloc next (set by the drainer).
+    pub desired_transition: DesiredTransition,
+    /// Health as the client judged it (`migrate`/`update` health checks).
+    pub deployment_status: Option<AllocDeploymentStatus>,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,
@@ -119,6 +123,35 @@ pub struct TaskEvent {
     pub driver_error: String,
 }
 
+/// Transitions the servers ask of an allocation; the scheduler acts on them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DesiredTransition {
+    /// Move the alloc off its (draining) node: place a replacement, then stop it.
+    pub migrate: Option<bool>,
+    pub reschedule: Option<bool>,
+    pub force_reschedule: Option<bool>,
+}
+
+impl DesiredTransition {
+    pub fn should_migrate(&self) -> bool {
+        self.migrate == Some(true)
+    }
+}
+
+/// The client's verdict on an allocation's health.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct AllocDeploymentStatus {
+    /// `None` until decided: healthy once every task ran for `min_healthy_time`,
+    /// unhealthy when a task failed or `healthy_deadline` passed first.
+    pub healthy: Option<bool>,
+    /// Unix nanoseconds of the verdict.
+    pub timestamp: i64,
+    pub canary: bool,
+    pub modify_index: u64,
+}
+
 /// One row of `GET /v1/allocations` and `GET /v1/job/:id/allocations`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -142,6 +175,7 @@ pub struct AllocationListStub {
     pub client_status: String,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    pub deployment_status: Option<AllocDeploymentStatus>,
     pub follow_up_eval_id: String,
     pub create_index: u64,
     pub modify_index: u64,
@@ -171,6 +205,7 @@ impl AllocationListStub {
             client_status: a.client_status.clone(),
             client_description: a.client_description.clone(),
             task_states: a.task_states.clone(),
+            deployment_status: a.deployment_status.clone(),
             follow_up_eval_id: a.followup_eval_id.clone(),
             create_index: a.create_index,
             modify_index: a.modify_index,
@@ -189,4 +224,6 @@ pub struct AllocClientUpdate {
     pub client_status: String,
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
+    /// Set once the client has judged the alloc healthy or unhealthy.
+    pub deployment_status: Option<AllocDeploymentStatus>,
 }

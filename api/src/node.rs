@@ -32,6 +32,12 @@ pub struct Node {
     pub status_updated_at: i64,
     pub scheduling_eligibility: String,
     pub drain: bool,
+    /// Set while a drain is in progress.
+    pub drain_strategy: Option<DrainStrategy>,
+    /// How the last drain went.
+    pub last_drain: Option<DrainMetadata>,
+    /// What happened to the node, newest last (registration, drain, down...).
+    pub events: Vec<NodeEvent>,
     pub computed_class: String,
     pub create_index: u64,
     pub modify_index: u64,
@@ -107,6 +113,40 @@ pub struct DriverInfo {
     pub healthy: bool,
     pub health_description: String,
     pub attributes: BTreeMap<String, String>,
+}
+
+/// How to drain a node (`PUT /v1/node/:id/drain`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainStrategy {
+    /// Nanoseconds allowed before what is left is stopped; -1 stops everything at once
+    /// (force), 0 waits forever (no deadline).
+    pub deadline: i64,
+    pub ignore_system_jobs: bool,
+    /// Unix nanoseconds at which the deadline falls (0: none).
+    pub force_deadline: i64,
+    /// Unix nanoseconds the drain started.
+    pub started_at: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DrainMetadata {
+    pub started_at: i64,
+    pub updated_at: i64,
+    /// "draining", "complete" or "canceled".
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct NodeEvent {
+    pub message: String,
+    pub subsystem: String,
+    pub details: BTreeMap<String, String>,
+    /// Unix nanoseconds.
+    pub timestamp: i64,
+    pub create_index: u64,
 }
 
 /// One row of `GET /v1/nodes`.

@@ -159,6 +159,7 @@ impl AllocRunner {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.state.clone()))
                 .collect(),
+            deployment_status: None,
         };
         if self.last_sent.as_ref() != Some(&update) {
             self.deps.updates.push(update.clone());

@@ -317,6 +317,9 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
                 a.client_status = u.client_status;
                 a.client_description = u.client_description;
                 a.task_states = u.task_states;
+                if u.deployment_status.is_some() {
+                    a.deployment_status = u.deployment_status;
+                }
                 a.modify_index = index;
                 a.modify_time = now;
                 fx.capacity_changed |= !was_terminal && a.client_terminal();
