@@ -53,6 +53,31 @@ pub enum Command {
         create_evals: Vec<Evaluation>,
         now: i64,
     },
+    /// Start, update or end a node's drain.
+    UpdateNodeDrain {
+        node_id: String,
+        /// `None` ends the drain (completed or canceled).
+        strategy: Option<api::DrainStrategy>,
+        /// On ending a drain: make the node eligible again.
+        mark_eligible: bool,
+        /// "draining", "complete" or "canceled".
+        drain_status: String,
+        event: Option<api::NodeEvent>,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// `drover node eligibility -enable|-disable`.
+    UpdateNodeEligibility {
+        node_id: String,
+        eligibility: String,
+        evals: Vec<Evaluation>,
+        now: i64,
+    },
+    /// Ask the scheduler to move allocations (the drainer, `alloc stop`).
+    AllocDesiredTransitions {
+        transitions: Vec<(String, api::DesiredTransition)>,
+        evals: Vec<Evaluation>,
+    },
     /// `drover operator snapshot restore`: replace the whole state with a saved one.
     RestoreState {
         state: Box<StateStore>,
@@ -107,10 +132,20 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
                     // Operator decisions outlive re-registration.
                     node.scheduling_eligibility = old.scheduling_eligibility.clone();
                     node.drain = old.drain;
+                    node.drain_strategy = old.drain_strategy.clone();
+                    node.last_drain = old.last_drain.clone();
+                    node.events = old.events.clone();
                     old.status != node.status
                 }
                 None => {
                     node.create_index = index;
+                    node.events = vec![api::NodeEvent {
+                        message: "Node registered".into(),
+                        subsystem: "Cluster".into(),
+                        timestamp: node.status_updated_at * 1_000_000_000,
+                        create_index: index,
+                        ..Default::default()
+                    }];
                     true
                 }
             };
@@ -132,11 +167,100 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             if let Some(old) = state.nodes.get(&node_id) {
                 let mut n = (**old).clone();
                 fx.capacity_changed |= status == api::NODE_STATUS_READY;
+                let message = match status.as_str() {
+                    api::NODE_STATUS_DOWN => "Node heartbeat missed".to_string(),
+                    api::NODE_STATUS_READY => "Node reregistered by heartbeat".to_string(),
+                    other => format!("Node status changed to {other}"),
+                };
+                push_event(
+                    &mut n,
+                    api::NodeEvent {
+                        message,
+                        subsystem: "Cluster".into(),
+                        timestamp: now,
+                        create_index: index,
+                        ..Default::default()
+                    },
+                );
                 n.status = status;
                 n.status_updated_at = now / 1_000_000_000;
                 n.modify_index = index;
                 state.nodes.insert(node_id, Arc::new(n));
                 state.tables.nodes = index;
+            }
+            upsert_evals(state, index, evals, fx);
+        }
+        Command::UpdateNodeDrain {
+            node_id,
+            strategy,
+            mark_eligible,
+            drain_status,
+            event,
+            evals,
+            now,
+        } => {
+            if let Some(old) = state.nodes.get(&node_id) {
+                let mut n = (**old).clone();
+                let started = strategy.as_ref().map(|s| s.started_at);
+                n.drain = strategy.is_some();
+                if strategy.is_some() {
+                    n.scheduling_eligibility = api::NODE_INELIGIBLE.into();
+                } else if mark_eligible {
+                    n.scheduling_eligibility = api::NODE_ELIGIBLE.into();
+                    fx.capacity_changed = true;
+                }
+                let prev_start = n.last_drain.as_ref().map(|d| d.started_at).unwrap_or(now);
+                n.last_drain = Some(api::DrainMetadata {
+                    started_at: started.unwrap_or(prev_start),
+                    updated_at: now,
+                    status: drain_status,
+                });
+                n.drain_strategy = strategy;
+                if let Some(mut e) = event {
+                    e.create_index = index;
+                    push_event(&mut n, e);
+                }
+                n.modify_index = index;
+                state.nodes.insert(node_id, Arc::new(n));
+                state.tables.nodes = index;
+            }
+            upsert_evals(state, index, evals, fx);
+        }
+        Command::UpdateNodeEligibility {
+            node_id,
+            eligibility,
+            evals,
+            now,
+        } => {
+            if let Some(old) = state.nodes.get(&node_id) {
+                let mut n = (**old).clone();
+                fx.capacity_changed |= eligibility == api::NODE_ELIGIBLE;
+                push_event(
+                    &mut n,
+                    api::NodeEvent {
+                        message: format!("Node marked as {eligibility}"),
+                        subsystem: "Cluster".into(),
+                        timestamp: now,
+                        create_index: index,
+                        ..Default::default()
+                    },
+                );
+                n.scheduling_eligibility = eligibility;
+                n.modify_index = index;
+                state.nodes.insert(node_id, Arc::new(n));
+                state.tables.nodes = index;
+            }
+            upsert_evals(state, index, evals, fx);
+        }
+        Command::AllocDesiredTransitions { transitions, evals } => {
+            for (id, t) in transitions {
+                if let Some(old) = state.allocs.get(&id) {
+                    let mut a = (**old).clone();
+                    a.desired_transition = t;
+                    a.modify_index = index;
+                    state.put_alloc(a);
+                    state.tables.allocs = index;
+                }
             }
             upsert_evals(state, index, evals, fx);
         }
@@ -334,6 +458,16 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
         }
     }
     resp
+}
+
+/// Node events, newest last; only the most recent few are kept.
+fn push_event(n: &mut Node, e: api::NodeEvent) {
+    const MAX_NODE_EVENTS: usize = 10;
+    n.events.push(e);
+    if n.events.len() > MAX_NODE_EVENTS {
+        let extra = n.events.len() - MAX_NODE_EVENTS;
+        n.events.drain(..extra);
+    }
 }
 
 fn upsert_evals(state: &mut StateStore, index: u64, evals: Vec<Evaluation>, fx: &mut Effects) {

@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod drainer;
 pub mod fsm;
 pub mod heartbeat;
 pub mod http;
@@ -421,6 +422,7 @@ async fn leadership_loop(server: Arc<Server>) {
             let now = now_nanos();
             server.broker.promote_delayed(now);
             heartbeat::expire(&server).await;
+            drainer::run_once(&server).await;
             // A safety net for capacity changes the broker did not hear about.
             if last_unblock.elapsed() > Duration::from_secs(10) {
                 last_unblock = tokio::time::Instant::now();

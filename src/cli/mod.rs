@@ -7,6 +7,7 @@
 
 pub mod agent;
 pub mod alloc;
+pub mod drain;
 pub mod eval;
 pub mod format;
 pub mod job;
@@ -116,6 +117,10 @@ pub enum AllocCommand {
 pub enum NodeCommand {
     /// List client nodes, or show one.
     Status(node::StatusArgs),
+    /// Move every allocation off a node for maintenance (or stop doing so).
+    Drain(drain::DrainArgs),
+    /// Allow or forbid new placements on a node.
+    Eligibility(drain::EligibilityArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -265,6 +270,12 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
         Command::Node {
             cmd: NodeCommand::Status(a),
         } => node::status(&client, a).await,
+        Command::Node {
+            cmd: NodeCommand::Drain(a),
+        } => drain::drain(&client, a).await,
+        Command::Node {
+            cmd: NodeCommand::Eligibility(a),
+        } => drain::eligibility(&client, a).await,
         Command::Eval {
             cmd: EvalCommand::Status(a),
         } => eval::status(&client, a).await,

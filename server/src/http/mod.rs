@@ -3,6 +3,7 @@
 
 mod allocs;
 mod cluster;
+mod drain;
 pub mod forward;
 mod jobs;
 mod nodes;
@@ -273,6 +274,9 @@ pub fn router(srv: AppState) -> Router {
         .route("/nodes", get(nodes::list))
         .route("/node/{id}", get(nodes::get_node))
         .route("/node/{id}/allocations", get(nodes::allocations))
+        .route("/node/{id}/drain", put(drain::drain).post(drain::drain))
+        .route("/node/{id}/eligibility", put(drain::eligibility).post(drain::eligibility))
+        .route("/allocation/{id}/stop", put(drain::stop_alloc).post(drain::stop_alloc))
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
         .route("/regions", get(status::regions))
