@@ -104,9 +104,40 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
+    let client_cfg = run_client.then(|| {
+        let mut servers = if opts.servers.is_empty() {
+            client_block.servers.clone()
+        } else {
+            opts.servers.clone()
+        };
+        if servers.is_empty() {
+            servers.push(format!("http://{http_addr}"));
+        }
+        let mut meta = client_block.meta.clone();
+        meta.extend(opts.meta.iter().cloned());
+        client_agent::AgentConfig {
+            data_dir: data_dir.join("client"),
+            servers,
+            node_name: name.clone().unwrap_or_default(),
+            datacenter: datacenter.clone().unwrap_or_default(),
+            node_class: opts
+                .node_class
+                .clone()
+                .or(client_block.node_class.clone())
+                .unwrap_or_default(),
+            node_pool: client_block.node_pool.clone().unwrap_or_default(),
+            meta,
+            // As in Nomad: raw_exec runs anything as the agent's user, so it is opt-in.
+            raw_exec_enabled: opts.dev || file.plugin_enabled("raw_exec") == Some(true),
+            http_addr: http_addr.to_string(),
+        }
+    });
+    let client_handle = client_cfg.as_ref().map(client_agent::ClientHandle::new);
     if run_server {
         let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
         cfg.ui = Some(ui::router());
+        // The client API of this process's own client is served on the same listener.
+        cfg.client_routes = client_handle.clone().map(client_agent::client_router);
         cfg.rpc_addr = rpc_addr;
         if let Some(adv) = file.advertise.take() {
             cfg.advertise_http = adv.http;
@@ -166,35 +197,22 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         let token = shutdown.clone();
         tasks.spawn(async move { server::run(cfg, token).await.context("server") });
     }
-    if run_client {
-        let mut servers = if opts.servers.is_empty() {
-            client_block.servers.clone()
-        } else {
-            opts.servers.clone()
-        };
-        if servers.is_empty() {
-            servers.push(format!("http://{http_addr}"));
+    if let (Some(cfg), Some(handle)) = (client_cfg, client_handle) {
+        if !run_server {
+            // A client-only agent serves its client API on its own HTTP port.
+            let (h, token) = (handle.clone(), shutdown.clone());
+            tasks.spawn(async move {
+                client_agent::http::serve(http_addr, h, token)
+                    .await
+                    .context("client HTTP API")
+            });
         }
-        let mut meta = client_block.meta.clone();
-        meta.extend(opts.meta.iter().cloned());
-        let cfg = client_agent::AgentConfig {
-            data_dir: data_dir.join("client"),
-            servers,
-            node_name: name.clone().unwrap_or_default(),
-            datacenter: datacenter.clone().unwrap_or_default(),
-            node_class: opts
-                .node_class
-                .clone()
-                .or(client_block.node_class.clone())
-                .unwrap_or_default(),
-            node_pool: client_block.node_pool.clone().unwrap_or_default(),
-            meta,
-            // As in Nomad: raw_exec runs anything as the agent's user, so it is opt-in.
-            raw_exec_enabled: opts.dev || file.plugin_enabled("raw_exec") == Some(true),
-            http_addr: http_addr.to_string(),
-        };
         let token = shutdown.clone();
-        tasks.spawn(async move { client_agent::run(cfg, token).await.context("client") });
+        tasks.spawn(async move {
+            client_agent::run_with(cfg, token, handle)
+                .await
+                .context("client")
+        });
     }
     // The first part to stop (cleanly or not) stops the agent.
     let mut result = Ok(());

@@ -71,4 +71,8 @@ pub struct AllocMetric {
     pub class_exhausted: BTreeMap<String, u64>,
     pub dimension_exhausted: BTreeMap<String, u64>,
     pub coalesced_failures: u64,
+    /// Drover extension: nodes not considered at all, by reason ("draining",
+    /// "ineligible", "down", "outside the job's datacenters", ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub nodes_excluded: BTreeMap<String, u64>,
 }

@@ -33,6 +33,10 @@ pub struct Job {
     pub task_groups: Vec<TaskGroup>,
     pub update: Option<UpdateStrategy>,
     pub meta: BTreeMap<String, String>,
+    /// Set for a periodic (cron) job.
+    pub periodic: Option<PeriodicConfig>,
+    /// Set for a parameterized job, launched by dispatch.
+    pub parameterized_job: Option<ParameterizedJobConfig>,
     pub stop: bool,
     #[serde(rename = "ParentID")]
     pub parent_id: String,
@@ -152,6 +156,14 @@ pub struct TaskGroup {
     pub migrate: Option<MigrateStrategy>,
     pub networks: Vec<NetworkResource>,
     pub meta: BTreeMap<String, String>,
+    pub services: Vec<Service>,
+    pub volumes: BTreeMap<String, VolumeRequest>,
+    /// Nanoseconds between deregistering the group's services and killing its tasks.
+    pub shutdown_delay: Option<i64>,
+    /// Nanoseconds after which a disconnected client stops this group's allocations.
+    pub stop_after_client_disconnect: Option<i64>,
+    /// Nanoseconds an allocation on a disconnected client stays `unknown` before it is lost.
+    pub max_client_disconnect: Option<i64>,
 }
 
 impl TaskGroup {
@@ -236,6 +248,9 @@ pub struct Task {
     pub leader: bool,
     pub lifecycle: Option<Lifecycle>,
     pub restart_policy: Option<RestartPolicy>,
+    /// Files fetched into the task directory before the task starts.
+    pub artifacts: Vec<TaskArtifact>,
+    pub services: Vec<Service>,
 }
 
 impl Task {
@@ -363,6 +378,15 @@ pub struct Spread {
     pub attribute: String,
     pub weight: i64,
     pub spread_target: Vec<SpreadTarget>,
+    /// Drover extension (Nomad ignores it): when above 0, a hard limit. A placement that
+    /// would leave the busiest value of `attribute` more than `MaxSkew` allocations of
+    /// the group ahead of the least busy (feasible) value fails instead of stacking.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_skew: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -508,11 +532,88 @@ impl Default for LogConfig {
     }
 }
 
+/// An `artifact` block: a file to download into the task directory before it starts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskArtifact {
+    /// The URL to fetch (`http://` or `https://`).
+    pub getter_source: String,
+    /// Getter options, e.g. `checksum = "sha256:..."`.
+    pub getter_options: BTreeMap<String, String>,
+    /// `any` (default), `file` or `dir`.
+    pub getter_mode: String,
+    /// Where to put it, relative to the task directory (default `local/`).
+    pub relative_dest: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Lifecycle {
     pub hook: String,
     pub sidecar: bool,
+}
+
+/// A periodic job's schedule (`periodic { cron = "..." }`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct PeriodicConfig {
+    pub enabled: bool,
+    /// The cron expression (`cron`).
+    pub spec: String,
+    /// Several cron expressions (`crons`).
+    pub specs: Vec<String>,
+    /// Always "cron".
+    pub spec_type: String,
+    pub prohibit_overlap: bool,
+    pub time_zone: String,
+}
+
+/// A parameterized job: a template launched by `job dispatch`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ParameterizedJobConfig {
+    /// "optional", "required" or "forbidden".
+    pub payload: String,
+    pub meta_required: Vec<String>,
+    pub meta_optional: Vec<String>,
+}
+
+/// A service a group or task offers (recorded; Drover does not register services yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct Service {
+    pub name: String,
+    pub port_label: String,
+    pub tags: Vec<String>,
+    /// "consul" or "nomad".
+    pub provider: String,
+    pub checks: Vec<ServiceCheck>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct ServiceCheck {
+    pub name: String,
+    /// "http", "tcp", "grpc" or "script".
+    #[serde(rename = "Type")]
+    pub check_type: String,
+    pub path: String,
+    pub port_label: String,
+    /// Nanoseconds.
+    pub interval: i64,
+    /// Nanoseconds.
+    pub timeout: i64,
+}
+
+/// A volume a group asks for (`volume "name" { type = "host" ... }`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct VolumeRequest {
+    pub name: String,
+    #[serde(rename = "Type")]
+    pub volume_type: String,
+    pub source: String,
+    pub read_only: bool,
 }
 
 /// One row of `GET /v1/jobs`.

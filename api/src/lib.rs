@@ -7,6 +7,7 @@
 
 pub mod alloc;
 pub mod client;
+pub mod diff;
 pub mod eval;
 pub mod job;
 pub mod node;
@@ -15,6 +16,7 @@ pub mod wire;
 
 pub use alloc::*;
 pub use client::{ApiError, Client, QueryMeta, QueryOptions};
+pub use diff::{DesiredUpdates, DiffType, JobDiff, JobPlanRequest, JobPlanResponse};
 pub use eval::*;
 pub use job::*;
 pub use node::*;

@@ -102,4 +102,6 @@ pub struct JobsParseRequest {
     #[serde(rename = "JobHCL")]
     pub job_hcl: String,
     pub canonicalize: bool,
+    /// HCL2 variable values: `name = value` lines, as in a variables file.
+    pub variables: String,
 }

@@ -8,8 +8,8 @@
 
 use crate::alloc_runner::{self, AllocRunnerDeps, AllocRunnerHandle};
 use crate::config::AgentConfig;
-use crate::driver::Drivers;
 use crate::fingerprint;
+use crate::handle::ClientHandle;
 use crate::reporter::PendingUpdates;
 use crate::state::{LocalAllocState, StateStore};
 use anyhow::Context;
@@ -190,6 +190,8 @@ async fn report_loop(
 /// The allocation runners of this node, by allocation ID.
 struct Runners {
     deps: AllocRunnerDeps,
+    /// What the client HTTP API sees of them.
+    handle: ClientHandle,
     by_id: BTreeMap<String, AllocRunnerHandle>,
     /// Runners destroying their allocation; joined at shutdown.
     dying: Vec<AllocRunnerHandle>,
@@ -218,8 +220,9 @@ impl Runners {
                 alloc: a,
                 ..Default::default()
             };
-            self.by_id
-                .insert(id, alloc_runner::spawn(self.deps.clone(), local, false));
+            let r = alloc_runner::spawn(self.deps.clone(), local, false);
+            self.handle.insert(&id, r.view());
+            self.by_id.insert(id, r);
         }
         // The servers no longer have these (garbage collected or purged).
         let gone: Vec<String> = self
@@ -231,6 +234,7 @@ impl Runners {
         for id in gone {
             tracing::info!(alloc = %id, "allocation is gone from the servers; removing it");
             let r = self.by_id.remove(&id).expect("listed above");
+            self.handle.remove(&id);
             r.destroy();
             self.dying.push(r);
         }
@@ -284,13 +288,25 @@ async fn watch_allocs(
 /// Runs the client agent until `shutdown` is cancelled. Running tasks are left running
 /// on shutdown, and their state is on disk for the next agent to reattach.
 pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let handle = ClientHandle::new(&config);
+    run_with(config, shutdown, handle).await
+}
+
+/// [`run`], with the [`ClientHandle`] the client HTTP API serves from (make it with
+/// [`ClientHandle::new`] from the same config, and mount [`crate::http::client_router`]
+/// before calling this).
+pub async fn run_with(
+    config: AgentConfig,
+    shutdown: CancellationToken,
+    handle: ClientHandle,
+) -> anyhow::Result<()> {
     anyhow::ensure!(
         !config.servers.is_empty(),
         "the client agent needs at least one server address to register with"
     );
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
-    let drivers = Drivers::from_config(config.raw_exec_enabled);
+    let drivers = handle.drivers().clone();
     let mut node = fingerprint::fingerprint(&config, &drivers)
         .await
         .context("fingerprinting the node")?;
@@ -301,7 +317,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let shutdown = shutdown.child_token();
     let client = Client::with_addresses(&config.servers);
 
+    handle.set_node(Arc::new(node.clone()));
     let mut runners = Runners {
+        handle: handle.clone(),
         deps: AllocRunnerDeps {
             data_dir: config.data_dir.clone(),
             node: Arc::new(node.clone()),
@@ -317,9 +335,9 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     for st in store.load_all().context("reading local alloc state")? {
         tracing::info!(alloc = %st.alloc.id, "restoring allocation from local state");
         let id = st.alloc.id.clone();
-        runners
-            .by_id
-            .insert(id, alloc_runner::spawn(runners.deps.clone(), st, true));
+        let r = alloc_runner::spawn(runners.deps.clone(), st, true);
+        handle.insert(&id, r.view());
+        runners.by_id.insert(id, r);
     }
 
     // Restored tasks are supervised from here on, even while no server answers.

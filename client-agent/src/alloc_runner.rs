@@ -9,6 +9,7 @@
 use crate::allocdir::AllocDir;
 use crate::driver::Drivers;
 use crate::events;
+use crate::lifecycle::{self, Role};
 use crate::ports::{AllocatedPort, PortAllocator};
 use crate::reporter::PendingUpdates;
 use crate::state::{LocalAllocState, LocalTaskState, StateStore};
@@ -21,7 +22,8 @@ use api::{
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{mpsc, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
@@ -65,12 +67,60 @@ pub struct AllocRunnerDeps {
     pub shutdown: CancellationToken,
 }
 
+/// Why a restart or signal request could not be carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlError {
+    /// No such task in the allocation.
+    NotFound(String),
+    /// The task(s) could not do it (not running, the driver failed, ...).
+    Failed(String),
+}
+
+impl std::fmt::Display for ControlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ControlError::NotFound(m) | ControlError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+pub type ControlReply = oneshot::Sender<Result<(), ControlError>>;
+
+/// Builds the order for one task runner from its reply channel.
+type MakeCommand = Box<dyn Fn(crate::task_runner::Reply) -> TaskCommand + Send>;
+
+/// Requests from the client HTTP API to an allocation's tasks.
+#[derive(Debug)]
+pub enum AllocControl {
+    /// Restart one task (`Some`) or every running task (`None`).
+    Restart {
+        task: Option<String>,
+        reply: ControlReply,
+    },
+    /// Signal one task (`Some`) or every running task (`None`).
+    Signal {
+        task: Option<String>,
+        signal: String,
+        reply: ControlReply,
+    },
+}
+
+/// What the rest of the agent (the client HTTP API) sees of a running allocation.
+#[derive(Debug, Clone)]
+pub struct AllocView {
+    /// The runner's latest state (as persisted).
+    pub state: watch::Receiver<Arc<LocalAllocState>>,
+    pub control: mpsc::UnboundedSender<AllocControl>,
+    pub alloc_dir: AllocDir,
+}
+
 /// The agent's side of a running alloc runner.
 #[derive(Debug)]
 pub struct AllocRunnerHandle {
     alloc_tx: watch::Sender<Arc<Allocation>>,
     destroy: CancellationToken,
     join: tokio::task::JoinHandle<()>,
+    view: AllocView,
 }
 
 impl AllocRunnerHandle {
@@ -92,6 +142,10 @@ impl AllocRunnerHandle {
         self.destroy.cancel();
     }
 
+    pub fn view(&self) -> AllocView {
+        self.view.clone()
+    }
+
     pub fn is_finished(&self) -> bool {
         self.join.is_finished()
     }
@@ -109,13 +163,69 @@ struct AllocRunner {
     commands: BTreeMap<String, mpsc::UnboundedSender<TaskCommand>>,
     killing: bool,
     last_sent: Option<AllocClientUpdate>,
+    state_tx: watch::Sender<Arc<LocalAllocState>>,
+    control_rx: mpsc::UnboundedReceiver<AllocControl>,
+    /// Lifecycle roles and gates of the group's tasks.
+    roles: BTreeMap<String, Role>,
+    gates: lifecycle::Gates,
+    health: HealthTracker,
+    /// Sidecars were told to stop because the main tasks are dead.
+    sidecars_stopped: bool,
+    /// The allocation is being removed: everything is killed, poststop tasks too.
+    destroying: bool,
+}
+
+/// The client's health verdict on an allocation (for the drainer and deployments):
+/// healthy once every task that must keep running has run continuously for
+/// `min_healthy_time`; unhealthy if one fails first or `healthy_deadline` passes.
+#[derive(Debug)]
+struct HealthTracker {
+    /// Judged only for long-running jobs (service, system).
+    enabled: bool,
+    min_healthy: Duration,
+    deadline: Instant,
+    /// Since when each task has been running without a restart.
+    running_since: BTreeMap<String, Instant>,
+}
+
+impl HealthTracker {
+    fn new(job: &api::Job, group: &api::TaskGroup) -> Self {
+        let pick = |m: Option<i64>, u: Option<i64>, default: Duration| {
+            m.filter(|n| *n > 0)
+                .or(u.filter(|n| *n > 0))
+                .map(|n| Duration::from_nanos(n as u64))
+                .unwrap_or(default)
+        };
+        let min_healthy = pick(
+            group.migrate.as_ref().map(|m| m.min_healthy_time),
+            group.update.as_ref().map(|u| u.min_healthy_time),
+            Duration::from_secs(10),
+        );
+        let deadline = pick(
+            group.migrate.as_ref().map(|m| m.healthy_deadline),
+            group.update.as_ref().map(|u| u.healthy_deadline),
+            Duration::from_secs(300),
+        );
+        HealthTracker {
+            enabled: matches!(
+                job.job_type.as_str(),
+                api::JOB_TYPE_SERVICE | api::JOB_TYPE_SYSTEM
+            ),
+            min_healthy,
+            deadline: Instant::now() + deadline,
+            running_since: BTreeMap::new(),
+        }
+    }
 }
 
 /// Starts the runner of an allocation: a new one (`restored == false`) or one restored
 /// from local state after an agent restart.
 pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> AllocRunnerHandle {
     let (alloc_tx, alloc_rx) = watch::channel(Arc::new(local.alloc.clone()));
+    let (state_tx, state_rx) = watch::channel(Arc::new(local.clone()));
+    let (control_tx, control_rx) = mpsc::unbounded_channel();
     let destroy = CancellationToken::new();
+    let alloc_dir = AllocDir::new(&deps.data_dir, &local.alloc.id);
     let runner = AllocRunner {
         deps,
         local,
@@ -124,12 +234,29 @@ pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> A
         commands: BTreeMap::new(),
         killing: false,
         last_sent: None,
+        state_tx,
+        control_rx,
+        roles: BTreeMap::new(),
+        gates: lifecycle::Gates::new(),
+        sidecars_stopped: false,
+        destroying: false,
+        health: HealthTracker {
+            enabled: false,
+            min_healthy: Duration::ZERO,
+            deadline: Instant::now(),
+            running_since: BTreeMap::new(),
+        },
     };
     let join = tokio::spawn(runner.run(restored));
     AllocRunnerHandle {
         alloc_tx,
         destroy,
         join,
+        view: AllocView {
+            state: state_rx,
+            control: control_tx,
+            alloc_dir,
+        },
     }
 }
 
@@ -142,11 +269,19 @@ impl AllocRunner {
         if let Err(e) = self.deps.store.save(&self.local) {
             tracing::error!(alloc = %self.alloc_id(), error = %e, "cannot save alloc state");
         }
+        self.state_tx.send_replace(Arc::new(self.local.clone()));
     }
 
     /// Recomputes the client status; queues an update for the servers if it changed.
     fn report(&mut self) {
-        let (status, desc) = client_status(self.local.tasks.values().map(|t| &t.state));
+        // Poststop tasks that have not had their turn do not hold the alloc in pending.
+        let main_done = lifecycle::main_tasks_dead(&self.roles, &self.local.tasks);
+        let counted = self.local.tasks.iter().filter(|(name, t)| {
+            main_done
+                || self.roles.get(*name) != Some(&Role::Poststop)
+                || t.state.started_at.is_some()
+        });
+        let (status, desc) = client_status(counted.map(|(_, t)| &t.state));
         self.local.client_status = status.into();
         self.local.client_description = desc.into();
         let update = AllocClientUpdate {
@@ -159,7 +294,7 @@ impl AllocRunner {
                 .iter()
                 .map(|(k, v)| (k.clone(), v.state.clone()))
                 .collect(),
-            deployment_status: None,
+            deployment_status: self.local.alloc.deployment_status.clone(),
         };
         if self.last_sent.as_ref() != Some(&update) {
             self.deps.updates.push(update.clone());
@@ -167,9 +302,20 @@ impl AllocRunner {
         }
     }
 
+    /// Kills every live task but `except`. Poststop tasks that have not run yet are
+    /// spared (their turn comes once the others are dead) unless the alloc is destroyed.
     fn kill_all(&mut self, reason: impl Fn(&str) -> Option<api::TaskEvent>, except: Option<&str>) {
         for (name, tx) in &self.commands {
             if Some(name.as_str()) == except {
+                continue;
+            }
+            let unstarted_poststop = self.roles.get(name) == Some(&Role::Poststop)
+                && self
+                    .local
+                    .tasks
+                    .get(name)
+                    .is_none_or(|t| t.state.started_at.is_none());
+            if unstarted_poststop && !self.destroying {
                 continue;
             }
             let dead = self
@@ -196,6 +342,12 @@ impl AllocRunner {
         };
         let alloc_dir = AllocDir::new(&self.deps.data_dir, self.alloc_id());
         let ports = self.ports(&group);
+        self.health = HealthTracker::new(&job, &group);
+        self.roles = group
+            .tasks
+            .iter()
+            .map(|t| (t.name.clone(), Role::of(t)))
+            .collect();
         let (upd_tx, mut upd_rx) = mpsc::unbounded_channel::<TaskUpdate>();
         let mut tasks = JoinSet::new();
         let alloc = Arc::new(self.local.alloc.clone());
@@ -226,17 +378,33 @@ impl AllocRunner {
                 alloc_dir: alloc_dir.clone(),
                 driver: self.deps.drivers.get(&task.driver),
                 restart_policy: policy,
-                job_type: job.job_type.clone(),
+                // Ephemeral hook tasks run to completion: a clean exit is not restarted.
+                job_type: if self.roles[&task.name].is_ephemeral() {
+                    api::JOB_TYPE_BATCH.to_string()
+                } else {
+                    job.job_type.clone()
+                },
                 state,
                 restored,
                 ports: ports.clone(),
                 updates: upd_tx.clone(),
                 commands: cmd_rx,
                 shutdown: self.deps.shutdown.clone(),
+                start_gate: self.gates.gate_for(self.roles[&task.name]),
+                artifacts_fetched: false,
             };
             tasks.spawn(runner.run());
         }
         drop(upd_tx);
+        self.update_gates();
+        for (name, t) in &self.local.tasks {
+            if t.state.state == api::TASK_STATE_RUNNING {
+                // After an agent restart we cannot know for how long: count from now.
+                self.health
+                    .running_since
+                    .insert(name.clone(), Instant::now());
+            }
+        }
         self.report();
         self.persist();
         if self.local.alloc.desired_stop() {
@@ -247,11 +415,20 @@ impl AllocRunner {
         let mut destroying = false;
         let mut alloc_open = true;
         loop {
+            let health_check = self.next_health_check();
             tokio::select! {
                 biased;
                 _ = self.deps.shutdown.cancelled() => break,
+                _ = tokio::time::sleep_until(health_check.unwrap_or_else(Instant::now).into()), if health_check.is_some() => {
+                    if self.judge_health() {
+                        self.report();
+                        self.persist();
+                    }
+                }
+                Some(ctl) = self.control_rx.recv() => self.control(ctl),
                 _ = self.destroy.cancelled(), if !destroying => {
                     destroying = true;
+                    self.destroying = true;
                     self.killing = true;
                     self.kill_all(|_| None, None);
                 }
@@ -340,10 +517,174 @@ impl AllocRunner {
         }
     }
 
+    /// Passes a restart or signal request on to the task runners concerned; the reply
+    /// comes once they all answered.
+    fn control(&mut self, ctl: AllocControl) {
+        let (task, reply, make): (Option<String>, ControlReply, MakeCommand) = match ctl {
+            AllocControl::Restart { task, reply } => {
+                (task, reply, Box::new(|r| TaskCommand::Restart { reply: r }))
+            }
+            AllocControl::Signal {
+                task,
+                signal,
+                reply,
+            } => (
+                task,
+                reply,
+                Box::new(move |r| TaskCommand::Signal {
+                    signal: signal.clone(),
+                    reply: r,
+                }),
+            ),
+        };
+        let targets: Vec<String> = match &task {
+            Some(t) if !self.commands.contains_key(t) => {
+                let _ = reply.send(Err(ControlError::NotFound(format!(
+                    "task {t:?} is not part of allocation {}",
+                    self.alloc_id()
+                ))));
+                return;
+            }
+            Some(t) => vec![t.clone()],
+            None => self
+                .local
+                .tasks
+                .iter()
+                .filter(|(_, t)| t.handle.is_some())
+                .map(|(n, _)| n.clone())
+                .collect(),
+        };
+        if targets.is_empty() {
+            let _ = reply.send(Err(ControlError::Failed(format!(
+                "no task of allocation {} is running",
+                self.alloc_id()
+            ))));
+            return;
+        }
+        let mut waits = Vec::new();
+        for t in targets {
+            let (tx, rx) = oneshot::channel();
+            if let Some(c) = self.commands.get(&t) {
+                let _ = c.send(make(tx));
+            }
+            waits.push((t, rx));
+        }
+        tokio::spawn(async move {
+            let mut errs = Vec::new();
+            for (t, rx) in waits {
+                match rx.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => errs.push(format!("task {t:?}: {e}")),
+                    Err(_) => errs.push(format!("task {t:?}: its runner is gone")),
+                }
+            }
+            let res = if errs.is_empty() {
+                Ok(())
+            } else {
+                Err(ControlError::Failed(errs.join("; ")))
+            };
+            let _ = reply.send(res);
+        });
+    }
+
+    /// Opens the lifecycle gates whose conditions hold now.
+    fn update_gates(&mut self) {
+        self.gates
+            .update(&self.roles, &self.local.tasks, self.killing);
+    }
+
+    /// When the health verdict may change by itself next (min_healthy_time reached or the
+    /// deadline passed); `None` when decided or not judged.
+    fn next_health_check(&self) -> Option<Instant> {
+        if !self.health.enabled || self.health_decided() {
+            return None;
+        }
+        let ready = self
+            .health
+            .running_since
+            .values()
+            .map(|since| *since + self.health.min_healthy)
+            .max();
+        Some(match ready {
+            Some(r) => r.min(self.health.deadline),
+            None => self.health.deadline,
+        })
+    }
+
+    fn health_decided(&self) -> bool {
+        self.local
+            .alloc
+            .deployment_status
+            .as_ref()
+            .is_some_and(|d| d.healthy.is_some())
+    }
+
+    /// Decides the alloc's health if it can be decided now; true if it just was.
+    fn judge_health(&mut self) -> bool {
+        // An alloc the servers stop is neither healthy nor unhealthy.
+        if !self.health.enabled || self.health_decided() || self.local.alloc.desired_stop() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut verdict = None;
+        let mut all_ready = true;
+        for (name, role) in &self.roles {
+            if !role.must_be_healthy() {
+                continue;
+            }
+            let Some(t) = self.local.tasks.get(name) else {
+                all_ready = false;
+                continue;
+            };
+            if t.state.failed || t.state.state == TASK_STATE_DEAD {
+                verdict = Some(false);
+                break;
+            }
+            match self.health.running_since.get(name) {
+                Some(since) if now >= *since + self.health.min_healthy => {}
+                _ => all_ready = false,
+            }
+        }
+        if verdict.is_none() {
+            if all_ready {
+                verdict = Some(true);
+            } else if now >= self.health.deadline {
+                verdict = Some(false);
+            }
+        }
+        let Some(healthy) = verdict else {
+            return false;
+        };
+        tracing::info!(alloc = %self.alloc_id(), healthy, "allocation health decided");
+        let ds = self
+            .local
+            .alloc
+            .deployment_status
+            .get_or_insert_with(Default::default);
+        ds.healthy = Some(healthy);
+        ds.timestamp = events::now_nanos();
+        true
+    }
+
     fn task_changed(&mut self, group: &api::TaskGroup, u: TaskUpdate) {
         let now_dead = u.state.state.state == TASK_STATE_DEAD;
         let failed = u.state.state.failed;
         let name = u.task.clone();
+        let running = u.state.state.state == api::TASK_STATE_RUNNING;
+        let restarted = self
+            .local
+            .tasks
+            .get(&name)
+            .is_some_and(|old| old.state.restarts != u.state.state.restarts);
+        if !running || restarted {
+            self.health.running_since.remove(&name);
+        }
+        if running {
+            self.health
+                .running_since
+                .entry(name.clone())
+                .or_insert_with(Instant::now);
+        }
         self.local.tasks.insert(u.task, u.state);
         if now_dead && !self.killing {
             let leader = group.tasks.iter().any(|t| t.name == name && t.leader);
@@ -371,6 +712,24 @@ impl AllocRunner {
                 );
             }
         }
+        // The main tasks are done: their sidecars go too, then poststop tasks run.
+        if !self.killing
+            && !self.sidecars_stopped
+            && lifecycle::main_tasks_dead(&self.roles, &self.local.tasks)
+        {
+            self.sidecars_stopped = true;
+            self.kill_all(
+                |_| {
+                    Some(events::event(
+                        events::MAIN_TASKS_DEAD,
+                        "Main tasks in the group died",
+                    ))
+                },
+                None,
+            );
+        }
+        self.update_gates();
+        self.judge_health();
         self.report();
         self.persist();
     }

@@ -16,6 +16,11 @@ pub const KILLED: &str = "Killed";
 pub const DRIVER_FAILURE: &str = "Driver Failure";
 pub const SIBLING_FAILED: &str = "Sibling Task Failed";
 pub const LEADER_DEAD: &str = "Leader Task Dead";
+pub const SIGNALING: &str = "Signaling";
+pub const RESTART_SIGNALED: &str = "Restart Signaled";
+pub const DOWNLOADING_ARTIFACTS: &str = "Downloading Artifacts";
+pub const FAILED_ARTIFACT_DOWNLOAD: &str = "Failed Artifact Download";
+pub const MAIN_TASKS_DEAD: &str = "Main Tasks Dead";
 
 /// How many events a task keeps (Nomad keeps the last 10).
 pub const MAX_EVENTS: usize = 10;

@@ -8,19 +8,27 @@
 
 pub mod alloc_runner;
 pub mod allocdir;
+pub mod artifact;
 pub mod cgroups;
 pub mod config;
 pub mod driver;
 pub mod events;
 pub mod fingerprint;
+pub mod handle;
+pub mod http;
+pub mod lifecycle;
+pub mod logs;
 pub mod ports;
 pub mod reporter;
 pub mod restart;
 pub mod state;
+pub mod stats;
 pub mod task_runner;
 pub mod taskenv;
 
 pub use config::AgentConfig;
 pub mod agent;
 
-pub use agent::run;
+pub use agent::{run, run_with};
+pub use handle::ClientHandle;
+pub use http::client_router;

@@ -15,11 +15,12 @@ use crate::ports::AllocatedPort;
 use crate::restart::{self, Decision, Outcome};
 use crate::state::LocalTaskState;
 use crate::taskenv::TaskEnv;
+use crate::{artifact, logs};
 use api::{Allocation, Node, RestartPolicy, Task, TaskEvent};
 use api::{TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How long to wait for a task's exit status after it was stopped.
@@ -32,11 +33,18 @@ pub struct TaskUpdate {
     pub state: LocalTaskState,
 }
 
+/// The answer to a restart or signal request: a sentence on failure.
+pub type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
 /// Orders from the alloc runner.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum TaskCommand {
     /// Stop the task for good; `reason` is an event recorded first (e.g. a sibling failed).
     Kill { reason: Option<TaskEvent> },
+    /// Restart the running task now (a user asked); does not count against the policy.
+    Restart { reply: Reply },
+    /// Send a signal to the running task.
+    Signal { signal: String, reply: Reply },
 }
 
 pub struct TaskRunner {
@@ -57,10 +65,19 @@ pub struct TaskRunner {
     pub updates: mpsc::UnboundedSender<TaskUpdate>,
     pub commands: mpsc::UnboundedReceiver<TaskCommand>,
     pub shutdown: CancellationToken,
+    /// Lifecycle ordering: the task starts only once this is true (`None`: at once).
+    pub start_gate: Option<watch::Receiver<bool>>,
+    /// Artifacts are fetched once per runner, before the first start that needs them.
+    pub artifacts_fetched: bool,
 }
 
 enum Phase {
+    /// Waiting for the lifecycle gate.
+    Gate,
     Start,
+    /// A user-requested restart of the running task.
+    Restart(TaskHandle, Reply),
+    ArtifactFailed(String),
     Wait(TaskHandle),
     Exited(ExitResult),
     StartFailed(DriverError),
@@ -98,53 +115,146 @@ impl TaskRunner {
         self.state.handle = None;
     }
 
-    /// Waits for the next kill order; never resolves once the alloc runner is gone.
-    async fn next_kill(commands: &mut mpsc::UnboundedReceiver<TaskCommand>) -> Option<TaskEvent> {
+    /// Waits for the next order; never resolves once the alloc runner is gone.
+    async fn next_command(commands: &mut mpsc::UnboundedReceiver<TaskCommand>) -> TaskCommand {
         match commands.recv().await {
-            Some(TaskCommand::Kill { reason }) => reason,
+            Some(c) => c,
             None => std::future::pending().await,
         }
     }
 
-    fn pending_kill(&mut self) -> Option<Option<TaskEvent>> {
-        match self.commands.try_recv() {
-            Ok(TaskCommand::Kill { reason }) => Some(reason),
-            Err(_) => None,
+    /// The next phase after an order that came while the task is not running: a restart
+    /// goes to `restart_to`, a signal is refused and the runner stays in `stay`.
+    fn not_running(cmd: TaskCommand, restart_to: Phase, stay: Phase) -> Phase {
+        match cmd {
+            TaskCommand::Kill { reason } => Phase::Kill(reason),
+            TaskCommand::Restart { reply } => {
+                let _ = reply.send(Ok(()));
+                restart_to
+            }
+            TaskCommand::Signal { reply, .. } => {
+                let _ = reply.send(Err("the task is not running".into()));
+                stay
+            }
         }
     }
 
     /// Runs the task until it is dead for good or the agent shuts down.
     pub async fn run(mut self) {
+        // Log rotation lives as long as this runner; a restarted agent starts a new one.
+        let rotation = CancellationToken::new();
+        let _stop_rotation = rotation.clone().drop_guard();
+        tokio::spawn(logs::rotate_loop(
+            self.alloc_dir.logs(),
+            self.task.name.clone(),
+            logs::Rotation::from_config(self.task.log_config.as_ref()),
+            rotation,
+        ));
         let mut phase = self.first_phase().await;
         loop {
             phase = match phase {
                 Phase::Done => return,
-                Phase::Start => match self.pending_kill() {
-                    Some(reason) => Phase::Kill(reason),
-                    None => self.start().await,
+                Phase::Gate => {
+                    let mut gate = self.start_gate.clone().expect("gated tasks have a gate");
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return,
+                        cmd = Self::next_command(&mut self.commands) => {
+                            Self::not_running(cmd, Phase::Gate, Phase::Gate)
+                        }
+                        open = gate.wait_for(|open| *open) => match open {
+                            Ok(_) => Phase::Start,
+                            // The alloc runner is gone (agent shutdown).
+                            Err(_) => return,
+                        },
+                    }
+                }
+                Phase::Start => match self.commands.try_recv() {
+                    Ok(cmd) => Self::not_running(cmd, Phase::Start, Phase::Start),
+                    Err(_) => self.start().await,
                 },
                 Phase::Wait(handle) => {
                     let driver = self.driver.clone().expect("a started task has a driver");
                     tokio::select! {
                         biased;
                         _ = self.shutdown.cancelled() => return,
-                        reason = Self::next_kill(&mut self.commands) => Phase::Kill(reason),
+                        cmd = Self::next_command(&mut self.commands) => match cmd {
+                            TaskCommand::Kill { reason } => Phase::Kill(reason),
+                            TaskCommand::Restart { reply } => Phase::Restart(handle, reply),
+                            TaskCommand::Signal { signal, reply } => {
+                                let res = driver.signal(&handle, &signal).await;
+                                self.push_event(events::event(
+                                    events::SIGNALING,
+                                    format!("Task being sent signal {signal}"),
+                                ));
+                                self.emit();
+                                let _ = reply.send(res.map_err(|e| e.to_string()));
+                                Phase::Wait(handle)
+                            }
+                        },
                         res = driver.wait(&handle) => Phase::Exited(res),
                     }
                 }
+                Phase::Restart(handle, reply) => self.restart_now(handle, reply).await,
                 Phase::Exited(res) => self.exited(res),
                 Phase::StartFailed(err) => self.start_failed(err),
+                Phase::ArtifactFailed(msg) => self.artifact_failed(msg),
                 Phase::Delay(d) => {
                     tokio::select! {
                         biased;
                         _ = self.shutdown.cancelled() => return,
-                        reason = Self::next_kill(&mut self.commands) => Phase::Kill(reason),
+                        cmd = Self::next_command(&mut self.commands) => {
+                            Self::not_running(cmd, Phase::Start, Phase::Delay(d))
+                        }
                         _ = tokio::time::sleep(d) => Phase::Start,
                     }
                 }
                 Phase::Kill(reason) => self.kill(reason).await,
             };
         }
+    }
+
+    /// Stops the running task and starts it again at once, as a user asked.
+    async fn restart_now(&mut self, handle: TaskHandle, reply: Reply) -> Phase {
+        let driver = self.driver.clone().expect("a started task has a driver");
+        self.push_event(events::event(
+            events::RESTART_SIGNALED,
+            "User requested task to restart",
+        ));
+        let timeout = self.task.kill_timeout();
+        self.push_event(events::killing(timeout));
+        self.emit();
+        if let Err(e) = driver.stop(&handle, &self.task.kill_signal, timeout).await {
+            let _ = reply.send(Err(format!("stopping the task: {e}")));
+            return Phase::Wait(handle);
+        }
+        if let Ok(res) = tokio::time::timeout(WAIT_AFTER_STOP, driver.wait(&handle)).await {
+            self.push_event(events::terminated(&res));
+        }
+        self.state.handle = None;
+        self.push_event(events::restarting(Duration::ZERO, "User requested restart"));
+        let s = &mut self.state.state;
+        s.state = TASK_STATE_PENDING.into();
+        s.restarts += 1;
+        s.last_restart = Some(events::now_rfc3339());
+        self.emit();
+        let _ = reply.send(Ok(()));
+        Phase::Start
+    }
+
+    fn artifact_failed(&mut self, msg: String) -> Phase {
+        tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "artifact download failed");
+        let mut e = events::event(events::FAILED_ARTIFACT_DOWNLOAD, msg.clone());
+        e.details.insert("download_error".into(), msg);
+        self.push_event(e);
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::StartFailed { recoverable: true },
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
     }
 
     async fn first_phase(&mut self) -> Phase {
@@ -165,10 +275,11 @@ impl TaskRunner {
             self.emit();
             return Phase::Done;
         };
+        let gated = self.start_gate.is_some();
         if !self.restored {
             self.state.state.state = TASK_STATE_PENDING.into();
             self.emit();
-            return Phase::Start;
+            return if gated { Phase::Gate } else { Phase::Start };
         }
         match self.state.handle.clone() {
             Some(h) => match driver.recover(&h).await {
@@ -187,6 +298,7 @@ impl TaskRunner {
                 }
             },
             // It was waiting to be (re)started when the agent stopped.
+            None if gated && self.state.state.started_at.is_none() => Phase::Gate,
             None => Phase::Start,
         }
     }
@@ -218,6 +330,17 @@ impl TaskRunner {
             &ports,
             driver.fs_isolation(),
         );
+        if !self.artifacts_fetched && !self.task.artifacts.is_empty() {
+            self.push_event(events::event(
+                events::DOWNLOADING_ARTIFACTS,
+                "Client is downloading artifacts",
+            ));
+            self.emit();
+            if let Err(e) = artifact::fetch_all(&self.task.artifacts, &env, &dirs.dir).await {
+                return Phase::ArtifactFailed(e);
+            }
+            self.artifacts_fetched = true;
+        }
         let ctx = TaskContext {
             alloc_id: self.alloc.id.clone(),
             task: self.task.clone(),

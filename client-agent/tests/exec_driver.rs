@@ -401,3 +401,47 @@ async fn exec_missing_command_is_an_unrecoverable_error_and_leaves_nothing_behin
     );
     assert!(!cg.exists(), "cgroup left behind");
 }
+
+#[tokio::test]
+async fn exec_into_a_task_enters_its_namespaces_root_and_env() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = sh("inside", "echo marker > /local/mark; exec sleep 30");
+    t.env.insert("FROM_TASK".into(), "yes".into());
+    let c = ctx(tmp.path(), "execinto", t);
+    let d = exec_driver();
+    let h = d.start(&c).await.unwrap();
+    let _g = CgroupGuard(cgroup_paths(&h));
+    poll(
+        Duration::from_secs(10),
+        "the task to write its marker",
+        || async { c.dirs.local.join("mark").exists().then_some(()) },
+    )
+    .await;
+    let cmd: Vec<String> = [
+        "/bin/sh",
+        "-c",
+        "cat /local/mark; echo env=$FROM_TASK; for p in /proc/[0-9]*; do echo pid=${p#/proc/}; done; exit 3",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let out = d.exec(&h, &cmd, Duration::from_secs(20)).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.exit_code,
+        3,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Its root: the task's /local; its env; its PID namespace (init, task, us).
+    assert!(text.contains("marker"), "{text}");
+    assert!(text.contains("env=yes"), "{text}");
+    let pids: Vec<i32> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pid=")?.parse().ok())
+        .collect();
+    assert!(pids.contains(&1) && pids.len() <= 4, "{text}");
+    let usage = d.usage(&h).await.unwrap();
+    assert!(usage.usage_bytes > 0 || usage.rss_bytes > 0, "{usage:?}");
+    d.stop(&h, "SIGKILL", Duration::from_secs(1)).await.unwrap();
+}

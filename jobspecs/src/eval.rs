@@ -98,6 +98,16 @@ impl<'a> Scope<'a> {
         self.eval_in(expr, &mut Vec::new())
     }
 
+    /// Evaluates one expression with extra names bound (a `dynamic` block's iterator).
+    pub fn eval_with(&self, expr: &Expression, bindings: &[(String, Value)]) -> EvalResult {
+        self.eval_in(expr, &mut bindings.to_vec())
+    }
+
+    /// A variable's value, once set.
+    pub fn var_value(&self, name: &str) -> Option<Value> {
+        self.vars.get(name).cloned()
+    }
+
     /// The value of a local, evaluating it (once) on first use.
     pub fn local(&self, name: &str, span: Option<Range<usize>>) -> EvalResult {
         if let Some(v) = self.local_values.borrow().get(name) {

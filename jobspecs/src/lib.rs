@@ -4,12 +4,17 @@
 //! build an expression scope (`vars`); the `job` block is lowered block by block
 //! (`lower`, `parts`) through a `Reader` that collects every problem as a
 //! `file:line:column: message` diagnostic; then Nomad's defaults are applied
-//! (`api::Job::canonicalize`) and the job is validated. Nomad blocks Drover does not
-//! run yet (service, template, vault...) are accepted and reported as warnings.
+//! (`api::Job::canonicalize`) and the job is validated. `dynamic` blocks are expanded
+//! before lowering (`dynamic`). Nomad blocks Drover does not run yet (template,
+//! artifact...) are accepted and reported as warnings; the few features Drover rejects
+//! on purpose (Consul Connect, Vault, CSI volumes) are positioned errors saying so.
 
+pub mod cron;
 pub mod diag;
 pub mod duration;
+mod dynamic;
 mod eval;
+mod features;
 mod funcs;
 mod json;
 mod lower;
@@ -20,6 +25,7 @@ mod value;
 mod vars;
 
 pub use diag::{Diagnostic, Diagnostics};
+pub use vars::{parse_var_file, read_var_file, GivenValue, GivenVar, Origin};
 
 use diag::SourceMap;
 use eval::Scope;
@@ -27,13 +33,109 @@ use hcl_edit::structure::Structure;
 use hcl_edit::Span;
 use reader::Reader;
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use vars::GivenVar as Given;
 
 /// A parsed job and the warnings about what Drover ignored in it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Parsed {
     pub job: api::Job,
     pub warnings: Vec<Diagnostic>,
+}
+
+/// Where variable values come from besides the defaults in the job file. Later sources
+/// win, as in Nomad: `NOMAD_VAR_<name>` environment variables, then the variables files
+/// in order, then `-var` values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct VarInputs {
+    /// `-var name=value`.
+    pub cli: BTreeMap<String, String>,
+    /// `-var-file f.hcl` (HCL `name = value` lines) or `f.json` (an object).
+    pub files: Vec<PathBuf>,
+    /// `NOMAD_VAR_<name>` values, by name; values for undeclared variables are ignored.
+    pub env: BTreeMap<String, String>,
+    /// Values already read, such as the `Variables` text of `PUT /v1/jobs/parse`
+    /// (see `parse_var_file`); they rank after the files and before `-var`.
+    pub values: Vec<(String, GivenVar)>,
+}
+
+impl VarInputs {
+    /// Just `-var` values.
+    pub fn cli(vars: &BTreeMap<String, String>) -> Self {
+        VarInputs {
+            cli: vars.clone(),
+            ..VarInputs::default()
+        }
+    }
+
+    /// The `NOMAD_VAR_<name>` variables of this process's environment.
+    pub fn env_vars() -> BTreeMap<String, String> {
+        std::env::vars()
+            .filter_map(|(k, v)| {
+                k.strip_prefix("NOMAD_VAR_")
+                    .filter(|n| !n.is_empty())
+                    .map(|n| (n.to_string(), v))
+            })
+            .collect()
+    }
+
+    /// Every given value by name, the highest-precedence one for each; a variables file
+    /// that cannot be read or parsed is an error in that file.
+    fn collect(&self) -> Result<BTreeMap<String, Given>, Diagnostics> {
+        let mut out = BTreeMap::new();
+        for (k, v) in &self.env {
+            out.insert(
+                k.clone(),
+                Given {
+                    value: GivenValue::Text(v.clone()),
+                    origin: Origin::Env,
+                },
+            );
+        }
+        let mut errors = Vec::new();
+        for f in &self.files {
+            match read_var_file(f) {
+                Ok(values) => out.extend(values),
+                Err(d) => errors.extend(d.0),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Diagnostics(errors));
+        }
+        out.extend(self.values.iter().cloned());
+        for (k, v) in &self.cli {
+            out.insert(
+                k.clone(),
+                Given {
+                    value: GivenValue::Text(v.clone()),
+                    origin: Origin::Cli,
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Parses a job file with variable values from every source, returning the warnings too.
+pub fn parse_file_with_inputs(path: &Path, inputs: &VarInputs) -> Result<Parsed, Diagnostics> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: file.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read the job file: {e}"),
+    })?;
+    parse_str_with_inputs(&src, &file, inputs)
+}
+
+/// Parses job text with variable values from every source, returning the warnings too.
+pub fn parse_str_with_inputs(
+    src: &str,
+    filename: &str,
+    inputs: &VarInputs,
+) -> Result<Parsed, Diagnostics> {
+    let given = inputs.collect()?;
+    parse_given(src, filename, &given)
 }
 
 /// Parses a job file: `.json` as API JSON, anything else (`.hcl`, `.nomad`) as HCL2.
@@ -54,14 +156,7 @@ pub fn parse_file_full(
     path: &Path,
     vars: &BTreeMap<String, String>,
 ) -> Result<Parsed, Diagnostics> {
-    let file = path.display().to_string();
-    let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
-        file: file.clone(),
-        line: 1,
-        column: 1,
-        message: format!("cannot read the job file: {e}"),
-    })?;
-    parse_str_full(&src, &file, vars)
+    parse_file_with_inputs(path, &VarInputs::cli(vars))
 }
 
 /// Parses a job from text; `filename` is used in messages and, for HCL, as the base
@@ -84,6 +179,14 @@ pub fn parse_str_full(
     src: &str,
     filename: &str,
     vars: &BTreeMap<String, String>,
+) -> Result<Parsed, Diagnostics> {
+    parse_str_with_inputs(src, filename, &VarInputs::cli(vars))
+}
+
+fn parse_given(
+    src: &str,
+    filename: &str,
+    vars: &BTreeMap<String, Given>,
 ) -> Result<Parsed, Diagnostics> {
     let sm = SourceMap::new(filename, src);
     let is_json = filename.ends_with(".json") || src.trim_start().starts_with('{');
@@ -138,7 +241,7 @@ fn is_checked_in_place(message: &str) -> bool {
 
 type Lowered = (api::Job, usize, Vec<Diagnostic>);
 
-fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, String>) -> Result<Lowered, Diagnostics> {
+fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, Given>) -> Result<Lowered, Diagnostics> {
     let src = sm.src();
     let body = hcl_edit::parser::parse_body(src).map_err(|e| Diagnostic {
         file: sm.file().to_string(),
@@ -181,7 +284,11 @@ fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, String>) -> Result<Lowe
                 );
             }
             job_offset = first.span().map(|s| s.start).unwrap_or(0);
-            job = reader.job(first);
+            let mut expanded = (*first).clone();
+            if src.contains("dynamic") {
+                reader.expand_dynamic(&mut expanded.body);
+            }
+            job = reader.job(&expanded);
         }
     }
     let mut errors = reader.errors;
@@ -195,7 +302,9 @@ fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, String>) -> Result<Lowe
         });
         return Err(Diagnostics(errors));
     }
-    Ok((job, job_offset, reader.warnings))
+    let mut warnings = reader.warnings;
+    warnings.sort_by_key(|d| (d.line, d.column));
+    Ok((job, job_offset, warnings))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Lowering the HCL tree of one `job` block into `api::Job`: jobs, groups and tasks,
 //! with the positioned checks that need the source (duplicate names, drivers, counts).
 
+use crate::features::{default_service_names, CSI, VAULT};
 use crate::parts::{child, default_migrate, default_update};
 use crate::reader::Reader;
 use crate::schema::{self, DRIVERS, DRIVERS_NOT_YET};
@@ -68,6 +69,11 @@ impl Reader<'_> {
                     job_reschedule = Some(self.reschedule(blk, &path, base));
                 }
                 "migrate" => job_migrate = Some(self.migrate(blk, &path, default_migrate())),
+                "periodic" => job.periodic = Some(self.periodic(blk, &path, &job_type)),
+                "parameterized" => {
+                    job.parameterized_job = Some(self.parameterized(blk, &path, &job_type))
+                }
+                "vault" => self.reject(blk.ident.span(), &path, &VAULT),
                 "group" | "task" => groups.push(blk),
                 _ => {}
             }
@@ -103,6 +109,7 @@ impl Reader<'_> {
                 "a job needs at least one `group \"name\" { ... }`",
             );
         }
+        default_service_names(&mut job);
         job
     }
 
@@ -151,6 +158,11 @@ impl Reader<'_> {
                     }
                 }
                 "meta" => set(&mut g.meta, self.string_map(a, &path)),
+                "shutdown_delay" => g.shutdown_delay = self.duration(a, &path),
+                "stop_after_client_disconnect" => {
+                    g.stop_after_client_disconnect = self.duration(a, &path)
+                }
+                "max_client_disconnect" => g.max_client_disconnect = self.duration(a, &path),
                 _ => {}
             }
         }
@@ -187,6 +199,20 @@ impl Reader<'_> {
                     g.networks.push(n);
                 }
                 "task" => tasks.push(blk),
+                "service" => g.services.push(self.service(blk, &path)),
+                "volume" => {
+                    if let Some(v) = self.volume(blk, &path) {
+                        if g.volumes.contains_key(&v.name) {
+                            self.error(
+                                blk.labels[0].span(),
+                                &path,
+                                format!("volume {:?} is defined twice", v.name),
+                            );
+                        }
+                        g.volumes.insert(v.name.clone(), v);
+                    }
+                }
+                "vault" => self.reject(blk.ident.span(), &path, &VAULT),
                 _ => {}
             }
         }
@@ -237,14 +263,21 @@ impl Reader<'_> {
                                 format!("driver {d:?} is not supported by Drover yet"),
                             );
                         } else if !DRIVERS.contains(&d.as_str()) {
+                            // Nomad takes any plugin's name; only placement needs the
+                            // driver, so an unknown one is a warning (with a hint).
                             let known: Vec<&str> =
                                 DRIVERS.iter().chain(DRIVERS_NOT_YET).copied().collect();
-                            self.error(
+                            let hint = crate::diag::closest(&d, &known)
+                                .map(|c| format!("; did you mean {c:?}?"))
+                                .unwrap_or_default();
+                            self.warning(
                                 a.value.span(),
                                 &path,
                                 format!(
-                                    "unknown driver {d:?}{}",
-                                    crate::diag::suggestion(&d, &known)
+                                    "unknown driver {d:?}{hint}: the job is accepted, but only \
+                                     a client with this driver plugin can run the task \
+                                     (Drover runs {})",
+                                    DRIVERS.join(", ")
                                 ),
                             );
                         }
@@ -287,9 +320,13 @@ impl Reader<'_> {
                 "resources" => t.resources = Some(self.resources(blk, &path)),
                 "lifecycle" => t.lifecycle = Some(self.lifecycle(blk, &path)),
                 "logs" => t.log_config = Some(self.logs(blk, &path)),
+                "artifact" => t.artifacts.push(self.artifact(blk, &path)),
                 "restart" => t.restart_policy = Some(self.restart(blk, &path, restart.clone())),
                 "constraint" => t.constraints.extend(self.constraint(blk, &path)),
                 "affinity" => t.affinities.extend(self.affinity(blk, &path)),
+                "service" => t.services.push(self.service(blk, &path)),
+                "vault" => self.reject(blk.ident.span(), &path, &VAULT),
+                "csi_plugin" => self.reject(blk.ident.span(), &path, &CSI),
                 _ => {}
             }
         }

@@ -401,6 +401,40 @@ impl Reader<'_> {
         l
     }
 
+    pub fn artifact(&mut self, b: &Block, path: &str) -> api::TaskArtifact {
+        self.no_label(b, path);
+        let path = child(path, b);
+        let (attrs, blocks) = self.items(&b.body, &path, &schema::ARTIFACT);
+        let mut art = api::TaskArtifact::default();
+        for a in attrs {
+            match a.key.as_str() {
+                "source" => set(&mut art.getter_source, self.string(a, &path)),
+                "destination" => set(&mut art.relative_dest, self.string(a, &path)),
+                "mode" => set(
+                    &mut art.getter_mode,
+                    self.one_of(a, &path, schema::ARTIFACT_MODES),
+                ),
+                "options" => art
+                    .getter_options
+                    .extend(self.string_map(a, &path).unwrap_or_default()),
+                _ => {}
+            }
+        }
+        for blk in blocks {
+            if blk.ident.as_str() == "options" {
+                art.getter_options.extend(self.string_map_block(blk, &path));
+            }
+        }
+        if art.getter_source.is_empty() && !b.body.has_attribute("source") {
+            self.error(
+                b.ident.span(),
+                &path,
+                "artifact needs a `source` (the URL to download)",
+            );
+        }
+        art
+    }
+
     pub fn logs(&mut self, b: &Block, path: &str) -> LogConfig {
         self.no_label(b, path);
         let path = child(path, b);

@@ -35,8 +35,20 @@ pub const FILE: Schema = Schema {
 
 pub const VARIABLE: Schema = Schema {
     attrs: &["type", "default", "description"],
+    blocks: &["validation"],
+    ignored: &["sensitive", "nullable"],
+};
+
+pub const DYNAMIC: Schema = Schema {
+    attrs: &["for_each", "iterator", "labels"],
+    blocks: &["content"],
+    ignored: &[],
+};
+
+pub const VALIDATION: Schema = Schema {
+    attrs: &["condition", "error_message"],
     blocks: &[],
-    ignored: &["sensitive", "validation", "nullable"],
+    ignored: &[],
 };
 
 pub const JOB: Schema = Schema {
@@ -61,12 +73,12 @@ pub const JOB: Schema = Schema {
         "reschedule",
         "migrate",
         "task",
-    ],
-    ignored: &[
         "periodic",
         "parameterized",
-        "multiregion",
         "vault",
+    ],
+    ignored: &[
+        "multiregion",
         "vault_token",
         "vault_namespace",
         "consul_token",
@@ -80,7 +92,13 @@ pub const JOB: Schema = Schema {
 };
 
 pub const GROUP: Schema = Schema {
-    attrs: &["count", "meta"],
+    attrs: &[
+        "count",
+        "meta",
+        "shutdown_delay",
+        "stop_after_client_disconnect",
+        "max_client_disconnect",
+    ],
     blocks: &[
         "constraint",
         "affinity",
@@ -93,17 +111,14 @@ pub const GROUP: Schema = Schema {
         "network",
         "meta",
         "task",
-    ],
-    ignored: &[
         "service",
         "volume",
+        "vault",
+    ],
+    ignored: &[
         "scaling",
         "consul",
-        "vault",
         "disconnect",
-        "shutdown_delay",
-        "stop_after_client_disconnect",
-        "max_client_disconnect",
         "prevent_reschedule_on_lost",
         "max_run_duration",
     ],
@@ -130,14 +145,14 @@ pub const TASK: Schema = Schema {
         "restart",
         "constraint",
         "affinity",
+        "artifact",
+        "service",
+        "vault",
+        "csi_plugin",
     ],
     ignored: &[
-        "service",
         "template",
-        "artifact",
-        "vault",
         "volume_mount",
-        "csi_plugin",
         "scaling",
         "dispatch_payload",
         "identity",
@@ -150,6 +165,82 @@ pub const TASK: Schema = Schema {
         "max_run_duration",
     ],
 };
+
+pub const PERIODIC: Schema = Schema {
+    attrs: &["cron", "crons", "prohibit_overlap", "time_zone", "enabled"],
+    blocks: &[],
+    ignored: &[],
+};
+
+pub const PARAMETERIZED: Schema = Schema {
+    attrs: &["payload", "meta_required", "meta_optional"],
+    blocks: &[],
+    ignored: &[],
+};
+
+pub const SERVICE: Schema = Schema {
+    attrs: &["name", "port", "tags", "provider"],
+    blocks: &["check", "connect"],
+    ignored: &[
+        "address",
+        "address_mode",
+        "canary_tags",
+        "canary_meta",
+        "enable_tag_override",
+        "meta",
+        "tagged_addresses",
+        "task",
+        "on_update",
+        "check_restart",
+        "identity",
+        "kind",
+        "weights",
+        "cluster",
+    ],
+};
+
+pub const CHECK: Schema = Schema {
+    attrs: &["name", "type", "path", "port", "interval", "timeout"],
+    blocks: &[],
+    ignored: &[
+        "protocol",
+        "method",
+        "header",
+        "body",
+        "command",
+        "args",
+        "task",
+        "expose",
+        "address_mode",
+        "grpc_service",
+        "grpc_use_tls",
+        "tls_skip_verify",
+        "tls_server_name",
+        "initial_status",
+        "success_before_passing",
+        "failures_before_critical",
+        "failures_before_warning",
+        "check_restart",
+        "on_update",
+        "notes",
+    ],
+};
+
+pub const VOLUME: Schema = Schema {
+    attrs: &["type", "source", "read_only"],
+    blocks: &[],
+    ignored: &[
+        "access_mode",
+        "attachment_mode",
+        "per_alloc",
+        "mount_options",
+        "sticky",
+    ],
+};
+
+pub const CHECK_TYPES: &[&str] = &["http", "tcp", "grpc", "script"];
+pub const SERVICE_PROVIDERS: &[&str] = &["consul", "nomad"];
+pub const PAYLOAD_MODES: &[&str] = &["optional", "required", "forbidden"];
 
 pub const RESOURCES: Schema = Schema {
     attrs: &["cpu", "cores", "memory", "memory_max", "disk"],
@@ -274,6 +365,14 @@ pub const LIFECYCLE: Schema = Schema {
     ignored: &[],
 };
 
+pub const ARTIFACT: Schema = Schema {
+    attrs: &["source", "destination", "mode", "options"],
+    blocks: &["options"],
+    ignored: &["headers", "chown"],
+};
+
+pub const ARTIFACT_MODES: &[&str] = &["any", "file", "dir"];
+
 pub const LOGS: Schema = Schema {
     attrs: &["max_files", "max_file_size", "disabled", "enabled"],
     blocks: &[],
@@ -305,7 +404,9 @@ pub const OPERATORS: &[&str] = &[
 
 /// Drivers Drover runs.
 pub const DRIVERS: &[&str] = &["docker", "exec", "raw_exec"];
-/// Nomad drivers Drover knows of but does not run yet: a warning, not an error.
+/// Nomad drivers Drover knows of but does not run yet. These, and any other driver
+/// (Nomad takes any plugin's name), are a warning, not an error: only a client with
+/// that driver could run the task.
 pub const DRIVERS_NOT_YET: &[&str] = &["java", "qemu", "podman"];
 
 pub const LIFECYCLE_HOOKS: &[&str] = &["prestart", "poststart", "poststop"];

@@ -109,7 +109,7 @@ fn all_errors_in_a_file_are_reported() {
 #[test]
 fn nomad_blocks_not_implemented_are_warnings() {
     let src = with_task(
-        "      driver = \"exec\"\n      service { name = \"x\" }\n      template { data = \"{{ key \\\"a\\\" }}\" }\n      vault { policies = [\"a\"] }",
+        "      driver = \"exec\"\n      service { name = \"x\" }\n      template { data = \"{{ key \\\"a\\\" }}\" }\n      identity { env = true }",
     );
     let parsed = parse_str_full(&src, "t.hcl", &BTreeMap::new()).unwrap();
     let ignored: Vec<&str> = parsed
@@ -120,7 +120,8 @@ fn nomad_blocks_not_implemented_are_warnings() {
     assert_eq!(ignored.len(), 3, "{ignored:?}");
     assert!(parsed.warnings[0]
         .message
-        .contains("\"service\" is not supported"));
+        .contains("does not register services"));
+    assert_eq!(parsed.job.task_groups[0].tasks[0].services[0].name, "x");
 }
 
 #[test]
@@ -149,15 +150,32 @@ fn duplicates_counts_drivers_and_operators_are_checked_in_place() {
         d.0.iter()
             .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
             .collect();
-    assert_eq!(msgs.len(), 5, "{msgs:#?}");
+    assert_eq!(msgs.len(), 4, "{msgs:#?}");
     assert!(msgs[0].starts_with("3:13 ") && msgs[0].contains("count must be >= 0"));
     assert!(msgs[1].starts_with("6:12 ") && msgs[1].contains("port label \"http\""));
-    assert!(
-        msgs[2].starts_with("9:16 ")
-            && msgs[2].contains("unknown driver \"docker2\"; did you mean \"docker\"?")
-    );
-    assert!(msgs[3].starts_with("12:21 ") && msgs[3].contains("invalid operator \"equals\""));
-    assert!(msgs[4].starts_with("16:10 ") && msgs[4].contains("task \"a\" is defined twice"));
+    assert!(msgs[2].starts_with("12:21 ") && msgs[2].contains("invalid operator \"equals\""));
+    assert!(msgs[3].starts_with("16:10 ") && msgs[3].contains("task \"a\" is defined twice"));
+}
+
+#[test]
+fn unknown_drivers_are_accepted_with_a_warning_and_a_hint() {
+    for (driver, hint) in [("exec2", "; did you mean \"exec\"?"), ("pledge", "")] {
+        let parsed = parse_str_full(
+            &with_task(&format!("      driver = \"{driver}\"")),
+            "t.hcl",
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|d| panic!("{driver}: {d}"));
+        assert_eq!(parsed.job.task_groups[0].tasks[0].driver, driver);
+        let w = &parsed.warnings[0];
+        assert_eq!((w.line, w.column), (4, 16), "{w}");
+        assert!(
+            w.message.contains(&format!(
+                "unknown driver \"{driver}\"{hint}: the job is accepted"
+            )),
+            "{w}"
+        );
+    }
 }
 
 #[test]
@@ -461,4 +479,375 @@ fn json_jobs_parse_wrapped_or_bare() {
     assert_eq!(parse_str(bare, "j.json").unwrap().task_groups[0].count, 2);
     let broken = parse_str("{\n  \"ID\": ,\n}", "j.json").unwrap_err();
     assert_eq!(broken.0[0].line, 2, "{broken}");
+}
+
+fn errors_of(src: &str, inputs: &crate::VarInputs) -> Vec<String> {
+    match crate::parse_str_with_inputs(src, "t.hcl", inputs) {
+        Ok(p) => panic!("expected errors, got {:?}", p.job),
+        Err(d) => {
+            d.0.iter()
+                .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+                .collect()
+        }
+    }
+}
+
+const VALIDATED: &str = r#"variable "port" {
+  type = number
+  default = 8080
+  validation {
+    condition     = var.port > 1024
+    error_message = "The port must be above 1024."
+  }
+}
+job "j" {
+  group "g" {
+    task "t" {
+      driver = "exec"
+      env { PORT = var.port }
+    }
+  }
+}
+"#;
+
+#[test]
+fn variable_validation_passes_and_fails_with_the_message_at_the_rule() {
+    let job = ok(VALIDATED);
+    assert_eq!(job.task_groups[0].tasks[0].env["PORT"], "8080");
+    let errs = errors_of(VALIDATED, &crate::VarInputs::cli(&vars(&[("port", "80")])));
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("5:21 invalid value for variable \"port\": The port must be above 1024. (value 80 from -var"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn var_files_and_environment_fill_variables_in_precedence_order() {
+    let dir = std::env::temp_dir().join(format!("jobspecs-varfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let hcl = dir.join("prod.hcl");
+    std::fs::write(&hcl, "# prod\nport = 9000\nimage = \"redis:${7 + 1}\"\n").unwrap();
+    let json = dir.join("more.json");
+    std::fs::write(&json, "{\"image\": \"redis:9\"}").unwrap();
+    let src = r#"variable "port" { type = number }
+variable "image" { type = string }
+job "j" {
+  group "g" {
+    task "t" {
+      driver = "docker"
+      config {
+        image = var.image
+        port  = var.port
+      }
+    }
+  }
+}
+"#;
+    let env: BTreeMap<String, String> = [
+        ("port".into(), "1".into()),
+        ("unrelated".into(), "x".into()),
+    ]
+    .into();
+    let run = |files: Vec<std::path::PathBuf>, cli: &[(&str, &str)]| {
+        let inputs = crate::VarInputs {
+            cli: vars(cli),
+            files,
+            env: env.clone(),
+            ..Default::default()
+        };
+        let job = crate::parse_str_with_inputs(src, "t.hcl", &inputs)
+            .unwrap_or_else(|d| panic!("{d}"))
+            .job;
+        let c = job.task_groups[0].tasks[0].config.clone();
+        (c["image"].clone(), c["port"].clone())
+    };
+    // The environment alone is not enough: image has no value.
+    let inputs = crate::VarInputs {
+        env: env.clone(),
+        ..Default::default()
+    };
+    assert!(crate::parse_str_with_inputs(src, "t.hcl", &inputs).is_err());
+    assert_eq!(
+        run(vec![hcl.clone()], &[]),
+        (serde_json::json!("redis:8"), serde_json::json!(9000))
+    );
+    assert_eq!(
+        run(vec![hcl.clone(), json.clone()], &[("port", "7")]),
+        (serde_json::json!("redis:9"), serde_json::json!(7))
+    );
+
+    // A value for an undeclared variable is an error at its line in the variables file.
+    let bad = dir.join("bad.hcl");
+    std::fs::write(&bad, "port = 1\n\nimagee = \"x\"\n").unwrap();
+    let inputs = crate::VarInputs {
+        files: vec![bad.clone()],
+        cli: vars(&[("image", "i")]),
+        ..Default::default()
+    };
+    let d = crate::parse_str_with_inputs(src, "t.hcl", &inputs).unwrap_err();
+    let e = &d.0[0];
+    assert_eq!((e.line, e.column), (3, 1), "{d}");
+    assert!(e.file.ends_with("bad.hcl"), "{d}");
+    assert!(
+        e.message
+            .contains("\"imagee\", which is not declared; did you mean \"image\"?"),
+        "{d}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn dynamic_blocks_generate_ports_and_nested_blocks() {
+    let src = r#"locals {
+  ports = { http = 8080, admin = 9090 }
+}
+job "j" {
+  group "g" {
+    network {
+      dynamic "port" {
+        for_each = local.ports
+        iterator = p
+        labels   = [p.key]
+        content {
+          to = p.value
+        }
+      }
+    }
+    task "t" {
+      driver = "docker"
+      config {
+        dynamic "mount" {
+          for_each = ["/a", "/b"]
+          content {
+            target = mount.value
+            index  = "${mount.key}-${NOMAD_ALLOC_ID}"
+          }
+        }
+      }
+    }
+  }
+}
+"#;
+    let job = ok(src);
+    let ports: Vec<(String, i64)> = job.task_groups[0].networks[0]
+        .dynamic_ports
+        .iter()
+        .map(|p| (p.label.clone(), p.to))
+        .collect();
+    assert_eq!(ports, vec![("admin".into(), 9090), ("http".into(), 8080)]);
+    assert_eq!(
+        job.task_groups[0].tasks[0].config["mount"],
+        serde_json::json!([
+            {"target": "/a", "index": "0-${NOMAD_ALLOC_ID}"},
+            {"target": "/b", "index": "1-${NOMAD_ALLOC_ID}"}
+        ])
+    );
+}
+
+#[test]
+fn dynamic_block_mistakes_are_positioned() {
+    let src = r#"job "j" {
+  group "g" {
+    network {
+      dynamic "port" {
+        for_each = ["a", "a"]
+        labels   = [port.value]
+        content {
+          to = "x${port.key}"
+        }
+      }
+      dynamic "port" {
+        for_each = 3
+        content {}
+      }
+    }
+    task "t" { driver = "exec" }
+  }
+}
+"#;
+    let d = err(src);
+    let msgs: Vec<String> =
+        d.0.iter()
+            .map(|e| format!("{}:{} {}", e.line, e.column, e.message))
+            .collect();
+    // One message per position: the second copy's "x1" is folded into the first.
+    assert_eq!(msgs.len(), 3, "{msgs:#?}");
+    assert!(
+        msgs[0].starts_with("4:20 ") && msgs[0].contains("port label \"a\" is already used"),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[1].starts_with("8:16 ")
+            && msgs[1].contains("\"to\" must be a whole number, got string \"x0\""),
+        "{msgs:#?}"
+    );
+    assert!(
+        msgs[2].starts_with("12:20 ")
+            && msgs[2].contains("for_each must be a list, set or map, got number"),
+        "{msgs:#?}"
+    );
+}
+
+#[test]
+fn periodic_and_parameterized_jobs_lower_with_checked_crons() {
+    let src = r#"job "p" {
+  type = "batch"
+  periodic {
+    crons            = ["13 13 31 1 7", "@daily"]
+    prohibit_overlap = true
+    time_zone        = "Europe/Paris"
+  }
+  parameterized {
+    payload       = "required"
+    meta_required = ["i"]
+  }
+  group "g" {
+    task "t" { driver = "exec" }
+  }
+}
+"#;
+    let parsed = parse_str_full(src, "t.hcl", &BTreeMap::new()).unwrap();
+    let p = parsed.job.periodic.unwrap();
+    assert_eq!(p.specs, vec!["13 13 31 1 7", "@daily"]);
+    assert!(p.enabled && p.prohibit_overlap);
+    assert_eq!(
+        (p.spec_type.as_str(), p.time_zone.as_str()),
+        ("cron", "Europe/Paris")
+    );
+    let pj = parsed.job.parameterized_job.unwrap();
+    assert_eq!(
+        (pj.payload.as_str(), pj.meta_required.clone()),
+        ("required", vec!["i".to_string()])
+    );
+    assert!(parsed
+        .warnings
+        .iter()
+        .any(|w| w.message.contains("does not launch periodic jobs yet")));
+
+    let json = serde_json::to_value(ok("job \"q\" {\n  type = \"batch\"\n  periodic { cron = \"*/5 * * * *\" }\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n")).unwrap();
+    assert_eq!(json["Periodic"]["Spec"], "*/5 * * * *");
+    assert_eq!(json["Periodic"]["TimeZone"], "UTC");
+    assert_eq!(json["ParameterizedJob"], serde_json::Value::Null);
+
+    let errs = errors_of(
+        "job \"s\" {\n  periodic {\n    cron = \"0 0 32 * *\"\n  }\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n",
+        &Default::default(),
+    );
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("2:3 ")
+            && errs[0].contains("only batch and sysbatch jobs can be periodic"),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("3:12 ")
+            && errs[1]
+                .contains("invalid cron: field 3 (day of month) \"32\": 32 is out of range 1-31"),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn group_services_volumes_and_disconnect_settings_lower() {
+    let src = r#"job "web" {
+  group "api" {
+    shutdown_delay        = "5s"
+    max_client_disconnect = "1h"
+    network {
+      port "http" {}
+    }
+    service {
+      port     = "http"
+      tags     = ["v1"]
+      provider = "nomad"
+      check {
+        type     = "http"
+        path     = "/health"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+    volume "data" {
+      type      = "host"
+      source    = "shared"
+      read_only = true
+    }
+    task "server" {
+      driver = "exec"
+      service { name = "metrics" }
+    }
+  }
+}
+"#;
+    let job = ok(src);
+    let g = &job.task_groups[0];
+    assert_eq!(g.shutdown_delay, Some(5_000_000_000));
+    assert_eq!(g.max_client_disconnect, Some(3_600_000_000_000));
+    assert_eq!(g.stop_after_client_disconnect, None);
+    let s = &g.services[0];
+    assert_eq!(
+        (s.name.as_str(), s.port_label.as_str(), s.provider.as_str()),
+        ("web-api", "http", "nomad")
+    );
+    let c = &s.checks[0];
+    assert_eq!(
+        (
+            c.check_type.as_str(),
+            c.path.as_str(),
+            c.interval,
+            c.timeout
+        ),
+        ("http", "/health", 10_000_000_000, 2_000_000_000)
+    );
+    assert_eq!(c.name, "service: \"web-api\" check");
+    assert_eq!(g.volumes["data"].source, "shared");
+    assert!(g.volumes["data"].read_only);
+    assert_eq!(g.tasks[0].services[0].name, "metrics");
+    assert_eq!(g.tasks[0].services[0].provider, "consul");
+}
+
+#[test]
+fn vault_connect_and_csi_are_rejected_on_purpose_at_their_blocks() {
+    let src = r#"job "j" {
+  group "g" {
+    volume "data" {
+      type   = "csi"
+      source = "db"
+    }
+    service {
+      connect {
+        sidecar_service {}
+      }
+    }
+    task "t" {
+      driver = "docker"
+      vault { policies = ["p"] }
+    }
+  }
+}
+"#;
+    let errs = errors_of(src, &Default::default());
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("4:16 ")
+            && errs[0].contains(
+                "CSI storage (a csi volume or csi_plugin) is not supported by Drover, on purpose"
+            ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[1].starts_with("8:7 ")
+            && errs[1].contains(
+                "Consul Connect (the connect block) is not supported by Drover, on purpose"
+            ),
+        "{errs:#?}"
+    );
+    assert!(
+        errs[2].starts_with("14:7 ")
+            && errs[2].contains(
+                "Vault integration (the vault block) is not supported by Drover, on purpose"
+            ),
+        "{errs:#?}"
+    );
 }

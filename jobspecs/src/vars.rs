@@ -1,7 +1,8 @@
-//! `variable "x" { ... }` declarations, their `-var` values (strings converted to the
-//! declared type), and `locals { ... }` blocks.
+//! `variable "x" { ... }` declarations and their `validation` rules; the values given
+//! from outside the file (`-var`, `-var-file`, `NOMAD_VAR_<name>`), converted to the
+//! declared type; and `locals { ... }` blocks.
 
-use crate::diag::suggestion;
+use crate::diag::{suggestion, Diagnostic, Diagnostics, SourceMap};
 use crate::eval::Scope;
 use crate::reader::Reader;
 use crate::schema;
@@ -10,6 +11,135 @@ use hcl_edit::expr::Expression;
 use hcl_edit::structure::{Block, Structure};
 use hcl_edit::Span;
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A variable value given from outside the job file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GivenVar {
+    pub value: GivenValue,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GivenValue {
+    /// Text from `-var` or the environment, converted to the variable's type.
+    Text(String),
+    /// A value from a variables file, already typed.
+    Value(Value),
+}
+
+/// Where a given value came from, for messages.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    Cli,
+    Env,
+    File {
+        file: String,
+        line: usize,
+        column: usize,
+    },
+}
+
+impl Origin {
+    fn describe(&self) -> String {
+        match self {
+            Origin::Cli => "from -var".to_string(),
+            Origin::Env => "from the environment (NOMAD_VAR_)".to_string(),
+            Origin::File { file, line, column } => format!("from {file}:{line}:{column}"),
+        }
+    }
+}
+
+/// Reads a variables file (`-var-file`): HCL `name = value` lines, or a JSON object.
+pub fn read_var_file(path: &Path) -> Result<Vec<(String, GivenVar)>, Diagnostics> {
+    let file = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
+        file: file.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read the variables file: {e}"),
+    })?;
+    parse_var_file(&src, &file)
+}
+
+/// Parses a variables file's text; `file` names it in messages and origins.
+pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, Diagnostics> {
+    let sm = SourceMap::new(file, src);
+    let origin_at = |offset: usize| {
+        let (line, column) = sm.line_col(offset);
+        Origin::File {
+            file: file.to_string(),
+            line,
+            column,
+        }
+    };
+    if file.ends_with(".json") || src.trim_start().starts_with('{') {
+        let map: serde_json::Map<String, Value> =
+            serde_json::from_str(src).map_err(|e| Diagnostic {
+                file: file.to_string(),
+                line: e.line().max(1),
+                column: e.column().max(1),
+                message: format!(
+                    "invalid JSON variables file (expected {{\"name\": value, ...}}): {e}"
+                ),
+            })?;
+        return Ok(map
+            .into_iter()
+            .map(|(k, v)| {
+                let at = src.find(&format!("\"{k}\"")).unwrap_or(0);
+                let given = GivenVar {
+                    value: GivenValue::Value(v),
+                    origin: origin_at(at),
+                };
+                (k, given)
+            })
+            .collect());
+    }
+    let body = hcl_edit::parser::parse_body(src).map_err(|e| Diagnostic {
+        file: file.to_string(),
+        line: e.location().line(),
+        column: e.location().column(),
+        message: format!("syntax error: {}", e.message()),
+    })?;
+    let base_dir = Path::new(file).parent().map(Path::to_path_buf);
+    let scope = Scope::new(src, base_dir);
+    let mut out: Vec<(String, GivenVar)> = Vec::new();
+    let mut errors = Vec::new();
+    for s in body.iter() {
+        match s {
+            Structure::Attribute(a) => {
+                let name = a.key.as_str().to_string();
+                let at = a.key.span().map(|s| s.start).unwrap_or(0);
+                if out.iter().any(|(n, _)| *n == name) {
+                    errors.push(sm.at(a.key.span(), format!("variable {name:?} is set twice")));
+                    continue;
+                }
+                match scope.eval(&a.value) {
+                    Ok(v) => out.push((
+                        name,
+                        GivenVar {
+                            value: GivenValue::Value(v),
+                            origin: origin_at(at),
+                        },
+                    )),
+                    Err(e) => errors.push(sm.at(
+                        e.span.or_else(|| a.value.span()),
+                        format!("{name}: {}", e.message),
+                    )),
+                }
+            }
+            Structure::Block(b) => errors.push(sm.at(
+                b.ident.span(),
+                "a variables file holds only `name = value` lines, not blocks",
+            )),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
 
 /// A variable's declared type, as far as conversions need it.
 #[derive(Debug, Clone, PartialEq)]
@@ -117,9 +247,10 @@ impl<'a> Reader<'a> {
         &mut self,
         variables: &[&'a Block],
         locals: &[&'a Block],
-        given: &BTreeMap<String, String>,
+        given: &BTreeMap<String, GivenVar>,
     ) {
         let mut declared: BTreeMap<String, usize> = BTreeMap::new();
+        let mut rules: Vec<(String, &'a Block, Option<&GivenVar>)> = Vec::new();
         for b in variables {
             let Some(name) = self.label(b, "") else {
                 continue;
@@ -135,7 +266,10 @@ impl<'a> Reader<'a> {
             }
             let line = b.span().map(|s| self.sm.line_col(s.start).0).unwrap_or(0);
             declared.insert(name.clone(), line);
-            let (attrs, _) = self.items(&b.body, &path, &schema::VARIABLE);
+            let (attrs, blocks) = self.items(&b.body, &path, &schema::VARIABLE);
+            for v in blocks {
+                rules.push((name.clone(), v, given.get(&name)));
+            }
             let mut ty = VarType::Any;
             let mut default = None;
             for a in attrs {
@@ -151,14 +285,21 @@ impl<'a> Reader<'a> {
                     _ => {}
                 }
             }
-            let value = if let Some(s) = given.get(&name) {
-                match from_cli(s, &ty) {
+            let value = if let Some(g) = given.get(&name) {
+                let converted = match &g.value {
+                    GivenValue::Text(s) => from_cli(s, &ty),
+                    GivenValue::Value(v) => convert(v.clone(), &ty),
+                };
+                match converted {
                     Ok(v) => Some(v),
                     Err(m) => {
                         self.error(
                             b.labels[0].span(),
                             &path,
-                            format!("invalid value for variable {name:?}: {m}"),
+                            format!(
+                                "invalid value for variable {name:?} ({}): {m}",
+                                g.origin.describe()
+                            ),
                         );
                         None
                     }
@@ -178,7 +319,7 @@ impl<'a> Reader<'a> {
                     "",
                     format!(
                         "variable {name:?} has no default and no value was given; \
-                         pass one with -var {name}=VALUE"
+                         pass one with -var {name}=VALUE, a -var-file or NOMAD_VAR_{name}"
                     ),
                 );
                 None
@@ -189,17 +330,28 @@ impl<'a> Reader<'a> {
                 None => self.scope.fail_var(&name),
             }
         }
-        for name in given.keys() {
-            if !declared.contains_key(name) {
-                let names: Vec<&str> = declared.keys().map(String::as_str).collect();
-                self.error(
-                    None,
-                    "",
-                    format!(
-                        "a value was given for variable {name:?}, which is not declared{}",
-                        suggestion(name, &names)
-                    ),
-                );
+        for (name, rule, given) in rules {
+            self.check_rule(&name, rule, given);
+        }
+        for (name, g) in given {
+            if declared.contains_key(name) {
+                continue;
+            }
+            let names: Vec<&str> = declared.keys().map(String::as_str).collect();
+            let message = format!(
+                "a value was given for variable {name:?}, which is not declared{}",
+                suggestion(name, &names)
+            );
+            match &g.origin {
+                // The environment holds many NOMAD_VAR_ values for other jobs.
+                Origin::Env => {}
+                Origin::Cli => self.error(None, "", message),
+                Origin::File { file, line, column } => self.errors.push(Diagnostic {
+                    file: file.clone(),
+                    line: *line,
+                    column: *column,
+                    message,
+                }),
             }
         }
         let mut seen: BTreeMap<String, ()> = BTreeMap::new();
@@ -226,6 +378,52 @@ impl<'a> Reader<'a> {
                     ),
                 }
             }
+        }
+    }
+
+    /// Checks one `validation { condition, error_message }` rule of variable `name`.
+    /// A failed rule is an error at its condition that names where the value came from.
+    fn check_rule(&mut self, name: &str, rule: &Block, given: Option<&GivenVar>) {
+        let path = format!("variable {name:?} > validation");
+        self.no_label(rule, &path);
+        let (attrs, _) = self.items(&rule.body, &path, &schema::VALIDATION);
+        let condition = attrs.iter().find(|a| a.key.as_str() == "condition");
+        let message = attrs.iter().find(|a| a.key.as_str() == "error_message");
+        let (Some(condition), Some(message)) = (condition, message) else {
+            self.error(
+                rule.ident.span(),
+                &path,
+                "a validation block needs both `condition` and `error_message`",
+            );
+            return;
+        };
+        let Some(text) = self.string(message, &path) else {
+            return;
+        };
+        let Some(ok) = self.value(condition, &path) else {
+            return;
+        };
+        match to_bool(&ok) {
+            Some(true) => {}
+            Some(false) => {
+                let source = given
+                    .map(|g| g.origin.describe())
+                    .unwrap_or_else(|| "from its default".to_string());
+                let value = self.scope.var_value(name).unwrap_or(Value::Null);
+                self.error(
+                    condition.value.span(),
+                    "",
+                    format!(
+                        "invalid value for variable {name:?}: {text} (value {value} {source}, \
+                         checked by this validation rule)"
+                    ),
+                );
+            }
+            None => self.error(
+                condition.value.span(),
+                &path,
+                format!("condition must be a bool, got {}", type_name(&ok)),
+            ),
         }
     }
 

@@ -29,31 +29,111 @@ fn job_files(dir: &PathBuf) -> Vec<PathBuf> {
     files
 }
 
+/// Files Drover rejects on purpose, with the reason the error must give.
+const REJECTED: &[(&str, &str)] = &[
+    (
+        "command__asset__connect-short.nomad.hcl",
+        "Consul Connect (the connect block) is not supported by Drover, on purpose",
+    ),
+    (
+        "command__asset__connect.nomad.hcl",
+        "Consul Connect (the connect block) is not supported by Drover, on purpose",
+    ),
+    (
+        "command__testdata__example-short-bad.json",
+        "job ID \"bad example\" contains a space",
+    ),
+    (
+        "command__testdata__example-vault.nomad",
+        "Vault integration (the vault block) is not supported by Drover, on purpose",
+    ),
+];
+
+/// Variables files (`-var-file`), not jobs: `name = value` lines for xyz.hcl.
+const VAR_FILES: &[&str] = &[
+    "e2e__jobsubmissions__input__x.hcl",
+    "e2e__jobsubmissions__input__y.hcl",
+    "e2e__jobsubmissions__input__z.hcl",
+];
+
+/// Jobs whose variables have no default: the values their e2e tests pass.
+fn vars_for(name: &str) -> jobspecs::VarInputs {
+    let pairs: &[(&str, &str)] = match name {
+        "e2e__docker__input__docker_config.hcl" => {
+            &[("registry_address", "localhost:5000"), ("user", "alice")]
+        }
+        "e2e__servicediscovery__input__checks_task_restart_helper.nomad" => &[
+            ("nodeID", "abc123"),
+            ("cmd", "touch"),
+            ("delay", "3"),
+            ("filename", "/tmp/x"),
+        ],
+        "e2e__servicediscovery__input__checks_task_restart_main.nomad" => &[("filename", "/tmp/x")],
+        _ => &[],
+    };
+    let mut inputs = jobspecs::VarInputs {
+        cli: pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    };
+    if name == "e2e__jobsubmissions__input__xyz.hcl" {
+        if let Some(dir) = shared_dir() {
+            inputs.files = VAR_FILES.iter().map(|f| dir.join(f)).collect();
+        }
+    }
+    inputs
+}
+
 #[test]
 fn every_shared_jobspec_parses_or_fails_with_positions() {
     let Some(dir) = shared_dir() else { return };
-    let (mut ok, mut failed) = (0, 0);
+    let (mut ok, mut warned) = (0, 0);
+    let mut rejected: Vec<(String, String)> = Vec::new();
     for path in job_files(&dir) {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        match std::panic::catch_unwind(|| jobspecs::parse_file(&path)) {
+        if VAR_FILES.contains(&name.as_str()) {
+            let values = jobspecs::read_var_file(&path)
+                .unwrap_or_else(|d| panic!("{name}: a variables file that does not parse: {d}"));
+            assert_eq!(values.len(), 1, "{name}");
+            println!("vars  {name}");
+            continue;
+        }
+        let inputs = vars_for(&name);
+        match std::panic::catch_unwind(|| jobspecs::parse_file_with_inputs(&path, &inputs)) {
             Err(_) => panic!("{name}: the parser panicked"),
-            Ok(Ok(_)) => {
+            Ok(Ok(parsed)) => {
                 ok += 1;
-                println!("ok    {name}");
+                if !parsed.warnings.is_empty() {
+                    warned += 1;
+                }
+                println!("ok    {name} ({} warnings)", parsed.warnings.len());
             }
             Ok(Err(diags)) => {
-                failed += 1;
                 assert!(!diags.0.is_empty(), "{name}: an error without diagnostics");
                 for d in &diags.0 {
-                    assert!(d.line >= 1 && d.column >= 1, "{name}: unpositioned {d}");
+                    assert!(d.line > 1 && d.column >= 1, "{name}: unpositioned {d}");
                     assert!(d.file.ends_with(&name), "{name}: wrong file in {d}");
                     println!("ERR   {d}");
                 }
+                rejected.push((name, diags.0[0].message.clone()));
             }
         }
     }
-    println!("{ok} parsed, {failed} rejected");
-    assert!(ok > 0);
+    println!(
+        "\n{ok} parsed ({warned} with warnings), {} rejected:",
+        rejected.len()
+    );
+    for (name, why) in &rejected {
+        println!("  {name}: {why}");
+    }
+    let names: Vec<&str> = rejected.iter().map(|(n, _)| n.as_str()).collect();
+    let expected: Vec<&str> = REJECTED.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, expected, "the rejected files changed");
+    for ((name, why), (_, want)) in rejected.iter().zip(REJECTED) {
+        assert!(why.contains(want), "{name}: {why:?} does not say {want:?}");
+    }
 }
 
 fn shared(name: &str) -> Option<PathBuf> {

@@ -65,6 +65,9 @@ pub struct ServerConfig {
     pub name: String,
     /// Extra routes mounted on the HTTP listener (the web UI).
     pub ui: Option<axum::Router>,
+    /// The `/v1/client/...` routes of a client agent in this process (`-dev`), asked
+    /// before a request is relayed to the allocation's node.
+    pub client_routes: Option<axum::Router>,
 }
 
 impl ServerConfig {
@@ -88,6 +91,7 @@ impl ServerConfig {
             datacenter: "dc1".into(),
             name: "drover-server".into(),
             ui: None,
+            client_routes: None,
         }
     }
 

@@ -3,12 +3,17 @@
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, rfc3339, table, time_cell};
 use crate::cli::job::narrow;
 use api::{Allocation, AllocationListStub, Client, QueryOptions, TaskEvent};
+use client_agent::http::{urlencode, ClientApi, ExecResponse};
+use client_agent::stats::AllocResourceUsage;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     /// Show full identifiers and exact times.
     #[arg(long)]
     pub verbose: bool,
+    /// Also show each task's CPU and memory use next to what it reserved.
+    #[arg(long)]
+    pub stats: bool,
     /// An allocation ID or a prefix of one.
     #[arg(value_name = "ALLOC")]
     pub alloc: String,
@@ -128,6 +133,317 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
         Err(e) => return Err(api_error("querying allocation", e)),
     };
     print!("{}", render_alloc(&alloc, verbose, now_nanos()));
+    if args.stats {
+        let api = ClientApi::new(client.address());
+        match api
+            .json(
+                "GET",
+                &format!("/v1/client/allocation/{}/stats", alloc.id),
+                None,
+            )
+            .await
+        {
+            Ok(v) => {
+                let usage: AllocResourceUsage = serde_json::from_value(v)
+                    .map_err(|e| anyhow::anyhow!("Error reading allocation stats: {e}"))?;
+                print!("\n{}", render_usage(&alloc, &usage));
+            }
+            Err(e) => eprintln!("\nError reading allocation stats: {e}"),
+        }
+    }
+    Ok(0)
+}
+
+/// `Task  CPU  Memory` with used next to reserved, as Nomad's `alloc status -stats`.
+pub fn render_usage(a: &Allocation, usage: &AllocResourceUsage) -> String {
+    let group = a.job.as_ref().and_then(|j| j.task_group(&a.task_group));
+    let mut rows = Vec::new();
+    let mut names: Vec<&String> = a.task_states.keys().collect();
+    names.sort();
+    for name in names {
+        let reserved = group
+            .and_then(|g| g.tasks.iter().find(|t| &t.name == name))
+            .and_then(|t| t.resources.clone())
+            .unwrap_or_default();
+        let (cpu, mem) = match usage.tasks.get(name) {
+            Some(u) => (
+                format!(
+                    "{:.0}/{} MHz ({:.1}%)",
+                    u.resource_usage.cpu_stats.total_ticks,
+                    reserved.cpu,
+                    u.resource_usage.cpu_stats.percent
+                ),
+                format!(
+                    "{}/{} MiB",
+                    mib(u
+                        .resource_usage
+                        .memory_stats
+                        .rss
+                        .max(u.resource_usage.memory_stats.usage)),
+                    reserved.memory_mb
+                ),
+            ),
+            None => (
+                format!("-/{} MHz", reserved.cpu),
+                format!("-/{} MiB", reserved.memory_mb),
+            ),
+        };
+        rows.push(vec![name.clone(), cpu, mem]);
+    }
+    format!(
+        "Task Resources:\n{}\n",
+        table(&["Task", "CPU", "Memory"], rows)
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1}", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The one allocation `prefix` names, with its job; an error sentence otherwise.
+async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Allocation> {
+    let mut matches = matching(client, prefix).await?;
+    let id = match matches.len() {
+        0 => anyhow::bail!("No allocation(s) with prefix or ID {prefix:?} found"),
+        1 => matches.remove(0).id,
+        _ => anyhow::bail!(
+            "Prefix matched multiple allocations\n\n{}",
+            alloc_table(&matches, false, now_nanos(), AllocTableKind::Any)
+        ),
+    };
+    let (alloc, _) = client
+        .allocation(&id)
+        .await
+        .map_err(|e| api_error("querying allocation", e))?;
+    Ok(alloc)
+}
+
+/// The task a command names, or the group's only task.
+fn task_of(a: &Allocation, task: Option<&str>) -> anyhow::Result<String> {
+    let names: Vec<String> = a
+        .job
+        .as_ref()
+        .and_then(|j| j.task_group(&a.task_group))
+        .map(|g| g.tasks.iter().map(|t| t.name.clone()).collect())
+        .unwrap_or_else(|| a.task_states.keys().cloned().collect());
+    match task {
+        Some(t) if names.iter().any(|n| n == t) => Ok(t.to_string()),
+        Some(t) => anyhow::bail!(
+            "Could not find task named {t:?} in allocation {} (tasks: {})",
+            a.id,
+            names.join(", ")
+        ),
+        None if names.len() == 1 => Ok(names[0].clone()),
+        None => anyhow::bail!(
+            "Allocation {} has several tasks; name one (tasks: {})",
+            a.id,
+            names.join(", ")
+        ),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Keep printing new output as the task writes it.
+    #[arg(short = 'f', long = "follow")]
+    pub follow: bool,
+    /// Show the task's standard error instead of its standard output.
+    #[arg(long)]
+    pub stderr: bool,
+    /// Show only the end of the log (the last -n lines).
+    #[arg(long)]
+    pub tail: bool,
+    /// Lines to show with -tail.
+    #[arg(short = 'n', default_value_t = 10)]
+    pub lines: usize,
+    #[arg(value_name = "ALLOC")]
+    pub alloc: String,
+    /// Optional when the allocation's group has a single task.
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+}
+
+/// How far back `-tail` reads to find its lines.
+const TAIL_BYTES: u64 = 1024 * 1024;
+
+pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let alloc = resolve(client, &args.alloc).await?;
+    let task = task_of(&alloc, args.task.as_deref())?;
+    let kind = if args.stderr { "stderr" } else { "stdout" };
+    let api = ClientApi::new(client.address());
+    let base = format!(
+        "/v1/client/fs/logs/{}?task={}&type={kind}&plain=true",
+        alloc.id,
+        urlencode(&task)
+    );
+    let mut out = std::io::stdout();
+    let mut print = |b: &[u8]| {
+        let _ = out.write_all(b);
+        let _ = out.flush();
+    };
+    if args.tail {
+        let mut buf = Vec::new();
+        api.stream(&format!("{base}&origin=end&offset={TAIL_BYTES}"), |b| {
+            buf.extend_from_slice(b)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("Error reading logs: {e}"))?;
+        print(last_lines(&buf, args.lines));
+        if !args.follow {
+            return Ok(0);
+        }
+        api.stream(&format!("{base}&origin=end&offset=0&follow=true"), print)
+            .await
+            .map_err(|e| anyhow::anyhow!("Error following logs: {e}"))?;
+        return Ok(0);
+    }
+    let follow = if args.follow { "&follow=true" } else { "" };
+    api.stream(&format!("{base}&origin=start&offset=0{follow}"), print)
+        .await
+        .map_err(|e| anyhow::anyhow!("Error reading logs: {e}"))?;
+    Ok(0)
+}
+
+/// The last `n` lines of `buf` (a trailing newline does not start a line).
+pub fn last_lines(buf: &[u8], n: usize) -> &[u8] {
+    if n == 0 {
+        return &buf[buf.len()..];
+    }
+    let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+    let mut seen = 0;
+    for (i, b) in body.iter().enumerate().rev() {
+        if *b == b'\n' {
+            seen += 1;
+            if seen == n {
+                return &buf[i + 1..];
+            }
+        }
+    }
+    buf
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// The task to run the command in (optional when the group has one task).
+    #[arg(long)]
+    pub task: Option<String>,
+    #[arg(value_name = "ALLOC")]
+    pub alloc: String,
+    /// The command and its arguments.
+    #[arg(
+        value_name = "CMD",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub cmd: Vec<String>,
+}
+
+/// Runs a command in a task and exits with its exit code. Non-interactive: the output
+/// is printed once the command has finished.
+pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<i32> {
+    use std::io::Write;
+    let alloc = resolve(client, &args.alloc).await?;
+    let task = task_of(&alloc, args.task.as_deref())?;
+    let api = ClientApi::new(client.address());
+    let body = serde_json::json!({"Task": task, "Cmd": args.cmd});
+    let v = api
+        .json(
+            "POST",
+            &format!("/v1/client/allocation/{}/exec", alloc.id),
+            Some(&body),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("Error running the command: {e}"))?;
+    let r: ExecResponse = serde_json::from_value(v)
+        .map_err(|e| anyhow::anyhow!("Error reading the exec answer: {e}"))?;
+    let (stdout, stderr) = r.output();
+    let _ = std::io::stdout().write_all(&stdout);
+    let _ = std::io::stderr().write_all(&stderr);
+    Ok(r.exit_code.clamp(0, 255) as i32)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    #[arg(value_name = "ALLOC")]
+    pub alloc: String,
+    /// Restart only this task (default: every running task).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+}
+
+pub async fn restart(client: &Client, args: RestartArgs) -> anyhow::Result<i32> {
+    let alloc = resolve(client, &args.alloc).await?;
+    let task = match args.task.as_deref() {
+        Some(t) => task_of(&alloc, Some(t))?,
+        None => String::new(),
+    };
+    let api = ClientApi::new(client.address());
+    api.json(
+        "PUT",
+        &format!("/v1/client/allocation/{}/restart", alloc.id),
+        Some(&serde_json::json!({"TaskName": task})),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("Error restarting allocation: {e}"))?;
+    if task.is_empty() {
+        println!("Restarted the tasks of allocation {}", alloc.id);
+    } else {
+        println!("Restarted task {task:?} of allocation {}", alloc.id);
+    }
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignalArgs {
+    /// The signal to send (default SIGKILL, as Nomad).
+    #[arg(short = 's', default_value = "SIGKILL")]
+    pub signal: String,
+    #[arg(value_name = "ALLOC")]
+    pub alloc: String,
+    /// Signal only this task (default: every running task).
+    #[arg(value_name = "TASK")]
+    pub task: Option<String>,
+}
+
+pub async fn signal(client: &Client, args: SignalArgs) -> anyhow::Result<i32> {
+    let alloc = resolve(client, &args.alloc).await?;
+    let task = match args.task.as_deref() {
+        Some(t) => task_of(&alloc, Some(t))?,
+        None => String::new(),
+    };
+    let api = ClientApi::new(client.address());
+    api.json(
+        "PUT",
+        &format!("/v1/client/allocation/{}/signal", alloc.id),
+        Some(&serde_json::json!({"Task": task, "Signal": args.signal})),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("Error signalling allocation: {e}"))?;
+    println!("Sent {} to allocation {}", args.signal, alloc.id);
+    Ok(0)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    #[arg(value_name = "ALLOC")]
+    pub alloc: String,
+}
+
+/// Stops one allocation (the scheduler replaces it if its job still wants it).
+pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
+    let alloc = resolve(client, &args.alloc).await?;
+    let api = ClientApi::new(client.address());
+    let v = api
+        .json("PUT", &format!("/v1/allocation/{}/stop", alloc.id), None)
+        .await
+        .map_err(|e| anyhow::anyhow!("Error stopping allocation: {e}"))?;
+    let eval = v.get("EvalID").and_then(|e| e.as_str()).unwrap_or_default();
+    println!("Stopping allocation {}", alloc.id);
+    if !eval.is_empty() {
+        println!("Evaluation ID: {eval}");
+    }
     Ok(0)
 }
 

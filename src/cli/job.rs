@@ -1,9 +1,10 @@
-//! `drover job ...`: run, status, stop, inspect, validate and allocs.
+//! `drover job ...`: run, plan, status, stop, inspect, validate and allocs.
 
 use crate::cli::alloc::{alloc_table, AllocTableKind};
 use crate::cli::format::{api_error, kv, now_nanos, rfc3339, table};
 use crate::cli::{is_stdin, monitor, parse_key_value};
-use api::{Client, Evaluation, Job, JobListStub, QueryOptions};
+use api::diff::{DiffType, FieldDiff, JobDiff, ObjectDiff};
+use api::{Client, Evaluation, Job, JobListStub, JobPlanRequest, JobPlanResponse, QueryOptions};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,9 @@ pub struct RunArgs {
     /// Set a jobspec variable (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
     /// Print the job as JSON instead of submitting it.
     #[arg(long)]
     pub output: bool,
@@ -82,6 +86,27 @@ pub struct ValidateArgs {
     /// Set a jobspec variable (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// The job file (HCL or JSON); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `job plan`: exits 0 when no allocation would be created or destroyed, 1 when some
+/// would, 255 on an error (Nomad's codes).
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Also show the fields of added and removed jobs, groups and tasks.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Set a jobspec variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
     /// The job file (HCL or JSON); `-` reads standard input.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
@@ -96,9 +121,20 @@ pub struct AllocsArgs {
     pub job: String,
 }
 
-/// Parse a job file (or stdin) with its variables; the error is ready to print.
-pub fn load_job(path: &Path, vars: &[(String, String)]) -> Result<Job, String> {
-    let vars: BTreeMap<String, String> = vars.iter().cloned().collect();
+/// Parse a job file (or stdin) with its variables: `NOMAD_VAR_<name>` from the
+/// environment, then the variables files, then `-var` values, later ones winning. The
+/// error is ready to print.
+pub fn load_job(
+    path: &Path,
+    vars: &[(String, String)],
+    var_files: &[PathBuf],
+) -> Result<Job, String> {
+    let inputs = jobspecs::VarInputs {
+        cli: vars.iter().cloned().collect(),
+        files: var_files.to_vec(),
+        env: jobspecs::VarInputs::env_vars(),
+        values: Vec::new(),
+    };
     let shown = if is_stdin(path) {
         "<stdin>".to_string()
     } else {
@@ -109,9 +145,9 @@ pub fn load_job(path: &Path, vars: &[(String, String)]) -> Result<Job, String> {
         std::io::stdin()
             .read_to_string(&mut src)
             .map_err(|e| format!("Error reading job file from standard input: {e}"))?;
-        jobspecs::parse_str_full(&src, &shown, &vars)
+        jobspecs::parse_str_with_inputs(&src, &shown, &inputs)
     } else {
-        jobspecs::parse_file_full(path, &vars)
+        jobspecs::parse_file_with_inputs(path, &inputs)
     };
     let parsed = parsed.map_err(|d| format!("Error parsing job file {shown}:\n{d}"))?;
     // What Drover accepted but does not act on yet must not pass silently.
@@ -129,7 +165,7 @@ fn job_json(job: &Job) -> anyhow::Result<String> {
 }
 
 pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
-    let job = match load_job(&args.file, &args.vars) {
+    let job = match load_job(&args.file, &args.vars, &args.var_files) {
         Ok(job) => job,
         Err(msg) => {
             eprintln!("{msg}");
@@ -158,7 +194,7 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
-    let mut job = match load_job(&args.file, &args.vars) {
+    let mut job = match load_job(&args.file, &args.vars, &args.var_files) {
         Ok(job) => job,
         Err(msg) => {
             eprintln!("{msg}");
@@ -177,6 +213,177 @@ pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {
     }
     println!("Job validation successful");
     Ok(0)
+}
+
+/// `job plan`: a dry run on the servers, shown as a diff against the registered job,
+/// what the scheduler would do, and the index to pass to `job run -check-index`.
+pub async fn plan(client: &Client, args: PlanArgs) -> anyhow::Result<i32> {
+    const ERROR: i32 = 255;
+    let job = match load_job(&args.file, &args.vars, &args.var_files) {
+        Ok(job) => job,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return Ok(ERROR);
+        }
+    };
+    let req = JobPlanRequest {
+        job: Some(job.clone()),
+        diff: true,
+        policy_override: false,
+    };
+    let path = format!("/v1/job/{}/plan", path_segment(&job.id));
+    let resp: JobPlanResponse = match client.put(&path, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("Error during plan: {e}");
+            return Ok(ERROR);
+        }
+    };
+    if let Some(diff) = &resp.diff {
+        println!("{}", render_diff(diff, args.verbose));
+    }
+    println!("{}", render_dry_run(&resp));
+    let file = args.file.display();
+    println!(
+        "\nJob Modify Index: {index}\n\
+         To submit the job with version verification run:\n\n\
+         drover job run -check-index {index} {file}\n\n\
+         When running the job with the check-index flag, the job will only be run if the\n\
+         job modify index given matches the server-side version. If the index has\n\
+         changed, another user has modified the job and the plan's results are\n\
+         potentially invalid.",
+        index = resp.job_modify_index
+    );
+    let changes = resp.annotations.as_ref().is_some_and(|a| {
+        a.desired_tg_updates
+            .values()
+            .any(|u| u.creates_or_destroys())
+    });
+    Ok(i32::from(changes))
+}
+
+/// A job ID as one URL path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// `Scheduler dry-run:` and whether every allocation would find a node.
+fn render_dry_run(resp: &JobPlanResponse) -> String {
+    let mut lines = vec!["Scheduler dry-run:".to_string()];
+    if resp.failed_tg_allocs.is_empty() {
+        lines.push("- All tasks successfully allocated.".into());
+    } else {
+        lines.push("- WARNING: Failed to place all allocations.".into());
+        for (group, metric) in &resp.failed_tg_allocs {
+            let n = 1 + metric.coalesced_failures;
+            let s = if n == 1 { "" } else { "s" };
+            lines.push(format!(
+                "  Task Group {group:?} (failed to place {n} allocation{s}):"
+            ));
+            lines.extend(monitor::render_metric(metric, "    "));
+        }
+    }
+    lines.join("\n")
+}
+
+/// A job diff as `job plan` prints it: `+` added, `-` deleted, `+/-` edited. Without
+/// `verbose`, added and deleted jobs, groups and tasks show only their header line.
+pub fn render_diff(diff: &JobDiff, verbose: bool) -> String {
+    let mut out = Vec::new();
+    let head = |t: DiffType| {
+        if t == DiffType::None {
+            String::new()
+        } else {
+            format!("{} ", t.marker())
+        }
+    };
+    out.push(format!("{}Job: {:?}", head(diff.diff_type), diff.id));
+    let expand = |t: DiffType| verbose || t == DiffType::Edited;
+    if expand(diff.diff_type) {
+        render_fields(&diff.fields, &diff.objects, 0, &mut out);
+    }
+    for g in &diff.task_groups {
+        let counts = [
+            "create",
+            "destroy",
+            "migrate",
+            "in-place update",
+            "create/destroy update",
+            "canary",
+            "ignore",
+        ]
+        .iter()
+        .filter_map(|k| g.updates.get(*k).map(|n| format!("{n} {k}")))
+        .collect::<Vec<_>>();
+        let counts = if counts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", counts.join(", "))
+        };
+        out.push(format!(
+            "{}Task Group: {:?}{counts}",
+            head(g.diff_type),
+            g.name
+        ));
+        if expand(g.diff_type) {
+            render_fields(&g.fields, &g.objects, 1, &mut out);
+        }
+        for t in &g.tasks {
+            let notes = if t.annotations.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.annotations.join(", "))
+            };
+            let marker = if t.diff_type == DiffType::None {
+                "   ".to_string()
+            } else {
+                head(t.diff_type)
+            };
+            out.push(format!("  {marker}Task: {:?}{notes}", t.name));
+            if expand(t.diff_type) {
+                render_fields(&t.fields, &t.objects, 2, &mut out);
+            }
+        }
+    }
+    out.join("\n") + "\n"
+}
+
+fn render_fields(
+    fields: &[FieldDiff],
+    objects: &[ObjectDiff],
+    depth: usize,
+    out: &mut Vec<String>,
+) {
+    let pad = "  ".repeat(depth);
+    for f in fields {
+        let notes = if f.annotations.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", f.annotations.join(", "))
+        };
+        let value = match f.diff_type {
+            DiffType::Added => format!("{:?}", f.new),
+            DiffType::Deleted => format!("{:?}", f.old),
+            _ => format!("{:?} => {:?}", f.old, f.new),
+        };
+        out.push(format!(
+            "{pad}{} {}: {value}{notes}",
+            f.diff_type.marker(),
+            f.name
+        ));
+    }
+    for o in objects {
+        out.push(format!("{pad}{} {} {{", o.diff_type.marker(), o.name));
+        render_fields(&o.fields, &o.objects, depth + 1, out);
+        out.push(format!("{pad}  }}"));
+    }
 }
 
 /// Jobs whose ID starts with `prefix`; just the one if an ID equals it.
@@ -335,8 +542,8 @@ fn job_header(job: &Job) -> String {
         ("Namespace", job.ns().to_string()),
         ("Node Pool", pool.to_string()),
         ("Status", status_word(&job.status, job.stop)),
-        ("Periodic", "false".to_string()),
-        ("Parameterized", "false".to_string()),
+        ("Periodic", job.periodic.is_some().to_string()),
+        ("Parameterized", job.parameterized_job.is_some().to_string()),
     ])
 }
 
@@ -491,6 +698,40 @@ pub async fn allocs(client: &Client, args: AllocsArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_diff_shows_headers_only_for_new_things_unless_verbose() {
+        let job = Job {
+            id: "web".into(),
+            priority: 50,
+            task_groups: vec![api::TaskGroup {
+                name: "api".into(),
+                count: 2,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let added = api::diff::job_diff(None, &job);
+        let short = render_diff(&added, false);
+        assert_eq!(short, "+ Job: \"web\"\n+ Task Group: \"api\"\n");
+        let long = render_diff(&added, true);
+        assert!(long.contains("+ Priority: \"50\""), "{long}");
+        assert!(long.contains("  + Count: \"2\""), "{long}");
+
+        let mut more = job.clone();
+        more.task_groups[0].count = 1;
+        more.datacenters = vec!["dc1".into()];
+        let edited = api::diff::job_diff(Some(&job), &more);
+        let text = render_diff(&edited, false);
+        assert!(
+            text.starts_with("+/- Job: \"web\"\n+ Datacenters {\n  + Datacenters: \"dc1\"\n  }\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("+/- Task Group: \"api\"\n  +/- Count: \"2\" => \"1\""),
+            "{text}"
+        );
+    }
 
     #[test]
     fn stopped_jobs_say_so() {

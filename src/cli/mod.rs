@@ -86,6 +86,9 @@ pub enum Command {
     /// Alias of `job validate`.
     #[command(hide = true)]
     Validate(job::ValidateArgs),
+    /// Alias of `job plan`.
+    #[command(hide = true)]
+    Plan(job::PlanArgs),
     /// Alias of `job inspect`.
     #[command(hide = true)]
     Inspect(job::InspectArgs),
@@ -103,6 +106,9 @@ pub enum JobCommand {
     Inspect(job::InspectArgs),
     /// Check a job file for errors without submitting it.
     Validate(job::ValidateArgs),
+    /// Dry-run a job file: what would be placed, updated or stopped (exit 0 no
+    /// changes, 1 changes, 255 error).
+    Plan(job::PlanArgs),
     /// List a job's allocations.
     Allocs(job::AllocsArgs),
 }
@@ -111,6 +117,16 @@ pub enum JobCommand {
 pub enum AllocCommand {
     /// Show an allocation and its tasks' recent events.
     Status(alloc::StatusArgs),
+    /// Print a task's output (-f follows it, -stderr for standard error).
+    Logs(alloc::LogsArgs),
+    /// Run a command in a running task (non-interactive).
+    Exec(alloc::ExecArgs),
+    /// Restart an allocation's tasks in place.
+    Restart(alloc::RestartArgs),
+    /// Send a signal to an allocation's tasks.
+    Signal(alloc::SignalArgs),
+    /// Stop an allocation (it is replaced if its job still wants it).
+    Stop(alloc::StopArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -258,15 +274,32 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             JobCommand::Stop(a) => job::stop(&client, a).await,
             JobCommand::Inspect(a) => job::inspect(&client, a).await,
             JobCommand::Validate(a) => job::validate(a),
+            JobCommand::Plan(a) => job::plan(&client, a).await,
             JobCommand::Allocs(a) => job::allocs(&client, a).await,
         },
         Command::Run(a) => job::run(&client, a).await,
         Command::Stop(a) => job::stop(&client, a).await,
         Command::Validate(a) => job::validate(a),
+        Command::Plan(a) => job::plan(&client, a).await,
         Command::Inspect(a) => job::inspect(&client, a).await,
         Command::Alloc {
             cmd: AllocCommand::Status(a),
         } => alloc::status(&client, a).await,
+        Command::Alloc {
+            cmd: AllocCommand::Logs(a),
+        } => alloc::logs(&client, a).await,
+        Command::Alloc {
+            cmd: AllocCommand::Exec(a),
+        } => alloc::exec(&client, a).await,
+        Command::Alloc {
+            cmd: AllocCommand::Restart(a),
+        } => alloc::restart(&client, a).await,
+        Command::Alloc {
+            cmd: AllocCommand::Signal(a),
+        } => alloc::signal(&client, a).await,
+        Command::Alloc {
+            cmd: AllocCommand::Stop(a),
+        } => alloc::stop(&client, a).await,
         Command::Node {
             cmd: NodeCommand::Status(a),
         } => node::status(&client, a).await,
@@ -298,7 +331,15 @@ async fn status(client: &api::Client, args: StatusArgs) -> anyhow::Result<i32> {
         return job::status(client, job::StatusArgs::for_id(id, verbose)).await;
     }
     if !alloc::matching(client, &id).await?.is_empty() {
-        return alloc::status(client, alloc::StatusArgs { verbose, alloc: id }).await;
+        return alloc::status(
+            client,
+            alloc::StatusArgs {
+                verbose,
+                stats: false,
+                alloc: id,
+            },
+        )
+        .await;
     }
     if !eval::matching(client, &id).await?.is_empty() {
         return eval::status(client, eval::StatusArgs { verbose, eval: id }).await;

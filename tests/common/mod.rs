@@ -233,3 +233,10 @@ pub fn pid_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+impl DevAgent {
+    /// Starts the agent again on the same port and data dir after [`DevAgent::kill9`].
+    pub fn restart_after_kill(&mut self) {
+        self.spawn();
+    }
+}

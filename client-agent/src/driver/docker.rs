@@ -803,6 +803,115 @@ impl Driver for DockerDriver {
             .map_err(|e| DriverError::Signal(format!("sending {signal} to the container: {e}")))
     }
 
+    /// Runs `cmd` through Docker's exec API (the container's environment and working dir).
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, DriverError> {
+        use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+        if cmd.is_empty() {
+            return Err(DriverError::Exec("no command given".into()));
+        }
+        let st = state_of(handle)?;
+        let docker = self.docker().await?;
+        let exec = docker
+            .create_exec(
+                &st.container_id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(cmd.to_vec()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| DriverError::Exec(format!("creating the exec in the container: {e}")))?;
+        let run = async {
+            let mut out = super::ExecOutput::default();
+            let started = docker
+                .start_exec(
+                    &exec.id,
+                    Some(StartExecOptions {
+                        detach: false,
+                        tty: false,
+                        output_capacity: None,
+                    }),
+                )
+                .await
+                .map_err(|e| DriverError::Exec(format!("starting the exec: {e}")))?;
+            if let StartExecResults::Attached { mut output, .. } = started {
+                while let Some(item) = output.next().await {
+                    match item {
+                        Ok(bollard::container::LogOutput::StdErr { message }) => {
+                            out.stderr.extend_from_slice(&message)
+                        }
+                        Ok(
+                            bollard::container::LogOutput::StdOut { message }
+                            | bollard::container::LogOutput::Console { message },
+                        ) => out.stdout.extend_from_slice(&message),
+                        Ok(_) => {}
+                        Err(e) => return Err(DriverError::Exec(format!("exec output: {e}"))),
+                    }
+                }
+            }
+            let info = docker
+                .inspect_exec(&exec.id)
+                .await
+                .map_err(|e| DriverError::Exec(format!("inspecting the exec: {e}")))?;
+            out.exit_code = info.exit_code.unwrap_or(-1);
+            Ok(out)
+        };
+        tokio::time::timeout(timeout, run).await.map_err(|_| {
+            DriverError::Exec(format!(
+                "the command did not finish within {timeout:?} (it may still run in the container)"
+            ))
+        })?
+    }
+
+    async fn usage(&self, handle: &TaskHandle) -> Result<super::UsageSample, DriverError> {
+        let st = state_of(handle)?;
+        let docker = self.docker().await?;
+        let opts = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let stats = docker
+            .stats(&st.container_id, Some(opts))
+            .next()
+            .await
+            .ok_or_else(|| DriverError::Exec("Docker returned no stats".into()))?
+            .map_err(|e| DriverError::Exec(format!("reading the container's stats: {e}")))?;
+        let mem = stats.memory_stats.unwrap_or_default();
+        let kv = mem.stats.unwrap_or_default();
+        let cpu = stats.cpu_stats.unwrap_or_default();
+        let usage = cpu.cpu_usage.unwrap_or_default();
+        let throttling = cpu.throttling_data.unwrap_or_default();
+        // cgroup v1 reports rss/cache; v2 reports anon/file.
+        let pick = |a: &str, b: &str| kv.get(a).or_else(|| kv.get(b)).copied().unwrap_or(0);
+        Ok(super::UsageSample {
+            rss_bytes: pick("rss", "anon"),
+            cache_bytes: pick("cache", "file"),
+            swap_bytes: kv.get("swap").copied().unwrap_or(0),
+            usage_bytes: mem.usage.unwrap_or(0),
+            max_usage_bytes: mem.max_usage.unwrap_or(0),
+            cpu_user_ns: usage.usage_in_usermode.unwrap_or(0),
+            cpu_system_ns: usage.usage_in_kernelmode.unwrap_or(0),
+            cpu_total_ns: usage.total_usage.unwrap_or(0),
+            throttled_periods: throttling.throttled_periods.unwrap_or(0),
+            throttled_time_ns: throttling.throttled_time.unwrap_or(0),
+            measured_memory: vec!["RSS", "Cache", "Swap", "Usage", "Max Usage"],
+            measured_cpu: vec![
+                "Throttled Periods",
+                "Throttled Time",
+                "Percent",
+                "System Mode",
+                "User Mode",
+            ],
+        })
+    }
+
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {
         let st = state_of(handle)?;
         if self

@@ -508,6 +508,33 @@ impl Driver for ExecDriver {
             .map_err(|e| DriverError::Signal(format!("sending {sig} to the task: {e}")))
     }
 
+    /// Enters the task's mount, PID, IPC and UTS namespaces and its root, as the task's
+    /// user, with the task's environment, then runs `cmd` there.
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, DriverError> {
+        if cmd.is_empty() {
+            return Err(DriverError::Exec("no command given".into()));
+        }
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        let child = enter_task(handle.pid, cmd)?;
+        super::collect_output(child, timeout).await
+    }
+
+    async fn usage(&self, handle: &TaskHandle) -> Result<super::UsageSample, DriverError> {
+        let st: ExecState = serde_json::from_value(handle.driver_state.clone())
+            .map_err(|e| DriverError::Exec(format!("the task handle names no cgroup: {e}")))?;
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        Ok(cgroup_usage(&st.cgroup_paths))
+    }
+
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {
         if self.child_exit(handle).is_some() {
             return Ok(true);
@@ -523,4 +550,182 @@ impl Driver for ExecDriver {
         }
         Ok(false)
     }
+}
+
+/// The task's first process under its init, whose environment and credentials an exec
+/// takes (init itself if the task cannot be found).
+fn task_process(init: i32) -> i32 {
+    std::fs::read_to_string(format!("/proc/{init}/task/{init}/children"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(init)
+}
+
+/// Effective uid and gid of `pid`, from `/proc/<pid>/status`.
+fn ids_of(pid: i32) -> (u32, u32) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let second = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (second("Uid:"), second("Gid:"))
+}
+
+/// Spawns `cmd` inside the namespaces and root of the task whose init is `init`.
+///
+/// The forked child (single-threaded, so `setns` into a mount namespace is allowed) joins
+/// the IPC, UTS, PID and mount namespaces through descriptors opened beforehand, enters
+/// the task's root, and forks once more, since joining a PID namespace only applies to
+/// children: the grandchild runs the command as PID N inside the task's namespace while
+/// the child waits and exits with its status. Only raw system calls run after the fork.
+fn enter_task(init: i32, cmd: &[String]) -> Result<tokio::process::Child, DriverError> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::process::CommandExt as _;
+    let task = task_process(init);
+    let open = |p: String| -> Result<OwnedFd, DriverError> {
+        std::fs::File::open(&p)
+            .map(OwnedFd::from)
+            .map_err(|e| DriverError::Exec(format!("opening {p}: {e}")))
+    };
+    let ns: Vec<OwnedFd> = ["ipc", "uts", "pid", "mnt"]
+        .iter()
+        .map(|n| open(format!("/proc/{init}/ns/{n}")))
+        .collect::<Result<_, _>>()?;
+    let root = open(format!("/proc/{task}/root"))?;
+    let env = process::environ(task)
+        .map_err(|e| DriverError::Exec(format!("reading the task's environment: {e}")))?;
+    let (uid, gid) = ids_of(task);
+    let ns_fds: Vec<i32> = ns.iter().map(|f| f.as_raw_fd()).collect();
+    let root_fd = root.as_raw_fd();
+    let mut command = std::process::Command::new(&cmd[0]);
+    command
+        .args(&cmd[1..])
+        .env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    // SAFETY: the closure runs between fork and execve in a single-threaded child and
+    // only makes raw system calls on values prepared before the fork.
+    unsafe {
+        command.pre_exec(move || {
+            for fd in &ns_fds {
+                if libc::setns(*fd, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if libc::fchdir(root_fd) != 0 || libc::chroot(c".".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::chdir(c"/".as_ptr()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if gid != 0 || uid != 0 {
+                let groups = [gid];
+                if libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) != 0
+                    || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
+                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            // A raw fork (clone with SIGCHLD): glibc's fork takes locks.
+            let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
+            if pid < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if pid == 0 {
+                return Ok(());
+            }
+            let mut status = 0;
+            loop {
+                let r = libc::waitpid(pid as i32, &mut status, 0);
+                if r == pid as i32 {
+                    break;
+                }
+                if r < 0 && *libc::__errno_location() != libc::EINTR {
+                    libc::_exit(127);
+                }
+            }
+            if libc::WIFEXITED(status) {
+                libc::_exit(libc::WEXITSTATUS(status));
+            }
+            libc::_exit(128 + libc::WTERMSIG(status));
+        });
+    }
+    let child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| DriverError::Exec(format!("running {:?} in the task: {e}", cmd[0])))?;
+    drop(ns);
+    drop(root);
+    Ok(child)
+}
+
+/// Reads one number from a cgroup file.
+fn read_u64(p: &std::path::Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+/// Memory and CPU of a task's cgroup (v2 or v1, whichever directories it has).
+fn cgroup_usage(paths: &[PathBuf]) -> super::UsageSample {
+    let mut u = super::UsageSample::default();
+    for dir in paths {
+        let stat = |f: &str, k: &str| {
+            std::fs::read_to_string(dir.join(f))
+                .ok()
+                .and_then(|t| cgroups::flat_keyed(&t, k))
+        };
+        if let Some(cur) = read_u64(&dir.join("memory.current")) {
+            // v2
+            u.usage_bytes = cur;
+            u.max_usage_bytes = read_u64(&dir.join("memory.peak")).unwrap_or(0);
+            u.rss_bytes = stat("memory.stat", "anon").unwrap_or(0);
+            u.cache_bytes = stat("memory.stat", "file").unwrap_or(0);
+            u.swap_bytes = read_u64(&dir.join("memory.swap.current")).unwrap_or(0);
+            u.measured_memory = vec!["RSS", "Cache", "Swap", "Usage"];
+        }
+        if let Some(usec) = stat("cpu.stat", "usage_usec") {
+            u.cpu_total_ns = usec * 1000;
+            u.cpu_user_ns = stat("cpu.stat", "user_usec").unwrap_or(0) * 1000;
+            u.cpu_system_ns = stat("cpu.stat", "system_usec").unwrap_or(0) * 1000;
+            u.throttled_periods = stat("cpu.stat", "nr_throttled").unwrap_or(0);
+            u.throttled_time_ns = stat("cpu.stat", "throttled_usec").unwrap_or(0) * 1000;
+        }
+        if let Some(usage) = read_u64(&dir.join("memory.usage_in_bytes")) {
+            // v1 memory controller
+            u.usage_bytes = usage;
+            u.max_usage_bytes = read_u64(&dir.join("memory.max_usage_in_bytes")).unwrap_or(0);
+            u.rss_bytes = stat("memory.stat", "rss").unwrap_or(0);
+            u.cache_bytes = stat("memory.stat", "cache").unwrap_or(0);
+            u.swap_bytes = stat("memory.stat", "swap").unwrap_or(0);
+            u.measured_memory = vec!["RSS", "Cache", "Swap", "Usage", "Max Usage"];
+        }
+        if let Some(ns) = read_u64(&dir.join("cpuacct.usage")) {
+            // v1 cpuacct: user/system are in clock ticks.
+            // SAFETY: sysconf has no preconditions.
+            let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+            u.cpu_total_ns = ns;
+            u.cpu_user_ns = stat("cpuacct.stat", "user").unwrap_or(0) * 1_000_000_000 / tick;
+            u.cpu_system_ns = stat("cpuacct.stat", "system").unwrap_or(0) * 1_000_000_000 / tick;
+        }
+        if let Some(n) = stat("cpu.stat", "nr_throttled") {
+            u.throttled_periods = n;
+            if let Some(t) = stat("cpu.stat", "throttled_time") {
+                u.throttled_time_ns = t;
+            }
+        }
+    }
+    u.measured_cpu = vec![
+        "System Mode",
+        "User Mode",
+        "Throttled Periods",
+        "Throttled Time",
+        "Percent",
+    ];
+    u
 }

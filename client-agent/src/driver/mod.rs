@@ -110,6 +110,41 @@ pub enum DriverError {
     Start(String),
     #[error("{0}")]
     Signal(String),
+    /// The driver cannot do this (e.g. exec into a task); a sentence says why.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Running a command in the task or reading its usage failed.
+    #[error("{0}")]
+    Exec(String),
+}
+
+/// What a command run inside a task printed, and how it ended.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ExecOutput {
+    /// The exit code; `128 + signal` when a signal ended it.
+    pub exit_code: i64,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// A task's resource usage at one instant; CPU time is cumulative, so a rate needs two.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UsageSample {
+    pub rss_bytes: u64,
+    pub cache_bytes: u64,
+    pub swap_bytes: u64,
+    /// Memory charged to the task (cgroup or container usage); RSS where unknown.
+    pub usage_bytes: u64,
+    pub max_usage_bytes: u64,
+    pub cpu_user_ns: u64,
+    pub cpu_system_ns: u64,
+    /// Total CPU time; may exceed user + system where only the total is known.
+    pub cpu_total_ns: u64,
+    pub throttled_periods: u64,
+    pub throttled_time_ns: u64,
+    /// Which memory fields are measured (Nomad's `Measured`), e.g. `["RSS"]`.
+    pub measured_memory: Vec<&'static str>,
+    pub measured_cpu: Vec<&'static str>,
 }
 
 impl DriverError {
@@ -155,6 +190,84 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// After an agent restart: is the task behind `handle` still alive and ours? When true,
     /// the driver has reattached and [`Driver::wait`] and [`Driver::stop`] work on it.
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError>;
+
+    /// Runs `cmd` inside the running task (its environment, working directory and, where
+    /// the driver isolates, its namespaces and root), non-interactively, and returns its
+    /// output once it exits or `timeout` passes (then it is killed).
+    async fn exec(
+        &self,
+        _handle: &TaskHandle,
+        _cmd: &[String],
+        _timeout: Duration,
+    ) -> Result<ExecOutput, DriverError> {
+        Err(DriverError::Unsupported(format!(
+            "the {} driver cannot run commands in its tasks",
+            self.name()
+        )))
+    }
+
+    /// The task's memory and cumulative CPU use now.
+    async fn usage(&self, _handle: &TaskHandle) -> Result<UsageSample, DriverError> {
+        Err(DriverError::Unsupported(format!(
+            "the {} driver does not report resource usage",
+            self.name()
+        )))
+    }
+}
+
+/// Waits for `cmd` (spawned with piped stdout and stderr, in its own process group) up to
+/// `timeout`, collecting its output; on timeout the whole group is killed.
+pub(crate) async fn collect_output(
+    mut child: tokio::process::Child,
+    timeout: Duration,
+) -> Result<ExecOutput, DriverError> {
+    use tokio::io::AsyncReadExt;
+    let pid = child.id().map(|p| p as i32);
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let read_out = async {
+        let mut b = Vec::new();
+        if let Some(o) = out.as_mut() {
+            let _ = o.read_to_end(&mut b).await;
+        }
+        b
+    };
+    let read_err = async {
+        let mut b = Vec::new();
+        if let Some(e) = err.as_mut() {
+            let _ = e.read_to_end(&mut b).await;
+        }
+        b
+    };
+    let run = async {
+        let (stdout, stderr, status) = tokio::join!(read_out, read_err, child.wait());
+        (stdout, stderr, status)
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok((stdout, stderr, status)) => {
+            use std::os::unix::process::ExitStatusExt;
+            let st =
+                status.map_err(|e| DriverError::Exec(format!("waiting for the command: {e}")))?;
+            let exit_code = match (st.code(), st.signal()) {
+                (Some(c), _) => c as i64,
+                (None, Some(s)) => 128 + s as i64,
+                _ => -1,
+            };
+            Ok(ExecOutput {
+                exit_code,
+                stdout,
+                stderr,
+            })
+        }
+        Err(_) => {
+            if let Some(pid) = pid {
+                let _ = process::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+            Err(DriverError::Exec(format!(
+                "the command did not finish within {timeout:?} and was killed"
+            )))
+        }
+    }
 }
 
 /// The drivers this agent runs, by name.

@@ -78,6 +78,73 @@ pub fn group_alive(pgid: i32) -> bool {
     })
 }
 
+/// The live processes of group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    if pgid <= 1 {
+        return vec![];
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return vec![];
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            read_stat(*pid).is_some_and(|st| st.pgrp == pgid && !matches!(st.state, 'Z' | 'X'))
+        })
+        .collect()
+}
+
+/// Memory and CPU of a set of processes, summed, from `/proc/<pid>/stat` and `statm`.
+pub fn usage_of(pids: &[i32]) -> super::UsageSample {
+    // SAFETY: sysconf has no preconditions.
+    let (tick, page) = unsafe {
+        (
+            libc::sysconf(libc::_SC_CLK_TCK).max(1) as u64,
+            libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64,
+        )
+    };
+    let mut u = super::UsageSample {
+        measured_memory: vec!["RSS"],
+        measured_cpu: vec!["System Mode", "User Mode", "Percent"],
+        ..Default::default()
+    };
+    for pid in pids {
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            if let Some(rest) = text.rfind(')').map(|i| &text[i + 1..]) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                // Fields 14 and 15 (utime, stime) are f[11] and f[12].
+                let field = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+                u.cpu_user_ns += field(11) * 1_000_000_000 / tick;
+                u.cpu_system_ns += field(12) * 1_000_000_000 / tick;
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/statm")) {
+            let rss: u64 = text
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            u.rss_bytes += rss * page;
+        }
+    }
+    u.usage_bytes = u.rss_bytes;
+    u.cpu_total_ns = u.cpu_user_ns + u.cpu_system_ns;
+    u
+}
+
+/// A process's environment, from `/proc/<pid>/environ`.
+pub fn environ(pid: i32) -> std::io::Result<Vec<(String, String)>> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))?;
+    Ok(raw
+        .split(|b| *b == 0)
+        .filter_map(|kv| {
+            let s = String::from_utf8_lossy(kv);
+            let (k, v) = s.split_once('=')?;
+            Some((k.to_string(), v.to_string()))
+        })
+        .collect())
+}
+
 /// Sends `sig` to every process of group `pgid`. A group that is already gone is fine.
 pub fn signal_group(pgid: i32, sig: Signal) -> Result<(), Errno> {
     if pgid <= 1 {

@@ -316,6 +316,47 @@ impl Driver for RawExecDriver {
                 && process::read_stat(handle.pid).is_some_and(|st| st.pgrp == handle.pgid),
         )
     }
+
+    /// Runs `cmd` with the task's own environment and working directory, read from
+    /// `/proc` (so it is exactly what the task got, also after an agent restart).
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, DriverError> {
+        let (program, args) = cmd
+            .split_first()
+            .ok_or_else(|| DriverError::Exec("no command given".into()))?;
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        let env = process::environ(handle.pid)
+            .map_err(|e| DriverError::Exec(format!("reading the task's environment: {e}")))?;
+        let cwd = std::fs::read_link(format!("/proc/{}/cwd", handle.pid))
+            .map_err(|e| DriverError::Exec(format!("reading the task's directory: {e}")))?;
+        let child = tokio::process::Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .current_dir(cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| DriverError::Exec(format!("starting {program:?}: {e}")))?;
+        super::collect_output(child, timeout).await
+    }
+
+    async fn usage(&self, handle: &TaskHandle) -> Result<super::UsageSample, DriverError> {
+        let pids = process::group_members(handle.pgid);
+        if pids.is_empty() {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        Ok(process::usage_of(&pids))
+    }
 }
 
 #[cfg(test)]

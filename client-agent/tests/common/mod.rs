@@ -140,6 +140,8 @@ pub async fn run_to_death(
         updates: upd_tx,
         commands: cmd_rx,
         shutdown: CancellationToken::new(),
+        start_gate: None,
+        artifacts_fetched: false,
     };
     tokio::time::timeout(Duration::from_secs(60), runner.run())
         .await

@@ -18,6 +18,7 @@ fn served_locally(path: &str) -> bool {
     !path.starts_with("/v1/")
         || path.starts_with("/v1/agent/")
         || path.starts_with("/v1/status/")
+        || path.starts_with("/v1/client/")
         || path.starts_with("/v1/regions")
         || path.starts_with("/v1/internal/raft/")
         || path.starts_with("/v1/internal/cluster/")

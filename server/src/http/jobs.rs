@@ -245,11 +245,55 @@ pub async fn versions(
     ))
 }
 
+/// `PUT /v1/jobs/parse`: `{"JobHCL": "...", "Variables": "k = v\n..."}` in, the job's
+/// API JSON out (always with Nomad's defaults filled in); a jobspec error is a 400 whose
+/// sentences carry `input.hcl:line:column` (or `variables.hcl:...` for the variables).
 pub async fn parse(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     let req: JobsParseRequest = parse_body(&body)?;
-    let job = jobspecs::parse_str(&req.job_hcl, "input.hcl")
+    if req.job_hcl.trim().is_empty() {
+        return Err(ApiErr::bad_request(
+            "JobHCL is empty: send {\"JobHCL\": \"job \\\"name\\\" { ... }\"}",
+        ));
+    }
+    let inputs = jobspecs::VarInputs {
+        values: parse_variables(&req.variables)?,
+        ..Default::default()
+    };
+    let parsed = jobspecs::parse_str_with_inputs(&req.job_hcl, "input.hcl", &inputs)
         .map_err(|d| ApiErr::bad_request(d.to_string()))?;
-    Ok(reply(&srv, srv.snapshot().index, &job))
+    Ok(reply(&srv, srv.snapshot().index, &parsed.job))
+}
+
+/// The `Variables` of a parse request: HCL `name = value` lines like a variables file,
+/// or, when that does not parse, `name=value` lines taken as `-var` text.
+fn parse_variables(text: &str) -> Result<Vec<(String, jobspecs::GivenVar)>, ApiErr> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Ok(values) = jobspecs::parse_var_file(text, "variables.hcl") {
+        return Ok(values);
+    }
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(ApiErr::bad_request(format!(
+                "variables.hcl:{}:1: expected `name = value`, got {line:?}",
+                i + 1
+            )));
+        };
+        out.push((
+            name.trim().to_string(),
+            jobspecs::GivenVar {
+                value: jobspecs::GivenValue::Text(value.trim().to_string()),
+                origin: jobspecs::Origin::Cli,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 pub async fn validate(State(srv): State<AppState>, body: Bytes) -> ApiResult {

@@ -2,11 +2,13 @@
 //! routes client agents and peer servers use.
 
 mod allocs;
+mod client_proxy;
 mod cluster;
 mod drain;
 pub mod forward;
 mod jobs;
 mod nodes;
+mod plan;
 mod raft_rpc;
 mod status;
 
@@ -266,6 +268,7 @@ pub fn router(srv: AppState) -> Router {
         .route("/job/{id}/evaluations", get(jobs::evaluations))
         .route("/job/{id}/summary", get(jobs::summary))
         .route("/job/{id}/versions", get(jobs::versions))
+        .route("/job/{id}/plan", put(plan::plan).post(plan::plan))
         .route("/allocations", get(allocs::list))
         .route("/allocation/{id}", get(allocs::get_alloc))
         .route("/evaluations", get(allocs::list_evals))
@@ -275,8 +278,14 @@ pub fn router(srv: AppState) -> Router {
         .route("/node/{id}", get(nodes::get_node))
         .route("/node/{id}/allocations", get(nodes::allocations))
         .route("/node/{id}/drain", put(drain::drain).post(drain::drain))
-        .route("/node/{id}/eligibility", put(drain::eligibility).post(drain::eligibility))
-        .route("/allocation/{id}/stop", put(drain::stop_alloc).post(drain::stop_alloc))
+        .route(
+            "/node/{id}/eligibility",
+            put(drain::eligibility).post(drain::eligibility),
+        )
+        .route(
+            "/allocation/{id}/stop",
+            put(drain::stop_alloc).post(drain::stop_alloc),
+        )
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
         .route("/regions", get(status::regions))
@@ -287,6 +296,7 @@ pub fn router(srv: AppState) -> Router {
         .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
         .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
         .route("/agent/members", get(cluster::members))
+        .route("/client/{*rest}", axum::routing::any(client_proxy::handle))
         .route(
             "/operator/raft/configuration",
             get(cluster::raft_configuration),

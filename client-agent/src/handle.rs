@@ -1,0 +1,138 @@
+//! [`ClientHandle`]: the running client agent as its HTTP API sees it: the allocations
+//! on this node (their latest state and a way to send them restart and signal requests),
+//! the drivers (for exec and resource usage) and the node.
+
+use crate::alloc_runner::{AllocControl, AllocView, ControlError};
+use crate::config::AgentConfig;
+use crate::driver::Drivers;
+use api::Node;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use tokio::sync::oneshot;
+
+#[derive(Debug)]
+struct Inner {
+    data_dir: PathBuf,
+    drivers: Drivers,
+    node: RwLock<Option<Arc<Node>>>,
+    allocs: RwLock<BTreeMap<String, AllocView>>,
+}
+
+/// A cheap, cloneable view of a running client agent.
+#[derive(Debug, Clone)]
+pub struct ClientHandle {
+    inner: Arc<Inner>,
+}
+
+impl ClientHandle {
+    /// A handle for an agent about to run with `config` (its drivers are made here).
+    pub fn new(config: &AgentConfig) -> Self {
+        Self::with_drivers(
+            &config.data_dir,
+            Drivers::from_config(config.raw_exec_enabled),
+        )
+    }
+
+    pub fn with_drivers(data_dir: &Path, drivers: Drivers) -> Self {
+        ClientHandle {
+            inner: Arc::new(Inner {
+                data_dir: data_dir.to_path_buf(),
+                drivers,
+                node: RwLock::new(None),
+                allocs: RwLock::new(BTreeMap::new()),
+            }),
+        }
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir
+    }
+
+    pub fn drivers(&self) -> &Drivers {
+        &self.inner.drivers
+    }
+
+    /// The fingerprinted node; `None` while the agent is starting.
+    pub fn node(&self) -> Option<Arc<Node>> {
+        self.inner.node.read().expect("node lock").clone()
+    }
+
+    pub(crate) fn set_node(&self, node: Arc<Node>) {
+        *self.inner.node.write().expect("node lock") = Some(node);
+    }
+
+    pub(crate) fn insert(&self, alloc_id: &str, view: AllocView) {
+        self.inner
+            .allocs
+            .write()
+            .expect("allocs lock")
+            .insert(alloc_id.to_string(), view);
+    }
+
+    pub(crate) fn remove(&self, alloc_id: &str) {
+        self.inner
+            .allocs
+            .write()
+            .expect("allocs lock")
+            .remove(alloc_id);
+    }
+
+    /// The allocation with this ID, if it runs (or ran and is not yet collected) here.
+    pub fn alloc(&self, alloc_id: &str) -> Option<AllocView> {
+        self.inner
+            .allocs
+            .read()
+            .expect("allocs lock")
+            .get(alloc_id)
+            .cloned()
+    }
+
+    pub fn alloc_ids(&self) -> Vec<String> {
+        self.inner
+            .allocs
+            .read()
+            .expect("allocs lock")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    async fn control(
+        &self,
+        alloc_id: &str,
+        make: impl FnOnce(oneshot::Sender<Result<(), ControlError>>) -> AllocControl,
+    ) -> Result<(), ControlError> {
+        let view = self.alloc(alloc_id).ok_or_else(|| {
+            ControlError::NotFound(format!("allocation {alloc_id} is not on this node"))
+        })?;
+        let (tx, rx) = oneshot::channel();
+        view.control.send(make(tx)).map_err(|_| {
+            ControlError::Failed(format!("allocation {alloc_id} is no longer running"))
+        })?;
+        rx.await.map_err(|_| {
+            ControlError::Failed(format!("allocation {alloc_id} is no longer running"))
+        })?
+    }
+
+    /// Restarts one task, or every running task of the allocation.
+    pub async fn restart(&self, alloc_id: &str, task: Option<String>) -> Result<(), ControlError> {
+        self.control(alloc_id, |reply| AllocControl::Restart { task, reply })
+            .await
+    }
+
+    /// Signals one task, or every running task of the allocation.
+    pub async fn signal(
+        &self,
+        alloc_id: &str,
+        task: Option<String>,
+        signal: String,
+    ) -> Result<(), ControlError> {
+        self.control(alloc_id, |reply| AllocControl::Signal {
+            task,
+            signal,
+            reply,
+        })
+        .await
+    }
+}

@@ -1,0 +1,170 @@
+//! `/v1/client/...` on a server: the client endpoints (logs, files, stats, restart,
+//! signal, exec) of the allocation's node.
+//!
+//! When this process also runs a client agent (`-dev`), its client router is asked
+//! first. Otherwise, or when it answers that the allocation is not on its node (a 404
+//! marked with [`ALLOC_NOT_HERE_HEADER`]), the request is relayed to the HTTP address of
+//! the node the state store places the allocation on, and the answer streams back as
+//! it comes, so `follow=true` log streams work through any server.
+
+use super::{ApiErr, AppState, MAX_BODY_BYTES};
+use axum::body::Body;
+use axum::extract::{OriginalUri, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use std::sync::OnceLock;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// What a client router sets on the 404 of an allocation it does not run.
+pub const ALLOC_NOT_HERE_HEADER: &str = "x-drover-alloc-not-here";
+/// Marks a request a server relayed to a node, so that it is never relayed again.
+const PROXIED_HEADER: &str = "x-drover-client-proxied";
+
+fn client() -> &'static reqwest::Client {
+    static C: OnceLock<reqwest::Client> = OnceLock::new();
+    C.get_or_init(|| {
+        reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .expect("static reqwest configuration")
+    })
+}
+
+/// The allocation ID in a client path: `/v1/client/fs/<op>/<alloc>` or
+/// `/v1/client/allocation/<alloc>/<op>`.
+fn alloc_of(path: &str) -> Option<&str> {
+    let rest = path.strip_prefix("/v1/client/")?;
+    let parts: Vec<&str> = rest.split('/').collect();
+    match parts.as_slice() {
+        ["fs", _, alloc, ..] | ["allocation", alloc, ..] if !alloc.is_empty() => Some(alloc),
+        _ => None,
+    }
+}
+
+/// `node_id=...` from a query string (host stats of another node).
+fn node_id_param(query: Option<&str>) -> Option<&str> {
+    query?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("node_id="))
+        .filter(|v| !v.is_empty())
+}
+
+pub async fn handle(
+    State(srv): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    mut req: Request,
+) -> Response {
+    // Nesting under /v1 stripped the prefix; the client router and nodes want it back.
+    *req.uri_mut() = uri;
+    match serve(srv, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| ApiErr(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
+    let path = parts.uri.path().to_string();
+    let proxied = parts.headers.contains_key(PROXIED_HEADER);
+    if let Some(local) = srv.config.client_routes.clone() {
+        // A fresh request: the outer route's path parameters must not leak into it.
+        let mut local_req = Request::new(Body::from(bytes.clone()));
+        *local_req.method_mut() = parts.method.clone();
+        *local_req.uri_mut() = parts.uri.clone();
+        *local_req.headers_mut() = parts.headers.clone();
+        local_req.headers_mut().remove(PROXIED_HEADER);
+        let resp = local
+            .oneshot(local_req)
+            .await
+            .unwrap_or_else(|e| match e {});
+        if !resp.headers().contains_key(ALLOC_NOT_HERE_HEADER) || proxied {
+            return Ok(resp);
+        }
+    } else if proxied {
+        return Err(ApiErr::not_found(format!(
+            "{path}: this agent runs no client"
+        )));
+    }
+    let state = srv.snapshot();
+    let node_id = match alloc_of(&path) {
+        Some(alloc) => {
+            let a = state
+                .allocs
+                .get(alloc)
+                .ok_or_else(|| ApiErr::not_found(format!("Unknown allocation \"{alloc}\"")))?;
+            a.node_id.clone()
+        }
+        None => match node_id_param(parts.uri.query()) {
+            Some(n) => n.to_string(),
+            None => {
+                return Err(ApiErr::bad_request(format!(
+                    "{path}: this server runs no client; pass node_id= to ask a node"
+                )))
+            }
+        },
+    };
+    let node = state
+        .nodes
+        .get(&node_id)
+        .ok_or_else(|| ApiErr::not_found(format!("Unknown node \"{node_id}\"")))?;
+    if node.http_addr.is_empty() {
+        return Err(ApiErr(
+            StatusCode::BAD_GATEWAY,
+            format!("node {node_id} has no HTTP address to reach its client API"),
+        ));
+    }
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
+        .map_err(|_| ApiErr::bad_request("unsupported method"))?;
+    let mut out = client()
+        .request(method, format!("http://{}{pq}", node.http_addr))
+        .header(PROXIED_HEADER, "1")
+        .body(bytes.to_vec());
+    if let Some(ct) = parts.headers.get("content-type") {
+        out = out.header("content-type", ct.as_bytes());
+    }
+    let resp = out.send().await.map_err(|e| {
+        ApiErr(
+            StatusCode::BAD_GATEWAY,
+            format!("node {node_id} at {} did not answer: {e}", node.http_addr),
+        )
+    })?;
+    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut r = Response::builder().status(status);
+    if let Some(ct) = resp.headers().get("content-type") {
+        if let Ok(v) = HeaderValue::from_bytes(ct.as_bytes()) {
+            r = r.header(HeaderName::from_static("content-type"), v);
+        }
+    }
+    let stream = futures_util::stream::unfold(resp, |mut resp| async move {
+        match resp.chunk().await {
+            Ok(Some(c)) => Some((Ok::<_, std::io::Error>(c), resp)),
+            Ok(None) => None,
+            Err(e) => Some((Err(std::io::Error::other(e)), resp)),
+        }
+    });
+    r.body(Body::from_stream(stream))
+        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alloc_ids_are_found_in_every_client_path() {
+        assert_eq!(alloc_of("/v1/client/fs/logs/abc"), Some("abc"));
+        assert_eq!(alloc_of("/v1/client/fs/cat/abc"), Some("abc"));
+        assert_eq!(alloc_of("/v1/client/allocation/abc/stats"), Some("abc"));
+        assert_eq!(alloc_of("/v1/client/stats"), None);
+        assert_eq!(node_id_param(Some("a=1&node_id=n1")), Some("n1"));
+    }
+}
