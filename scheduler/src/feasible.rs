@@ -110,6 +110,35 @@ pub fn candidate_nodes(nodes: &[Arc<Node>], job: &Job) -> Vec<Arc<Node>> {
     out
 }
 
+/// How many nodes [`candidate_nodes`] leaves out, by reason, for failure explanations.
+pub fn excluded_nodes(nodes: &[Arc<Node>], job: &Job) -> std::collections::BTreeMap<String, u64> {
+    let datacenters = DatacenterFilter::new(&job.datacenters);
+    let pool = NodePoolFilter::new(&job.node_pool);
+    let mut out = std::collections::BTreeMap::new();
+    for n in nodes {
+        let reason = if !datacenters.matches(&n.datacenter) {
+            "outside the job's datacenters"
+        } else if !pool.matches(n) {
+            "in another node pool"
+        } else if n.status != api::NODE_STATUS_READY {
+            match n.status.as_str() {
+                api::NODE_STATUS_DOWN => "down",
+                api::NODE_STATUS_DISCONNECTED => "disconnected",
+                api::NODE_STATUS_INIT => "initializing",
+                _ => "not ready",
+            }
+        } else if n.drain {
+            "draining"
+        } else if n.scheduling_eligibility == api::NODE_INELIGIBLE {
+            "ineligible"
+        } else {
+            continue;
+        };
+        *out.entry(reason.to_string()).or_default() += 1;
+    }
+    out
+}
+
 /// Every task's driver is detected and healthy (or fingerprinted as `driver.<name>`).
 #[derive(Debug, Clone)]
 pub struct DriverChecker {

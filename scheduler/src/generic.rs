@@ -4,10 +4,11 @@
 //! update or a reschedule stops the allocation it replaces only once the replacement has a
 //! node; an allocation on a lost node is stopped regardless.
 
-use crate::feasible::candidate_nodes;
+use crate::feasible::{candidate_nodes, excluded_nodes};
 use crate::plan_builder::PlanBuilder;
 use crate::reconcile::{
-    reconcile, NodeHealth, PlacementReason, ReconcileInput, DESC_RESCHEDULED, DESC_UPDATING,
+    reconcile, NodeHealth, PlacementReason, ReconcileInput, DESC_MIGRATING, DESC_RESCHEDULED,
+    DESC_UPDATING,
 };
 use crate::select::GroupSelector;
 use crate::State;
@@ -53,8 +54,16 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
             b.follow_up(job, wait_until, &allocs);
         }
     }
+    // One rolling-update evaluation for the job, at the earliest time a group needs it.
+    if let Some(wait_until) = recon.groups.values().filter_map(|g| g.follow_up).min() {
+        b.rolling_follow_up(job, wait_until);
+    }
 
     let candidates = candidate_nodes(&nodes, job);
+    let excluded = excluded_nodes(&nodes, job);
+    // Every live allocation of the job, by node, plus this run's placements: for
+    // job-level distinct_property limits.
+    let mut job_nodes = live_nodes(b, &allocs, None, &health);
     for group in &job.task_groups {
         let Some(buckets) = recon.groups.get(&group.name) else {
             continue;
@@ -62,7 +71,7 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
         if buckets.place.is_empty() {
             continue;
         }
-        let existing = live_nodes_of_group(b, &allocs, &group.name, &health);
+        let existing = live_nodes(b, &allocs, Some(&group.name), &health);
         let algorithm = b.config.algorithm;
         let mut selector = GroupSelector::new(
             job,
@@ -71,14 +80,24 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
             &existing,
             algorithm,
             Some(&mut b.rng),
-        );
+        )
+        .with_job_allocs(&job_nodes)
+        .with_exclusions(excluded.clone());
         for placement in &buckets.place {
+            let previous = placement.previous.as_deref();
             if b.has_failures(&group.name) {
                 // The cluster had no room for the previous one; it has none for this.
+                if let (PlacementReason::Migrate, Some(old)) = (placement.reason, previous) {
+                    if drain_deadline_passed(
+                        b.state.node(&old.node_id).as_deref(),
+                        b.eval.modify_time,
+                    ) {
+                        b.stop(old, DESC_MIGRATING);
+                    }
+                }
                 b.fail(&group.name, selector.empty_metric());
                 continue;
             }
-            let previous = placement.previous.as_deref();
             let destructive = placement.reason == PlacementReason::DestructiveUpdate;
             if let (true, Some(old)) = (destructive, previous) {
                 // The replacement may take the old allocation's room.
@@ -90,18 +109,32 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
             };
             match selector.select(&mut b.usage, &penalty) {
                 Ok(node) => {
-                    b.place(job, group, placement.name.clone(), &node, previous);
+                    let canary = placement.reason == PlacementReason::Canary;
+                    b.place(job, group, placement.name.clone(), &node, previous, canary);
+                    job_nodes.push(node.clone());
                     match (placement.reason, previous) {
                         (PlacementReason::DestructiveUpdate, Some(old)) => {
                             b.stop(old, DESC_UPDATING)
                         }
                         (PlacementReason::Reschedule, Some(old)) => b.stop(old, DESC_RESCHEDULED),
+                        (PlacementReason::Migrate, Some(old)) => b.stop(old, DESC_MIGRATING),
                         _ => {}
                     }
                 }
                 Err(metric) => {
                     if let (true, Some(old)) = (destructive, previous) {
                         b.usage.unstop(old);
+                    }
+                    if let (PlacementReason::Migrate, Some(old)) = (placement.reason, previous) {
+                        // No room elsewhere: the alloc keeps running on its draining node
+                        // (the blocked evaluation retries) unless the drain's deadline
+                        // has passed, when it is stopped regardless, as Nomad does.
+                        if drain_deadline_passed(
+                            b.state.node(&old.node_id).as_deref(),
+                            b.eval.modify_time,
+                        ) {
+                            b.stop(old, DESC_MIGRATING);
+                        }
                     }
                     b.fail(&group.name, *metric);
                 }
@@ -110,17 +143,26 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
     }
 }
 
-/// Nodes of the group's allocations that keep running, for spread counts.
-fn live_nodes_of_group<S: State>(
+/// A forced drain (`deadline` -1), or one whose deadline is behind `now`.
+fn drain_deadline_passed(node: Option<&api::Node>, now: i64) -> bool {
+    let Some(strategy) = node.and_then(|n| n.drain_strategy.as_ref()) else {
+        return false;
+    };
+    strategy.deadline < 0 || (strategy.force_deadline > 0 && now >= strategy.force_deadline)
+}
+
+/// Nodes of the group's (or with `None`, the job's) allocations that keep running, one
+/// entry per allocation, for spread counts and property limits.
+fn live_nodes<S: State>(
     b: &PlanBuilder<'_, S>,
     allocs: &[Arc<Allocation>],
-    group: &str,
+    group: Option<&str>,
     health: &std::collections::HashMap<String, NodeHealth>,
 ) -> Vec<Arc<api::Node>> {
     let mut seen = HashSet::new();
     allocs
         .iter()
-        .filter(|a| a.task_group == group && !a.terminal())
+        .filter(|a| group.is_none_or(|g| a.task_group == g) && !a.terminal())
         .filter(|a| health.get(&a.node_id) != Some(&NodeHealth::Lost))
         .filter(|a| seen.insert(a.id.clone()))
         .filter_map(|a| b.state.node(&a.node_id))

@@ -12,11 +12,15 @@
 //! - [`rank`]: how good a node is (small scorers)
 //! - [`select`]: the placement chain for one group, assembled in one place
 //! - `generic` (service, batch) and `system` (system, sysbatch): the schedulers
+//! - [`limits`]: hard per-value limits (`distinct_property`, spread `MaxSkew`)
+//! - [`explain`]: placement failures as sentences
 //! - [`mock`]: an in-memory [`State`] and fixtures, for this crate's tests and the server's
 
 pub mod constraint;
+pub mod explain;
 pub mod feasible;
 mod generic;
+pub mod limits;
 pub mod mock;
 mod plan_builder;
 pub mod rank;
@@ -24,9 +28,12 @@ pub mod reconcile;
 pub mod reconcile_system;
 mod regex;
 pub mod select;
+pub mod sim;
 mod system;
 pub mod usage;
 pub mod version;
+
+pub use explain::explain;
 
 use std::fmt;
 use std::sync::Arc;

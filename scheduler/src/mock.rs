@@ -7,16 +7,20 @@ use api::{
     Allocation, DriverInfo, Evaluation, Job, Node, NodeCpuResources, NodeDiskResources,
     NodeMemoryResources, NodeResources, Plan, Resources, Task, TaskGroup,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-/// A snapshot held in plain maps, ordered by ID.
+/// A snapshot held in plain maps, ordered by ID, with allocation indexes by node and by
+/// job. Read the maps freely; change allocations only through the methods, which keep the
+/// indexes.
 #[derive(Debug, Clone, Default)]
 pub struct MemState {
     pub index: u64,
     pub jobs: BTreeMap<(String, String), Arc<Job>>,
     pub nodes: BTreeMap<String, Arc<Node>>,
     pub allocs: BTreeMap<String, Arc<Allocation>>,
+    by_node: HashMap<String, Vec<String>>,
+    by_job: HashMap<String, Vec<String>>,
 }
 
 impl MemState {
@@ -63,7 +67,54 @@ impl MemState {
 
     pub fn upsert_alloc(&mut self, alloc: Allocation) {
         self.index += 1;
-        self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+        self.put_alloc(Arc::new(alloc));
+    }
+
+    /// Inserts or replaces an allocation, keeping the indexes. An allocation never moves
+    /// between nodes or jobs, so only new IDs are indexed.
+    fn put_alloc(&mut self, alloc: Arc<Allocation>) {
+        if !self.allocs.contains_key(&alloc.id) {
+            self.by_node
+                .entry(alloc.node_id.clone())
+                .or_default()
+                .push(alloc.id.clone());
+            self.by_job
+                .entry(alloc.job_id.clone())
+                .or_default()
+                .push(alloc.id.clone());
+        }
+        self.allocs.insert(alloc.id.clone(), alloc);
+    }
+
+    /// Forgets terminal allocations that nothing points at any more (garbage collection),
+    /// keeping failed ones whose replacement chain the reconciler still reads.
+    pub fn gc_terminal(&mut self) {
+        let doomed: Vec<String> = self
+            .allocs
+            .values()
+            .filter(|a| a.terminal() && a.client_status != api::ALLOC_CLIENT_FAILED)
+            .map(|a| a.id.clone())
+            .collect();
+        if doomed.is_empty() {
+            return;
+        }
+        self.index += 1;
+        for id in &doomed {
+            self.allocs.remove(id);
+        }
+        let allocs = &self.allocs;
+        for ids in self.by_node.values_mut().chain(self.by_job.values_mut()) {
+            ids.retain(|id| allocs.contains_key(id));
+        }
+    }
+
+    fn indexed<'a>(
+        &'a self,
+        ids: Option<&'a Vec<String>>,
+    ) -> impl Iterator<Item = &'a Arc<Allocation>> {
+        ids.into_iter()
+            .flatten()
+            .filter_map(|id| self.allocs.get(id))
     }
 
     /// Commits a plan as a permissive plan applier would: stops, then new and updated
@@ -71,8 +122,7 @@ impl MemState {
     pub fn apply_plan(&mut self, plan: &Plan) {
         self.index += 1;
         for alloc in plan.node_update.values().flatten() {
-            self.allocs
-                .insert(alloc.id.clone(), Arc::new(alloc.clone()));
+            self.put_alloc(Arc::new(alloc.clone()));
         }
         for alloc in plan.node_allocation.values().flatten() {
             let mut alloc = alloc.clone();
@@ -81,9 +131,9 @@ impl MemState {
             if let Some(prev) = self.allocs.get(&alloc.previous_allocation).cloned() {
                 let mut prev = (*prev).clone();
                 prev.next_allocation = alloc.id.clone();
-                self.allocs.insert(prev.id.clone(), Arc::new(prev));
+                self.put_alloc(Arc::new(prev));
             }
-            self.allocs.insert(alloc.id.clone(), Arc::new(alloc));
+            self.put_alloc(Arc::new(alloc));
         }
     }
 
@@ -117,19 +167,14 @@ impl State for MemState {
     }
 
     fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<Allocation>> {
-        self.allocs
-            .values()
-            .filter(|a| a.job_id == job_id && (a.namespace == namespace || a.namespace.is_empty()))
+        self.indexed(self.by_job.get(job_id))
+            .filter(|a| a.namespace == namespace || a.namespace.is_empty())
             .cloned()
             .collect()
     }
 
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
-        self.allocs
-            .values()
-            .filter(|a| a.node_id == node_id)
-            .cloned()
-            .collect()
+        self.indexed(self.by_node.get(node_id)).cloned().collect()
     }
 }
 

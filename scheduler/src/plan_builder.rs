@@ -115,6 +115,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
         name: String,
         node: &Node,
         previous: Option<&Allocation>,
+        canary: bool,
     ) {
         let mut resources = group.combined_resources();
         resources.networks = group.networks.clone();
@@ -138,6 +139,10 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             desired_status: api::ALLOC_DESIRED_RUN.into(),
             client_status: api::ALLOC_CLIENT_PENDING.into(),
             previous_allocation: previous.map(|p| p.id.clone()).unwrap_or_default(),
+            deployment_status: canary.then(|| api::AllocDeploymentStatus {
+                canary: true,
+                ..Default::default()
+            }),
             ..Default::default()
         };
         self.usage.place(&alloc);
@@ -212,6 +217,20 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             updated.followup_eval_id = id.clone();
             self.push_alloc(updated);
         }
+    }
+
+    /// A pending evaluation that continues a paced update once `wait_until` has passed.
+    pub fn rolling_follow_up(&mut self, job: &Job, wait_until: i64) {
+        let id = self.new_id();
+        let eval = self.derived_eval(
+            job,
+            id,
+            api::EVAL_STATUS_PENDING,
+            crate::reconcile::TRIGGER_ROLLING_UPDATE,
+        );
+        self.plan
+            .create_evals
+            .push(Evaluation { wait_until, ..eval });
     }
 
     fn derived_eval(&self, job: &Job, id: String, status: &str, triggered_by: &str) -> Evaluation {

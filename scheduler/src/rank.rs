@@ -120,6 +120,9 @@ pub struct SpreadScorer {
     counts: Vec<HashMap<String, u32>>,
     /// Per spread: every value seen on a candidate node, for even spreading.
     values: Vec<BTreeSet<String>>,
+    /// Per spread: the least and most allocations any value holds, kept current by
+    /// `record` so scoring a node does not walk every value.
+    min_max: Vec<(f64, f64)>,
 }
 
 impl SpreadScorer {
@@ -147,13 +150,35 @@ impl SpreadScorer {
                         .collect()
                 })
                 .collect(),
+            min_max: vec![(f64::INFINITY, 0.0); spreads.len()],
             spreads,
             desired_count: group.count.max(0) as u64,
         };
         for node in existing {
-            scorer.record(node);
+            scorer.count(node);
         }
+        scorer.refresh();
         scorer
+    }
+
+    fn count(&mut self, node: &Node) {
+        for (i, spread) in self.spreads.iter().enumerate() {
+            if let Some(v) = resolve_target(&spread.attribute, node) {
+                *self.counts[i].entry(v.to_string()).or_default() += 1;
+            }
+        }
+    }
+
+    fn refresh(&mut self) {
+        for i in 0..self.spreads.len() {
+            let count_of = |v: &String| self.counts[i].get(v).copied().unwrap_or(0) as f64;
+            let min = self.values[i]
+                .iter()
+                .map(count_of)
+                .fold(f64::INFINITY, f64::min);
+            let max = self.values[i].iter().map(count_of).fold(0.0, f64::max);
+            self.min_max[i] = (min, max);
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -162,10 +187,9 @@ impl SpreadScorer {
 
     /// Counts a placement on `node`, so the next placement sees it.
     pub fn record(&mut self, node: &Node) {
-        for (i, spread) in self.spreads.iter().enumerate() {
-            if let Some(v) = resolve_target(&spread.attribute, node) {
-                *self.counts[i].entry(v.to_string()).or_default() += 1;
-            }
+        if !self.spreads.is_empty() {
+            self.count(node);
+            self.refresh();
         }
     }
 
@@ -213,12 +237,7 @@ impl SpreadScorer {
 
     /// The least-used value scores 1, the most-used -1, all equal 0.
     fn even_boost(&self, i: usize, used: f64) -> f64 {
-        let count_of = |v: &String| self.counts[i].get(v).copied().unwrap_or(0) as f64;
-        let min = self.values[i]
-            .iter()
-            .map(count_of)
-            .fold(f64::INFINITY, f64::min);
-        let max = self.values[i].iter().map(count_of).fold(0.0, f64::max);
+        let (min, max) = self.min_max[i];
         if !min.is_finite() || max <= min {
             return 0.0;
         }
@@ -228,11 +247,14 @@ impl SpreadScorer {
 
 /// The mean of the scores given; a node nobody scored gets 0.
 pub fn combine(scores: &[Option<f64>]) -> f64 {
-    let given: Vec<f64> = scores.iter().flatten().copied().collect();
-    if given.is_empty() {
+    let (sum, n) = scores
+        .iter()
+        .flatten()
+        .fold((0.0, 0u32), |(sum, n), s| (sum + s, n + 1));
+    if n == 0 {
         0.0
     } else {
-        given.iter().sum::<f64>() / given.len() as f64
+        sum / f64::from(n)
     }
 }
 
@@ -371,6 +393,7 @@ mod tests {
                     percent: 20,
                 },
             ],
+            max_skew: 0,
         });
         let (a, b) = (in_dc("a", "dc1"), in_dc("b", "dc2"));
         let existing = vec![b.clone(), b.clone()]; // dc2 already has its 20%
@@ -391,6 +414,7 @@ mod tests {
             attribute: "${node.datacenter}".into(),
             weight: 50,
             spread_target: vec![],
+            max_skew: 0,
         });
         let (a, b) = (in_dc("a", "dc1"), in_dc("b", "dc2"));
         let mut scorer = SpreadScorer::new(&job, &job.task_groups[0], &[a.clone(), b.clone()], &[]);

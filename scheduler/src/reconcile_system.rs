@@ -40,6 +40,9 @@ pub struct SystemReconciliation {
     pub inplace_update: Vec<Arc<Allocation>>,
     /// Replaced on the same node by the placement whose `previous` they are.
     pub destructive_update: Vec<Arc<Allocation>>,
+    /// Flagged by the drainer on a draining or ineligible node: stopped, not replaced
+    /// (the node is what a system job is for).
+    pub migrate: Vec<Arc<Allocation>>,
 }
 
 pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliation {
@@ -107,8 +110,18 @@ pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliatio
                     out.lost.push(alloc.clone());
                     continue;
                 }
+                out.ignore
+                    .extend(allocs.iter().filter(|a| a.terminal()).cloned());
+                if health == NodeHealth::Draining && alloc.desired_transition.should_migrate() {
+                    out.migrate.push(alloc.clone());
+                    continue;
+                }
                 match update_kind(alloc.job.as_deref(), job, &group.name) {
                     UpdateKind::None => out.ignore.push(alloc.clone()),
+                    // A node that takes no new work keeps the old version running.
+                    UpdateKind::Destructive if health != NodeHealth::Ready => {
+                        out.ignore.push(alloc.clone())
+                    }
                     UpdateKind::InPlace => out.inplace_update.push(alloc.clone()),
                     UpdateKind::Destructive => {
                         out.destructive_update.push(alloc.clone());
@@ -120,8 +133,6 @@ pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliatio
                         });
                     }
                 }
-                out.ignore
-                    .extend(allocs.iter().filter(|a| a.terminal()).cloned());
                 continue;
             }
             // No live allocation here: a finished or failed one of the current version

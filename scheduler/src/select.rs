@@ -1,14 +1,21 @@
 //! Node selection for one task group: the placement chain assembled in one place.
 //!
 //! source (candidate nodes in seeded random order, resumed where the last placement
-//! stopped) -> feasibility (drivers, constraints, distinct_hosts) -> fit (cpu, memory, disk,
-//! static ports) -> score (fit, job anti-affinity, reschedule penalty, affinity, spread)
-//! -> limit (stop after a few scored options) -> the highest score, ties to the first seen.
+//! stopped) -> feasibility (drivers, constraints, distinct_hosts, distinct_property, spread
+//! max skew) -> fit (cpu, memory, disk, static ports) -> score (fit, job anti-affinity,
+//! reschedule penalty, affinity, spread) -> limit (stop after a few scored options) -> the
+//! highest score, ties to the first seen.
+//!
+//! With the spread algorithm, only nodes holding the fewest allocations of the group count
+//! as options (the "floor", raised when a full pass finds none), so a group fills the
+//! cluster level by level: per-node counts never differ by more than one while every node
+//! has room.
 //!
 //! Adding a rule means adding one checker to [`crate::feasible`] or one scorer to
 //! [`crate::rank`] and one line here.
 
 use crate::feasible::{DistinctHosts, GroupFeasibility};
+use crate::limits::{PropertyLimit, SkewLimit};
 use crate::rank::{
     combine, AffinityScorer, FitScorer, JobAntiAffinityScorer, ReschedulePenaltyScorer,
     SpreadScorer,
@@ -62,7 +69,14 @@ pub struct GroupSelector<'j> {
     anti_affinity: JobAntiAffinityScorer,
     affinity: AffinityScorer,
     spread: SpreadScorer,
+    property_limits: Vec<PropertyLimit>,
+    skew_limits: Vec<SkewLimit>,
+    existing: Vec<Arc<Node>>,
+    algorithm: Algorithm,
+    /// Spread algorithm: no node with room holds fewer of the group's allocations.
+    floor: u32,
     nodes_available: BTreeMap<String, u64>,
+    nodes_excluded: BTreeMap<String, u64>,
 }
 
 impl<'j> GroupSelector<'j> {
@@ -85,10 +99,32 @@ impl<'j> GroupSelector<'j> {
             *nodes_available.entry(n.datacenter.clone()).or_default() += 1;
         }
         let ask = Ask::for_group(group);
+        let mut feasibility = GroupFeasibility::new(job, group);
+        let has_skew = job
+            .spreads
+            .iter()
+            .chain(&group.spreads)
+            .any(|s| s.max_skew > 0);
+        let skew_limits = if has_skew {
+            let feasible: Vec<&Node> = candidates
+                .iter()
+                .filter(|n| feasibility.check(n).is_ok())
+                .map(|n| &**n)
+                .collect();
+            SkewLimit::for_group(job, group, &feasible, existing)
+        } else {
+            Vec::new()
+        };
         GroupSelector {
             job,
             group,
-            feasibility: GroupFeasibility::new(job, group),
+            feasibility,
+            property_limits: PropertyLimit::for_group(job, group, existing, existing),
+            skew_limits,
+            existing: existing.to_vec(),
+            algorithm,
+            floor: 0,
+            nodes_excluded: BTreeMap::new(),
             distinct_hosts: DistinctHosts::for_group(job, group),
             limit: visit_limit(job, group, candidates.len()),
             fit_scorer: FitScorer {
@@ -110,11 +146,44 @@ impl<'j> GroupSelector<'j> {
         }
     }
 
+    /// Counts the live allocations of the whole job (one node per alloc, including this
+    /// plan's placements of earlier groups) for job-level `distinct_property` limits.
+    pub fn with_job_allocs(mut self, job_nodes: &[Arc<Node>]) -> Self {
+        if self
+            .property_limits
+            .iter()
+            .any(PropertyLimit::is_job_scoped)
+        {
+            self.property_limits =
+                PropertyLimit::for_group(self.job, self.group, &self.existing, job_nodes);
+        }
+        self
+    }
+
+    /// Nodes left out before selection (draining, down, other datacenters...), by reason,
+    /// for failure metrics.
+    pub fn with_exclusions(mut self, excluded: BTreeMap<String, u64>) -> Self {
+        self.nodes_excluded = excluded;
+        self
+    }
+
     /// A metric with nothing evaluated yet, for failures found without visiting nodes.
     pub fn empty_metric(&self) -> AllocMetric {
         AllocMetric {
             nodes_available: self.nodes_available.clone(),
+            nodes_excluded: self.nodes_excluded.clone(),
             ..Default::default()
+        }
+    }
+
+    /// Counts a placement on `node` for spread scores and the hard limits.
+    pub fn record(&mut self, node: &Node) {
+        self.spread.record(node);
+        for limit in &mut self.property_limits {
+            limit.record(node);
+        }
+        for limit in &mut self.skew_limits {
+            limit.record(node);
         }
     }
 
@@ -129,6 +198,16 @@ impl<'j> GroupSelector<'j> {
             let group_allocs = usage.group_allocs(ns, &self.job.id, &self.group.name);
             if !scope.allows(job_allocs, group_allocs) {
                 return NodeVerdict::Filtered(crate::constraint::OP_DISTINCT_HOSTS.to_string());
+            }
+        }
+        for limit in &self.property_limits {
+            if let Err(reason) = limit.check(node) {
+                return NodeVerdict::Filtered(reason.to_string());
+            }
+        }
+        for limit in &self.skew_limits {
+            if let Err(reason) = limit.check(node) {
+                return NodeVerdict::Filtered(reason.to_string());
             }
         }
         match fit(node, usage, &self.ask) {
@@ -194,7 +273,10 @@ impl<'j> GroupSelector<'j> {
         };
         let total = self.nodes.len();
         let mut metric = self.empty_metric();
-        let mut best: Option<(f64, Arc<Node>)> = None;
+        let even = self.algorithm == Algorithm::Spread;
+        let ns = self.job.ns();
+        // (allocs of the group on the node when spreading evenly, score, node)
+        let mut best: Option<(u32, f64, Arc<Node>)> = None;
         let mut options = 0;
         let mut visited = 0;
         while visited < total {
@@ -206,15 +288,22 @@ impl<'j> GroupSelector<'j> {
             if verdict != NodeVerdict::Fits {
                 continue;
             }
+            let level = if even {
+                node_usage.group_allocs(ns, &self.job.id, &self.group.name)
+            } else {
+                0
+            };
             let score = self.score(&node, node_usage, &penalty);
             let better = match &best {
                 None => true,
-                Some((best_score, _)) => score > *best_score,
+                Some((best_level, best_score, _)) => {
+                    level < *best_level || (level == *best_level && score > *best_score)
+                }
             };
             if better {
-                best = Some((score, node.clone()));
+                best = Some((level, score, node.clone()));
             }
-            if !penalty_nodes.contains(&node.id) {
+            if level <= self.floor && !penalty_nodes.contains(&node.id) {
                 options += 1;
                 if options >= self.limit {
                     break;
@@ -227,8 +316,12 @@ impl<'j> GroupSelector<'j> {
             self.cursor = (self.cursor + visited) % total;
         }
         match best {
-            Some((_, node)) => {
-                self.spread.record(&node);
+            Some((level, _, node)) => {
+                if visited == total {
+                    // A full pass: nothing with room sits below this level.
+                    self.floor = level;
+                }
+                self.record(&node);
                 Ok(node)
             }
             None => Err(Box::new(metric)),

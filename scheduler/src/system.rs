@@ -4,9 +4,9 @@
 //! skipped without a word (the job does not want it); a feasible node without room is a
 //! failed placement, reported in `failed_tg_allocs` and retried by a blocked evaluation.
 
-use crate::feasible::candidate_nodes;
+use crate::feasible::{candidate_nodes, excluded_nodes};
 use crate::plan_builder::PlanBuilder;
-use crate::reconcile::{NodeHealth, DESC_NODE_TAINTED, DESC_UPDATING};
+use crate::reconcile::{NodeHealth, DESC_MIGRATING, DESC_NODE_TAINTED, DESC_UPDATING};
 use crate::reconcile_system::{reconcile_system, SystemReconcileInput};
 use crate::select::{GroupSelector, NodeVerdict};
 use crate::State;
@@ -34,12 +34,16 @@ pub(crate) fn schedule_system<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<Jo
     for alloc in &recon.lost {
         b.stop_lost(alloc);
     }
+    for alloc in &recon.migrate {
+        b.stop(alloc, DESC_MIGRATING);
+    }
     for alloc in &recon.inplace_update {
         b.update_in_place(alloc, job);
     }
 
     let by_id: HashMap<&str, &Arc<api::Node>> = nodes.iter().map(|n| (n.id.as_str(), n)).collect();
     let algorithm = b.config.algorithm;
+    let excluded = excluded_nodes(&nodes, job);
     let mut selectors: HashMap<&str, GroupSelector<'_>> = job
         .task_groups
         .iter()
@@ -51,7 +55,8 @@ pub(crate) fn schedule_system<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<Jo
                 &[],
                 algorithm,
                 None::<&mut rand_chacha::ChaCha8Rng>,
-            );
+            )
+            .with_exclusions(excluded.clone());
             (g.name.as_str(), sel)
         })
         .collect();
@@ -78,7 +83,9 @@ pub(crate) fn schedule_system<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<Jo
                     placement.name.clone(),
                     node,
                     placement.previous.as_deref(),
+                    false,
                 );
+                selector.record(node);
                 if let Some(old) = replaced {
                     b.stop(old, DESC_UPDATING);
                 }

@@ -440,6 +440,7 @@ fn spread_targets_split_allocations_by_percentage() {
                 percent: 30,
             },
         ],
+        max_skew: 0,
     });
     let mut all = nodes(&["a", "b", "c", "d"]);
     all[2].datacenter = "dc2".into();
