@@ -102,7 +102,10 @@ pub fn plan_drain(state: &StateStore, node: &Node, now: i64) -> DrainStep {
     }
     // Service allocs, a few per group at a time.
     let mut groups: BTreeMap<(String, String, String), Vec<&Arc<Allocation>>> = BTreeMap::new();
-    for a in allocs.iter().filter(|a| job_type(a) == api::JOB_TYPE_SERVICE) {
+    for a in allocs
+        .iter()
+        .filter(|a| job_type(a) == api::JOB_TYPE_SERVICE)
+    {
         groups
             .entry((a.namespace.clone(), a.job_id.clone(), a.task_group.clone()))
             .or_default()
@@ -117,7 +120,9 @@ pub fn plan_drain(state: &StateStore, node: &Node, now: i64) -> DrainStep {
             .count();
         let waiting: Vec<_> = list
             .iter()
-            .filter(|a| !a.client_terminal() && !a.desired_transition.should_migrate() && !a.desired_stop())
+            .filter(|a| {
+                !a.client_terminal() && !a.desired_transition.should_migrate() && !a.desired_stop()
+            })
             .collect();
         service_left |= !waiting.is_empty() || flagged_in_flight > 0;
         let room = max_parallel(list[0]).saturating_sub(flagged_in_flight);
@@ -138,7 +143,13 @@ pub fn plan_drain(state: &StateStore, node: &Node, now: i64) -> DrainStep {
     step
 }
 
-fn eval_for(state: &StateStore, ns: &str, job_id: &str, node_id: &str, now: i64) -> Option<Evaluation> {
+fn eval_for(
+    state: &StateStore,
+    ns: &str,
+    job_id: &str,
+    node_id: &str,
+    now: i64,
+) -> Option<Evaluation> {
     let job = state.job(ns, job_id)?;
     Some(Evaluation {
         id: api::new_id(),

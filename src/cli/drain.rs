@@ -136,7 +136,11 @@ pub async fn eligibility(client: &Client, args: EligibilityArgs) -> anyhow::Resu
         anyhow::bail!("pass exactly one of -enable or -disable");
     }
     let node = resolve(client, args.node.as_deref(), args.self_node).await?;
-    let word = if args.enable { "eligible" } else { "ineligible" };
+    let word = if args.enable {
+        "eligible"
+    } else {
+        "ineligible"
+    };
     let _: serde_json::Value = client
         .put(
             &format!("/v1/node/{}/eligibility", node.id),
@@ -144,7 +148,10 @@ pub async fn eligibility(client: &Client, args: EligibilityArgs) -> anyhow::Resu
         )
         .await
         .map_err(|e| api_error("updating eligibility", e))?;
-    println!("Node {:?} scheduling eligibility set: {word} for scheduling", node.id);
+    println!(
+        "Node {:?} scheduling eligibility set: {word} for scheduling",
+        node.id
+    );
     Ok(0)
 }
 
@@ -208,7 +215,10 @@ pub async fn monitor(client: &Client, node_id: &str) -> anyhow::Result<i32> {
     let mut index = 0;
     loop {
         let (allocs, meta) = client
-            .node_allocations(node_id, &QueryOptions::blocking(index, Duration::from_secs(5)))
+            .node_allocations(
+                node_id,
+                &QueryOptions::blocking(index, Duration::from_secs(5)),
+            )
             .await
             .map_err(|e| api_error("reading the node's allocations", e))?;
         index = meta.last_index;

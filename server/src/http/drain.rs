@@ -49,7 +49,11 @@ pub async fn drain(State(srv): State<AppState>, Path(id): Path<String>, body: By
             let strategy = api::DrainStrategy {
                 deadline: spec.deadline,
                 ignore_system_jobs: spec.ignore_system_jobs,
-                force_deadline: if spec.deadline > 0 { now + spec.deadline } else { 0 },
+                force_deadline: if spec.deadline > 0 {
+                    now + spec.deadline
+                } else {
+                    0
+                },
                 // Updating a running drain keeps its start.
                 started_at: node
                     .drain_strategy
@@ -102,7 +106,11 @@ pub struct EligibilityRequest {
     pub eligibility: String,
 }
 
-pub async fn eligibility(State(srv): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
+pub async fn eligibility(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
     let req: EligibilityRequest = parse_body(&body)?;
     if req.eligibility != api::NODE_ELIGIBLE && req.eligibility != api::NODE_INELIGIBLE {
         return Err(ApiErr::bad_request(format!(

@@ -275,8 +275,14 @@ pub fn router(srv: AppState) -> Router {
         .route("/node/{id}", get(nodes::get_node))
         .route("/node/{id}/allocations", get(nodes::allocations))
         .route("/node/{id}/drain", put(drain::drain).post(drain::drain))
-        .route("/node/{id}/eligibility", put(drain::eligibility).post(drain::eligibility))
-        .route("/allocation/{id}/stop", put(drain::stop_alloc).post(drain::stop_alloc))
+        .route(
+            "/node/{id}/eligibility",
+            put(drain::eligibility).post(drain::eligibility),
+        )
+        .route(
+            "/allocation/{id}/stop",
+            put(drain::stop_alloc).post(drain::stop_alloc),
+        )
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
         .route("/regions", get(status::regions))
