@@ -132,7 +132,12 @@ impl Drop for ServerProc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub servers: Vec<ServerProc>,
+    /// One cluster at a time per test binary: a dozen processes on two cores is plenty,
+    /// and election timeouts are short.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Timings that keep cluster tests in seconds.
 pub const FAST: &[(&str, &str)] = &[
@@ -146,6 +151,7 @@ impl Cluster {
         env: &[(&str, &str)],
         advertise: impl Fn(usize, SocketAddr) -> String,
     ) -> Self {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("drover-cluster-")
             .tempdir()
@@ -177,7 +183,11 @@ impl Cluster {
             s.join = joins.clone();
             s.spawn();
         }
-        let c = Cluster { dir, servers };
+        let c = Cluster {
+            dir,
+            servers,
+            _serial: serial,
+        };
         c.wait_leader(Duration::from_secs(30));
         c
     }
