@@ -50,6 +50,8 @@ pub struct Allocation {
     pub next_allocation: String,
     #[serde(rename = "FollowupEvalID")]
     pub followup_eval_id: String,
+    /// The chain of reschedules that led to this allocation.
+    pub reschedule_tracker: Option<RescheduleTracker>,
     /// What the servers want to happen to the alloc next (set by the drainer).
     pub desired_transition: DesiredTransition,
     /// Health as the client judged it (`migrate`/`update` health checks).
@@ -121,6 +123,25 @@ pub struct TaskEvent {
     pub restart_reason: String,
     pub kill_timeout: i64,
     pub driver_error: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RescheduleTracker {
+    pub events: Vec<RescheduleEvent>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct RescheduleEvent {
+    /// Unix nanoseconds of the reschedule.
+    pub reschedule_time: i64,
+    #[serde(rename = "PrevAllocID")]
+    pub prev_alloc_id: String,
+    #[serde(rename = "PrevNodeID")]
+    pub prev_node_id: String,
+    /// Nanoseconds the replacement waited after the failure.
+    pub delay: i64,
 }
 
 /// Transitions the servers ask of an allocation; the scheduler acts on them.

@@ -409,6 +409,19 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
                 a.modify_time = now;
                 if !a.previous_allocation.is_empty() {
                     if let Some(prev) = state.allocs.get(&a.previous_allocation) {
+                        // A replacement of a failed allocation extends its reschedule chain.
+                        if prev.client_status == api::ALLOC_CLIENT_FAILED
+                            && a.reschedule_tracker.is_none()
+                        {
+                            let mut t = prev.reschedule_tracker.clone().unwrap_or_default();
+                            t.events.push(api::RescheduleEvent {
+                                reschedule_time: now,
+                                prev_alloc_id: prev.id.clone(),
+                                prev_node_id: prev.node_id.clone(),
+                                delay: (now - prev.modify_time).max(0),
+                            });
+                            a.reschedule_tracker = Some(t);
+                        }
                         let mut p = (**prev).clone();
                         p.next_allocation = a.id.clone();
                         p.modify_index = index;

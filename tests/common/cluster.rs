@@ -132,7 +132,12 @@ impl Drop for ServerProc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub servers: Vec<ServerProc>,
+    /// One cluster at a time per test binary: a dozen processes on two cores is plenty,
+    /// and election timeouts are short.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
+
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Timings that keep cluster tests in seconds.
 pub const FAST: &[(&str, &str)] = &[
@@ -146,6 +151,7 @@ impl Cluster {
         env: &[(&str, &str)],
         advertise: impl Fn(usize, SocketAddr) -> String,
     ) -> Self {
+        let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("drover-cluster-")
             .tempdir()
@@ -177,7 +183,11 @@ impl Cluster {
             s.join = joins.clone();
             s.spawn();
         }
-        let c = Cluster { dir, servers };
+        let c = Cluster {
+            dir,
+            servers,
+            _serial: serial,
+        };
         c.wait_leader(Duration::from_secs(30));
         c
     }
@@ -222,4 +232,159 @@ pub fn tiny_job(id: &str, seq: u64) -> serde_json::Value {
         "ID": id, "Type": "batch", "Meta": {"seq": seq.to_string()},
         "TaskGroups": [{"Name": "g", "Count": 0, "Tasks": [{
             "Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}]}]}})
+}
+
+/// A `drover agent -client` process talking to a cluster's servers.
+pub struct ClientProc {
+    pub name: String,
+    pub http_port: u16,
+    pub dir: PathBuf,
+    pub servers: Vec<String>,
+    child: Option<Child>,
+}
+
+impl ClientProc {
+    pub fn new(name: &str, dir: PathBuf, servers: Vec<String>) -> Self {
+        ClientProc {
+            name: name.to_string(),
+            http_port: super::free_port(),
+            dir,
+            servers,
+            child: None,
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn spawn(&mut self) {
+        std::fs::create_dir_all(&self.dir).unwrap();
+        let config = self.dir.join("client.hcl");
+        std::fs::write(
+            &config,
+            "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
+        )
+        .unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("client.log"))
+            .unwrap();
+        let mut cmd = Command::new(drover_bin());
+        cmd.args(["agent", "-client", "-data-dir"])
+            .arg(self.data_dir())
+            .args(["-http-port", &self.http_port.to_string()])
+            .args(["-node-name", &self.name])
+            .args(["-servers", &self.servers.join(",")])
+            .arg("-config")
+            .arg(&config)
+            .env("RUST_LOG", "info,tower_http=off")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        self.child = Some(cmd.spawn().expect("spawn drover client"));
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("client.log")).unwrap_or_default()
+    }
+
+    /// Live task processes this client started (their cwd is under its data dir).
+    pub fn task_pids(&self) -> Vec<i32> {
+        super::processes_under(&self.data_dir())
+    }
+}
+
+impl Drop for ClientProc {
+    fn drop(&mut self) {
+        self.kill9();
+        for pid in self.task_pids() {
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Start `n` client agents against this cluster; waits until all are ready nodes.
+    pub fn start_clients(&self, n: usize) -> Vec<ClientProc> {
+        let servers: Vec<String> = self.servers.iter().map(|s| s.http()).collect();
+        let mut clients: Vec<ClientProc> = (0..n)
+            .map(|i| {
+                ClientProc::new(
+                    &format!("c{}", i + 1),
+                    self.dir.path().join(format!("c{}", i + 1)),
+                    servers.clone(),
+                )
+            })
+            .collect();
+        for c in &mut clients {
+            c.spawn();
+        }
+        let first = self.servers[0].http();
+        wait_for(
+            "every client to be a ready node",
+            Duration::from_secs(60),
+            || {
+                let nodes: serde_json::Value = reqwest::blocking::get(format!("{first}/v1/nodes"))
+                    .ok()?
+                    .json()
+                    .ok()?;
+                let ready = nodes
+                    .as_array()?
+                    .iter()
+                    .filter(|n| n["Status"] == "ready")
+                    .count();
+                (ready == n).then_some(())
+            },
+        );
+        clients
+    }
+
+    /// Any running server's HTTP address.
+    pub fn any_http(&self) -> String {
+        self.servers
+            .iter()
+            .find(|s| s.is_running())
+            .map(|s| s.http())
+            .expect("a running server")
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        for s in self.servers.iter().filter(|s| s.is_running()) {
+            if let Ok(r) = reqwest::blocking::Client::new()
+                .get(format!("{}{path}", s.http()))
+                .timeout(Duration::from_secs(30))
+                .send()
+            {
+                if r.status().is_success() {
+                    if let Ok(v) = r.json() {
+                        return v;
+                    }
+                }
+            }
+        }
+        serde_json::Value::Null
+    }
+
+    /// Run the `drover` CLI against this cluster.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        let addr = self.any_http();
+        Command::new(drover_bin())
+            .args(args)
+            .env("NOMAD_ADDR", addr)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run drover")
+    }
 }
