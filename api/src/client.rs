@@ -459,13 +459,7 @@ impl Client {
     }
 }
 
-/// `GET /v1/job/:id/versions`.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct JobVersionsResponse {
-    pub versions: Vec<Job>,
-    pub index: u64,
-}
+pub use crate::wire::JobVersionsResponse;
 
 fn enc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

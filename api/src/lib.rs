@@ -6,6 +6,7 @@
 //! because clients such as python-nomad send only the fields they care about.
 
 pub mod alloc;
+#[cfg(feature = "client")]
 pub mod client;
 pub mod diff;
 pub mod eval;
@@ -15,6 +16,7 @@ pub mod plan;
 pub mod wire;
 
 pub use alloc::*;
+#[cfg(feature = "client")]
 pub use client::{ApiError, Client, QueryMeta, QueryOptions};
 pub use diff::{DesiredUpdates, DiffType, JobDiff, JobPlanRequest, JobPlanResponse};
 pub use eval::*;

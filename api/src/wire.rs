@@ -105,3 +105,12 @@ pub struct JobsParseRequest {
     /// HCL2 variable values: `name = value` lines, as in a variables file.
     pub variables: String,
 }
+
+/// `GET /v1/job/:id/versions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct JobVersionsResponse {
+    pub versions: Vec<Job>,
+    pub index: u64,
+}
+

@@ -238,7 +238,7 @@ pub async fn versions(
     Ok(reply(
         &srv,
         state.tables.jobs,
-        &api::client::JobVersionsResponse {
+        &api::JobVersionsResponse {
             versions,
             index: state.tables.jobs,
         },
