@@ -247,25 +247,7 @@ fn node_id_of(cluster: &Cluster, name: &str) -> String {
 
 /// Put 6 allocations of a count-9 job on c1 and 3 on the others, all healthy.
 fn nine_with_six_on_c1(cluster: &Cluster, job: &str, migrate: &str) -> String {
-    let c1 = node_id_of(cluster, "c1");
-    for other in ["c2", "c3"] {
-        let id = node_id_of(cluster, other);
-        assert!(cluster
-            .cli(&["node", "eligibility", "-disable", &id])
-            .status
-            .success());
-    }
-    run_job(cluster, job, &service_job(job, 6, migrate));
-    wait_for("6 allocations on c1", Duration::from_secs(60), || {
-        (running(&allocs(cluster, job)).len() == 6).then_some(())
-    });
-    for other in ["c2", "c3"] {
-        let id = node_id_of(cluster, other);
-        assert!(cluster
-            .cli(&["node", "eligibility", "-enable", &id])
-            .status
-            .success());
-    }
+    let c1 = six_on_c1_then_open_the_others(cluster, job, migrate);
     run_job(cluster, job, &service_job(job, 9, migrate));
     wait_for("9 healthy allocations", Duration::from_secs(60), || {
         let a = allocs(cluster, job);
@@ -370,7 +352,7 @@ fn drain_deadline_force_stops_what_is_left() {
       max_parallel     = 1
       min_healthy_time = "30s"
     }"#;
-    let c1 = nine_with_six_on_c1_slow(&cluster, "slow", slow);
+    let c1 = six_on_c1_then_open_the_others(&cluster, "slow", slow);
     let started = Instant::now();
     let out = cluster.cli(&["node", "drain", "-enable", "-deadline", "3s", "-yes", &c1]);
     assert!(
@@ -392,8 +374,8 @@ fn drain_deadline_force_stops_what_is_left() {
     assert!(running(&a).iter().all(|a| a["NodeID"] != c1.as_str()));
 }
 
-/// Like `nine_with_six_on_c1` but only waits for the allocations to run (not be healthy).
-fn nine_with_six_on_c1_slow(cluster: &Cluster, job: &str, migrate: &str) -> String {
+/// Run 6 allocations of `job` on c1 alone, then let c2 and c3 take work again.
+fn six_on_c1_then_open_the_others(cluster: &Cluster, job: &str, migrate: &str) -> String {
     let c1 = node_id_of(cluster, "c1");
     for other in ["c2", "c3"] {
         let id = node_id_of(cluster, other);
