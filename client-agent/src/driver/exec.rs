@@ -27,11 +27,9 @@ use api::DriverInfo;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -70,14 +68,12 @@ struct ExecState {
     cgroup_paths: Vec<PathBuf>,
 }
 
-type ExitRx = watch::Receiver<Option<ExitResult>>;
-
 #[derive(Debug)]
 pub struct ExecDriver {
     config: ExecConfig,
     hierarchy: Result<Hierarchy, String>,
     /// Exit results of the tasks this driver started, keyed by (pid, start time).
-    children: Mutex<HashMap<(i32, u64), ExitRx>>,
+    children: super::process::Children,
 }
 
 impl ExecDriver {
@@ -85,7 +81,7 @@ impl ExecDriver {
         ExecDriver {
             config,
             hierarchy: cgroups::detect(),
-            children: Mutex::new(HashMap::new()),
+            children: Default::default(),
         }
     }
 
@@ -98,21 +94,6 @@ impl ExecDriver {
     fn cgroup_of(&self, handle: &TaskHandle) -> Option<Box<dyn Cgroup>> {
         let st: ExecState = serde_json::from_value(handle.driver_state.clone()).ok()?;
         Some(self.hierarchy.as_ref().ok()?.cgroup(&st.cgroup))
-    }
-
-    fn child_exit(&self, handle: &TaskHandle) -> Option<ExitRx> {
-        self.children
-            .lock()
-            .expect("children lock")
-            .get(&(handle.pid, handle.start_time))
-            .cloned()
-    }
-
-    fn forget(&self, handle: &TaskHandle) {
-        self.children
-            .lock()
-            .expect("children lock")
-            .remove(&(handle.pid, handle.start_time));
     }
 }
 
@@ -392,10 +373,7 @@ impl Driver for ExecDriver {
             cgroup_paths: cg.paths(),
         };
         let (tx, rx) = watch::channel(None);
-        self.children
-            .lock()
-            .expect("children lock")
-            .insert((pid, start_time), rx);
+        self.children.insert(pid, start_time, rx);
         tokio::spawn(async move {
             let res = reap(pid, status, cg).await;
             let _ = tx.send(Some(res));
@@ -411,7 +389,7 @@ impl Driver for ExecDriver {
     }
 
     async fn wait(&self, handle: &TaskHandle) -> ExitResult {
-        if let Some(mut rx) = self.child_exit(handle) {
+        if let Some(mut rx) = self.children.get(handle) {
             let res = match rx.wait_for(|r| r.is_some()).await {
                 Ok(r) => r.clone().expect("checked by wait_for"),
                 Err(_) => ExitResult {
@@ -420,7 +398,7 @@ impl Driver for ExecDriver {
                     ..Default::default()
                 },
             };
-            self.forget(handle);
+            self.children.forget(handle);
             return res;
         }
         // Recovered after an agent restart: not our child, so its status is unknown.
@@ -536,7 +514,7 @@ impl Driver for ExecDriver {
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {
-        if self.child_exit(handle).is_some() {
+        if self.children.get(handle).is_some() {
             return Ok(true);
         }
         if process::is_same_process_alive(handle.pid, handle.start_time) {

@@ -219,3 +219,29 @@ mod tests {
         assert_eq!(parse_signal(""), None);
     }
 }
+
+/// A receiver that yields a spawned task's exit once it is known.
+pub type ExitRx = tokio::sync::watch::Receiver<Option<super::ExitResult>>;
+
+/// The tasks a driver instance spawned itself, by (pid, start time), with their exits.
+/// Reattached tasks are not here: they are not our children and are polled instead.
+#[derive(Debug, Default)]
+pub struct Children(std::sync::Mutex<std::collections::HashMap<(i32, u64), ExitRx>>);
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<(i32, u64), ExitRx>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, pid: i32, start_time: u64, rx: ExitRx) {
+        self.lock().insert((pid, start_time), rx);
+    }
+
+    pub fn get(&self, handle: &super::TaskHandle) -> Option<ExitRx> {
+        self.lock().get(&(handle.pid, handle.start_time)).cloned()
+    }
+
+    pub fn forget(&self, handle: &super::TaskHandle) {
+        self.lock().remove(&(handle.pid, handle.start_time));
+    }
+}

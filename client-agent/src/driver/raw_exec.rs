@@ -18,11 +18,9 @@ use crate::driver::EXIT_UNKNOWN_AFTER_RECOVERY;
 use api::DriverInfo;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
-use std::collections::HashMap;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -47,32 +45,15 @@ const ENV_DENYLIST: &[&str] = &[
     "GOOGLE_APPLICATION_CREDENTIALS",
 ];
 
-type ExitRx = watch::Receiver<Option<ExitResult>>;
-
 #[derive(Debug, Default)]
 pub struct RawExecDriver {
     /// Exit statuses of the processes we spawned, keyed by (pid, start time).
-    children: Mutex<HashMap<(i32, u64), ExitRx>>,
+    children: super::process::Children,
 }
 
 impl RawExecDriver {
     pub fn new() -> Self {
         Self::default()
-    }
-
-    fn child_exit(&self, handle: &TaskHandle) -> Option<ExitRx> {
-        self.children
-            .lock()
-            .expect("children lock")
-            .get(&(handle.pid, handle.start_time))
-            .cloned()
-    }
-
-    fn forget(&self, handle: &TaskHandle) {
-        self.children
-            .lock()
-            .expect("children lock")
-            .remove(&(handle.pid, handle.start_time));
     }
 }
 
@@ -220,10 +201,7 @@ impl Driver for RawExecDriver {
         // Our unreaped child keeps its /proc entry even if it already exited.
         let start_time = process::start_time(pid).unwrap_or(0);
         let (tx, rx) = watch::channel(None);
-        self.children
-            .lock()
-            .expect("children lock")
-            .insert((pid, start_time), rx);
+        self.children.insert(pid, start_time, rx);
         tokio::spawn(async move {
             let res = exit_result(child.wait().await);
             let _ = tx.send(Some(res));
@@ -239,7 +217,7 @@ impl Driver for RawExecDriver {
     }
 
     async fn wait(&self, handle: &TaskHandle) -> ExitResult {
-        if let Some(mut rx) = self.child_exit(handle) {
+        if let Some(mut rx) = self.children.get(handle) {
             let res = match rx.wait_for(|r| r.is_some()).await {
                 Ok(r) => r.clone().expect("checked by wait_for"),
                 Err(_) => ExitResult {
@@ -249,7 +227,7 @@ impl Driver for RawExecDriver {
                     oom_killed: false,
                 },
             };
-            self.forget(handle);
+            self.children.forget(handle);
             return res;
         }
         while process::is_same_process_alive(handle.pid, handle.start_time) {
@@ -308,7 +286,7 @@ impl Driver for RawExecDriver {
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {
-        if self.child_exit(handle).is_some() {
+        if self.children.get(handle).is_some() {
             return Ok(true);
         }
         Ok(
