@@ -203,6 +203,11 @@ impl Runners {
         let known: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
         for a in allocs {
             if let Some(r) = self.by_id.get(&a.id) {
+                if a.client_status == api::ALLOC_CLIENT_UNKNOWN {
+                    // The servers lost sight of this node for a while (its tasks kept
+                    // running): tell them how the alloc really is.
+                    self.report_again(r);
+                }
                 r.update(Arc::new(a));
                 continue;
             }
@@ -239,6 +244,26 @@ impl Runners {
             self.dying.push(r);
         }
         self.dying.retain(|r| !r.is_finished());
+    }
+
+    /// Queues the runner's latest status again, unchanged or not.
+    fn report_again(&self, r: &AllocRunnerHandle) {
+        let st = r.view().state.borrow().clone();
+        if st.client_status.is_empty() {
+            return; // it has not reported anything yet; it will
+        }
+        tracing::info!(alloc = %st.alloc.id, status = %st.client_status, "servers see the allocation as unknown; reporting its status again");
+        self.deps.updates.push(api::AllocClientUpdate {
+            id: st.alloc.id.clone(),
+            client_status: st.client_status.clone(),
+            client_description: st.client_description.clone(),
+            task_states: st
+                .tasks
+                .iter()
+                .map(|(k, v)| (k.clone(), v.state.clone()))
+                .collect(),
+            deployment_status: st.alloc.deployment_status.clone(),
+        });
     }
 
     async fn join_all(self) {

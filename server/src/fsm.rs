@@ -19,12 +19,20 @@ pub enum Command {
         node: Node,
         evals: Vec<Evaluation>,
     },
-    /// A node's status changed (heartbeat missed, came back).
+    /// A node's status changed (heartbeat missed, came back, disconnect window over),
+    /// with the client statuses the servers set on its allocations because of it.
     UpdateNodeStatus {
         node_id: String,
         status: String,
         now: i64,
         evals: Vec<Evaluation>,
+        /// Apply only while the node still has this status: the leader decided from a
+        /// snapshot, and a heartbeat may have been committed since.
+        #[serde(default)]
+        if_status: Option<String>,
+        /// `unknown` when the node disconnects, `lost` when its window ends.
+        #[serde(default)]
+        alloc_updates: Vec<AllocStatusChange>,
     },
     /// A job was submitted: a new version when its spec changed.
     RegisterJob {
@@ -100,6 +108,16 @@ pub struct AllocStop {
     pub followup_eval_id: String,
 }
 
+/// A client status the servers set on an allocation whose node does not answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AllocStatusChange {
+    pub id: String,
+    /// Applied only if the allocation still has this client status.
+    pub from: String,
+    pub client_status: String,
+    pub client_description: String,
+}
+
 /// The outcome of applying a command, returned to whoever proposed it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Response {
@@ -163,14 +181,50 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             status,
             now,
             evals,
+            if_status,
+            alloc_updates,
         } => {
-            if let Some(old) = state.nodes.get(&node_id) {
-                let mut n = (**old).clone();
+            let Some(old) = state.nodes.get(&node_id).cloned() else {
+                upsert_evals(state, index, evals, fx);
+                return resp;
+            };
+            if if_status.is_some_and(|s| s != old.status) {
+                // Overtaken (e.g. the node heartbeated meanwhile): nothing to do.
+                return resp;
+            }
+            let mut touched = Vec::new();
+            for change in alloc_updates {
+                let Some(a) = state.allocs.get(&change.id) else {
+                    continue;
+                };
+                if a.node_id != node_id || a.client_status != change.from {
+                    continue;
+                }
+                let mut a = (**a).clone();
+                a.client_status = change.client_status;
+                a.client_description = change.client_description;
+                a.modify_index = index;
+                a.modify_time = now;
+                fx.capacity_changed |= a.client_terminal();
+                touched.push((a.namespace.clone(), a.job_id.clone()));
+                state.put_alloc(a);
+                state.tables.allocs = index;
+            }
+            refresh_job_statuses(state, index, touched);
+            if old.status != status {
+                let mut n = (*old).clone();
                 fx.capacity_changed |= status == api::NODE_STATUS_READY;
-                let message = match status.as_str() {
-                    api::NODE_STATUS_DOWN => "Node heartbeat missed".to_string(),
-                    api::NODE_STATUS_READY => "Node reregistered by heartbeat".to_string(),
-                    other => format!("Node status changed to {other}"),
+                let message = match (old.status.as_str(), status.as_str()) {
+                    (api::NODE_STATUS_DISCONNECTED, api::NODE_STATUS_DOWN) => {
+                        "Node did not reconnect within max_client_disconnect".to_string()
+                    }
+                    (_, api::NODE_STATUS_DOWN) => "Node heartbeat missed".to_string(),
+                    (_, api::NODE_STATUS_DISCONNECTED) => {
+                        "Node heartbeat missed; disconnected, its allocations are unknown"
+                            .to_string()
+                    }
+                    (_, api::NODE_STATUS_READY) => "Node reregistered by heartbeat".to_string(),
+                    (_, other) => format!("Node status changed to {other}"),
                 };
                 push_event(
                     &mut n,
@@ -454,8 +508,12 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
                 a.client_status = u.client_status;
                 a.client_description = u.client_description;
                 a.task_states = u.task_states;
-                if u.deployment_status.is_some() {
-                    a.deployment_status = u.deployment_status;
+                if let Some(mut health) = u.deployment_status {
+                    // Whether it is a canary is the scheduler's word, not the client's.
+                    if let Some(existing) = &a.deployment_status {
+                        health.canary = existing.canary;
+                    }
+                    a.deployment_status = Some(health);
                 }
                 a.modify_index = index;
                 a.modify_time = now;
@@ -691,5 +749,42 @@ mod tests {
         assert!(fx.capacity_changed);
         assert_eq!(s.job("default", "a").unwrap().status, "pending");
         assert_eq!(s.tables.allocs, 3);
+    }
+
+    #[test]
+    fn client_health_reports_keep_the_schedulers_canary_flag() {
+        let mut s = StateStore::default();
+        s.put_alloc(Allocation {
+            id: "c1".into(),
+            namespace: "default".into(),
+            job_id: "a".into(),
+            deployment_status: Some(api::AllocDeploymentStatus {
+                canary: true,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        apply(
+            &mut s,
+            2,
+            Command::ClientAllocUpdate {
+                updates: vec![AllocClientUpdate {
+                    id: "c1".into(),
+                    client_status: "running".into(),
+                    deployment_status: Some(api::AllocDeploymentStatus {
+                        healthy: Some(true),
+                        timestamp: 7,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                evals: vec![],
+                now: 7,
+            },
+            &mut Effects::default(),
+        );
+        let d = s.allocs["c1"].deployment_status.clone().unwrap();
+        assert!(d.canary);
+        assert_eq!(d.healthy, Some(true));
     }
 }

@@ -426,6 +426,7 @@ async fn leadership_loop(server: Arc<Server>) {
             let now = now_nanos();
             server.broker.promote_delayed(now);
             heartbeat::expire(&server).await;
+            heartbeat::expire_disconnects(&server).await;
             drainer::run_once(&server).await;
             // A safety net for capacity changes the broker did not hear about.
             if last_unblock.elapsed() > Duration::from_secs(10) {

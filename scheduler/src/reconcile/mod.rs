@@ -26,6 +26,10 @@ pub const DESC_RESCHEDULED: &str = "alloc was rescheduled because it failed";
 pub const DESC_NODE_TAINTED: &str = "alloc not needed as node is tainted";
 pub const DESC_MIGRATING: &str = "alloc is being migrated";
 pub const DESC_CANARY_PROMOTED: &str = "alloc was replaced by a promoted canary";
+pub const DESC_RECONNECTED: &str =
+    "alloc not needed as the allocation it replaced reconnected and is running";
+pub const DESC_REPLACED_WHILE_DISCONNECTED: &str =
+    "alloc was replaced while its node was disconnected";
 
 /// How the scheduler treats a node that allocations run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +102,9 @@ pub enum PlacementReason {
     /// A canary of the new version beside the old allocation of the same name; it
     /// replaces nothing until promoted.
     Canary,
+    /// Stands in for an `unknown` allocation on a disconnected node, which is not stopped:
+    /// when the node reconnects, one of the two is kept (see `resolve_reconnects`).
+    Disconnected,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -119,7 +126,7 @@ pub struct DelayedReschedule {
 
 /// What happens to one task group. Every existing allocation of the group lands in exactly
 /// one of `stop`, `lost`, `ignore`, `reschedule_now`, `reschedule_later`, `migrate`,
-/// `inplace_update`, `destructive_update`, `awaiting_update` or `canaries`.
+/// `inplace_update`, `destructive_update`, `awaiting_update`, `canaries` or `disconnected`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GroupBuckets {
     /// New allocations, including replacements for lost, rescheduled and destructively
@@ -129,6 +136,10 @@ pub struct GroupBuckets {
     pub stop: Vec<StopAlloc>,
     /// Allocations on lost nodes: stopped and marked lost.
     pub lost: Vec<Arc<Allocation>>,
+    /// `unknown` allocations on a disconnected node (within the group's
+    /// `max_client_disconnect`): left alone, and replaced elsewhere (a `Disconnected`
+    /// placement) unless a replacement already holds their name.
+    pub disconnected: Vec<Arc<Allocation>>,
     /// Nothing to do.
     pub ignore: Vec<Arc<Allocation>>,
     /// Failed allocations replaced now; stopped once their replacement is placed.
@@ -222,6 +233,12 @@ fn reconcile_group(
     let mut reschedule_later = Vec::new();
     // Failed allocations that already have a follow-up evaluation on the way.
     let mut awaiting_followup = Vec::new();
+    // `unknown` allocations: on a node that is still disconnected, or on one that came
+    // back but whose client has not reported their real status yet. (The server marks
+    // them lost when the group's `max_client_disconnect` window ends, so an `unknown`
+    // allocation on an unhealthy node is always within its window.)
+    let mut unknown_away = Vec::new();
+    let mut unknown_back = Vec::new();
 
     for alloc in allocs {
         if alloc.desired_stop() {
@@ -252,12 +269,11 @@ fn reconcile_group(
                 }
             }
             api::ALLOC_CLIENT_LOST => lost.push(alloc.clone()),
-            _ => match input
-                .node_health
-                .get(&alloc.node_id)
-                .copied()
-                .unwrap_or(NodeHealth::Lost)
-            {
+            api::ALLOC_CLIENT_UNKNOWN => match node_health(input, alloc) {
+                NodeHealth::Lost => unknown_away.push(alloc.clone()),
+                _ => unknown_back.push(alloc.clone()),
+            },
+            _ => match node_health(input, alloc) {
                 NodeHealth::Lost => lost.push(alloc.clone()),
                 NodeHealth::Ready | NodeHealth::Draining | NodeHealth::Unschedulable => {
                     live.push(alloc.clone())
@@ -273,6 +289,8 @@ fn reconcile_group(
     let mut names_taken: BTreeSet<u64> = settled.iter().map(|a| a.index()).collect();
     out.ignore.extend(settled);
 
+    let (live, reconnect_stops) = resolve_reconnects(live);
+    out.stop.extend(reconnect_stops);
     let LiveSplit {
         mut primaries,
         canaries,
@@ -359,6 +377,14 @@ fn reconcile_group(
         room = 0;
     }
 
+    // Back from a disconnect, status not reported yet: it holds its name unless its
+    // replacement does (then the client's report decides, in `resolve_reconnects`).
+    for alloc in unknown_back {
+        if names_taken.insert(alloc.index()) {
+            room = room.saturating_sub(1);
+        }
+        out.ignore.push(alloc);
+    }
     for alloc in lost {
         if room > 0 && names_taken.insert(alloc.index()) {
             room -= 1;
@@ -390,6 +416,16 @@ fn reconcile_group(
             out.ignore.push(delayed.alloc);
         }
     }
+    // After reschedules: a failed replacement of a disconnected alloc keeps its own
+    // reschedule chain rather than being replaced afresh.
+    for alloc in unknown_away {
+        if room > 0 && names_taken.insert(alloc.index()) {
+            room -= 1;
+            out.place
+                .push(replacement(&alloc, PlacementReason::Disconnected));
+        }
+        out.disconnected.push(alloc);
+    }
 
     // New allocations take the lowest free names.
     let mut index = 0u64;
@@ -407,6 +443,54 @@ fn reconcile_group(
     }
     out.place.sort_by_key(|p| p.index);
     out
+}
+
+fn node_health(input: &ReconcileInput<'_>, alloc: &Allocation) -> NodeHealth {
+    input
+        .node_health
+        .get(&alloc.node_id)
+        .copied()
+        .unwrap_or(NodeHealth::Lost)
+}
+
+/// Keeps one of each pair of live allocations where one replaced the other: that happens
+/// only when a node came back from a disconnect after its `unknown` allocation had been
+/// replaced elsewhere (every other replacement stops its predecessor in the same plan).
+///
+/// The rule: the original is kept and its replacement stopped when the original is
+/// running and on a job version at least as new; otherwise (it is still pending, e.g.
+/// restarting, or the job was updated meanwhile) the replacement is kept. An original that
+/// failed or completed while away is not live and never gets here; its replacement stays.
+/// Keeping the original avoids moving a workload that was fine all along.
+fn resolve_reconnects(live: Vec<Arc<Allocation>>) -> (Vec<Arc<Allocation>>, Vec<StopAlloc>) {
+    let by_id: HashMap<&str, &Arc<Allocation>> = live.iter().map(|a| (a.id.as_str(), a)).collect();
+    let mut stopped: BTreeSet<String> = BTreeSet::new();
+    let mut stops = Vec::new();
+    for newer in &live {
+        let Some(original) = by_id.get(newer.previous_allocation.as_str()) else {
+            continue;
+        };
+        if stopped.contains(&original.id) || stopped.contains(&newer.id) {
+            continue;
+        }
+        let keep_original = original.client_status == api::ALLOC_CLIENT_RUNNING
+            && original.job_version() >= newer.job_version();
+        let (loser, description) = if keep_original {
+            (newer, DESC_RECONNECTED)
+        } else {
+            (*original, DESC_REPLACED_WHILE_DISCONNECTED)
+        };
+        stopped.insert(loser.id.clone());
+        stops.push(StopAlloc {
+            alloc: loser.clone(),
+            description,
+        });
+    }
+    let live = live
+        .into_iter()
+        .filter(|a| !stopped.contains(&a.id))
+        .collect();
+    (live, stops)
 }
 
 /// A group's live allocations, one per name, apart from canaries and stray duplicates.

@@ -17,14 +17,20 @@ impl<'a> History<'a> {
             by_id: allocs.iter().map(|a| (a.id.as_str(), &**a)).collect(),
             replaced: allocs
                 .iter()
-                .filter(|a| !a.previous_allocation.is_empty())
+                .filter(|a| !a.previous_allocation.is_empty() && !gave_way(a))
                 .map(|a| a.previous_allocation.as_str())
                 .collect(),
         }
     }
 
+    /// Whether a replacement took over from `alloc` (one stopped because `alloc`
+    /// reconnected does not count: `alloc` is the one running again).
     pub(crate) fn is_replaced(&self, alloc: &Allocation) -> bool {
-        !alloc.next_allocation.is_empty() || self.replaced.contains(alloc.id.as_str())
+        let next_took_over = match self.by_id.get(alloc.next_allocation.as_str()) {
+            Some(next) => !gave_way(next),
+            None => !alloc.next_allocation.is_empty(),
+        };
+        next_took_over || self.replaced.contains(alloc.id.as_str())
     }
 
     /// Earlier allocations in this one's replacement chain that failed within `interval`
@@ -45,6 +51,11 @@ impl<'a> History<'a> {
         }
         attempts
     }
+}
+
+/// A replacement stopped because the allocation it replaced came back from a disconnect.
+fn gave_way(alloc: &Allocation) -> bool {
+    alloc.desired_stop() && alloc.desired_description == super::DESC_RECONNECTED
 }
 
 /// Whether and when a failed allocation is replaced.

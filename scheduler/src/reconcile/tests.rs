@@ -570,3 +570,182 @@ fn duplicate_live_allocs_of_one_name_are_stopped() {
     assert_eq!(b.stop.len(), 1);
     assert_eq!(b.stop[0].alloc.id, "zzz");
 }
+
+// Disconnected clients (`max_client_disconnect`): the server marks a disconnected node's
+// allocations `unknown`; the reconciler replaces them without stopping them, and keeps
+// one copy per name when the node comes back.
+
+fn set_node_status(f: &mut Fixture, node: usize, status: &str) {
+    let mut n = (*f.nodes[node]).clone();
+    n.status = status.into();
+    f.nodes[node] = Arc::new(n);
+}
+
+fn with_status(mut a: Allocation, status: &str) -> Allocation {
+    a.client_status = status.into();
+    a
+}
+
+/// `original` on node 1 replaced by `replacement` on node 0, linked both ways.
+fn replaced_pair(f: &mut Fixture, index: u64) -> (Allocation, Allocation) {
+    let mut original = f.alloc(index, 1);
+    let mut replacement = mock::alloc(&f.job, "web", index, &f.nodes[0]);
+    replacement.id = format!("{}-replacement", original.id);
+    replacement.previous_allocation = original.id.clone();
+    replacement.create_index = original.create_index + 10;
+    original.next_allocation = replacement.id.clone();
+    original.client_status = api::ALLOC_CLIENT_UNKNOWN.into();
+    f.push(original.clone());
+    f.push(replacement.clone());
+    (original, replacement)
+}
+
+#[test]
+fn unknown_allocs_on_disconnected_nodes_are_replaced_but_not_stopped() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 2);
+    f.alloc(0, 0);
+    let away = with_status(f.alloc(1, 1), api::ALLOC_CLIENT_UNKNOWN);
+    f.push(away.clone());
+    set_node_status(&mut f, 1, api::NODE_STATUS_DISCONNECTED);
+    let b = f.run();
+    assert!(b.stop.is_empty() && b.lost.is_empty(), "{b:?}");
+    assert_eq!(b.disconnected.len(), 1);
+    assert_eq!(b.disconnected[0].id, away.id);
+    assert_eq!(indices(&b.place), [1]);
+    assert_eq!(b.place[0].reason, PlacementReason::Disconnected);
+    assert_eq!(b.place[0].previous.as_ref().unwrap().id, away.id);
+}
+
+#[test]
+fn other_allocs_on_disconnected_nodes_are_lost_as_on_down_nodes() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    f.alloc(0, 1);
+    set_node_status(&mut f, 1, api::NODE_STATUS_DISCONNECTED);
+    let b = f.run();
+    assert_eq!(b.lost.len(), 1);
+    assert!(b.disconnected.is_empty());
+    assert_eq!(b.place[0].reason, PlacementReason::Lost);
+}
+
+#[test]
+fn a_replaced_unknown_alloc_is_not_replaced_again() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, replacement) = replaced_pair(&mut f, 0);
+    set_node_status(&mut f, 1, api::NODE_STATUS_DISCONNECTED);
+    let b = f.run();
+    assert!(b.place.is_empty() && b.stop.is_empty(), "{b:?}");
+    assert_eq!(b.disconnected[0].id, original.id);
+    assert!(b.ignore.iter().any(|a| a.id == replacement.id));
+}
+
+#[test]
+fn a_reconnected_running_original_is_kept_and_its_replacement_stopped() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 2);
+    f.alloc(1, 0);
+    let (original, replacement) = replaced_pair(&mut f, 0);
+    f.push(with_status(original.clone(), api::ALLOC_CLIENT_RUNNING));
+    let b = f.run();
+    assert!(b.place.is_empty(), "{b:?}");
+    assert_eq!(b.stop.len(), 1);
+    assert_eq!(b.stop[0].alloc.id, replacement.id);
+    assert_eq!(b.stop[0].description, DESC_RECONNECTED);
+    assert!(b.ignore.iter().any(|a| a.id == original.id));
+}
+
+#[test]
+fn a_reconnected_original_that_is_not_running_gives_way_to_its_replacement() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, replacement) = replaced_pair(&mut f, 0);
+    f.push(with_status(original.clone(), api::ALLOC_CLIENT_PENDING));
+    let b = f.run();
+    assert!(b.place.is_empty(), "{b:?}");
+    assert_eq!(b.stop.len(), 1);
+    assert_eq!(b.stop[0].alloc.id, original.id);
+    assert_eq!(b.stop[0].description, DESC_REPLACED_WHILE_DISCONNECTED);
+    assert!(b.ignore.iter().any(|a| a.id == replacement.id));
+}
+
+#[test]
+fn a_reconnected_original_on_an_older_job_version_gives_way() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, mut replacement) = replaced_pair(&mut f, 0);
+    let mut newer = (*f.job).clone();
+    newer.version = 1;
+    let newer = Arc::new(newer);
+    replacement.job = Some(newer.clone());
+    f.push(replacement);
+    f.push(with_status(original.clone(), api::ALLOC_CLIENT_RUNNING));
+    let b = f.run_with(Some(&newer), "eval", 0);
+    assert_eq!(b.stop.len(), 1, "{b:?}");
+    assert_eq!(b.stop[0].alloc.id, original.id);
+    assert!(b.place.is_empty());
+}
+
+#[test]
+fn a_reconnected_original_that_failed_while_away_leaves_its_replacement_alone() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, _) = replaced_pair(&mut f, 0);
+    f.push(with_status(original, ALLOC_CLIENT_FAILED));
+    let b = f.run();
+    assert!(b.place.is_empty() && b.stop.is_empty() && b.reschedule_now.is_empty());
+    assert_eq!(b.ignore.len(), 2);
+}
+
+#[test]
+fn an_unknown_alloc_back_before_its_client_reports_waits_for_the_report() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, _) = replaced_pair(&mut f, 0);
+    // Node 1 is ready again; the original is still `unknown`.
+    let b = f.run();
+    assert!(b.place.is_empty() && b.stop.is_empty(), "{b:?}");
+    assert!(b.ignore.iter().any(|a| a.id == original.id));
+}
+
+#[test]
+fn an_unreplaced_unknown_alloc_that_comes_back_keeps_its_name() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 2);
+    f.alloc(0, 0);
+    let back = with_status(f.alloc(1, 1), api::ALLOC_CLIENT_UNKNOWN);
+    f.push(back);
+    let b = f.run();
+    assert!(b.place.is_empty() && b.stop.is_empty(), "{b:?}");
+    assert_eq!(b.ignore.len(), 2);
+}
+
+#[test]
+fn a_kept_original_that_fails_later_is_rescheduled() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let (original, mut replacement) = replaced_pair(&mut f, 0);
+    replacement.desired_status = api::ALLOC_DESIRED_STOP.into();
+    replacement.desired_description = DESC_RECONNECTED.into();
+    replacement.client_status = ALLOC_CLIENT_COMPLETE.into();
+    f.push(replacement);
+    f.push(with_status(original.clone(), ALLOC_CLIENT_FAILED));
+    let b = f.run();
+    assert_eq!(b.reschedule_now.len(), 1, "{b:?}");
+    assert_eq!(b.reschedule_now[0].id, original.id);
+    assert_eq!(indices(&b.place), [0]);
+}
+
+#[test]
+fn reconnecting_never_leaves_more_live_allocs_than_the_count() {
+    // Three names, each replaced while node 1 was away; the node comes back with one
+    // original running, one pending and one still unknown.
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 3);
+    let (a, _) = replaced_pair(&mut f, 0);
+    let (b0, _) = replaced_pair(&mut f, 1);
+    replaced_pair(&mut f, 2);
+    f.push(with_status(a, api::ALLOC_CLIENT_RUNNING));
+    f.push(with_status(b0, api::ALLOC_CLIENT_PENDING));
+    let b = f.run();
+    assert!(b.place.is_empty(), "{b:?}");
+    let stopped: BTreeSet<&str> = b.stop.iter().map(|s| s.alloc.id.as_str()).collect();
+    let live_after = f
+        .allocs
+        .iter()
+        .filter(|a| !a.terminal() && a.client_status != api::ALLOC_CLIENT_UNKNOWN)
+        .filter(|a| !stopped.contains(a.id.as_str()))
+        .count();
+    assert_eq!(live_after, 3);
+    assert_eq!(b.stop.len(), 2);
+}

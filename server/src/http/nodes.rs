@@ -10,7 +10,11 @@ use api::{
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
 use std::collections::BTreeSet;
+
+/// Evaluation trigger: an allocation of a node back from a disconnect reported its status.
+const TRIGGER_RECONNECT: &str = "reconnect";
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
@@ -117,6 +121,9 @@ pub async fn heartbeat(State(srv): State<AppState>, Path(id): Path<String>) -> A
                 status: api::NODE_STATUS_READY.into(),
                 now,
                 evals: node_evals(&state, &id, now),
+                if_status: None,
+                // Its `unknown` allocations stay so until the client reports them.
+                alloc_updates: vec![],
             })
             .await?;
         index = resp.index;
@@ -133,6 +140,21 @@ pub async fn update_allocs(
     let req: AllocUpdateRequest = parse_body(&body)?;
     let state = srv.snapshot();
     let now = now_nanos();
+    if state
+        .nodes
+        .get(&node_id)
+        .is_some_and(|n| n.status == api::NODE_STATUS_DISCONNECTED)
+    {
+        // Accepted now, a report would make an `unknown` alloc look running on a node the
+        // scheduler still treats as away (and stops). The agent retries; its heartbeat
+        // reconnects the node first.
+        return Err(ApiErr(
+            StatusCode::CONFLICT,
+            format!(
+                "node {node_id} is disconnected; it must heartbeat before reporting allocations"
+            ),
+        ));
+    }
     let mut updates = Vec::new();
     let mut jobs_to_eval = BTreeSet::new();
     for u in req.alloc {
@@ -162,8 +184,15 @@ pub async fn update_allocs(
             && (u.client_status == api::ALLOC_CLIENT_FAILED
                 || u.client_status == api::ALLOC_CLIENT_COMPLETE)
             && !old.desired_stop();
-        if ended {
-            jobs_to_eval.insert((old.namespace.clone(), old.job_id.clone()));
+        // An alloc that was `unknown` is back: keep one copy of it or of its replacement.
+        let reconnected = old.client_status == api::ALLOC_CLIENT_UNKNOWN;
+        if ended || reconnected {
+            let trigger = if reconnected {
+                TRIGGER_RECONNECT
+            } else {
+                api::TRIGGER_ALLOC_FAILURE
+            };
+            jobs_to_eval.insert((old.namespace.clone(), old.job_id.clone(), trigger));
         }
         updates.push(u);
     }
@@ -174,16 +203,18 @@ pub async fn update_allocs(
             &api::WriteResponse { index: state.index },
         ));
     }
+    let mut seen = BTreeSet::new();
     let evals = jobs_to_eval
         .into_iter()
-        .filter_map(|(ns, id)| {
+        .filter(|(ns, id, _)| seen.insert((ns.clone(), id.clone())))
+        .filter_map(|(ns, id, trigger)| {
             let job = state.job(&ns, &id)?;
             Some(api::Evaluation {
                 id: api::new_id(),
                 namespace: ns,
                 priority: job.priority,
                 eval_type: job.job_type.clone(),
-                triggered_by: api::TRIGGER_ALLOC_FAILURE.into(),
+                triggered_by: trigger.into(),
                 job_id: id,
                 status: api::EVAL_STATUS_PENDING.into(),
                 create_time: now,

@@ -1,0 +1,342 @@
+//! Disconnected clients (`max_client_disconnect`) on a real cluster: three servers and
+//! three client agents, each its own process. A client agent is frozen with SIGSTOP, which
+//! looks to the servers like a network partition: it stops heartbeating while its tasks
+//! keep running. SIGCONT brings it back.
+
+mod common;
+
+use common::cluster::{ClientProc, Cluster};
+use common::wait_for;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+/// Short heartbeats so a silent node is noticed in seconds.
+const HEAL: &[(&str, &str)] = &[
+    ("DROVER_HEARTBEAT_TTL_MS", "1500"),
+    ("DROVER_HEARTBEAT_GRACE_MS", "1000"),
+];
+
+const COUNT: usize = 6;
+
+fn run_job(cluster: &Cluster, name: &str, hcl: &str) {
+    let f = cluster.dir.path().join(format!("{name}.hcl"));
+    std::fs::write(&f, hcl).unwrap();
+    let out = cluster.cli(&["job", "run", "-detach", f.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn job_with_window(name: &str, window: &str) -> String {
+    format!(
+        r#"
+job "{name}" {{
+  type = "service"
+  group "g" {{
+    count = {COUNT}
+    max_client_disconnect = "{window}"
+    task "t" {{
+      driver = "raw_exec"
+      kill_timeout = "1s"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "exec sleep 3600"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+fn allocs(cluster: &Cluster, job: &str) -> Vec<Value> {
+    cluster
+        .get(&format!("/v1/job/{job}/allocations"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn running(allocs: &[Value]) -> Vec<&Value> {
+    allocs
+        .iter()
+        .filter(|a| a["ClientStatus"] == "running" && a["DesiredStatus"] == "run")
+        .collect()
+}
+
+/// Allocations the servers count on: wanted, and not finished, failed or lost.
+fn live(allocs: &[Value]) -> Vec<&Value> {
+    allocs
+        .iter()
+        .filter(|a| a["DesiredStatus"] == "run")
+        .filter(|a| {
+            !matches!(
+                a["ClientStatus"].as_str(),
+                Some("complete" | "failed" | "lost")
+            )
+        })
+        .collect()
+}
+
+fn on_node<'a>(allocs: &'a [Value], node: &str) -> Vec<&'a Value> {
+    allocs.iter().filter(|a| a["NodeName"] == node).collect()
+}
+
+fn node(cluster: &Cluster, name: &str) -> Value {
+    let nodes = cluster.get("/v1/nodes");
+    let id = nodes
+        .as_array()
+        .and_then(|ns| ns.iter().find(|n| n["Name"] == name))
+        .and_then(|n| n["ID"].as_str())
+        .unwrap_or_else(|| panic!("node {name} not found in {nodes}"))
+        .to_string();
+    cluster.get(&format!("/v1/node/{id}"))
+}
+
+fn wait_node_status(cluster: &Cluster, name: &str, status: &str, timeout: Duration) {
+    wait_for(&format!("node {name} to be {status}"), timeout, || {
+        (node(cluster, name)["Status"] == status).then_some(())
+    });
+}
+
+/// The pid of a client agent process, found by its data dir on its command line.
+fn agent_pid(client: &ClientProc) -> i32 {
+    let data_dir = client.data_dir();
+    let data_dir = data_dir.to_string_lossy();
+    let found = std::fs::read_dir("/proc").ok().and_then(|entries| {
+        entries.flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let is_agent = args.iter().any(|a| *a == b"agent")
+                && args.iter().any(|a| *a == data_dir.as_bytes());
+            is_agent.then_some(pid)
+        })
+    });
+    found.unwrap_or_else(|| panic!("no agent process for client {}", client.name))
+}
+
+/// A client agent frozen with SIGSTOP; it is thawed when this drops, even on a failed
+/// assertion (the ClientProc's own drop then kills it as usual).
+struct Frozen(i32);
+
+impl Frozen {
+    fn stop(client: &ClientProc) -> Frozen {
+        let pid = agent_pid(client);
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {pid}"
+        );
+        Frozen(pid)
+    }
+
+    fn resume(self) {}
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+/// Runs the job on three clients and returns the name of the node running the most of its
+/// allocations (but not all of them), with those allocations' IDs.
+fn start(cluster: &Cluster, job: &str, window: &str) -> (String, BTreeSet<String>) {
+    run_job(cluster, job, &job_with_window(job, window));
+    let placed = wait_for("all allocations running", Duration::from_secs(60), || {
+        let a = allocs(cluster, job);
+        (running(&a).len() == COUNT).then_some(a)
+    });
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for a in &placed {
+        *per_node
+            .entry(a["NodeName"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let (victim, n) = per_node.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(*n < COUNT, "all allocations on one node: {per_node:?}");
+    let ids = on_node(&placed, victim)
+        .iter()
+        .map(|a| a["ID"].as_str().unwrap().to_string())
+        .collect();
+    (victim.clone(), ids)
+}
+
+fn client<'a>(clients: &'a [ClientProc], name: &str) -> &'a ClientProc {
+    clients.iter().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn a_client_back_within_max_client_disconnect_keeps_its_allocs_and_replacements_stop() {
+    let cluster = Cluster::start(HEAL);
+    let clients = cluster.start_clients(3);
+    let (victim, originals) = start(&cluster, "partition", "30s");
+    let victim_client = client(&clients, &victim);
+    let task_pids = victim_client.task_pids();
+    assert!(!task_pids.is_empty());
+
+    let frozen = Frozen::stop(victim_client);
+    let frozen_at = Instant::now();
+    wait_node_status(&cluster, &victim, "disconnected", Duration::from_secs(20));
+    // Its allocations are unknown, not lost, and replacements run elsewhere.
+    wait_for(
+        "unknown allocs and the count running elsewhere",
+        Duration::from_secs(20),
+        || {
+            let a = allocs(&cluster, "partition");
+            let unknown: BTreeSet<String> = a
+                .iter()
+                .filter(|a| a["ClientStatus"] == "unknown" && a["DesiredStatus"] == "run")
+                .map(|a| a["ID"].as_str().unwrap().to_string())
+                .collect();
+            let elsewhere = running(&a)
+                .iter()
+                .filter(|a| a["NodeName"] != victim.as_str())
+                .count();
+            (unknown == originals && elsewhere == COUNT).then_some(())
+        },
+    );
+    assert!(
+        task_pids.iter().all(|p| common::pid_alive(*p)),
+        "the disconnected client's tasks keep running"
+    );
+    eprintln!(
+        "disconnected and replaced {:?} after SIGSTOP",
+        frozen_at.elapsed()
+    );
+    assert!(
+        frozen_at.elapsed() < Duration::from_secs(25),
+        "too slow to test a reconnect within the 30s window"
+    );
+
+    // Back within the window: the originals are kept, the replacements stopped.
+    frozen.resume();
+    wait_node_status(&cluster, &victim, "ready", Duration::from_secs(20));
+    let settled = wait_for(
+        "the originals running and exactly the count live",
+        Duration::from_secs(30),
+        || {
+            let a = allocs(&cluster, "partition");
+            let originals_running = running(&a)
+                .iter()
+                .filter(|a| originals.contains(a["ID"].as_str().unwrap()))
+                .count();
+            (originals_running == originals.len() && live(&a).len() == COUNT).then_some(a)
+        },
+    );
+    let stopped_replacements = settled
+        .iter()
+        .filter(|a| a["DesiredStatus"] == "stop" && a["NodeName"] != victim.as_str())
+        .filter(|a| {
+            a["DesiredDescription"]
+                .as_str()
+                .is_some_and(|d| d.contains("reconnected"))
+        })
+        .count();
+    assert_eq!(stopped_replacements, originals.len(), "{settled:#?}");
+    assert!(task_pids.iter().all(|p| common::pid_alive(*p)));
+
+    // And it stays that way once the replacements' clients have stopped them.
+    std::thread::sleep(Duration::from_secs(3));
+    let a = allocs(&cluster, "partition");
+    assert_eq!(running(&a).len(), COUNT, "{a:#?}");
+    assert_eq!(live(&a).len(), COUNT, "{a:#?}");
+    assert_eq!(node(&cluster, &victim)["Status"], "ready");
+}
+
+#[test]
+fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() {
+    let cluster = Cluster::start(HEAL);
+    let clients = cluster.start_clients(3);
+    let (victim, originals) = start(&cluster, "away", "3s");
+    let victim_client = client(&clients, &victim);
+    let task_pids = victim_client.task_pids();
+    assert!(!task_pids.is_empty());
+
+    let frozen = Frozen::stop(victim_client);
+    wait_node_status(&cluster, &victim, "down", Duration::from_secs(30));
+    let a = wait_for(
+        "the originals lost and the count running elsewhere",
+        Duration::from_secs(30),
+        || {
+            let a = allocs(&cluster, "away");
+            let lost = a
+                .iter()
+                .filter(|a| originals.contains(a["ID"].as_str().unwrap()))
+                .all(|a| a["ClientStatus"] == "lost" && a["DesiredStatus"] == "stop");
+            (lost && running(&a).len() == COUNT).then_some(a)
+        },
+    );
+    assert!(running(&a).iter().all(|a| a["NodeName"] != victim.as_str()));
+    // It was disconnected first, then down when the window ended.
+    let events: Vec<String> = node(&cluster, &victim)["Events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Message"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let disconnected = events.iter().position(|m| m.contains("disconnected"));
+    let down = events.iter().position(|m| m.contains("did not reconnect"));
+    assert!(
+        matches!((disconnected, down), (Some(d), Some(w)) if d < w),
+        "{events:?}"
+    );
+
+    // When it does come back, its stale copies are stopped; the count stays.
+    frozen.resume();
+    wait_node_status(&cluster, &victim, "ready", Duration::from_secs(20));
+    wait_for("the stale copies to stop", Duration::from_secs(30), || {
+        task_pids
+            .iter()
+            .all(|p| !common::pid_alive(*p))
+            .then_some(())
+    });
+    let a = allocs(&cluster, "away");
+    assert_eq!(running(&a).len(), COUNT, "{a:#?}");
+    assert_eq!(live(&a).len(), COUNT, "{a:#?}");
+}
+
+#[test]
+fn a_disconnect_window_still_ends_after_a_leader_failover() {
+    let mut cluster = Cluster::start(HEAL);
+    let clients = cluster.start_clients(3);
+    let (victim, originals) = start(&cluster, "failover", "8s");
+    let frozen = Frozen::stop(client(&clients, &victim));
+    let frozen_at = Instant::now();
+    wait_node_status(&cluster, &victim, "disconnected", Duration::from_secs(20));
+
+    // The leader that marked it disconnected dies; the window lives in the state.
+    let leader = cluster.wait_leader(Duration::from_secs(10));
+    cluster.servers[leader].kill9();
+    cluster.wait_leader(Duration::from_secs(20));
+    wait_node_status(&cluster, &victim, "down", Duration::from_secs(30));
+    assert!(
+        frozen_at.elapsed() >= Duration::from_secs(8),
+        "down {:?} after SIGSTOP, before the 8s window ended",
+        frozen_at.elapsed()
+    );
+    wait_for(
+        "the originals lost and the count running elsewhere",
+        Duration::from_secs(30),
+        || {
+            let a = allocs(&cluster, "failover");
+            let lost = a
+                .iter()
+                .filter(|a| originals.contains(a["ID"].as_str().unwrap()))
+                .all(|a| a["ClientStatus"] == "lost");
+            (lost && running(&a).len() == COUNT).then_some(())
+        },
+    );
+    drop(frozen);
+}
