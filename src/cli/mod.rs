@@ -349,6 +349,7 @@ async fn status(client: &api::Client, args: StatusArgs) -> anyhow::Result<i32> {
             client,
             node::StatusArgs {
                 verbose,
+                stats: false,
                 node: Some(id),
             },
         )
