@@ -70,7 +70,15 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
         .map_err(|e| ApiErr(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
     let path = parts.uri.path().to_string();
     let proxied = parts.headers.contains_key(PROXIED_HEADER);
-    if let Some(local) = srv.config.client_routes.clone() {
+    // `?node_id=` naming another node's agent: do not let our own client answer for it.
+    let for_other_node = node_id_param(parts.uri.query()).is_some_and(|id| {
+        srv.snapshot()
+            .nodes
+            .get(id)
+            .is_some_and(|n| n.http_addr != srv.config.http_addr.to_string())
+    });
+    let local_routes = srv.config.client_routes.clone().filter(|_| !for_other_node);
+    if let Some(local) = local_routes {
         // A fresh request: the outer route's path parameters must not leak into it.
         let mut local_req = Request::new(Body::from(bytes.clone()));
         *local_req.method_mut() = parts.method.clone();
