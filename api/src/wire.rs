@@ -113,4 +113,3 @@ pub struct JobVersionsResponse {
     pub versions: Vec<Job>,
     pub index: u64,
 }
-

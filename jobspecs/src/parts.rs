@@ -129,6 +129,21 @@ impl Reader<'_> {
             match a.key.as_str() {
                 "attribute" => set(&mut s.attribute, self.string(a, &path)),
                 "weight" => set(&mut s.weight, self.int(a, &path)),
+                // Drover's extension: a hard limit on how far the busiest value may run
+                // ahead of the least busy one (0, the default, leaves the spread soft).
+                "max_skew" => {
+                    set(&mut s.max_skew, self.int(a, &path));
+                    if s.max_skew < 0 {
+                        self.error(
+                            a.value.span(),
+                            &path,
+                            format!(
+                                "spread max_skew must be 0 (no hard limit) or more, got {}",
+                                s.max_skew
+                            ),
+                        );
+                    }
+                }
                 _ => {}
             }
         }

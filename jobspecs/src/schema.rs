@@ -348,7 +348,7 @@ pub const AFFINITY: Schema = Schema {
 };
 
 pub const SPREAD: Schema = Schema {
-    attrs: &["attribute", "weight"],
+    attrs: &["attribute", "weight", "max_skew"],
     blocks: &["target"],
     ignored: &[],
 };

@@ -458,6 +458,35 @@ fn constraints_affinities_and_spreads_lower() {
 }
 
 #[test]
+fn spread_max_skew_lowers_and_rejects_negative_values_at_the_value() {
+    let job = ok(r#"job "j" {
+  spread {
+    attribute = "${meta.rack}"
+  }
+  group "g" {
+    spread {
+      attribute = "${node.datacenter}"
+      weight    = 100
+      max_skew  = 1
+    }
+    task "t" { driver = "exec" }
+  }
+}"#);
+    assert_eq!(job.spreads[0].max_skew, 0, "absent means a soft spread");
+    let s = &job.task_groups[0].spreads[0];
+    assert_eq!(
+        (s.attribute.as_str(), s.weight, s.max_skew),
+        ("${node.datacenter}", 100, 1)
+    );
+
+    let d = err("job \"j\" {\n  group \"g\" {\n    spread {\n      attribute = \"${meta.rack}\"\n      max_skew  = -2\n    }\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!((d.0[0].line, d.0[0].column), (5, 19), "{d}");
+    assert!(d.0[0].message.contains("max_skew must be 0"), "{d}");
+    assert!(d.0[0].message.contains("got -2"), "{d}");
+}
+
+#[test]
 fn job_validation_messages_are_positioned_at_the_job() {
     let d =
         err("\njob \"my job\" {\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");

@@ -5,6 +5,9 @@
 //!   same snapshot)
 //! - (c) as (b), with a spread, an affinity and constraints on every job
 //! - (d) a system job on 10,000 nodes
+//! - (e) one service job of 10 allocations on 5,000 nodes already running 20,000
+//!   allocations: what bin-packing's per-evaluation pass over every node's allocations
+//!   costs (a job of 10 scores ~130 nodes, but reads the usage of all 5,000)
 //!
 //! Nodes come in a handful of computed classes, as real fleets do, so the feasibility memo
 //! is exercised. Run with `cargo bench -p scheduler --bench placement`.
@@ -132,12 +135,35 @@ fn system_job(c: &mut Criterion) {
     group.finish();
 }
 
+fn small_job_on_a_busy_cluster(c: &mut Criterion) {
+    let filler = std::sync::Arc::new(service("filler", 20_000));
+    let nodes: Vec<api::Node> = (0..5_000).map(node).collect();
+    let allocs = (0..20_000u64).map(|i| mock::alloc(&filler, "web", i, &nodes[i as usize % 5_000]));
+    let job = service("web", 10);
+    let state = MemState::new()
+        .with_nodes(nodes.clone())
+        .with_jobs([(*filler).clone(), job.clone()])
+        .with_allocs(allocs);
+    let eval = mock::eval(&job);
+    let config = SchedulerConfig::default();
+    let mut group = c.benchmark_group("e: service, 10 allocs on 5,000 busy nodes");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("binpack", |b| {
+        b.iter(|| {
+            let plan = schedule(&state, &eval, &config, 1).expect("schedule");
+            assert_eq!(plan.placements(), 10);
+            plan
+        })
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = one_big_service_job, small_jobs, system_job
+    targets = one_big_service_job, small_jobs, system_job, small_job_on_a_busy_cluster
 }
 criterion_main!(benches);

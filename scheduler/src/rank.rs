@@ -21,21 +21,35 @@ impl FitScorer {
     /// Nomad's formula: with `free` the fraction of CPU and memory left after placing,
     /// `20 - (10^freeCpu + 10^freeMem)` is 18 on a full node and 0 on an empty one.
     pub fn score(&self, node: &Node, usage: &NodeUsage) -> Option<f64> {
-        let (cpu, memory_mb, _) = node.allocatable();
-        let free = |used: i64, cap: i64| -> f64 {
-            if cap <= 0 {
-                return 0.0;
-            }
-            (1.0 - used as f64 / cap as f64).clamp(0.0, 1.0)
-        };
-        let free_cpu = free(usage.cpu + self.ask.cpu, cpu);
-        let free_mem = free(usage.memory_mb + self.ask.memory_mb, memory_mb);
-        let total = 10f64.powf(free_cpu) + 10f64.powf(free_mem);
+        let total = free_power_sum(
+            node,
+            usage.cpu + self.ask.cpu,
+            usage.memory_mb + self.ask.memory_mb,
+        );
         Some(match self.algorithm {
             Algorithm::BinPack => (20.0 - total) / 18.0,
             Algorithm::Spread => (total - 2.0) / 18.0,
         })
     }
+
+    /// How full the node already is with `cpu` and `memory_mb` in use, on the bin-pack
+    /// scale (0 empty, 1 full): the order in which bin-packing visits busy nodes.
+    pub fn fullness(node: &Node, cpu: i64, memory_mb: i64) -> f64 {
+        (20.0 - free_power_sum(node, cpu, memory_mb)) / 18.0
+    }
+}
+
+/// `10^freeCpu + 10^freeMem`, with `free` the fraction left when `cpu` and `memory_mb` are
+/// in use: 2 on a full node, 20 on an empty one.
+fn free_power_sum(node: &Node, cpu: i64, memory_mb: i64) -> f64 {
+    let (cap_cpu, cap_memory_mb, _) = node.allocatable();
+    let free = |used: i64, cap: i64| -> f64 {
+        if cap <= 0 {
+            return 0.0;
+        }
+        (1.0 - used as f64 / cap as f64).clamp(0.0, 1.0)
+    };
+    10f64.powf(free(cpu, cap_cpu)) + 10f64.powf(free(memory_mb, cap_memory_mb))
 }
 
 /// Pushes allocations of one group apart: the more already on a node, the lower it scores.

@@ -1,15 +1,23 @@
 //! Node selection for one task group: the placement chain assembled in one place.
 //!
-//! source (candidate nodes in seeded random order, resumed where the last placement
-//! stopped) -> feasibility (drivers, constraints, distinct_hosts, distinct_property, spread
-//! max skew) -> fit (cpu, memory, disk, static ports) -> score (fit, job anti-affinity,
-//! reschedule penalty, affinity, spread) -> limit (stop after a few scored options) -> the
-//! highest score, ties to the first seen.
+//! source (candidate nodes in seeded random order) -> feasibility (drivers, constraints,
+//! distinct_hosts, distinct_property, spread max skew) -> fit (cpu, memory, disk, static
+//! ports) -> score (fit, job anti-affinity, reschedule penalty, affinity, spread) -> limit
+//! (stop after a few scored options) -> the highest score, ties to the first seen.
 //!
-//! With the spread algorithm, only nodes holding the fewest allocations of the group count
-//! as options (the "floor", raised when a full pass finds none), so a group fills the
-//! cluster level by level: per-node counts never differ by more than one while every node
-//! has room.
+//! With the spread algorithm each placement resumes where the last one stopped, and only
+//! nodes holding the fewest allocations of the group count as options (the "floor", raised
+//! when a full pass finds none), so a group fills the cluster level by level: per-node
+//! counts never differ by more than one while every node has room.
+//!
+//! With bin-packing, a random sample of about log2(N) nodes of a mostly empty cluster
+//! rarely holds the few busy ones, so every job would open nodes of its own. Instead the
+//! candidates are ordered once per group: nodes already running service or batch work
+//! first, fullest first, then the others, largest first (ties keep the seeded order); every
+//! placement scans from the front and scores the first few nodes with room. A node that
+//! does not fit is skipped by the group's later placements, so a group's work is bounded
+//! by one pass over the nodes plus `limit` scored nodes per placement. When nothing is left
+//! to try, one full pass counts every node for the failure metric.
 //!
 //! Adding a rule means adding one checker to [`crate::feasible`] or one scorer to
 //! [`crate::rank`] and one line here.
@@ -64,6 +72,12 @@ pub struct GroupSelector<'j> {
     ask: Ask,
     nodes: Vec<Arc<Node>>,
     cursor: usize,
+    /// Bin-packing: `nodes` is in packing order (done on the first placement), `ruled_out`
+    /// marks nodes that did not fit an earlier placement of the group, and every node
+    /// before `start` is ruled out.
+    packing_order: bool,
+    ruled_out: Vec<bool>,
+    start: usize,
     limit: usize,
     fit_scorer: FitScorer,
     anti_affinity: JobAntiAffinityScorer,
@@ -142,6 +156,9 @@ impl<'j> GroupSelector<'j> {
             ask,
             nodes,
             cursor: 0,
+            packing_order: false,
+            ruled_out: Vec::new(),
+            start: 0,
             nodes_available,
         }
     }
@@ -271,6 +288,12 @@ impl<'j> GroupSelector<'j> {
         let penalty = ReschedulePenaltyScorer {
             penalty_nodes: penalty_nodes.to_vec(),
         };
+        if self.algorithm == Algorithm::BinPack {
+            if let Some(node) = self.select_packed(usage, &penalty) {
+                self.record(&node);
+                return Ok(node);
+            }
+        }
         let total = self.nodes.len();
         let mut metric = self.empty_metric();
         let even = self.algorithm == Algorithm::Spread;
@@ -321,10 +344,114 @@ impl<'j> GroupSelector<'j> {
                     // A full pass: nothing with room sits below this level.
                     self.floor = level;
                 }
+                if !even {
+                    // Bin-packing found room its skip list had ruled out (a stop freed
+                    // it): the list is stale, so start over.
+                    self.ruled_out.fill(false);
+                    self.start = 0;
+                }
                 self.record(&node);
                 Ok(node)
             }
             None => Err(Box::new(metric)),
+        }
+    }
+
+    /// Bin-packing's placement: scans the nodes in packing order from the first one not
+    /// ruled out, scores the first `limit` that fit and returns the best, or `None` when
+    /// none is left (the caller then makes a full, counted pass).
+    fn select_packed<S: State>(
+        &mut self,
+        usage: &mut ClusterUsage<'_, S>,
+        penalty: &ReschedulePenaltyScorer,
+    ) -> Option<Arc<Node>> {
+        if !self.packing_order {
+            self.order_for_packing(usage);
+        }
+        // A spread's max skew filters a node only until the other values catch up.
+        let filters_are_final = self.skew_limits.is_empty();
+        let mut best: Option<(f64, usize)> = None;
+        let mut options = 0;
+        for pos in self.start..self.nodes.len() {
+            if self.ruled_out[pos] {
+                continue;
+            }
+            let node = self.nodes[pos].clone();
+            let node_usage = usage.node(&node.id);
+            match self.check_node(&node, node_usage) {
+                NodeVerdict::Fits => {}
+                NodeVerdict::Exhausted(_) => {
+                    // Within one run a node only fills up; room a stop frees on it is
+                    // found by the full pass, when nothing else fits.
+                    self.ruled_out[pos] = true;
+                    continue;
+                }
+                NodeVerdict::Filtered(_) => {
+                    self.ruled_out[pos] = filters_are_final;
+                    continue;
+                }
+            }
+            let score = self.score(&node, node_usage, penalty);
+            if best.is_none_or(|(best_score, _)| score > best_score) {
+                best = Some((score, pos));
+            }
+            if !penalty.penalty_nodes.contains(&node.id) {
+                options += 1;
+                if options >= self.limit {
+                    break;
+                }
+            }
+        }
+        while self.start < self.nodes.len() && self.ruled_out[self.start] {
+            self.start += 1;
+        }
+        best.map(|(_, pos)| self.nodes[pos].clone())
+    }
+
+    /// Orders the candidates for bin-packing: nodes running service or batch work first,
+    /// fullest first, then the rest, largest first, so a job opens a new node only when
+    /// the busy ones have no room, and then the largest. The sort is stable, so ties keep
+    /// the seeded random order.
+    fn order_for_packing<S: State>(&mut self, usage: &ClusterUsage<'_, S>) {
+        let mut keyed: Vec<(PackKey, Arc<Node>)> = self
+            .nodes
+            .drain(..)
+            .map(|node| {
+                let load = usage.load_of(&node.id);
+                let key = if load.packed_allocs > 0 {
+                    PackKey::Busy(FitScorer::fullness(&node, load.cpu, load.memory_mb))
+                } else {
+                    let (cpu, memory_mb, _) = node.allocatable();
+                    PackKey::Idle(cpu, memory_mb)
+                };
+                (key, node)
+            })
+            .collect();
+        keyed.sort_by(|(a, _), (b, _)| a.cmp_for_packing(b));
+        self.nodes = keyed.into_iter().map(|(_, node)| node).collect();
+        self.ruled_out = vec![false; self.nodes.len()];
+        self.start = 0;
+        self.packing_order = true;
+    }
+}
+
+/// Where a node goes in bin-packing's order.
+#[derive(Debug, Clone, Copy)]
+enum PackKey {
+    /// Runs service or batch work; how full it is (0..=1).
+    Busy(f64),
+    /// Runs none (system jobs may run there): its allocatable CPU and memory.
+    Idle(i64, i64),
+}
+
+impl PackKey {
+    fn cmp_for_packing(&self, other: &PackKey) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        match (self, other) {
+            (PackKey::Busy(a), PackKey::Busy(b)) => b.total_cmp(a),
+            (PackKey::Busy(_), PackKey::Idle(..)) => Ordering::Less,
+            (PackKey::Idle(..), PackKey::Busy(_)) => Ordering::Greater,
+            (PackKey::Idle(c1, m1), PackKey::Idle(c2, m2)) => (c2, m2).cmp(&(c1, m1)),
         }
     }
 }
@@ -335,6 +462,7 @@ mod tests {
     use crate::mock;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
+    use std::collections::BTreeSet;
 
     #[test]
     fn visit_limit_is_log2_for_services_and_two_for_batch() {
@@ -405,5 +533,167 @@ mod tests {
             );
             assert_eq!(sel.select(&mut usage, &[]).unwrap().id, "b");
         }
+    }
+
+    fn selector<'j>(job: &'j Job, nodes: &[Arc<Node>], seed: u64) -> GroupSelector<'j> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        GroupSelector::new(
+            job,
+            &job.task_groups[0],
+            nodes,
+            &[],
+            Algorithm::BinPack,
+            Some(&mut rng),
+        )
+    }
+
+    #[test]
+    fn binpack_finds_the_few_busy_nodes_of_a_mostly_empty_cluster() {
+        // log2(64) = 6 scored options: a random sample would miss both busy nodes most
+        // of the time.
+        let job = mock::job("web", api::JOB_TYPE_SERVICE);
+        let other = Arc::new(mock::job("other", api::JOB_TYPE_SERVICE));
+        let nodes: Vec<_> = (0..64)
+            .map(|i| Arc::new(mock::node(&format!("n{i:02}"))))
+            .collect();
+        let busy = [
+            mock::alloc(&other, "web", 0, &nodes[17]),
+            mock::alloc(&other, "web", 1, &nodes[40]),
+            mock::alloc(&other, "web", 2, &nodes[40]),
+        ];
+        let state = mock::MemState::new()
+            .with_nodes(nodes.iter().map(|n| (**n).clone()))
+            .with_allocs(busy);
+        for seed in 0..20 {
+            let mut usage = ClusterUsage::new(&state);
+            let mut sel = selector(&job, &nodes, seed);
+            // The fuller of the two first.
+            assert_eq!(
+                sel.select(&mut usage, &[]).unwrap().id,
+                "n40",
+                "seed {seed}"
+            );
+        }
+    }
+
+    #[test]
+    fn binpack_fills_one_node_before_opening_the_next_across_jobs() {
+        // 24 jobs of one 500 MHz allocation: 8 fit on a 4000 MHz node, so 3 nodes.
+        let nodes: Vec<_> = (0..32)
+            .map(|i| Arc::new(mock::node(&format!("n{i:02}"))))
+            .collect();
+        let mut state = mock::MemState::new().with_nodes(nodes.iter().map(|n| (**n).clone()));
+        for i in 0..24 {
+            let job = Arc::new(mock::job(&format!("job{i}"), api::JOB_TYPE_SERVICE));
+            let node = {
+                let mut usage = ClusterUsage::new(&state);
+                selector(&job, &nodes, i).select(&mut usage, &[]).unwrap()
+            };
+            state = state.with_allocs([mock::alloc(&job, "web", 0, &node)]);
+        }
+        let used: BTreeSet<&str> = state.allocs.values().map(|a| a.node_id.as_str()).collect();
+        assert_eq!(used.len(), 3, "{used:?}");
+    }
+
+    #[test]
+    fn binpack_of_one_group_spills_at_most_over_its_scored_window() {
+        // Job anti-affinity spreads a group over the `limit` nodes it scores, but no
+        // further: 24 allocations, 8 per node, limit log2(32) = 5.
+        let mut job = mock::job("web", api::JOB_TYPE_SERVICE);
+        job.task_groups[0].count = 24;
+        let shared = Arc::new(job.clone());
+        let nodes: Vec<_> = (0..32)
+            .map(|i| Arc::new(mock::node(&format!("n{i:02}"))))
+            .collect();
+        let state = mock::MemState::new().with_nodes(nodes.iter().map(|n| (**n).clone()));
+        let mut usage = ClusterUsage::new(&state);
+        let mut sel = selector(&job, &nodes, 3);
+        let mut used = BTreeSet::new();
+        for i in 0..24 {
+            let node = sel.select(&mut usage, &[]).unwrap();
+            let mut alloc = mock::alloc(&shared, "web", i, &node);
+            alloc.id = format!("a{i}");
+            usage.place(&alloc);
+            used.insert(node.id.clone());
+        }
+        assert!(used.len() <= 3 + 5, "{used:?}");
+    }
+
+    #[test]
+    fn packing_order_is_busy_nodes_fullest_first_then_idle_nodes_largest_first() {
+        let agent = Arc::new(mock::job("agent", api::JOB_TYPE_SYSTEM));
+        let small = Arc::new(mock::job("small", api::JOB_TYPE_SERVICE)); // 500 MHz, 256 MB
+        let mut nodes: Vec<_> = (0..8)
+            .map(|i| Arc::new(mock::node(&format!("n{i}"))))
+            .collect();
+        let mut big = (*nodes[6]).clone();
+        big.node_resources.cpu.cpu_shares = 16_000;
+        big.node_resources.memory.memory_mb = 32_768;
+        nodes[6] = Arc::new(big);
+        // A system job runs everywhere, so it does not make a node busy: n1 (with a
+        // service alloc) and n4 (with two) are the busy ones.
+        let mut allocs: Vec<_> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| mock::alloc(&agent, "web", i as u64, n))
+            .collect();
+        allocs.push(mock::alloc(&small, "web", 0, &nodes[1]));
+        allocs.push(mock::alloc(&small, "web", 1, &nodes[4]));
+        allocs.push(mock::alloc(&small, "web", 2, &nodes[4]));
+        let state = mock::MemState::new()
+            .with_nodes(nodes.iter().map(|n| (**n).clone()))
+            .with_allocs(allocs);
+        let job = mock::job("web", api::JOB_TYPE_SERVICE);
+        let mut orders = BTreeSet::new();
+        for seed in 0..20 {
+            let usage = ClusterUsage::new(&state);
+            let mut sel = selector(&job, &nodes, seed);
+            sel.order_for_packing(&usage);
+            let order: Vec<&str> = sel.nodes.iter().map(|n| n.id.as_str()).collect();
+            assert_eq!(order[..3], ["n4", "n1", "n6"], "seed {seed}");
+            orders.insert(order[3..].join(","));
+        }
+        assert!(
+            orders.len() > 1,
+            "ties among the idle nodes follow the seed"
+        );
+    }
+
+    #[test]
+    fn binpack_counts_every_node_when_it_fails_after_skipping_full_ones() {
+        // 3000 MHz each: one per 4000 MHz node.
+        let mut job = mock::job("web", api::JOB_TYPE_SERVICE);
+        job.task_groups[0].tasks[0].resources.as_mut().unwrap().cpu = 3000;
+        let shared = Arc::new(job.clone());
+        let nodes: Vec<_> = ["a", "b", "c"].map(|n| Arc::new(mock::node(n))).to_vec();
+        let state = mock::MemState::new().with_nodes(nodes.iter().map(|n| (**n).clone()));
+        let mut usage = ClusterUsage::new(&state);
+        let mut sel = selector(&job, &nodes, 1);
+        for i in 0..3 {
+            let node = sel.select(&mut usage, &[]).unwrap();
+            let mut alloc = mock::alloc(&shared, "web", i, &node);
+            alloc.id = format!("a{i}");
+            usage.place(&alloc);
+        }
+        let metric = sel.select(&mut usage, &[]).unwrap_err();
+        assert_eq!(metric.nodes_evaluated, 3);
+        assert_eq!(metric.dimension_exhausted["cpu"], 3);
+    }
+
+    #[test]
+    fn binpack_finds_room_a_stop_freed_on_a_node_it_had_ruled_out() {
+        let mut job = mock::job("web", api::JOB_TYPE_SERVICE);
+        job.task_groups[0].tasks[0].resources.as_mut().unwrap().cpu = 3000;
+        let shared = Arc::new(job.clone());
+        let nodes = vec![Arc::new(mock::node("a"))];
+        let old = mock::alloc(&shared, "web", 0, &nodes[0]);
+        let state = mock::MemState::new()
+            .with_nodes([(*nodes[0]).clone()])
+            .with_allocs([old.clone()]);
+        let mut usage = ClusterUsage::new(&state);
+        let mut sel = selector(&job, &nodes, 1);
+        assert!(sel.select(&mut usage, &[]).is_err());
+        usage.stop(&old);
+        assert_eq!(sel.select(&mut usage, &[]).unwrap().id, "a");
     }
 }

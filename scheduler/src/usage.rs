@@ -61,12 +61,7 @@ impl Ask {
     /// What an existing allocation holds. Ports come from the group of the job version it
     /// runs, because the combined resources do not carry networks.
     pub fn of_alloc(alloc: &Allocation) -> Ask {
-        let (cpu, memory_mb, disk_mb) = match &alloc.resources {
-            Some(r) => (r.cpu, r.memory_mb, r.disk_mb),
-            None => alloc.task_resources.values().fold((0, 0, 0), |acc, r| {
-                (acc.0 + r.cpu, acc.1 + r.memory_mb, acc.2 + r.disk_mb)
-            }),
-        };
+        let (cpu, memory_mb, disk_mb) = alloc_resources(alloc);
         let reserved_ports = alloc
             .job
             .as_ref()
@@ -79,6 +74,16 @@ impl Ask {
             disk_mb,
             reserved_ports,
         }
+    }
+}
+
+/// CPU, memory and disk an existing allocation holds.
+fn alloc_resources(alloc: &Allocation) -> (i64, i64, i64) {
+    match &alloc.resources {
+        Some(r) => (r.cpu, r.memory_mb, r.disk_mb),
+        None => alloc.task_resources.values().fold((0, 0, 0), |acc, r| {
+            (acc.0 + r.cpu, acc.1 + r.memory_mb, acc.2 + r.disk_mb)
+        }),
     }
 }
 
@@ -107,6 +112,17 @@ pub struct GroupKey {
     pub group: String,
 }
 
+/// Whether bin-packing counts the allocation as work that opens a node: service and batch
+/// allocations do; system and sysbatch ones run on every node anyway.
+pub fn is_packed(alloc: &Allocation) -> bool {
+    alloc.job.as_ref().is_none_or(|job| {
+        !matches!(
+            job.job_type.as_str(),
+            api::JOB_TYPE_SYSTEM | api::JOB_TYPE_SYSBATCH
+        )
+    })
+}
+
 impl GroupKey {
     pub fn of_alloc(alloc: &Allocation) -> GroupKey {
         GroupKey {
@@ -127,10 +143,14 @@ pub struct NodeUsage {
     pub ports: HashMap<i64, u32>,
     /// Live allocations per job group, for anti-affinity and distinct_hosts.
     pub groups: HashMap<GroupKey, u32>,
+    /// Live service and batch allocations ([`is_packed`]): bin-packing fills nodes that
+    /// hold some before opening others.
+    pub packed_allocs: u32,
 }
 
 impl NodeUsage {
-    fn add(&mut self, key: GroupKey, ask: &Ask) {
+    fn add(&mut self, key: GroupKey, ask: &Ask, packed: bool) {
+        self.packed_allocs += u32::from(packed);
         self.cpu += ask.cpu;
         self.memory_mb += ask.memory_mb;
         self.disk_mb += ask.disk_mb;
@@ -140,7 +160,8 @@ impl NodeUsage {
         *self.groups.entry(key).or_default() += 1;
     }
 
-    fn remove(&mut self, key: GroupKey, ask: &Ask) {
+    fn remove(&mut self, key: GroupKey, ask: &Ask, packed: bool) {
+        self.packed_allocs = self.packed_allocs.saturating_sub(u32::from(packed));
         self.cpu -= ask.cpu;
         self.memory_mb -= ask.memory_mb;
         self.disk_mb -= ask.disk_mb;
@@ -179,6 +200,15 @@ impl NodeUsage {
     }
 }
 
+/// A node's live service and batch allocations and the CPU and memory everything live
+/// there holds: see [`ClusterUsage::load_of`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeLoad {
+    pub packed_allocs: u32,
+    pub cpu: i64,
+    pub memory_mb: i64,
+}
+
 /// Why an ask does not fit on a node: the name used in `AllocMetric::dimension_exhausted`.
 pub fn fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), &'static str> {
     let (cpu, memory_mb, disk_mb) = node.allocatable();
@@ -206,8 +236,8 @@ pub struct ClusterUsage<'s, S: State> {
     nodes: FastMap<String, NodeUsage>,
     /// Allocations this plan stops, so a node loaded later does not count them.
     stopped: HashSet<String>,
-    /// What this plan places, for nodes loaded after the placement.
-    placed: FastMap<String, Vec<(GroupKey, Ask)>>,
+    /// What this plan places, for nodes loaded after the placement (with [`is_packed`]).
+    placed: FastMap<String, Vec<(GroupKey, Ask, bool)>>,
 }
 
 impl<'s, S: State> ClusterUsage<'s, S> {
@@ -225,28 +255,60 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             let mut usage = NodeUsage::default();
             for alloc in self.state.allocs_by_node(node_id) {
                 if !alloc.terminal() && !self.stopped.contains(&alloc.id) {
-                    usage.add(GroupKey::of_alloc(&alloc), &Ask::of_alloc(&alloc));
+                    let packed = is_packed(&alloc);
+                    usage.add(GroupKey::of_alloc(&alloc), &Ask::of_alloc(&alloc), packed);
                 }
             }
-            for (key, ask) in self.placed.get(node_id).into_iter().flatten() {
-                usage.add(key.clone(), ask);
+            for (key, ask, packed) in self.placed.get(node_id).into_iter().flatten() {
+                usage.add(key.clone(), ask, *packed);
             }
             self.nodes.insert(node_id.to_string(), usage);
         }
         &self.nodes[node_id]
     }
 
+    /// What bin-packing's order needs to know about a node, without building (or caching)
+    /// its full usage: probing every node of a large cluster then costs one
+    /// `allocs_by_node` call and a sum per node, and no allocation of ours.
+    pub fn load_of(&self, node_id: &str) -> NodeLoad {
+        if let Some(u) = self.nodes.get(node_id) {
+            return NodeLoad {
+                packed_allocs: u.packed_allocs,
+                cpu: u.cpu,
+                memory_mb: u.memory_mb,
+            };
+        }
+        let mut load = NodeLoad::default();
+        let mut count = |packed: bool, cpu: i64, memory_mb: i64| {
+            load.packed_allocs += u32::from(packed);
+            load.cpu += cpu;
+            load.memory_mb += memory_mb;
+        };
+        for alloc in self.state.allocs_by_node(node_id) {
+            let stopped = !self.stopped.is_empty() && self.stopped.contains(&alloc.id);
+            if !alloc.terminal() && !stopped {
+                let (cpu, memory_mb, _) = alloc_resources(&alloc);
+                count(is_packed(&alloc), cpu, memory_mb);
+            }
+        }
+        for (_, ask, packed) in self.placed.get(node_id).into_iter().flatten() {
+            count(*packed, ask.cpu, ask.memory_mb);
+        }
+        load
+    }
+
     /// Counts a new allocation of this plan against its node.
     pub fn place(&mut self, alloc: &Allocation) {
         let (key, ask) = (GroupKey::of_alloc(alloc), Ask::of_alloc(alloc));
+        let packed = is_packed(alloc);
         // A node not loaded yet counts `placed` when it is.
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.add(key.clone(), &ask);
+            u.add(key.clone(), &ask, packed);
         }
         self.placed
             .entry(alloc.node_id.clone())
             .or_default()
-            .push((key, ask));
+            .push((key, ask, packed));
     }
 
     /// Frees what a live allocation stopped by this plan held.
@@ -255,7 +317,11 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             return;
         }
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.remove(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+            u.remove(
+                GroupKey::of_alloc(alloc),
+                &Ask::of_alloc(alloc),
+                is_packed(alloc),
+            );
         }
     }
 
@@ -265,7 +331,11 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             return;
         }
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.add(GroupKey::of_alloc(alloc), &Ask::of_alloc(alloc));
+            u.add(
+                GroupKey::of_alloc(alloc),
+                &Ask::of_alloc(alloc),
+                is_packed(alloc),
+            );
         }
     }
 }

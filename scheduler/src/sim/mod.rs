@@ -9,7 +9,7 @@ mod invariants;
 mod report;
 pub mod world;
 
-pub use report::{Evenness, Packing, Report};
+pub use report::{Evenness, Packing, Report, MAX_PACKING_RATIO};
 
 use crate::mock::MemState;
 use crate::{schedule, Algorithm, SchedulerConfig, State};
