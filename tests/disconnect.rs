@@ -5,71 +5,20 @@
 
 mod common;
 
-use common::cluster::{ClientProc, Cluster};
+use common::cluster::{allocs, run_job, running, service_job, ClientProc, Cluster, HEAL};
 use common::wait_for;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-/// Short heartbeats so a silent node is noticed in seconds.
-const HEAL: &[(&str, &str)] = &[
-    ("DROVER_HEARTBEAT_TTL_MS", "1500"),
-    ("DROVER_HEARTBEAT_GRACE_MS", "1000"),
-];
-
 const COUNT: usize = 6;
 
-fn run_job(cluster: &Cluster, name: &str, hcl: &str) {
-    let f = cluster.dir.path().join(format!("{name}.hcl"));
-    std::fs::write(&f, hcl).unwrap();
-    let out = cluster.cli(&["job", "run", "-detach", f.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn job_with_window(name: &str, window: &str) -> String {
-    format!(
-        r#"
-job "{name}" {{
-  type = "service"
-  group "g" {{
-    count = {COUNT}
-    max_client_disconnect = "{window}"
-    task "t" {{
-      driver = "raw_exec"
-      kill_timeout = "1s"
-      config {{
-        command = "/bin/sh"
-        args    = ["-c", "exec sleep 3600"]
-      }}
-      resources {{
-        cpu    = 20
-        memory = 16
-      }}
-    }}
-  }}
-}}
-"#
+    service_job(
+        name,
+        COUNT,
+        &format!("max_client_disconnect = \"{window}\""),
     )
-}
-
-fn allocs(cluster: &Cluster, job: &str) -> Vec<Value> {
-    cluster
-        .get(&format!("/v1/job/{job}/allocations"))
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-fn running(allocs: &[Value]) -> Vec<&Value> {
-    allocs
-        .iter()
-        .filter(|a| a["ClientStatus"] == "running" && a["DesiredStatus"] == "run")
-        .collect()
 }
 
 /// Allocations the servers count on: wanted, and not finished, failed or lost.

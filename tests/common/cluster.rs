@@ -388,3 +388,64 @@ impl Cluster {
             .expect("run drover")
     }
 }
+
+// ---- jobs on a cluster, shared by the self-healing, drain and disconnect tests ----
+
+/// Short heartbeats so a lost node is noticed in seconds.
+pub const HEAL: &[(&str, &str)] = &[
+    ("DROVER_HEARTBEAT_TTL_MS", "1500"),
+    ("DROVER_HEARTBEAT_GRACE_MS", "1000"),
+];
+
+pub fn run_job(cluster: &Cluster, name: &str, hcl: &str) {
+    let f = cluster.dir.path().join(format!("{name}.hcl"));
+    std::fs::write(&f, hcl).unwrap();
+    let out = cluster.cli(&["job", "run", "-detach", f.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+pub fn allocs(cluster: &Cluster, job: &str) -> Vec<serde_json::Value> {
+    cluster
+        .get(&format!("/v1/job/{job}/allocations"))
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+pub fn running(allocs: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    allocs
+        .iter()
+        .filter(|a| a["ClientStatus"] == "running" && a["DesiredStatus"] == "run")
+        .collect()
+}
+
+pub fn service_job(name: &str, count: usize, extra_group: &str) -> String {
+    format!(
+        r#"
+job "{name}" {{
+  type = "service"
+  group "g" {{
+    count = {count}
+    {extra_group}
+    task "t" {{
+      driver = "raw_exec"
+      kill_timeout = "1s"
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "exec sleep 3600"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 16
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}

@@ -98,11 +98,18 @@ impl DevAgent {
         }
         self.child = Some(cmd.spawn().expect("spawn drover agent"));
         let addr = self.addr();
-        wait_for("the agent's HTTP API", Duration::from_secs(30), || {
-            self.check_alive();
-            let r = reqwest::blocking::get(format!("{addr}/v1/agent/self")).ok()?;
-            r.status().is_success().then_some(())
-        });
+        // Up once it answers and its Raft has a leader (itself): writes and
+        // non-stale reads need one.
+        wait_for(
+            "the agent's HTTP API and leader",
+            Duration::from_secs(30),
+            || {
+                self.check_alive();
+                let r = reqwest::blocking::get(format!("{addr}/v1/status/leader")).ok()?;
+                let leader: String = r.json().ok()?;
+                (!leader.is_empty()).then_some(())
+            },
+        );
     }
 
     fn check_alive(&mut self) {
