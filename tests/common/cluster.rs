@@ -173,6 +173,12 @@ impl Cluster {
                         .iter()
                         .chain(env.iter())
                         .map(|(k, v)| (k.to_string(), v.to_string()))
+                        // For measuring at other timings: DROVER_TEST_HEARTBEAT_TTL_MS.
+                        .chain(
+                            std::env::var("DROVER_TEST_HEARTBEAT_TTL_MS")
+                                .ok()
+                                .map(|v| ("DROVER_HEARTBEAT_TTL_MS".to_string(), v)),
+                        )
                         .collect(),
                     child: None,
                 }
