@@ -423,14 +423,7 @@ impl Driver for ExecDriver {
         signal: &str,
         timeout: Duration,
     ) -> Result<(), DriverError> {
-        let sig = if signal.trim().is_empty() {
-            Signal::SIGTERM
-        } else {
-            parse_signal(signal).unwrap_or_else(|| {
-                tracing::warn!(signal, "unknown kill_signal, sending SIGTERM");
-                Signal::SIGTERM
-            })
-        };
+        let sig = process::kill_signal_or_term(signal);
         let cg = self.cgroup_of(handle);
         let alive = || process::is_same_process_alive(handle.pid, handle.start_time);
         let init = nix::unistd::Pid::from_raw(handle.pid);

@@ -171,6 +171,17 @@ pub async fn wait_group_gone(pgid: i32, timeout: Duration) -> bool {
     }
 }
 
+/// A task's `kill_signal`, SIGTERM when unset or unknown (with a warning).
+pub fn kill_signal_or_term(signal: &str) -> Signal {
+    if signal.trim().is_empty() {
+        return Signal::SIGTERM;
+    }
+    parse_signal(signal).unwrap_or_else(|| {
+        tracing::warn!(signal, "unknown kill_signal, sending SIGTERM");
+        Signal::SIGTERM
+    })
+}
+
 /// Parses a signal name as jobspecs write it: `SIGTERM`, `TERM`, `sigint` or a number.
 pub fn parse_signal(name: &str) -> Option<Signal> {
     let n = name.trim();

@@ -247,14 +247,7 @@ impl Driver for RawExecDriver {
         signal: &str,
         timeout: Duration,
     ) -> Result<(), DriverError> {
-        let sig = if signal.trim().is_empty() {
-            Signal::SIGTERM
-        } else {
-            parse_signal(signal).unwrap_or_else(|| {
-                tracing::warn!(signal, "unknown kill_signal, sending SIGTERM");
-                Signal::SIGTERM
-            })
-        };
+        let sig = process::kill_signal_or_term(signal);
         if !process::group_alive(handle.pgid) || !group_is_ours(handle) {
             return Ok(());
         }
