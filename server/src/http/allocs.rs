@@ -1,7 +1,7 @@
 //! `/v1/allocations`, `/v1/allocation/:id`, `/v1/evaluations`, `/v1/evaluation/:id`.
 
 use super::{blocking, reply, ApiErr, ApiResult, AppState, QueryParams};
-use api::{AllocationListStub, Evaluation};
+use api::AllocationListStub;
 use axum::extract::{Path, Query, State};
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
@@ -30,13 +30,7 @@ pub async fn get_alloc(
 
 pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.evals).await?;
-    let mut out: Vec<Evaluation> = state
-        .evals
-        .values()
-        .filter(|e| q.prefix_matches(&e.id))
-        .map(|e| (**e).clone())
-        .collect();
-    out.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+    let out = super::newest_first(state.evals.values().filter(|e| q.prefix_matches(&e.id)));
     Ok(reply(&srv, state.tables.evals, &out))
 }
 

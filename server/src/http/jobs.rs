@@ -198,12 +198,7 @@ pub async fn evaluations(
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables.evals).await?;
-    let mut out: Vec<Evaluation> = state
-        .evals_for_job(q.namespace(), &id)
-        .iter()
-        .map(|e| (**e).clone())
-        .collect();
-    out.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+    let out = super::newest_first(state.evals_for_job(q.namespace(), &id).iter());
     Ok(reply(&srv, state.tables.evals, &out))
 }
 

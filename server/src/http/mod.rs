@@ -197,6 +197,15 @@ pub async fn blocking(
     }
 }
 
+/// Evaluations as the API lists them: newest first.
+pub fn newest_first<'a>(
+    evals: impl Iterator<Item = &'a std::sync::Arc<api::Evaluation>>,
+) -> Vec<api::Evaluation> {
+    let mut out: Vec<api::Evaluation> = evals.map(|e| (**e).clone()).collect();
+    out.sort_by_key(|e| std::cmp::Reverse(e.create_index));
+    out
+}
+
 /// A JSON reply with Nomad's query-meta headers.
 pub fn reply<T: Serialize>(srv: &Server, index: u64, body: &T) -> Response {
     let mut resp = axum::Json(body).into_response();
