@@ -20,13 +20,14 @@ pub struct AgentOptions {
     pub bind: Option<String>,
     /// HTTP API port (default 4646).
     pub http_port: Option<u16>,
-    /// Raft RPC port (default: shared with the HTTP port).
+    /// RPC port: peers, client agents and forwarded requests (default: none; `-dev` and a
+    /// server running its own client open a loopback one).
     pub rpc_port: Option<u16>,
     /// Servers expected before the first cluster forms (default 1).
     pub bootstrap_expect: Option<usize>,
     /// RPC addresses of servers to form or join a cluster with.
     pub join: Vec<String>,
-    /// Servers a client agent talks to (`-servers`), HTTP addresses.
+    /// Servers a client agent talks to (`-servers`): their RPC addresses.
     pub servers: Vec<String>,
     pub node_name: Option<String>,
     pub datacenter: Option<String>,
@@ -96,6 +97,25 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    let (http_limits, rpc_limits) = listen_limits(file.limits.take().unwrap_or_default())?;
+    // A server without an RPC port that runs this process's client (`-dev`) opens a
+    // loopback RPC listener on a port the OS picks, for that client only: no peer routes.
+    let local_rpc = run_server && run_client && rpc_addr.is_none();
+    let forms_cluster = opts
+        .bootstrap_expect
+        .or(server_block.bootstrap_expect)
+        .unwrap_or(1)
+        > 1
+        || !opts.join.is_empty()
+        || server_block
+            .server_join
+            .as_ref()
+            .is_some_and(|j| !j.retry_join.is_empty());
+    anyhow::ensure!(
+        !(run_server && forms_cluster && rpc_addr.is_none()),
+        "a server that forms or joins a cluster needs an RPC port for its peers and client \
+         agents: pass -rpc-port (Nomad's is 4647) or set ports {{ rpc = 4647 }}"
+    );
     let datacenter = opts.datacenter.clone().or(file.datacenter.clone());
     let name = opts.node_name.clone().or(file.name.clone());
     tracing::info!(data_dir = %data_dir.display(), %http_addr, dev = opts.dev, "starting Drover agent");
@@ -104,18 +124,34 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     tokio::spawn(wait_for_signal(shutdown.clone()));
 
     let mut tasks = tokio::task::JoinSet::new();
+    // Driver settings are checked even when this agent runs no client: a wrong one is
+    // an error at start, not when the first task needs it.
+    let exec_cfg = client_agent::driver::exec::ExecConfig::from_agent_config(
+        file.plugin_config("exec"),
+        &client_block.options,
+    )
+    .map_err(anyhow::Error::msg)?;
+    let docker_cfg = client_agent::driver::docker::DockerPluginConfig::from_agent_config(
+        file.plugin_config("docker"),
+    )
+    .map_err(anyhow::Error::msg)?;
     let client_cfg = run_client.then(|| {
         let mut servers = if opts.servers.is_empty() {
             client_block.servers.clone()
         } else {
             opts.servers.clone()
         };
-        if servers.is_empty() {
-            servers.push(format!("http://{http_addr}"));
+        if servers.is_empty() && !run_server {
+            return Err(anyhow::anyhow!(
+                "a client agent needs its servers' RPC addresses: pass -servers 10.0.0.1:4647 \
+                 or set client {{ servers = [\"10.0.0.1:4647\"] }}"
+            ));
         }
+        // Empty with a server in this process: its RPC address, once it listens.
+        servers.retain(|s| !s.trim().is_empty());
         let mut meta = client_block.meta.clone();
         meta.extend(opts.meta.iter().cloned());
-        client_agent::AgentConfig {
+        Ok(client_agent::AgentConfig {
             data_dir: data_dir.join("client"),
             servers,
             node_name: name.clone().unwrap_or_default(),
@@ -129,9 +165,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             meta,
             // As in Nomad: raw_exec runs anything as the agent's user, so it is opt-in.
             raw_exec_enabled: opts.dev || file.plugin_enabled("raw_exec") == Some(true),
+            exec: exec_cfg.clone(),
+            docker: docker_cfg.clone(),
             http_addr: http_addr.to_string(),
-        }
+        })
     });
+    let client_cfg = client_cfg.transpose()?;
+    let (rpc_bound_tx, rpc_bound) = tokio::sync::watch::channel(None);
     let client_handle = client_cfg.as_ref().map(client_agent::ClientHandle::new);
     if run_server {
         let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
@@ -139,6 +179,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         // The client API of this process's own client is served on the same listener.
         cfg.client_routes = client_handle.clone().map(client_agent::client_router);
         cfg.rpc_addr = rpc_addr;
+        if local_rpc {
+            cfg.rpc_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            cfg.serve_peers = false;
+        }
+        cfg.http_limits = http_limits;
+        cfg.rpc_limits = rpc_limits;
+        cfg.rpc_bound = Some(std::sync::Arc::new(rpc_bound_tx));
         if let Some(adv) = file.advertise.take() {
             cfg.advertise_http = adv.http;
             cfg.advertise_rpc = adv.rpc;
@@ -182,6 +229,20 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         if let Some(d) = env_duration("DROVER_WRITE_TIMEOUT_MS") {
             cfg.write_timeout = d;
         }
+        if let Some(d) = &server_block.rpc_hold_timeout {
+            cfg.rpc_hold_timeout = parse_duration(d)?;
+        }
+        if let Some(d) = env_duration("DROVER_RPC_HOLD_TIMEOUT_MS") {
+            cfg.rpc_hold_timeout = d;
+        }
+        if let Some(n) = server_block.job_max_count {
+            cfg.job_max_count = n;
+        }
+        if let Some(size) = &server_block.job_max_source_size {
+            let bytes = crate::agent_config::parse_byte_size(size)
+                .context("server block: job_max_source_size")?;
+            cfg.job_max_source_size = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
         if let Some(n) = std::env::var("DROVER_LOGS_KEPT_AFTER_SNAPSHOT")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -208,7 +269,20 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
             });
         }
         let token = shutdown.clone();
+        let mut rpc_bound = rpc_bound;
         tasks.spawn(async move {
+            let mut cfg = cfg;
+            if cfg.servers.is_empty() {
+                // This process's server: talk to it on its RPC listener.
+                let addr = tokio::select! {
+                    _ = token.cancelled() => return Ok(()),
+                    a = rpc_bound.wait_for(Option::is_some) => a.ok().and_then(|a| *a),
+                };
+                let Some(addr) = addr else {
+                    anyhow::bail!("the server stopped before its RPC listener was up");
+                };
+                cfg.servers = vec![addr.to_string()];
+            }
             client_agent::run_with(cfg, token, handle)
                 .await
                 .context("client")
@@ -227,6 +301,38 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     }
     tracing::info!("agent stopped");
     result
+}
+
+/// The listeners' limits from the agent's `limits` block (Nomad's defaults otherwise).
+fn listen_limits(
+    l: crate::agent_config::Limits,
+) -> anyhow::Result<(
+    server::http::listen::ListenLimits,
+    server::http::listen::ListenLimits,
+)> {
+    let mut http = server::http::listen::ListenLimits::default();
+    let mut rpc = http;
+    if let Some(n) = l.http_max_conns_per_client {
+        http.max_conns_per_client = n;
+    }
+    if let Some(n) = l.rpc_max_conns_per_client {
+        rpc.max_conns_per_client = n;
+    }
+    if let Some(d) = &l.https_handshake_timeout {
+        http.header_read_timeout = parse_duration(d).context("limits.https_handshake_timeout")?;
+    }
+    if let Some(d) = &l.rpc_handshake_timeout {
+        rpc.header_read_timeout = parse_duration(d).context("limits.rpc_handshake_timeout")?;
+    }
+    // For tests that simulate a fleet from one address.
+    let env_count = |name: &str| std::env::var(name).ok()?.trim().parse::<usize>().ok();
+    if let Some(n) = env_count("DROVER_HTTP_MAX_CONNS_PER_CLIENT") {
+        http.max_conns_per_client = n;
+    }
+    if let Some(n) = env_count("DROVER_RPC_MAX_CONNS_PER_CLIENT") {
+        rpc.max_conns_per_client = n;
+    }
+    Ok((http, rpc))
 }
 
 async fn wait_for_signal(token: CancellationToken) {

@@ -24,6 +24,20 @@ pub struct AgentFile {
     pub client: Option<ClientBlock>,
     /// `plugin "raw_exec" { config { enabled = true } }`
     pub plugin: Option<BTreeMap<String, PluginBlock>>,
+    /// Connection limits of the HTTP and RPC listeners (Nomad's `limits` block).
+    pub limits: Option<Limits>,
+}
+
+/// `limits { ... }`, Nomad's names and defaults: 100 connections per client IP (0 turns
+/// the cap off) and 5 s to send a request's headers (here the header-read timeout; "0s"
+/// turns it off).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub http_max_conns_per_client: Option<usize>,
+    pub rpc_max_conns_per_client: Option<usize>,
+    pub https_handshake_timeout: Option<String>,
+    pub rpc_handshake_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -52,6 +66,12 @@ pub struct ServerBlock {
     /// Nomad's go-duration strings, e.g. "10s".
     pub heartbeat_grace: Option<String>,
     pub min_heartbeat_ttl: Option<String>,
+    /// How long a request that arrives while there is no leader waits for one ("5s").
+    pub rpc_hold_timeout: Option<String>,
+    /// The most allocations one job may ask for (sum of group counts); 0: no limit.
+    pub job_max_count: Option<u64>,
+    /// The largest job source `PUT /v1/jobs/parse` takes, as a size ("1M", "512KiB").
+    pub job_max_source_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -71,6 +91,10 @@ pub struct ClientBlock {
     pub node_pool: Option<String>,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// Nomad's client `options` map; Drover reads `user.denylist` and
+    /// `user.checked_drivers` (which users exec tasks may not run as).
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -101,6 +125,11 @@ impl AgentFile {
             .as_bool()
     }
 
+    /// The `config` block of `plugin "<name>"`, if any.
+    pub fn plugin_config(&self, name: &str) -> Option<&BTreeMap<String, serde_json::Value>> {
+        self.plugin.as_ref()?.get(name)?.config.as_ref()
+    }
+
     /// Fold a later file over this one: what the later file sets wins.
     pub fn merge(self, later: AgentFile) -> AgentFile {
         AgentFile {
@@ -114,6 +143,7 @@ impl AgentFile {
             advertise: later.advertise.or(self.advertise),
             server: later.server.or(self.server),
             client: later.client.or(self.client),
+            limits: later.limits.or(self.limits),
             plugin: match (self.plugin, later.plugin) {
                 (Some(mut a), Some(b)) => {
                     a.extend(b);
@@ -125,45 +155,70 @@ impl AgentFile {
     }
 }
 
-/// Nomad's go-style durations ("10s", "1m30s", "500ms") as a `Duration`.
+/// Nomad's go-style durations ("10s", "1m30s", "500ms") as a `Duration` (checked: huge
+/// or negative values are an error, never a panic).
 pub fn parse_duration(s: &str) -> anyhow::Result<std::time::Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut unit = String::new();
-    let flush = |num: &mut String, unit: &mut String, total: &mut f64| -> anyhow::Result<()> {
-        if num.is_empty() {
-            anyhow::bail!("invalid duration {s:?}");
-        }
-        let v: f64 = num.parse()?;
-        let mult = match unit.as_str() {
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => anyhow::bail!("invalid duration {s:?}: unknown unit {unit:?}"),
-        };
-        *total += v * mult;
-        num.clear();
-        unit.clear();
-        Ok(())
+    api::duration::parse_go_duration(s).map_err(anyhow::Error::msg)
+}
+
+/// A size as Nomad writes it ("1M", "512KiB", "2MB", "1000"): decimal units (K, M, G,
+/// with or without B) are powers of 1000, binary ones (KiB, MiB, GiB) of 1024. Checked:
+/// a size that does not fit is an error, never a wrap.
+pub fn parse_byte_size(s: &str) -> anyhow::Result<u64> {
+    let text = s.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" | "ki" => 1 << 10,
+        "mib" | "mi" => 1 << 20,
+        "gib" | "gi" => 1 << 30,
+        other => anyhow::bail!(
+            "invalid size {s:?}: unknown unit {other:?} (use B, K, M, G or KiB, MiB, GiB)"
+        ),
     };
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() || c == '.' {
-            if !unit.is_empty() {
-                flush(&mut num, &mut unit, &mut total)?;
-            }
-            num.push(c);
-        } else {
-            unit.push(c);
-        }
-    }
-    flush(&mut num, &mut unit, &mut total)?;
-    Ok(std::time::Duration::from_secs_f64(total))
+    let value: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("invalid size {s:?}: expected a number like \"1M\""))?;
+    let bytes = value * scale as f64;
+    anyhow::ensure!(
+        bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64,
+        "invalid size {s:?}: too large"
+    );
+    Ok(bytes.round() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sizes_parse_like_nomads() {
+        assert_eq!(parse_byte_size("1M").unwrap(), 1_000_000);
+        assert_eq!(parse_byte_size("512KiB").unwrap(), 512 * 1024);
+        assert_eq!(parse_byte_size("2 MB").unwrap(), 2_000_000);
+        assert_eq!(parse_byte_size("100").unwrap(), 100);
+        let err = parse_byte_size("1X").unwrap_err().to_string();
+        assert!(err.contains("unknown unit"), "{err}");
+        assert!(parse_byte_size("99999999999999999999G").is_err());
+        assert!(parse_byte_size("M").is_err());
+    }
+
+    #[test]
+    fn server_job_limits_parse() {
+        let f = AgentFile::parse(
+            "server {\n  enabled = true\n  job_max_count = 10\n  job_max_source_size = \"2M\"\n}\n",
+        )
+        .unwrap();
+        let s = f.server.unwrap();
+        assert_eq!(s.job_max_count, Some(10));
+        assert_eq!(s.job_max_source_size.as_deref(), Some("2M"));
+    }
 
     #[test]
     fn nomad_style_agent_config_parses() {
@@ -205,6 +260,78 @@ mod tests {
         assert_eq!(f.client.as_ref().unwrap().meta["rack"], "r1");
         assert_eq!(f.plugin_enabled("raw_exec"), Some(true));
         assert_eq!(f.plugin_enabled("docker"), None);
+    }
+
+    #[test]
+    fn exec_and_docker_plugin_settings_reach_the_drivers() {
+        use client_agent::driver::caps::CapSet;
+        use client_agent::driver::docker::DockerPluginConfig;
+        use client_agent::driver::exec::ExecConfig;
+        let f = AgentFile::parse(
+            r#"
+            client {
+              options = {
+                "user.denylist" = "ubuntu, admin"
+              }
+            }
+            plugin "exec" {
+              config {
+                default_user = "daemon"
+                allow_caps   = ["chown", "CAP_NET_BIND_SERVICE"]
+              }
+            }
+            plugin "docker" {
+              config {
+                volumes {
+                  enabled = true
+                }
+              }
+            }
+            "#,
+        )
+        .unwrap();
+        let options = &f.client.as_ref().unwrap().options;
+        let exec = ExecConfig::from_agent_config(f.plugin_config("exec"), options).unwrap();
+        assert_eq!(exec.default_user, "daemon");
+        assert_eq!(exec.user_denylist, vec!["ubuntu", "admin"]);
+        assert_eq!(
+            exec.allow_caps,
+            CapSet::parse(&["chown", "net_bind_service"], "t").unwrap()
+        );
+        let docker = DockerPluginConfig::from_agent_config(f.plugin_config("docker")).unwrap();
+        assert!(docker.volumes_enabled);
+
+        // Without settings: Nomad's defaults (nobody, root refused, volumes off).
+        let none = AgentFile::parse("").unwrap();
+        let exec =
+            ExecConfig::from_agent_config(none.plugin_config("exec"), &Default::default()).unwrap();
+        assert_eq!(exec, ExecConfig::default());
+        assert_eq!(exec.default_user, "nobody");
+        assert!(exec.user_denylist.contains(&"root".to_string()));
+        let docker = DockerPluginConfig::from_agent_config(none.plugin_config("docker")).unwrap();
+        assert!(!docker.volumes_enabled);
+    }
+
+    #[test]
+    fn wrong_driver_settings_are_refused_with_their_names() {
+        let f = AgentFile::parse(
+            "plugin \"docker\" {\n config {\n volumes {\n enabld = true\n }\n }\n}\n",
+        )
+        .unwrap();
+        let e = client_agent::driver::docker::DockerPluginConfig::from_agent_config(
+            f.plugin_config("docker"),
+        )
+        .unwrap_err();
+        assert!(e.contains("\"enabld\""), "{e}");
+        let f =
+            AgentFile::parse("plugin \"exec\" {\n config {\n allow_caps = [\"net_rwa\"]\n }\n}\n")
+                .unwrap();
+        let e = client_agent::driver::exec::ExecConfig::from_agent_config(
+            f.plugin_config("exec"),
+            &Default::default(),
+        )
+        .unwrap_err();
+        assert!(e.contains("\"net_rwa\" is not a Linux capability"), "{e}");
     }
 
     #[test]

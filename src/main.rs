@@ -5,6 +5,10 @@ mod agent_config;
 mod cli;
 
 fn main() {
+    // The client agent fetches artifacts in an unprivileged child of this binary.
+    if let Some(code) = client_agent::artifact::run_if_sandbox_child() {
+        std::process::exit(code);
+    }
     let args = cli::rewrite_args(std::env::args_os());
     std::process::exit(cli::run(args));
 }

@@ -14,12 +14,19 @@ use std::time::Duration;
 const IMAGE: &str = "drover-e2e-busybox:1";
 
 /// Builds [`IMAGE`] with `docker build` from a temp context; false when it cannot.
+/// A missing prerequisite skips loudly on a developer's machine and fails under `CI=true`.
+fn missing(what: &str) -> bool {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{what}, and CI=true: the docker tests must run in CI"
+    );
+    eprintln!("\n!!!!! SKIPPED: {what} !!!!!\n");
+    false
+}
+
 fn build_image() -> bool {
     if !std::path::Path::new("/bin/busybox").exists() {
-        eprintln!(
-            "\n!!!!! SKIPPED: /bin/busybox is missing (apt-get install busybox-static) !!!!!\n"
-        );
-        return false;
+        return missing("/bin/busybox is missing (apt-get install busybox-static)");
     }
     let ctx = tempfile::tempdir().unwrap();
     std::fs::copy("/bin/busybox", ctx.path().join("busybox")).unwrap();
@@ -34,17 +41,11 @@ fn build_image() -> bool {
         .output()
     {
         Ok(o) if o.status.success() => true,
-        Ok(o) => {
-            eprintln!(
-                "\n!!!!! SKIPPED: docker build failed: {} !!!!!\n",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            false
-        }
-        Err(e) => {
-            eprintln!("\n!!!!! SKIPPED: cannot run docker: {e} !!!!!\n");
-            false
-        }
+        Ok(o) => missing(&format!(
+            "docker build failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )),
+        Err(e) => missing(&format!("cannot run docker: {e}")),
     }
 }
 

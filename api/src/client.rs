@@ -36,6 +36,10 @@ impl ApiError {
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
     }
+    /// The server refused the request (e.g. a node secret that does not match).
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
 }
 
 /// Options of a read: a blocking query waits until the index passes `index`.
@@ -105,7 +109,9 @@ impl Client {
     pub fn with_addresses(addrs: &[String]) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Under the servers' header-read timeout (5 s by default), which closes
+            // connections idle between requests.
+            .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .expect("reqwest client with static configuration");
         Client {
@@ -126,6 +132,7 @@ impl Client {
         query: &[(String, String)],
         body: Option<&B>,
         timeout: Duration,
+        headers: &[(&str, &str)],
     ) -> Result<(reqwest::Response, String), ApiError> {
         let n = self.addrs.len();
         let start = self.current.load(Ordering::Relaxed);
@@ -140,6 +147,9 @@ impl Client {
                 .timeout(timeout);
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
             }
             match req.send().await {
                 Ok(resp) => {
@@ -215,7 +225,7 @@ impl Client {
         }
         let timeout = opts.wait.unwrap_or(Duration::ZERO) + Duration::from_secs(30);
         let (resp, addr) = self
-            .send::<()>(reqwest::Method::GET, path, &query, None, timeout)
+            .send::<()>(reqwest::Method::GET, path, &query, None, timeout, &[])
             .await?;
         Self::decode(resp, addr).await
     }
@@ -225,6 +235,16 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ApiError> {
+        self.put_with_headers(path, body, &[]).await
+    }
+
+    /// A PUT carrying extra headers (a node's secret).
+    pub async fn put_with_headers<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ApiError> {
         let (resp, addr) = self
             .send(
                 reqwest::Method::PUT,
@@ -232,6 +252,7 @@ impl Client {
                 &[],
                 Some(body),
                 Duration::from_secs(60),
+                headers,
             )
             .await?;
         Ok(Self::decode(resp, addr).await?.0)
@@ -249,6 +270,7 @@ impl Client {
                 query,
                 None,
                 Duration::from_secs(60),
+                &[],
             )
             .await?;
         Ok(Self::decode(resp, addr).await?.0)
@@ -428,20 +450,32 @@ impl Client {
             .0)
     }
 
-    // ---- internal endpoints used by client agents ----
+    // ---- internal endpoints used by client agents (on the servers' RPC listener) ----
 
-    pub async fn register_node(&self, node: &Node) -> Result<NodeHeartbeatResponse, ApiError> {
-        self.put(
+    /// Registers (or re-registers) a node. `secret` is the one the servers returned at its
+    /// first registration (empty for a new node); the answer carries the node's secret.
+    pub async fn register_node(
+        &self,
+        node: &Node,
+        secret: &str,
+    ) -> Result<NodeHeartbeatResponse, ApiError> {
+        self.put_with_headers(
             "/v1/internal/node/register",
             &NodeRegisterRequest { node: node.clone() },
+            &secret_header(secret),
         )
         .await
     }
 
-    pub async fn heartbeat(&self, node_id: &str) -> Result<NodeHeartbeatResponse, ApiError> {
-        self.put(
+    pub async fn heartbeat(
+        &self,
+        node_id: &str,
+        secret: &str,
+    ) -> Result<NodeHeartbeatResponse, ApiError> {
+        self.put_with_headers(
             &format!("/v1/internal/node/{}/heartbeat", enc(node_id)),
             &serde_json::json!({}),
+            &secret_header(secret),
         )
         .await
     }
@@ -449,13 +483,23 @@ impl Client {
     pub async fn update_allocs(
         &self,
         node_id: &str,
+        secret: &str,
         updates: Vec<AllocClientUpdate>,
     ) -> Result<WriteResponse, ApiError> {
-        self.put(
+        self.put_with_headers(
             &format!("/v1/internal/node/{}/allocs", enc(node_id)),
             &AllocUpdateRequest { alloc: updates },
+            &secret_header(secret),
         )
         .await
+    }
+}
+
+fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {
+    if secret.is_empty() {
+        vec![]
+    } else {
+        vec![(crate::wire::NODE_SECRET_HEADER, secret)]
     }
 }
 

@@ -9,6 +9,7 @@ pub mod alloc;
 #[cfg(feature = "client")]
 pub mod client;
 pub mod diff;
+pub mod duration;
 pub mod eval;
 pub mod job;
 pub mod node;

@@ -16,6 +16,11 @@ pub const NODE_INELIGIBLE: &str = "ineligible";
 pub struct Node {
     #[serde(rename = "ID")]
     pub id: String,
+    /// The node's secret, minted by the servers at its first registration: its agent
+    /// must present it to heartbeat, report allocations or register again. Never
+    /// returned by public reads (Nomad redacts it too).
+    #[serde(rename = "SecretID", skip_serializing_if = "String::is_empty")]
+    pub secret_id: String,
     pub name: String,
     pub datacenter: String,
     pub node_class: String,

@@ -50,6 +50,10 @@ pub struct NodeRegisterRequest {
     pub node: Node,
 }
 
+/// The header a client agent's heartbeats, allocation updates and registrations carry
+/// its node's secret in.
+pub const NODE_SECRET_HEADER: &str = "X-Nomad-Node-Secret";
+
 /// Answer to a registration or a heartbeat: when the next heartbeat is due.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -58,8 +62,12 @@ pub struct NodeHeartbeatResponse {
     #[serde(rename = "HeartbeatTTL")]
     pub heartbeat_ttl: i64,
     pub index: u64,
-    /// Servers' HTTP addresses the agent may fail over to.
+    /// Servers' RPC addresses the agent may fail over to.
     pub servers: Vec<String>,
+    /// On registration: the node's secret, which the agent keeps and sends with every
+    /// later heartbeat, allocation update and registration (`X-Nomad-Node-Secret`).
+    #[serde(rename = "SecretID", skip_serializing_if = "String::is_empty")]
+    pub secret_id: String,
 }
 
 /// Body of `PUT /v1/internal/node/:id/allocs`: a batch of client status updates.

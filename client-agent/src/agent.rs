@@ -63,13 +63,93 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// The node's secret: minted by the servers at its first registration, kept in
+/// `<data_dir>/node-secret` (mode 0600) so a restarted agent is still the same node.
+#[derive(Clone)]
+pub struct NodeSecret {
+    path: std::path::PathBuf,
+    value: Arc<std::sync::Mutex<String>>,
+}
+
+impl NodeSecret {
+    /// Loads the secret kept in `data_dir` (empty when the node never registered).
+    pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        let path = data_dir.join("node-secret");
+        let value = match std::fs::read_to_string(&path) {
+            Ok(s) => s.trim().to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!("cannot read the node secret from {}", path.display())
+                })
+            }
+        };
+        Ok(NodeSecret {
+            path,
+            value: Arc::new(std::sync::Mutex::new(value)),
+        })
+    }
+
+    pub fn get(&self) -> String {
+        self.value.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Keeps the secret a server returned (on disk first, so a crash cannot lose it).
+    fn set(&self, secret: &str) -> anyhow::Result<()> {
+        if secret.is_empty() || self.get() == secret {
+            return Ok(());
+        }
+        write_private(&self.path, secret.as_bytes())
+            .with_context(|| format!("cannot keep the node secret in {}", self.path.display()))?;
+        *self.value.lock().unwrap_or_else(|e| e.into_inner()) = secret.to_string();
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` atomically, readable by the agent's user only.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Registers `node` with its secret and keeps the secret the server answers with.
+async fn register_once(
+    client: &Client,
+    node: &Node,
+    secret: &NodeSecret,
+) -> Result<api::NodeHeartbeatResponse, anyhow::Error> {
+    let resp = client.register_node(node, &secret.get()).await?;
+    secret.set(&resp.secret_id)?;
+    Ok(resp)
+}
+
 /// Registers `node`, retrying with backoff until a server accepts it; `None` on shutdown.
-async fn register(client: &Client, node: &Node, shutdown: &CancellationToken) -> Option<Duration> {
+async fn register(
+    client: &Client,
+    node: &Node,
+    secret: &NodeSecret,
+    shutdown: &CancellationToken,
+) -> Option<Duration> {
     let mut attempt = 0;
     loop {
         let res = tokio::select! {
             _ = shutdown.cancelled() => return None,
-            r = client.register_node(node) => r,
+            r = register_once(client, node, secret) => r,
         };
         match res {
             Ok(resp) => {
@@ -78,7 +158,14 @@ async fn register(client: &Client, node: &Node, shutdown: &CancellationToken) ->
             }
             Err(e) => {
                 let wait = backoff(Duration::from_secs(1), Duration::from_secs(30), attempt);
-                tracing::warn!(error = %e, retry_in = ?wait, "cannot register the node");
+                let status = e.downcast_ref::<api::ApiError>().and_then(|e| e.status());
+                if status == Some(404) {
+                    tracing::error!(error = %e, server = %client.address(), retry_in = ?wait, "cannot register the node: the server has no agent routes there; -servers must name the servers' RPC addresses (e.g. 10.0.0.1:4647), not their HTTP API");
+                } else if status == Some(403) {
+                    tracing::error!(error = %e, retry_in = ?wait, "cannot register the node: the servers know this node ID with another secret; if this data dir was copied from another node, remove its node-id and node-secret files");
+                } else {
+                    tracing::warn!(error = %e, retry_in = ?wait, "cannot register the node");
+                }
                 attempt += 1;
                 if !sleep_or_shutdown(wait, shutdown).await {
                     return None;
@@ -91,6 +178,7 @@ async fn register(client: &Client, node: &Node, shutdown: &CancellationToken) ->
 async fn heartbeat_loop(
     client: Client,
     node: Arc<Node>,
+    secret: NodeSecret,
     mut ttl: Duration,
     shutdown: CancellationToken,
 ) {
@@ -108,18 +196,23 @@ async fn heartbeat_loop(
         if !sleep_or_shutdown(wait, &shutdown).await {
             return;
         }
+        let key = secret.get();
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = client.heartbeat(&node.id) => r,
+            r = client.heartbeat(&node.id, &key) => r,
         };
         match res {
             Ok(resp) => {
                 ttl = ttl_of(&resp);
                 failures = 0;
             }
+            Err(e) if e.is_forbidden() => {
+                tracing::error!(error = %e, node = %node.id, "the servers refused this node's secret; if this data dir was copied from another node, remove its node-id and node-secret files");
+                failures += 1;
+            }
             Err(e) if e.is_not_found() => {
                 tracing::warn!("the servers do not know this node; registering again");
-                match client.register_node(&node).await {
+                match register_once(&client, &node, &secret).await {
                     Ok(resp) => {
                         ttl = ttl_of(&resp);
                         failures = 0;
@@ -141,6 +234,7 @@ async fn heartbeat_loop(
 async fn report_loop(
     client: Client,
     node_id: String,
+    secret: NodeSecret,
     updates: PendingUpdates,
     shutdown: CancellationToken,
 ) {
@@ -161,12 +255,13 @@ async fn report_loop(
             failures = 0;
             continue;
         }
+        let key = secret.get();
         let res = tokio::select! {
             _ = shutdown.cancelled() => {
                 updates.requeue(batch);
                 return;
             }
-            r = client.update_allocs(&node_id, batch.clone()) => r,
+            r = client.update_allocs(&node_id, &key, batch.clone()) => r,
         };
         match res {
             Ok(_) => failures = 0,
@@ -217,6 +312,11 @@ impl Runners {
             }
             if a.job.is_none() {
                 tracing::warn!(alloc = %a.id, "allocation arrived without its job; skipped");
+                continue;
+            }
+            // The id names the alloc dir: one that could leave the data dir is never used.
+            if let Err(e) = crate::allocdir::check_name("allocation ID", &a.id) {
+                tracing::error!(alloc = ?a.id, "allocation refused: {e}");
                 continue;
             }
             tracing::info!(alloc = %a.id, job = %a.job_id, group = %a.task_group, "starting allocation");
@@ -338,6 +438,7 @@ pub async fn run_with(
     tracing::info!(node = %node.id, name = %node.name, drivers = ?node.drivers.keys().collect::<Vec<_>>(), "node fingerprinted");
 
     let store = StateStore::new(&config.data_dir);
+    let secret = NodeSecret::load(&config.data_dir)?;
     let updates = PendingUpdates::new();
     let shutdown = shutdown.child_token();
     let client = Client::with_addresses(&config.servers);
@@ -367,13 +468,13 @@ pub async fn run_with(
 
     // Restored tasks are supervised from here on, even while no server answers.
     // Register as initializing first, then as ready now that the node is set up.
-    if register(&client, &node, &shutdown).await.is_none() {
+    if register(&client, &node, &secret, &shutdown).await.is_none() {
         runners.join_all().await;
         return Ok(());
     }
     node.status = api::NODE_STATUS_READY.into();
     let node = Arc::new(node);
-    let Some(ttl) = register(&client, &node, &shutdown).await else {
+    let Some(ttl) = register(&client, &node, &secret, &shutdown).await else {
         runners.join_all().await;
         return Ok(());
     };
@@ -381,12 +482,14 @@ pub async fn run_with(
     let heartbeats = tokio::spawn(heartbeat_loop(
         client.clone(),
         node.clone(),
+        secret.clone(),
         ttl,
         shutdown.clone(),
     ));
     let reports = tokio::spawn(report_loop(
         client.clone(),
         node.id.clone(),
+        secret.clone(),
         updates.clone(),
         shutdown.clone(),
     ));
@@ -398,7 +501,11 @@ pub async fn run_with(
     let _ = reports.await;
     let last = updates.take();
     if !last.is_empty() {
-        let _ = tokio::time::timeout(FINAL_FLUSH, client.update_allocs(&node.id, last)).await;
+        let _ = tokio::time::timeout(
+            FINAL_FLUSH,
+            client.update_allocs(&node.id, &secret.get(), last),
+        )
+        .await;
     }
     Ok(())
 }

@@ -28,10 +28,7 @@ pub struct ClientHandle {
 impl ClientHandle {
     /// A handle for an agent about to run with `config` (its drivers are made here).
     pub fn new(config: &AgentConfig) -> Self {
-        Self::with_drivers(
-            &config.data_dir,
-            Drivers::from_config(config.raw_exec_enabled),
-        )
+        Self::with_drivers(&config.data_dir, Drivers::from_agent_config(config))
     }
 
     pub fn with_drivers(data_dir: &Path, drivers: Drivers) -> Self {

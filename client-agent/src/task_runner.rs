@@ -6,7 +6,7 @@
 //! On agent shutdown the runner returns and leaves the task running: a restarted agent
 //! reattaches through [`Driver::recover`].
 
-use crate::allocdir::AllocDir;
+use crate::allocdir::{self, AllocDir};
 use crate::driver::{
     Driver, DriverError, ExitResult, TaskContext, TaskHandle, EXIT_UNKNOWN_AFTER_RECOVERY,
 };
@@ -22,6 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// Nomad's event type for a task whose setup failed.
+const SETUP_FAILURE: &str = "Setup Failure";
 
 /// How long to wait for a task's exit status after it was stopped.
 const WAIT_AFTER_STOP: Duration = Duration::from_secs(10);
@@ -78,6 +81,8 @@ enum Phase {
     /// A user-requested restart of the running task.
     Restart(TaskHandle, Reply),
     ArtifactFailed(String),
+    /// The task's directory cannot be built safely (e.g. its name leaves the alloc dir).
+    SetupFailed(String),
     Wait(TaskHandle),
     Exited(ExitResult),
     StartFailed(DriverError),
@@ -145,7 +150,7 @@ impl TaskRunner {
         let rotation = CancellationToken::new();
         let _stop_rotation = rotation.clone().drop_guard();
         tokio::spawn(logs::rotate_loop(
-            self.alloc_dir.logs(),
+            self.alloc_dir.root.clone(),
             self.task.name.clone(),
             logs::Rotation::from_config(self.task.log_config.as_ref()),
             rotation,
@@ -199,6 +204,7 @@ impl TaskRunner {
                 Phase::Exited(res) => self.exited(res),
                 Phase::StartFailed(err) => self.start_failed(err),
                 Phase::ArtifactFailed(msg) => self.artifact_failed(msg),
+                Phase::SetupFailed(msg) => self.setup_failed(msg),
                 Phase::Delay(d) => {
                     tokio::select! {
                         biased;
@@ -251,6 +257,22 @@ impl TaskRunner {
             &self.restart_policy,
             &self.job_type,
             Outcome::StartFailed { recoverable: true },
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
+    }
+
+    /// Nomad's "Setup Failure": the task cannot be set up and is not restarted.
+    fn setup_failed(&mut self, msg: String) -> Phase {
+        tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "task setup failed");
+        let mut e = events::event(SETUP_FAILURE, msg.clone());
+        e.details.insert("setup_error".into(), msg);
+        self.push_event(e);
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::StartFailed { recoverable: false },
             &mut self.state.restart,
             events::now_nanos(),
         );
@@ -312,6 +334,13 @@ impl TaskRunner {
         }
         let dirs = match self.alloc_dir.build_task(&self.task.name) {
             Ok(d) => d,
+            // A name or a directory that would lead out of the alloc dir: retrying cannot help.
+            Err(e)
+                if e.kind() == std::io::ErrorKind::InvalidInput
+                    || allocdir::is_link_refusal(&e) =>
+            {
+                return Phase::SetupFailed(format!("building the task directory: {e}"))
+            }
             Err(e) => {
                 return Phase::StartFailed(DriverError::Start(format!(
                     "building the task directory: {e}"
@@ -336,7 +365,15 @@ impl TaskRunner {
                 "Client is downloading artifacts",
             ));
             self.emit();
-            if let Err(e) = artifact::fetch_all(&self.task.artifacts, &env, &dirs.dir).await {
+            if let Err(e) = artifact::fetch_all(
+                &self.task.artifacts,
+                &env,
+                &self.alloc_dir.root,
+                &self.task.name,
+                &self.task.user,
+            )
+            .await
+            {
                 return Phase::ArtifactFailed(e);
             }
             self.artifacts_fetched = true;

@@ -252,7 +252,9 @@ mod tests {
     #[test]
     fn env_has_nomad_variables_and_interpolated_task_env() {
         let (node, alloc, task) = sample();
-        let dirs = AllocDir::new(Path::new("/data"), &alloc.id).task_dirs("web");
+        let dirs = AllocDir::new(Path::new("/data"), &alloc.id)
+            .task_dirs("web")
+            .unwrap();
         let env = TaskEnv::build(&node, &alloc, &task, &dirs);
         let v = &env.vars;
         assert_eq!(v["NOMAD_ALLOC_ID"], "0123456789abcdef");
@@ -279,7 +281,9 @@ mod tests {
     #[test]
     fn interpolation_resolves_known_forms_and_keeps_unknown_ones() {
         let (node, alloc, task) = sample();
-        let dirs = AllocDir::new(Path::new("/d"), &alloc.id).task_dirs("web");
+        let dirs = AllocDir::new(Path::new("/d"), &alloc.id)
+            .task_dirs("web")
+            .unwrap();
         let env = TaskEnv::build(&node, &alloc, &task, &dirs);
         assert_eq!(
             env.interpolate(r#"${node.unique.id}/${meta.rack}/${env["GREETING"]}/${NOMAD_JOB_ID}"#),

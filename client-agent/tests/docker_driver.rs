@@ -370,3 +370,63 @@ async fn docker_stop_sends_kill_signal_first_and_sigkill_after_kill_timeout() {
     assert_eq!(d.wait(&h).await.exit_code, 137);
     assert!(!container_exists(&container_id(&h)).await);
 }
+
+#[tokio::test]
+async fn docker_host_volume_is_refused_with_a_sentence_and_no_container_unless_enabled() {
+    let Some(image) = busybox_image().await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("marker"), "host-file\n").unwrap();
+    let script = "cat /host/marker && ls /root-of-host/ >/dev/null && echo saw-host-root";
+    let t = |name: &str| {
+        task(
+            name,
+            "docker",
+            serde_json::json!({
+                "image": image,
+                "command": "/bin/sh",
+                "args": ["-c", script],
+                "volumes": ["/:/root-of-host:ro", format!("{}:/host", host.path().display())],
+            }),
+        )
+    };
+
+    // Default agent: refused before Docker is asked to create anything.
+    let alloc = alloc_id("hostvol");
+    let ctx = task_ctx(tmp.path(), &alloc, t("hostvol"), vec![], FsIsolation::Image);
+    let name = client_agent::driver::docker::container_name(&ctx);
+    let _g = ContainerGuard(vec![name.clone()]);
+    let err = DockerDriver::new().start(&ctx).await.unwrap_err();
+    assert!(!err.recoverable(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("volume \"/\" binds the host path / into the container")
+            && msg.contains("host volumes are disabled on this agent")
+            && msg.contains("plugin \"docker\" { config { volumes { enabled = true } } }"),
+        "{msg}"
+    );
+    assert!(!container_exists(&name).await, "a container was created");
+
+    // An agent that enables volumes mounts them.
+    let alloc = alloc_id("hostvol-on");
+    let ctx = task_ctx(
+        tmp.path(),
+        &alloc,
+        t("hostvolon"),
+        vec![],
+        FsIsolation::Image,
+    );
+    let d = DockerDriver::with_config(client_agent::driver::docker::DockerPluginConfig {
+        volumes_enabled: true,
+    });
+    let h = d.start(&ctx).await.unwrap();
+    let _g2 = ContainerGuard(vec![container_id(&h)]);
+    let res = tokio::time::timeout(Duration::from_secs(30), d.wait(&h))
+        .await
+        .unwrap();
+    let out = wait_for_content(&ctx.dirs.stdout, "saw-host-root").await;
+    assert!(res.successful(), "{res:?} {out}");
+    assert!(out.contains("host-file"), "{out}");
+}

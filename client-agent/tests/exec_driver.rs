@@ -445,3 +445,302 @@ async fn exec_into_a_task_enters_its_namespaces_root_and_env() {
     assert!(usage.usage_bytes > 0 || usage.rss_bytes > 0, "{usage:?}");
     d.stop(&h, "SIGKILL", Duration::from_secs(1)).await.unwrap();
 }
+
+// ---- Isolation: user, capabilities, no_new_privs, pivot_root, nosuid/nodev.
+
+/// Nomad's default capability set as /proc/<pid>/status prints it.
+const NOMAD_DEFAULT_CAPS: &str = "00000000a80405fb";
+
+/// Runs `t` to its end with `d`; returns (stdout, stderr).
+async fn run_task(d: &ExecDriver, c: &TaskContext) -> (String, String) {
+    let h = d.start(c).await.unwrap();
+    let _g = CgroupGuard(cgroup_paths(&h));
+    let res = tokio::time::timeout(Duration::from_secs(30), d.wait(&h))
+        .await
+        .unwrap();
+    let out = std::fs::read_to_string(&c.dirs.stdout).unwrap();
+    let err = std::fs::read_to_string(&c.dirs.stderr).unwrap();
+    assert!(res.successful(), "{res:?}\nstdout: {out}\nstderr: {err}");
+    (out, err)
+}
+
+/// The value of `key` in /proc/self/status as the task printed it.
+fn status_field<'a>(out: &'a str, key: &str) -> &'a str {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no {key} in {out}"))
+}
+
+fn root_allowed() -> ExecDriver {
+    ExecDriver::new(client_agent::driver::exec::ExecConfig {
+        user_denylist: vec![],
+        ..Default::default()
+    })
+}
+
+const SHOW_PRIVILEGES: &str = "id -u; grep -E '^(Cap|NoNewPrivs)' /proc/self/status";
+
+#[tokio::test]
+async fn exec_task_without_a_user_runs_as_nobody_with_nomads_default_capabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = ctx(
+        tmp.path(),
+        "nobody",
+        sh(
+            "who",
+            &format!("{SHOW_PRIVILEGES}; echo shadow-bytes=$(cat /etc/shadow | wc -c)"),
+        ),
+    );
+    let (out, _) = run_task(&exec_driver(), &c).await;
+    // dac_override would let it read the host's password hashes: they are masked.
+    if std::fs::metadata("/etc/shadow").is_ok_and(|m| m.len() > 0) {
+        assert!(out.contains("shadow-bytes=0"), "{out}");
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(out.lines().next(), Some(nobody.uid.to_string().as_str()));
+    assert_eq!(status_field(&out, "CapEff:"), NOMAD_DEFAULT_CAPS, "{out}");
+    assert_eq!(status_field(&out, "CapPrm:"), NOMAD_DEFAULT_CAPS, "{out}");
+    // Nothing outside the set can be regained, by a setuid binary or otherwise.
+    assert_eq!(status_field(&out, "CapBnd:"), NOMAD_DEFAULT_CAPS, "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1", "{out}");
+}
+
+#[tokio::test]
+async fn exec_task_as_root_is_refused_unless_the_agent_takes_root_off_its_denylist() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = sh("rooted", SHOW_PRIVILEGES);
+    t.user = "root".into();
+    let c = ctx(tmp.path(), "root-refused", t.clone());
+    let err = exec_driver().start(&c).await.unwrap_err();
+    assert!(!err.recoverable(), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("may not run as user \"root\"") && msg.contains("user.denylist"),
+        "{msg}"
+    );
+    assert!(
+        !c.dirs.stdout.exists() || std::fs::read_to_string(&c.dirs.stdout).unwrap().is_empty(),
+        "the refused task ran"
+    );
+
+    // Allowed, root still gets only the default set, not every capability.
+    let c = ctx(tmp.path(), "root-allowed", t);
+    let (out, _) = run_task(&root_allowed(), &c).await;
+    assert_eq!(out.lines().next(), Some("0"), "{out}");
+    assert_eq!(status_field(&out, "CapEff:"), NOMAD_DEFAULT_CAPS, "{out}");
+    assert_eq!(status_field(&out, "CapBnd:"), NOMAD_DEFAULT_CAPS, "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs:"), "1", "{out}");
+}
+
+#[tokio::test]
+async fn exec_task_cap_add_and_cap_drop_change_its_set_within_the_agents_allow_caps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = sh("narrow", SHOW_PRIVILEGES);
+    t.config
+        .insert("cap_drop".into(), serde_json::json!(["all"]));
+    t.config.insert(
+        "cap_add".into(),
+        serde_json::json!(["CAP_NET_BIND_SERVICE"]),
+    );
+    let c = ctx(tmp.path(), "capdrop", t);
+    let (out, _) = run_task(&exec_driver(), &c).await;
+    // Bit 10 only.
+    assert_eq!(status_field(&out, "CapEff:"), "0000000000000400", "{out}");
+    assert_eq!(status_field(&out, "CapBnd:"), "0000000000000400", "{out}");
+
+    let mut t = sh("wide", SHOW_PRIVILEGES);
+    t.config
+        .insert("cap_add".into(), serde_json::json!(["sys_admin"]));
+    let c = ctx(tmp.path(), "capadd", t);
+    let err = exec_driver().start(&c).await.unwrap_err();
+    assert!(!err.recoverable(), "{err}");
+    assert!(
+        err.to_string().contains("does not allow: sys_admin"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn exec_root_task_cannot_reach_the_host_with_the_chroot_escape() {
+    // The classic escape: chroot into a subdirectory while the working directory stays
+    // outside it, walk up with "..", chroot there. After a bare chroot this lands on
+    // the host's root; after pivot_root with the old root detached there is nothing
+    // above the task's root.
+    let perl = Path::new("/usr/bin/perl");
+    assert!(
+        perl.exists(),
+        "this test needs /usr/bin/perl (Debian's perl-base) to make the chroot calls"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    let marker = host.path().join("escaped");
+    let script = r#"
+        mkdir "/local/sub";
+        chroot "/local/sub" or die "chroot subdir: $!";
+        chdir ".." for 1..64;
+        chroot "." or die "chroot back: $!";
+        chdir "/";
+        if (open(my $f, ">", $ARGV[0])) { print $f "escaped\n"; close $f; print "ESCAPED\n"; }
+        else { print "contained: $!\n"; }
+        opendir(my $d, "/") or die; print "root: ", join(" ", sort grep { !/^\./ } readdir($d)), "\n";
+    "#;
+    let mut t = task(
+        "escape",
+        "exec",
+        serde_json::json!({
+            "command": "/usr/bin/perl",
+            "args": ["-e", script, marker.display().to_string()],
+        }),
+    );
+    t.user = "root".into();
+    let c = ctx(tmp.path(), "escape", t);
+    let (out, _) = run_task(&root_allowed(), &c).await;
+    assert!(!marker.exists(), "the task wrote on the host: {out}");
+    assert!(out.contains("contained: No such file"), "{out}");
+    // Where it ended up is its own root: the task directory.
+    let root_line = out.lines().find(|l| l.starts_with("root: ")).unwrap();
+    let entries: Vec<&str> = root_line["root: ".len()..].split(' ').collect();
+    assert!(
+        entries.contains(&"local") && entries.contains(&"secrets"),
+        "{out}"
+    );
+    // Nothing but the task's own root: its directories and the chroot_env binds.
+    let task_root = [
+        "alloc", "bin", "dev", "etc", "lib", "lib32", "lib64", "local", "proc", "sbin", "secrets",
+        "tmp", "usr",
+    ];
+    assert!(
+        entries.iter().all(|e| task_root.contains(e)),
+        "host entries visible after the escape: {out}"
+    );
+}
+
+#[tokio::test]
+async fn exec_setuid_binaries_and_device_nodes_in_the_task_dirs_do_not_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = ctx(
+        tmp.path(),
+        "nosuid",
+        sh(
+            "suid",
+            "/local/id -u; \
+             mknod /local/null c 1 3 && { echo hi > /local/null && echo local-dev-works || echo local-dev-blocked; }; \
+             mknod /dev/mine c 1 3 && { echo hi > /dev/mine && echo dev-dev-works || echo dev-dev-blocked; }; \
+             echo hi > /dev/null && echo real-null-works; \
+             while read -r id parent major root mnt opts rest; do echo \"mount $mnt $opts\"; done < /proc/self/mountinfo",
+        ),
+    );
+    // A setuid-root copy of `id` planted in local/ (as an artifact or a previous run
+    // could).
+    let id = ["/usr/bin/id", "/bin/id"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect("coreutils id");
+    let planted = c.dirs.local.join("id");
+    std::fs::copy(id, &planted).unwrap();
+    std::os::unix::fs::chown(&planted, Some(0), Some(0)).unwrap();
+    std::fs::set_permissions(
+        &planted,
+        std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+    )
+    .unwrap();
+    let (out, err) = run_task(&exec_driver(), &c).await;
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(
+        out.lines().next(),
+        Some(nobody.uid.to_string().as_str()),
+        "{out}{err}"
+    );
+    // The task may make device nodes (mknod is in Nomad's default set), but none works.
+    assert!(out.contains("local-dev-blocked"), "{out}{err}");
+    assert!(out.contains("dev-dev-blocked"), "{out}{err}");
+    assert!(out.contains("real-null-works"), "{out}{err}");
+    let opts = |mnt: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("mount {mnt} ")))
+            .unwrap_or_else(|| panic!("no mount at {mnt}: {out}"))
+            .to_string()
+    };
+    for mnt in ["/", "/alloc", "/dev", "/usr"] {
+        let o = opts(mnt);
+        assert!(
+            o.contains("nosuid") && o.contains("nodev"),
+            "{mnt}: {o}\n{out}"
+        );
+    }
+    assert!(opts("/usr").contains("ro"), "{out}");
+    // Only the task's own mounts: nothing of the host's other mounts is visible.
+    let mounts: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("mount "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    assert!(
+        mounts
+            .iter()
+            .all(|m| !m.starts_with("/sys") && !m.starts_with("/tmp") && !m.starts_with("/work")),
+        "{mounts:?}"
+    );
+}
+
+#[tokio::test]
+async fn exec_into_a_task_runs_as_its_user_with_its_capabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut t = sh("idle", "echo up; exec sleep 30");
+    t.config
+        .insert("cap_drop".into(), serde_json::json!(["mknod"]));
+    let c = ctx(tmp.path(), "execprivs", t);
+    let d = exec_driver();
+    let h = d.start(&c).await.unwrap();
+    let _g = CgroupGuard(cgroup_paths(&h));
+    wait_for_content(&c.dirs.stdout, "up").await;
+    let cmd: Vec<String> = ["/bin/sh", "-c", SHOW_PRIVILEGES]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = d.exec(&h, &cmd, Duration::from_secs(20)).await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        out.exit_code,
+        0,
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    assert_eq!(text.lines().next(), Some(nobody.uid.to_string().as_str()));
+    // The default set without mknod (bit 27).
+    assert_eq!(status_field(&text, "CapEff:"), "00000000a00405fb", "{text}");
+    assert_eq!(status_field(&text, "CapBnd:"), "00000000a00405fb", "{text}");
+    assert_eq!(status_field(&text, "NoNewPrivs:"), "1", "{text}");
+    d.stop(&h, "SIGKILL", Duration::from_secs(1)).await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_root_task_cannot_write_host_wide_kernel_settings_through_proc() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Only harmless probes: the hostname is per UTS namespace (the task has its own),
+    // and nothing is ever written to sysrq-trigger; its mount must be read-only.
+    let mut t = sh(
+        "procfs",
+        "echo drover-probe > /proc/sys/kernel/hostname 2>/dev/null && echo sys-writable || echo sys-readonly; \
+         echo kcore-bytes=$(head -c 16 /proc/kcore 2>/dev/null | wc -c); \
+         while read -r id parent major root mnt opts rest; do echo \"mount $mnt $opts\"; done < /proc/self/mountinfo",
+    );
+    t.user = "root".into();
+    let c = ctx(tmp.path(), "procfs", t);
+    let (out, err) = run_task(&root_allowed(), &c).await;
+    assert!(out.contains("sys-readonly"), "{out}{err}");
+    assert!(out.contains("kcore-bytes=0"), "{out}{err}");
+    for mnt in ["/proc/sys", "/proc/sysrq-trigger"] {
+        if !Path::new(mnt).exists() {
+            // A kernel without it (CONFIG_MAGIC_SYSRQ off).
+            continue;
+        }
+        let opts = out
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("mount {mnt} ")))
+            .unwrap_or_else(|| panic!("{mnt} is not a mount of its own: {out}"));
+        assert!(opts.split(',').any(|o| o == "ro"), "{mnt}: {opts}");
+    }
+}

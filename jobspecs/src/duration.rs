@@ -1,56 +1,11 @@
 //! Go-style durations ("30s", "1m30s", "1.5h", "250ms") as integer nanoseconds, the unit
 //! of every duration in Nomad's JSON.
 
-/// Parses a duration string into nanoseconds; the error says what was wrong.
+/// Parses a duration string into nanoseconds; the error says what was wrong. Checked
+/// integer arithmetic (`api::duration`): exact to the nanosecond, and out-of-range input
+/// is an error, never a rounded or saturated value.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
-    let bad = |why: &str| {
-        format!("invalid duration {s:?}: {why} (expected e.g. \"30s\", \"1m30s\", \"250ms\")")
-    };
-    let text = s.trim();
-    let (neg, mut rest) = match text.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, text.strip_prefix('+').unwrap_or(text)),
-    };
-    if rest == "0" {
-        return Ok(0);
-    }
-    if rest.is_empty() {
-        return Err(bad("empty"));
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_len == 0 {
-            return Err(bad("expected a number"));
-        }
-        let number: f64 = rest[..num_len]
-            .parse()
-            .map_err(|_| bad("malformed number"))?;
-        rest = &rest[num_len..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let scale: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            "" => return Err(bad("missing unit")),
-            _ => return Err(bad(&format!("unknown unit {unit:?}"))),
-        };
-        total += number * scale;
-    }
-    if total > i64::MAX as f64 {
-        return Err(bad("too large"));
-    }
-    let ns = total.round() as i64;
-    Ok(if neg { -ns } else { ns })
+    api::duration::parse_go_duration_nanos(s)
 }
 
 #[cfg(test)]
@@ -73,9 +28,24 @@ mod tests {
 
     #[test]
     fn bad_durations_are_explained() {
-        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("10")
+            .unwrap_err()
+            .contains("missing its unit"));
         assert!(parse_duration("5d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("s").is_err());
+        assert!(parse_duration("9999999999h")
+            .unwrap_err()
+            .contains("out of range"));
+    }
+
+    #[test]
+    fn long_durations_are_exact_to_the_nanosecond() {
+        assert_eq!(
+            parse_duration("9007199254740993ns"),
+            Ok(9_007_199_254_740_993)
+        );
+        assert_eq!(parse_duration("2562047h47m16s854775807ns"), Ok(i64::MAX));
+        assert!(parse_duration("2562047h47m16s854775808ns").is_err());
     }
 }

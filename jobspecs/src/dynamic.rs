@@ -332,7 +332,7 @@ mod tests {
         let v = serde_json::json!({"a": ["x${NOMAD_PORT}y", 1, true, null], "b\"": "%{ if }\n"});
         let e = literal_at(&v, Some(7..9));
         assert_eq!(e.span().map(|s| s.start), Some(7));
-        let scope = crate::eval::Scope::new("", None);
+        let scope = crate::eval::Scope::new("", crate::eval::Files::Disabled);
         assert_eq!(scope.eval(&e).unwrap(), v);
     }
 

@@ -21,6 +21,8 @@ use std::path::PathBuf;
 pub struct EvalError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// A filesystem function was called where the filesystem is off (`Files::Disabled`).
+    pub filesystem_denied: bool,
 }
 
 impl EvalError {
@@ -28,6 +30,7 @@ impl EvalError {
         EvalError {
             span,
             message: message.into(),
+            filesystem_denied: false,
         }
     }
 }
@@ -48,11 +51,22 @@ pub type EvalResult = Result<Value, EvalError>;
 /// Names bound by `for` expressions and directives, innermost last.
 type Frame = Vec<(String, Value)>;
 
+/// Whether HCL's filesystem functions (`file()` and friends) may read files, and from where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Files {
+    /// No filesystem access: what a server parsing a submitted job uses, so that a job
+    /// cannot read the server's files. Every filesystem function fails, as in Nomad.
+    Disabled,
+    /// Relative paths are resolved against this directory (the job file's; an empty path
+    /// is the working directory). The CLI reads job files this way.
+    RelativeTo(PathBuf),
+}
+
 /// Everything an expression may refer to: variables, locals and the job file's directory.
 pub struct Scope<'a> {
     src: &'a str,
-    /// The directory `file()` paths are relative to.
-    pub base_dir: Option<PathBuf>,
+    /// Whether, and relative to which directory, `file()` reads files.
+    pub files: Files,
     vars: BTreeMap<String, Value>,
     /// Variables whose value could not be set (already reported): uses stay quiet.
     failed_vars: BTreeSet<String>,
@@ -62,10 +76,10 @@ pub struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
-    pub fn new(src: &'a str, base_dir: Option<PathBuf>) -> Self {
+    pub fn new(src: &'a str, files: Files) -> Self {
         Scope {
             src,
-            base_dir,
+            files,
             vars: BTreeMap::new(),
             failed_vars: BTreeSet::new(),
             locals: BTreeMap::new(),

@@ -237,6 +237,13 @@ impl Reader<'_> {
     /// A group's `volume "name" { ... }`: host volumes are recorded, CSI is rejected.
     pub fn volume(&mut self, b: &Block, path: &str) -> Option<VolumeRequest> {
         let name = self.label(b, path)?;
+        if let Some(m) = api::path_name_problem(&name) {
+            self.error(
+                b.labels[0].span(),
+                path,
+                format!("volume name {name:?} {m}"),
+            );
+        }
         let path = child(path, b);
         let (attrs, _) = self.items(&b.body, &path, &schema::VOLUME);
         let mut v = VolumeRequest {

@@ -2,7 +2,7 @@
 //! returns a value or a sentence saying what was wrong.
 
 use crate::diag::suggestion;
-use crate::eval::{EvalError, EvalResult, Scope};
+use crate::eval::{EvalError, EvalResult, Files, Scope};
 use crate::value::{number, to_bool, to_f64, to_i64, to_str, type_name, Value};
 use std::ops::Range;
 
@@ -48,6 +48,41 @@ pub const FUNCTIONS: &[&str] = &[
     "values",
 ];
 
+/// HCL's functions that read the filesystem. Where the filesystem is off (a server
+/// parsing a submitted job) every one of them fails, whether Drover implements it or not,
+/// so the answer never depends on what the server's disk holds.
+pub const FILESYSTEM_FUNCTIONS: &[&str] = &[
+    "abspath",
+    "file",
+    "filebase64",
+    "filebase64sha256",
+    "filebase64sha512",
+    "fileexists",
+    "filemd5",
+    "fileset",
+    "filesha1",
+    "filesha256",
+    "filesha512",
+    "pathexpand",
+    "templatefile",
+];
+
+/// The refusal of a filesystem function where the filesystem is off, in the spirit of
+/// Nomad's "Call to function "file" failed: filesystem function disabled."
+fn filesystem_disabled(name: &str, span: Option<Range<usize>>) -> EvalError {
+    let mut e = EvalError::new(
+        span,
+        format!(
+            "Call to function {name:?} failed: filesystem function disabled. A job parsed \
+             by the server cannot read the server's files; put the content in the job \
+             (or a variable), or submit the job file with `drover job run`, which reads \
+             {name}() paths relative to the job file"
+        ),
+    );
+    e.filesystem_denied = true;
+    e
+}
+
 /// Calls function `name`; `spans` are the argument spans, `span` the call's.
 pub fn call(
     scope: &Scope<'_>,
@@ -56,6 +91,9 @@ pub fn call(
     spans: &[Option<Range<usize>>],
     span: Option<Range<usize>>,
 ) -> EvalResult {
+    if scope.files == Files::Disabled && FILESYSTEM_FUNCTIONS.contains(&name) {
+        return Err(filesystem_disabled(name, span));
+    }
     let fail = |m: String| EvalError::new(span.clone(), format!("{name}(): {m}"));
     let arity = |n: usize| -> Result<(), EvalError> {
         if args.len() == n {
@@ -190,7 +228,7 @@ pub fn call(
             let end = if length < 0 {
                 len
             } else {
-                (start + length).min(len)
+                start.saturating_add(length).min(len)
             };
             Ok(Value::String(
                 s[start as usize..end as usize].iter().collect(),
@@ -328,9 +366,9 @@ pub fn call(
         "file" => {
             arity(1)?;
             let rel = str_arg(0)?;
-            let path = match &scope.base_dir {
-                Some(dir) => dir.join(&rel),
-                None => rel.clone().into(),
+            let path = match &scope.files {
+                Files::RelativeTo(dir) => dir.join(&rel),
+                Files::Disabled => return Err(filesystem_disabled(name, span)),
             };
             std::fs::read_to_string(&path)
                 .map(Value::String)
@@ -422,6 +460,9 @@ fn title(s: &str) -> String {
     out
 }
 
+/// The widest `%<width>s` or `%.<precision>f` a format string may ask for.
+const MAX_FORMAT_WIDTH: usize = 4096;
+
 /// A subset of HCL's `format` verbs: %s %d %f %v %q %t %%, with optional width/precision.
 fn format(spec: &str, args: &[Value]) -> Result<String, String> {
     let mut out = String::new();
@@ -458,6 +499,13 @@ fn format(spec: &str, args: &[Value]) -> Result<String, String> {
             .trim_start_matches(['-', '+', '#', ' '])
             .parse()
             .unwrap_or(0);
+        // A width or precision is padding; a huge one would only exhaust memory.
+        if width > MAX_FORMAT_WIDTH || precision.is_some_and(|p| p > MAX_FORMAT_WIDTH) {
+            return Err(format!(
+                "width and precision in format strings are limited to {MAX_FORMAT_WIDTH}, \
+                 in {spec:?}"
+            ));
+        }
         let text = match verb {
             's' | 'v' => match arg {
                 Value::Array(_) | Value::Object(_) => arg.to_string(),
@@ -507,5 +555,13 @@ mod tests {
         );
         assert_eq!(format("%.2f", &[json!(1.5)]).unwrap(), "1.50");
         assert!(format("%s %s", &[json!("a")]).is_err());
+    }
+
+    #[test]
+    fn huge_format_widths_are_refused_not_allocated() {
+        let e = format("%99999999999s", &[json!("a")]).unwrap_err();
+        assert!(e.contains("limited to 4096"), "{e}");
+        assert!(format("%.99999999999f", &[json!(1.5)]).is_err());
+        assert_eq!(format("%5s", &[json!("a")]).unwrap(), "    a");
     }
 }

@@ -8,6 +8,13 @@
 //! before lowering (`dynamic`). Nomad blocks Drover does not run yet (template,
 //! artifact...) are accepted and reported as warnings; the few features Drover rejects
 //! on purpose (Consul Connect, Vault, CSI volumes) are positioned errors saying so.
+//!
+//! Filesystem functions (`file()` and the rest of `FILESYSTEM_FUNCTIONS`) read
+//! files only where the caller says so (`Files`): the `parse_file*` functions read
+//! relative to the job file's directory, as Nomad's CLI does; text parsed with
+//! `parse_str*` has the filesystem off, as a server parsing a submitted job must.
+//! Every count and duration is range-checked (`api::MAX_AMOUNT`, `api::MAX_DURATION`)
+//! at its value, and names that become paths on a client are checked at their label.
 
 pub mod cron;
 pub mod diag;
@@ -25,7 +32,9 @@ mod value;
 mod vars;
 
 pub use diag::{Diagnostic, Diagnostics};
-pub use vars::{parse_var_file, read_var_file, GivenValue, GivenVar, Origin};
+pub use eval::Files;
+pub use funcs::FILESYSTEM_FUNCTIONS;
+pub use vars::{parse_var_file, parse_variables_text, read_var_file, GivenValue, GivenVar, Origin};
 
 use diag::SourceMap;
 use eval::Scope;
@@ -117,6 +126,7 @@ impl VarInputs {
 }
 
 /// Parses a job file with variable values from every source, returning the warnings too.
+/// `file()` in the job reads relative to the job file's directory.
 pub fn parse_file_with_inputs(path: &Path, inputs: &VarInputs) -> Result<Parsed, Diagnostics> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
@@ -125,17 +135,31 @@ pub fn parse_file_with_inputs(path: &Path, inputs: &VarInputs) -> Result<Parsed,
         column: 1,
         message: format!("cannot read the job file: {e}"),
     })?;
-    parse_str_with_inputs(&src, &file, inputs)
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_str_with_files(&src, &file, inputs, Files::RelativeTo(dir))
 }
 
 /// Parses job text with variable values from every source, returning the warnings too.
+/// The filesystem is off: `file()` and HCL's other filesystem functions are errors, so
+/// this is what a server uses on text it was sent.
 pub fn parse_str_with_inputs(
     src: &str,
     filename: &str,
     inputs: &VarInputs,
 ) -> Result<Parsed, Diagnostics> {
+    parse_str_with_files(src, filename, inputs, Files::Disabled)
+}
+
+/// Parses job text with variable values from every source and `files` as what
+/// `file()` may read (the CLI reading standard input uses the working directory).
+pub fn parse_str_with_files(
+    src: &str,
+    filename: &str,
+    inputs: &VarInputs,
+    files: Files,
+) -> Result<Parsed, Diagnostics> {
     let given = inputs.collect()?;
-    parse_given(src, filename, &given)
+    parse_given(src, filename, &given, files)
 }
 
 /// Parses a job file: `.json` as API JSON, anything else (`.hcl`, `.nomad`) as HCL2.
@@ -159,8 +183,8 @@ pub fn parse_file_full(
     parse_file_with_inputs(path, &VarInputs::cli(vars))
 }
 
-/// Parses a job from text; `filename` is used in messages and, for HCL, as the base
-/// of `file()` paths. Text ending in `.json` or starting with `{` is API JSON.
+/// Parses a job from text; `filename` is used in messages. Text ending in `.json` or
+/// starting with `{` is API JSON. The filesystem is off (see `parse_str_with_files`).
 pub fn parse_str(src: &str, filename: &str) -> Result<api::Job, Diagnostics> {
     parse_str_with_vars(src, filename, &BTreeMap::new())
 }
@@ -187,6 +211,7 @@ fn parse_given(
     src: &str,
     filename: &str,
     vars: &BTreeMap<String, Given>,
+    files: Files,
 ) -> Result<Parsed, Diagnostics> {
     let sm = SourceMap::new(filename, src);
     let is_json = filename.ends_with(".json") || src.trim_start().starts_with('{');
@@ -194,7 +219,7 @@ fn parse_given(
         let (job, offset) = json::parse(src, filename)?;
         (job, offset, Vec::new())
     } else {
-        parse_hcl(&sm, vars)?
+        parse_hcl(&sm, vars, files)?
     };
     job.canonicalize();
     let errors: Vec<Diagnostic> = job
@@ -226,10 +251,6 @@ fn parse_given(
 fn is_checked_in_place(message: &str) -> bool {
     [
         "is defined twice",
-        "count must be",
-        "cpu must be",
-        "memory must be",
-        "priority must be",
         "missing driver",
         "no tasks",
         "has no task groups",
@@ -241,16 +262,41 @@ fn is_checked_in_place(message: &str) -> bool {
 
 type Lowered = (api::Job, usize, Vec<Diagnostic>);
 
-fn parse_hcl(sm: &SourceMap<'_>, vars: &BTreeMap<String, Given>) -> Result<Lowered, Diagnostics> {
+/// The HCL parser refuses a whole number that does not fit in 64 bits with a generic
+/// syntax error; when the failing line holds one, say so.
+fn huge_number_hint(line: &str) -> String {
+    let huge = line
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|run| run.len() >= 19 && run.parse::<i64>().is_err());
+    match huge {
+        Some(n) => format!(
+            " (the number {n} is too large: whole numbers must fit in 64 bits, at most {})",
+            i64::MAX
+        ),
+        None => String::new(),
+    }
+}
+
+fn parse_hcl(
+    sm: &SourceMap<'_>,
+    vars: &BTreeMap<String, Given>,
+    files: Files,
+) -> Result<Lowered, Diagnostics> {
     let src = sm.src();
-    let body = hcl_edit::parser::parse_body(src).map_err(|e| Diagnostic {
-        file: sm.file().to_string(),
-        line: e.location().line(),
-        column: e.location().column(),
-        message: format!("syntax error: {}", e.message()),
+    let body = hcl_edit::parser::parse_body(src).map_err(|e| {
+        let line = e.location().line();
+        Diagnostic {
+            file: sm.file().to_string(),
+            line,
+            column: e.location().column(),
+            message: format!(
+                "syntax error: {}{}",
+                e.message(),
+                huge_number_hint(src.lines().nth(line.saturating_sub(1)).unwrap_or(""))
+            ),
+        }
     })?;
-    let base_dir = Path::new(sm.file()).parent().map(Path::to_path_buf);
-    let mut reader = Reader::new(sm, Scope::new(src, base_dir));
+    let mut reader = Reader::new(sm, Scope::new(src, files));
     let (_, blocks) = reader.items(&body, "", &schema::FILE);
     let mut variables = Vec::new();
     let mut locals = Vec::new();

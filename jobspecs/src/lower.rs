@@ -15,6 +15,9 @@ impl Reader<'_> {
     /// so that job-level `update`, `migrate` and `reschedule` and the job type are known.
     pub fn job(&mut self, b: &Block) -> Job {
         let id = self.label(b, "").unwrap_or_default();
+        if let (Some(label), Some(m)) = (b.labels.first(), api::job_id_problem(&id)) {
+            self.error(label.span(), "", m);
+        }
         let path = format!("job {id:?}");
         let mut job = Job {
             id,
@@ -95,6 +98,14 @@ impl Reader<'_> {
                 continue;
             }
             seen.insert(name.clone(), self.line_of(g));
+            let problem = if g.ident.as_str() == "task" {
+                api::task_name_problem(&name)
+            } else {
+                api::group_name_problem(&name)
+            };
+            if let Some(m) = problem {
+                self.error(g.labels[0].span(), &path, m);
+            }
             let group = if g.ident.as_str() == "task" {
                 self.lone_task(g, &path, name, &inherited)
             } else {
@@ -146,7 +157,7 @@ impl Reader<'_> {
         for a in attrs {
             match a.key.as_str() {
                 "count" => {
-                    if let Some(c) = self.int(a, &path) {
+                    if let Some(c) = self.int_max(a, &path, api::MAX_AMOUNT) {
                         if c < 0 {
                             self.error(
                                 a.value.span(),
@@ -231,6 +242,9 @@ impl Reader<'_> {
                 continue;
             }
             seen.insert(name.clone(), self.line_of(t));
+            if let Some(m) = api::task_name_problem(&name) {
+                self.error(t.labels[0].span(), &path, m);
+            }
             let task = self.task(t, &path, name, &group_restart);
             g.tasks.push(task);
         }

@@ -128,11 +128,11 @@ impl Reader<'_> {
         for a in attrs {
             match a.key.as_str() {
                 "attribute" => set(&mut s.attribute, self.string(a, &path)),
-                "weight" => set(&mut s.weight, self.int(a, &path)),
+                "weight" => set(&mut s.weight, self.int_in(a, &path, 0..=100)),
                 // Drover's extension: a hard limit on how far the busiest value may run
                 // ahead of the least busy one (0, the default, leaves the spread soft).
                 "max_skew" => {
-                    set(&mut s.max_skew, self.int(a, &path));
+                    set(&mut s.max_skew, self.int_max(a, &path, api::MAX_AMOUNT));
                     if s.max_skew < 0 {
                         self.error(
                             a.value.span(),
@@ -160,7 +160,7 @@ impl Reader<'_> {
             for a in attrs {
                 match a.key.as_str() {
                     "value" => set(&mut target.value, self.string(a, &tpath)),
-                    "percent" => set(&mut target.percent, self.int(a, &tpath)),
+                    "percent" => set(&mut target.percent, self.int_in(a, &tpath, 0..=100)),
                     _ => {}
                 }
             }
@@ -180,7 +180,7 @@ impl Reader<'_> {
         let mut r = base;
         for a in attrs {
             match a.key.as_str() {
-                "attempts" => set(&mut r.attempts, self.int(a, &path)),
+                "attempts" => set(&mut r.attempts, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 "interval" => set(&mut r.interval, self.duration(a, &path)),
                 "delay" => set(&mut r.delay, self.duration(a, &path)),
                 "mode" => set(&mut r.mode, self.one_of(a, &path, schema::RESTART_MODES)),
@@ -203,7 +203,7 @@ impl Reader<'_> {
         let mut r = base;
         for a in attrs {
             match a.key.as_str() {
-                "attempts" => set(&mut r.attempts, self.int(a, &path)),
+                "attempts" => set(&mut r.attempts, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 "interval" => set(&mut r.interval, self.duration(a, &path)),
                 "delay" => set(&mut r.delay, self.duration(a, &path)),
                 "delay_function" => set(
@@ -227,7 +227,7 @@ impl Reader<'_> {
             match a.key.as_str() {
                 "sticky" => set(&mut d.sticky, self.bool(a, &path)),
                 "migrate" => set(&mut d.migrate, self.bool(a, &path)),
-                "size" => set(&mut d.size_mb, self.int(a, &path)),
+                "size" => set(&mut d.size_mb, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 _ => {}
             }
         }
@@ -242,7 +242,10 @@ impl Reader<'_> {
         for a in attrs {
             match a.key.as_str() {
                 "stagger" => set(&mut u.stagger, self.duration(a, &path)),
-                "max_parallel" => set(&mut u.max_parallel, self.int(a, &path)),
+                "max_parallel" => set(
+                    &mut u.max_parallel,
+                    self.int_in(a, &path, 0..=api::MAX_AMOUNT),
+                ),
                 "health_check" => set(
                     &mut u.health_check,
                     self.one_of(a, &path, &["checks", "task_states", "manual"]),
@@ -252,7 +255,7 @@ impl Reader<'_> {
                 "progress_deadline" => set(&mut u.progress_deadline, self.duration(a, &path)),
                 "auto_revert" => set(&mut u.auto_revert, self.bool(a, &path)),
                 "auto_promote" => set(&mut u.auto_promote, self.bool(a, &path)),
-                "canary" => set(&mut u.canary, self.int(a, &path)),
+                "canary" => set(&mut u.canary, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 _ => {}
             }
         }
@@ -266,7 +269,10 @@ impl Reader<'_> {
         let mut m = base;
         for a in attrs {
             match a.key.as_str() {
-                "max_parallel" => set(&mut m.max_parallel, self.int(a, &path)),
+                "max_parallel" => set(
+                    &mut m.max_parallel,
+                    self.int_in(a, &path, 0..=api::MAX_AMOUNT),
+                ),
                 "health_check" => set(
                     &mut m.health_check,
                     self.one_of(a, &path, &["checks", "task_states"]),
@@ -293,7 +299,7 @@ impl Reader<'_> {
         for a in attrs {
             match a.key.as_str() {
                 "mode" => set(&mut n.mode, self.string(a, &path)),
-                "mbits" => set(&mut n.mbits, self.int(a, &path)),
+                "mbits" => set(&mut n.mbits, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 _ => {}
             }
         }
@@ -301,6 +307,9 @@ impl Reader<'_> {
             let Some(label) = self.label(p, &path) else {
                 continue;
             };
+            if let Some(m) = api::port_label_problem(&label) {
+                self.error(p.labels[0].span(), &path, m);
+            }
             if let Some(first) = seen_ports.get(&label) {
                 let first = *first;
                 self.error(
@@ -334,7 +343,7 @@ impl Reader<'_> {
                             is_static = true;
                         }
                     }
-                    "to" => set(&mut port.to, self.int(a, &ppath)),
+                    "to" => set(&mut port.to, self.int_in(a, &ppath, -1..=65535)),
                     "host_network" => set(&mut port.host_network, self.string(a, &ppath)),
                     _ => {}
                 }
@@ -362,7 +371,7 @@ impl Reader<'_> {
         for a in attrs {
             match a.key.as_str() {
                 "cpu" => {
-                    if let Some(v) = self.int(a, &path) {
+                    if let Some(v) = self.int_max(a, &path, api::MAX_AMOUNT) {
                         if v < 1 {
                             self.error(
                                 a.value.span(),
@@ -373,9 +382,9 @@ impl Reader<'_> {
                         r.cpu = v;
                     }
                 }
-                "cores" => set(&mut r.cores, self.int(a, &path)),
+                "cores" => set(&mut r.cores, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 "memory" => {
-                    if let Some(v) = self.int(a, &path) {
+                    if let Some(v) = self.int_max(a, &path, api::MAX_AMOUNT) {
                         if v < 10 {
                             self.error(
                                 a.value.span(),
@@ -386,8 +395,12 @@ impl Reader<'_> {
                         r.memory_mb = v;
                     }
                 }
-                "memory_max" => set(&mut r.memory_max_mb, self.int(a, &path)),
-                "disk" => set(&mut r.disk_mb, self.int(a, &path)),
+                // -1: no memory limit at all (Nomad's oversubscription).
+                "memory_max" => set(
+                    &mut r.memory_max_mb,
+                    self.int_in(a, &path, -1..=api::MAX_AMOUNT),
+                ),
+                "disk" => set(&mut r.disk_mb, self.int_in(a, &path, 0..=api::MAX_AMOUNT)),
                 _ => {}
             }
         }
@@ -457,8 +470,14 @@ impl Reader<'_> {
         let mut l = LogConfig::default();
         for a in attrs {
             match a.key.as_str() {
-                "max_files" => set(&mut l.max_files, self.int(a, &path)),
-                "max_file_size" => set(&mut l.max_file_size_mb, self.int(a, &path)),
+                "max_files" => set(
+                    &mut l.max_files,
+                    self.int_in(a, &path, 1..=api::MAX_LOG_FILES),
+                ),
+                "max_file_size" => set(
+                    &mut l.max_file_size_mb,
+                    self.int_in(a, &path, 1..=api::MAX_LOG_FILE_MB),
+                ),
                 "disabled" => set(&mut l.disabled, self.bool(a, &path)),
                 "enabled" => {
                     if let Some(e) = self.bool(a, &path) {

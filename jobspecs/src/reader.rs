@@ -5,7 +5,7 @@ use crate::diag::{suggestion, Diagnostic, SourceMap};
 use crate::duration::parse_duration;
 use crate::eval::Scope;
 use crate::schema::Schema;
-use crate::value::{to_bool, to_i64, to_str, type_name, Value};
+use crate::value::{is_huge_whole, to_bool, to_i64, to_str, type_name, Value};
 use hcl_edit::structure::{Attribute, Block, Body, Structure};
 use hcl_edit::Span;
 use std::collections::BTreeMap;
@@ -224,10 +224,62 @@ impl<'a> Reader<'a> {
         let v = self.value(a, path)?;
         match to_i64(&v) {
             Some(i) => Some(i),
+            None if is_huge_whole(&v) => {
+                self.error(
+                    a.value.span(),
+                    path,
+                    format!(
+                        "attribute {:?} is out of range: {} does not fit in a 64-bit whole number",
+                        a.key.as_str(),
+                        short(&v)
+                    ),
+                );
+                None
+            }
             None => {
                 self.wrong_type(a, path, "a whole number", &v);
                 None
             }
+        }
+    }
+
+    /// A whole number at most `max` (the lower bound is checked by the caller, with its
+    /// own sentence); above it, an error at the value.
+    pub fn int_max(&mut self, a: &Attribute, path: &str, max: i64) -> Option<i64> {
+        let v = self.int(a, path)?;
+        if v > max {
+            self.error(
+                a.value.span(),
+                path,
+                format!("{} {v} is more than the limit of {max}", a.key.as_str()),
+            );
+            return None;
+        }
+        Some(v)
+    }
+
+    /// A whole number in `range`; outside it, an error at the value saying the range.
+    pub fn int_in(
+        &mut self,
+        a: &Attribute,
+        path: &str,
+        range: std::ops::RangeInclusive<i64>,
+    ) -> Option<i64> {
+        let v = self.int(a, path)?;
+        if range.contains(&v) {
+            Some(v)
+        } else {
+            self.error(
+                a.value.span(),
+                path,
+                format!(
+                    "{} {v} is out of range: it must be between {} and {}",
+                    a.key.as_str(),
+                    range.start(),
+                    range.end()
+                ),
+            );
+            None
         }
     }
 
@@ -243,21 +295,62 @@ impl<'a> Reader<'a> {
     }
 
     /// A duration string ("30s") in nanoseconds; a bare number is taken as nanoseconds.
+    /// No duration in a job may be negative or longer than `api::MAX_DURATION`.
     pub fn duration(&mut self, a: &Attribute, path: &str) -> Option<i64> {
         let v = self.value(a, path)?;
-        match &v {
+        let ns = match &v {
             Value::String(s) => match parse_duration(s) {
-                Ok(ns) => Some(ns),
+                Ok(ns) => ns,
                 Err(m) => {
                     self.error(a.value.span(), path, format!("{}: {m}", a.key.as_str()));
-                    None
+                    return None;
                 }
             },
-            Value::Number(_) => to_i64(&v),
+            Value::Number(_) => match to_i64(&v) {
+                Some(ns) => ns,
+                None => {
+                    self.error(
+                        a.value.span(),
+                        path,
+                        format!(
+                            "{}: {} is not a whole number of nanoseconds in range; \
+                             write a duration string like \"30s\"",
+                            a.key.as_str(),
+                            short(&v)
+                        ),
+                    );
+                    return None;
+                }
+            },
             _ => {
                 self.wrong_type(a, path, "a duration string like \"30s\"", &v);
-                None
+                return None;
             }
+        };
+        if ns < 0 {
+            self.error(
+                a.value.span(),
+                path,
+                format!(
+                    "{}: {} is negative; durations must be 0 or more",
+                    a.key.as_str(),
+                    short(&v)
+                ),
+            );
+            None
+        } else if ns > api::MAX_DURATION {
+            self.error(
+                a.value.span(),
+                path,
+                format!(
+                    "{}: {} is longer than the limit of 876000h (100 years)",
+                    a.key.as_str(),
+                    short(&v)
+                ),
+            );
+            None
+        } else {
+            Some(ns)
         }
     }
 

@@ -487,11 +487,23 @@ fn spread_max_skew_lowers_and_rejects_negative_values_at_the_value() {
 }
 
 #[test]
-fn job_validation_messages_are_positioned_at_the_job() {
+fn job_id_problems_are_positioned_at_the_label() {
     let d =
         err("\njob \"my job\" {\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
-    assert_eq!((d.0[0].line, d.0[0].column), (2, 1));
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!((d.0[0].line, d.0[0].column), (2, 5), "{d}");
     assert!(d.0[0].message.contains("contains a space"), "{d}");
+}
+
+#[test]
+fn job_validation_messages_are_positioned_at_the_job() {
+    // A meta key becomes NOMAD_META_<key>: `=` in it is refused by validation.
+    let d = err("\njob \"j\" {\n  meta = { \"a=b\" = \"x\" }\n  group \"g\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!((d.0[0].line, d.0[0].column), (2, 1), "{d}");
+    assert!(
+        d.0[0].message.contains("meta key \"a=b\" contains `=`"),
+        "{d}"
+    );
 }
 
 #[test]
@@ -878,5 +890,243 @@ fn vault_connect_and_csi_are_rejected_on_purpose_at_their_blocks() {
                 "Vault integration (the vault block) is not supported by Drover, on purpose"
             ),
         "{errs:#?}"
+    );
+}
+
+// --- Hardening: no filesystem on the server, names, numbers ---------------------------
+
+const READS_HOSTNAME: &str = "job \"web\" {\n  meta = { host = file(\"/etc/hostname\") }\n  group \"api\" {\n    task \"server\" { driver = \"exec\" }\n  }\n}\n";
+
+#[test]
+fn file_is_refused_with_a_positioned_sentence_when_the_filesystem_is_off() {
+    let d = err(READS_HOSTNAME);
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!((d.0[0].line, d.0[0].column), (2, 19), "{d}");
+    assert!(
+        d.0[0]
+            .message
+            .contains("Call to function \"file\" failed: filesystem function disabled"),
+        "{d}"
+    );
+}
+
+#[test]
+fn every_filesystem_function_is_refused_when_the_filesystem_is_off() {
+    for name in crate::funcs::FILESYSTEM_FUNCTIONS {
+        let src = format!(
+            "job \"web\" {{\n  meta = {{ x = {name}(\"/etc/hostname\") }}\n  group \"api\" {{\n    task \"server\" {{ driver = \"exec\" }}\n  }}\n}}\n"
+        );
+        let d = err(&src);
+        assert!(
+            d.0[0].message.contains("filesystem function disabled"),
+            "{name}: {d}"
+        );
+    }
+}
+
+#[test]
+fn file_in_a_local_is_refused_when_the_filesystem_is_off() {
+    let src = format!(
+        "locals {{\n  h = file(\"/etc/hostname\")\n}}\n{}",
+        with_task("      driver = \"exec\"\n      env = { H = local.h }")
+    );
+    let d = err(&src);
+    assert!(
+        d.to_string().contains("filesystem function disabled"),
+        "{d}"
+    );
+}
+
+#[test]
+fn file_reads_relative_to_the_job_file_when_parsed_from_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("greeting.txt"), "hello from a file").unwrap();
+    let job_file = dir.path().join("web.hcl");
+    std::fs::write(
+        &job_file,
+        "job \"web\" {\n  meta = { greeting = file(\"greeting.txt\") }\n  group \"api\" {\n    task \"server\" { driver = \"exec\" }\n  }\n}\n",
+    )
+    .unwrap();
+    let job = crate::parse_file(&job_file).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(job.meta["greeting"], "hello from a file");
+}
+
+#[test]
+fn variables_text_sent_to_a_server_never_reads_files() {
+    for text in [
+        "h = file(\"/etc/hostname\")\n",
+        "h = [file(\"/etc/hostname\")]\n",
+        "h = fileexists(\"/etc/hostname\")\n",
+    ] {
+        let d = crate::parse_variables_text(text, "variables.hcl").unwrap_err();
+        assert!(
+            d.to_string().contains("filesystem function disabled"),
+            "{text}: {d}"
+        );
+    }
+    // `name=value` text still works as -var text.
+    let v = crate::parse_variables_text("image=nginx:1.2\n", "variables.hcl").unwrap();
+    assert_eq!(v[0].0, "image");
+}
+
+#[test]
+fn list_typed_var_text_cannot_call_file() {
+    let src = format!(
+        "variable \"xs\" {{\n  type = list(string)\n}}\n{}",
+        with_task("      driver = \"exec\"\n      meta = { x = join(\",\", var.xs) }")
+    );
+    let d = parse_str_with_vars(&src, "t.hcl", &vars(&[("xs", "[file(\"/etc/hostname\")]")]))
+        .unwrap_err();
+    assert!(
+        d.to_string().contains("filesystem function disabled"),
+        "{d}"
+    );
+}
+
+#[test]
+fn task_names_that_would_leave_the_alloc_dir_are_refused_at_the_label() {
+    for (name, why) in [
+        ("/x", "cannot include slashes"),
+        ("../../../../x", "cannot include slashes"),
+        ("a\\\\b", "cannot include slashes"),
+        ("..", "cannot be \".\" or \"..\""),
+        ("alloc", "is reserved"),
+    ] {
+        let src = format!(
+            "job \"web\" {{\n  group \"api\" {{\n    task \"{name}\" {{ driver = \"exec\" }}\n  }}\n}}\n"
+        );
+        let d = err(&src);
+        assert_eq!(d.0.len(), 1, "{name}: {d}");
+        assert_eq!((d.0[0].line, d.0[0].column), (3, 10), "{name}: {d}");
+        assert!(d.0[0].message.contains(why), "{name}: {d}");
+    }
+}
+
+#[test]
+fn group_names_with_slashes_are_refused_at_the_label() {
+    let d = err("job \"web\" {\n  group \"a/b\" {\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!((d.0[0].line, d.0[0].column), (2, 9), "{d}");
+    assert!(
+        d.0[0]
+            .message
+            .contains("task group name \"a/b\" cannot include slashes"),
+        "{d}"
+    );
+    // A lone task becomes a group of its name: the task rules apply.
+    let d = err("job \"web\" {\n  task \"alloc\" { driver = \"exec\" }\n}\n");
+    assert!(d.0[0].message.contains("is reserved"), "{d}");
+}
+
+#[test]
+fn huge_whole_numbers_are_out_of_range_not_saturated() {
+    let d = err("job \"web\" {\n  group \"api\" {\n    count = 99999999999999999999\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!(d.0.len(), 1, "{d}");
+    assert_eq!(d.0[0].line, 3, "{d}");
+    assert!(
+        d.0[0]
+            .message
+            .contains("the number 99999999999999999999 is too large"),
+        "{d}"
+    );
+
+    // Past i64 but within u64: the parser takes it, the reader refuses it.
+    let d = err("job \"web\" {\n  group \"api\" {\n    count = 9999999999999999999\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert_eq!((d.0[0].line, d.0[0].column), (3, 13), "{d}");
+    assert!(
+        d.0[0]
+            .message
+            .contains("does not fit in a 64-bit whole number"),
+        "{d}"
+    );
+
+    let d = err("job \"web\" {\n  group \"api\" {\n    count = 3000000000\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    assert!(
+        d.0[0]
+            .message
+            .contains("count 3000000000 is more than the limit of 2147483647"),
+        "{d}"
+    );
+
+    let d = err(&with_task(
+        "      driver = \"exec\"\n      resources {\n        cpu = 1e300\n      }",
+    ));
+    assert!(d.0[0].message.contains("out of range"), "{d}");
+}
+
+#[test]
+fn durations_must_be_non_negative_and_bounded() {
+    for (value, why) in [
+        ("\"9999999999h\"", "out of range"),
+        ("\"-5s\"", "is negative"),
+        ("-5", "is negative"),
+        ("\"876001h\"", "longer than the limit"),
+        ("1e30", "not a whole number of nanoseconds"),
+    ] {
+        let d = err(&with_task(&format!(
+            "      driver = \"exec\"\n      kill_timeout = {value}"
+        )));
+        assert_eq!(d.0.len(), 1, "{value}: {d}");
+        assert_eq!(d.0[0].line, 5, "{value}: {d}");
+        assert!(d.0[0].message.contains(why), "{value}: {d}");
+    }
+    for block in ["restart", "reschedule"] {
+        let src = format!(
+            "job \"web\" {{\n  group \"api\" {{\n    {block} {{\n      delay = \"-1m\"\n    }}\n    task \"t\" {{ driver = \"exec\" }}\n  }}\n}}\n"
+        );
+        let d = err(&src);
+        assert_eq!((d.0[0].line, d.0[0].column), (4, 15), "{block}: {d}");
+    }
+}
+
+#[test]
+fn counts_and_ports_are_range_checked_at_the_value() {
+    let d = err("job \"web\" {\n  group \"api\" {\n    update {\n      max_parallel = -1\n    }\n    network {\n      port \"http\" {\n        to = 70000\n      }\n    }\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    let text = d.to_string();
+    assert!(
+        text.contains("t.hcl:4:22:") && text.contains("max_parallel -1 is out of range"),
+        "{d}"
+    );
+    assert!(
+        text.contains("t.hcl:8:14:") && text.contains("to 70000 is out of range"),
+        "{d}"
+    );
+}
+
+#[test]
+fn json_jobs_get_the_same_range_and_name_checks() {
+    let src = r#"{"Job": {"ID": "j", "TaskGroups": [{"Name": "g", "Count": 1,
+        "Tasks": [{"Name": "../../x", "Driver": "exec", "KillTimeout": -5000000000}]}]}}"#;
+    let d = parse_str(src, "j.json").unwrap_err();
+    let text = d.to_string();
+    assert!(
+        text.contains("task name \"../../x\" cannot include slashes"),
+        "{d}"
+    );
+    assert!(text.contains("kill_timeout must not be negative"), "{d}");
+}
+
+#[test]
+fn substr_with_a_huge_length_takes_the_rest_instead_of_overflowing() {
+    let job = ok(&with_task(
+        "      driver = \"exec\"\n      meta = { a = substr(\"abcdef\", 2, 1e300), b = substr(\"abc\", -1e300, 2) }",
+    ));
+    let meta = &job.task_groups[0].tasks[0].meta;
+    assert_eq!(meta["a"], "cdef");
+    assert_eq!(meta["b"], "ab");
+}
+
+#[test]
+fn port_labels_and_volume_names_are_checked_at_the_label() {
+    let d = err("job \"web\" {\n  group \"api\" {\n    network {\n      port \"a b\" {}\n    }\n    volume \"../v\" {\n      type = \"host\"\n    }\n    task \"t\" { driver = \"exec\" }\n  }\n}\n");
+    let text = d.to_string();
+    assert!(
+        text.contains("t.hcl:4:12: ")
+            && text.contains("port label \"a b\" contains `=` or white space"),
+        "{d}"
+    );
+    assert!(
+        text.contains("t.hcl:6:12: ")
+            && text.contains("volume name \"../v\" cannot include slashes"),
+        "{d}"
     );
 }

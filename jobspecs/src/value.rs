@@ -45,15 +45,33 @@ pub fn to_f64(v: &Value) -> Option<f64> {
     }
 }
 
-/// An integer, also from a numeric string; `None` when the value is fractional.
+/// An integer, also from a numeric string; `None` when the value is fractional or does
+/// not fit in 64 bits (never a silently saturated number).
 pub fn to_i64(v: &Value) -> Option<i64> {
     match v {
-        Value::Number(n) => n
-            .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0).map(|f| f as i64)),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(whole_i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
     }
+}
+
+/// `f` as an i64 when it is a whole number in range.
+fn whole_i64(f: f64) -> Option<i64> {
+    // 2^63 is exactly representable; every whole f64 below it fits in an i64.
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (f.fract() == 0.0 && (-LIMIT..LIMIT).contains(&f)).then_some(f as i64)
+}
+
+/// Whether a value is a whole number too large for 64 bits (`99999999999999999999`).
+pub fn is_huge_whole(v: &Value) -> bool {
+    let f = match v {
+        Value::Number(n) if n.as_i64().is_none() && n.as_u64().is_none() => n.as_f64(),
+        Value::Number(n) => n.as_u64().map(|u| u as f64),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    };
+    f.is_some_and(|f| f.is_finite() && f.fract() == 0.0 && whole_i64(f).is_none())
+        || f.is_some_and(f64::is_infinite)
 }
 
 /// A bool, also from the strings "true" and "false".
@@ -78,5 +96,21 @@ mod tests {
         assert_eq!(to_bool(&Value::from("false")), Some(false));
         assert_eq!(number(2.0), Value::from(2));
         assert_eq!(type_name(&Value::Array(vec![])), "list");
+    }
+
+    #[test]
+    fn huge_whole_numbers_are_not_saturated() {
+        assert_eq!(to_i64(&serde_json::json!(1e20)), None);
+        assert_eq!(to_i64(&Value::from("99999999999999999999")), None);
+        assert_eq!(to_i64(&serde_json::json!(-9.3e18)), None);
+        assert_eq!(
+            to_i64(&serde_json::json!(1e15)),
+            Some(1_000_000_000_000_000)
+        );
+        assert!(is_huge_whole(&serde_json::json!(1e20)));
+        assert!(is_huge_whole(&Value::from(u64::MAX)));
+        assert!(is_huge_whole(&Value::from("99999999999999999999")));
+        assert!(!is_huge_whole(&Value::from(42)));
+        assert!(!is_huge_whole(&serde_json::json!(1.5)));
     }
 }

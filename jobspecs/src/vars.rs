@@ -3,7 +3,7 @@
 //! declared type; and `locals { ... }` blocks.
 
 use crate::diag::{suggestion, Diagnostic, Diagnostics, SourceMap};
-use crate::eval::Scope;
+use crate::eval::{Files, Scope};
 use crate::reader::Reader;
 use crate::schema;
 use crate::value::{to_bool, to_f64, to_str, type_name, Value};
@@ -51,6 +51,7 @@ impl Origin {
 }
 
 /// Reads a variables file (`-var-file`): HCL `name = value` lines, or a JSON object.
+/// `file()` in it reads relative to the variables file's directory.
 pub fn read_var_file(path: &Path) -> Result<Vec<(String, GivenVar)>, Diagnostics> {
     let file = path.display().to_string();
     let src = std::fs::read_to_string(path).map_err(|e| Diagnostic {
@@ -59,11 +60,70 @@ pub fn read_var_file(path: &Path) -> Result<Vec<(String, GivenVar)>, Diagnostics
         column: 1,
         message: format!("cannot read the variables file: {e}"),
     })?;
-    parse_var_file(&src, &file)
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    parse_var_file_in(&src, &file, Files::RelativeTo(dir)).map_err(|(d, _)| d)
 }
 
-/// Parses a variables file's text; `file` names it in messages and origins.
+/// Parses a variables file's text; `file` names it in messages and origins. Nothing
+/// here reads the filesystem: `file()` and the other filesystem functions fail.
 pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, Diagnostics> {
+    parse_var_file_in(src, file, Files::Disabled).map_err(|(d, _)| d)
+}
+
+/// The `Variables` text a server receives with a job to parse (`PUT /v1/jobs/parse`):
+/// HCL `name = value` lines like a variables file or, when that text does not evaluate,
+/// `name=value` lines taken as `-var` text. The filesystem is off: a filesystem
+/// function is an error, never a fallback to text.
+pub fn parse_variables_text(
+    text: &str,
+    file: &str,
+) -> Result<Vec<(String, GivenVar)>, Diagnostics> {
+    if text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    match parse_var_file_in(text, file, Files::Disabled) {
+        Ok(values) => return Ok(values),
+        Err((d, true)) => return Err(d),
+        Err((_, false)) => {}
+    }
+    let mut out = Vec::new();
+    let mut errors = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once('=') {
+            Some((name, value)) if !name.trim().is_empty() => out.push((
+                name.trim().to_string(),
+                GivenVar {
+                    value: GivenValue::Text(value.trim().to_string()),
+                    origin: Origin::Cli,
+                },
+            )),
+            _ => errors.push(Diagnostic {
+                file: file.to_string(),
+                line: i + 1,
+                column: 1,
+                message: format!("expected `name = value`, got {line:?}"),
+            }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(Diagnostics(errors))
+    }
+}
+
+/// A variables file's text with `files` as the filesystem access; the error says
+/// whether a filesystem function was refused.
+fn parse_var_file_in(
+    src: &str,
+    file: &str,
+    files: Files,
+) -> Result<Vec<(String, GivenVar)>, (Diagnostics, bool)> {
+    let plain = |d: Diagnostic| (Diagnostics(vec![d]), false);
     let sm = SourceMap::new(file, src);
     let origin_at = |offset: usize| {
         let (line, column) = sm.line_col(offset);
@@ -74,15 +134,16 @@ pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, 
         }
     };
     if file.ends_with(".json") || src.trim_start().starts_with('{') {
-        let map: serde_json::Map<String, Value> =
-            serde_json::from_str(src).map_err(|e| Diagnostic {
+        let map: serde_json::Map<String, Value> = serde_json::from_str(src).map_err(|e| {
+            plain(Diagnostic {
                 file: file.to_string(),
                 line: e.line().max(1),
                 column: e.column().max(1),
                 message: format!(
                     "invalid JSON variables file (expected {{\"name\": value, ...}}): {e}"
                 ),
-            })?;
+            })
+        })?;
         return Ok(map
             .into_iter()
             .map(|(k, v)| {
@@ -95,16 +156,18 @@ pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, 
             })
             .collect());
     }
-    let body = hcl_edit::parser::parse_body(src).map_err(|e| Diagnostic {
-        file: file.to_string(),
-        line: e.location().line(),
-        column: e.location().column(),
-        message: format!("syntax error: {}", e.message()),
+    let body = hcl_edit::parser::parse_body(src).map_err(|e| {
+        plain(Diagnostic {
+            file: file.to_string(),
+            line: e.location().line(),
+            column: e.location().column(),
+            message: format!("syntax error: {}", e.message()),
+        })
     })?;
-    let base_dir = Path::new(file).parent().map(Path::to_path_buf);
-    let scope = Scope::new(src, base_dir);
+    let scope = Scope::new(src, files);
     let mut out: Vec<(String, GivenVar)> = Vec::new();
     let mut errors = Vec::new();
+    let mut denied = false;
     for s in body.iter() {
         match s {
             Structure::Attribute(a) => {
@@ -122,10 +185,13 @@ pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, 
                             origin: origin_at(at),
                         },
                     )),
-                    Err(e) => errors.push(sm.at(
-                        e.span.or_else(|| a.value.span()),
-                        format!("{name}: {}", e.message),
-                    )),
+                    Err(e) => {
+                        denied |= e.filesystem_denied;
+                        errors.push(sm.at(
+                            e.span.or_else(|| a.value.span()),
+                            format!("{name}: {}", e.message),
+                        ))
+                    }
                 }
             }
             Structure::Block(b) => errors.push(sm.at(
@@ -137,7 +203,7 @@ pub fn parse_var_file(src: &str, file: &str) -> Result<Vec<(String, GivenVar)>, 
     if errors.is_empty() {
         Ok(out)
     } else {
-        Err(Diagnostics(errors))
+        Err((Diagnostics(errors), denied))
     }
 }
 
@@ -234,7 +300,10 @@ fn from_cli(s: &str, t: &VarType) -> Result<Value, String> {
         VarType::List(_) | VarType::Map(_) | VarType::Structural => {
             let expr = hcl_edit::parser::parse_expr(s)
                 .map_err(|e| format!("cannot parse {s:?}: {}", e.message()))?;
-            let v = Scope::new(s, None).eval(&expr).map_err(|e| e.message)?;
+            // `-var` text is a value, never a way to read files.
+            let v = Scope::new(s, Files::Disabled)
+                .eval(&expr)
+                .map_err(|e| e.message)?;
             convert(v, t)
         }
     }

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 struct Server {
     http: String,
+    /// The RPC listener, where the no-op bench write lives (it is not a public route).
+    rpc: String,
     child: Child,
     dir: PathBuf,
 }
@@ -55,6 +57,7 @@ fn start_server(
     }
     Ok(Server {
         http: format!("http://127.0.0.1:{http}"),
+        rpc: format!("http://127.0.0.1:{rpc}"),
         child: cmd.spawn().context("starting drover")?,
         dir: dir.to_path_buf(),
     })
@@ -97,10 +100,11 @@ enum Kind {
     Noop,
 }
 
-/// Fire `n` writes with `conc` in flight at `base`; returns (writes/s, sorted latencies).
+/// Fire `n` writes with `conc` in flight at `server` (jobs to its HTTP API, no-ops to
+/// its RPC listener); returns (writes/s, sorted latencies).
 async fn run_writes(
     c: &reqwest::Client,
-    base: &str,
+    server: &Server,
     kind: Kind,
     start: u64,
     n: u64,
@@ -111,7 +115,11 @@ async fn run_writes(
     let t0 = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..conc {
-        let (c, base, next) = (c.clone(), base.to_string(), next.clone());
+        let base = match kind {
+            Kind::Job => server.http.clone(),
+            Kind::Noop => server.rpc.clone(),
+        };
+        let (c, next) = (c.clone(), next.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
             loop {
@@ -248,20 +256,20 @@ async fn main() -> anyhow::Result<()> {
     );
 
     // Warm up connections and the leader.
-    run_writes(&c, &servers[l].http, Kind::Noop, 0, 500, conc).await;
-    let (noop_rate, noop_lat) = run_writes(&c, &servers[l].http, Kind::Noop, 0, writes, conc).await;
+    run_writes(&c, &servers[l], Kind::Noop, 0, 500, conc).await;
+    let (noop_rate, noop_lat) = run_writes(&c, &servers[l], Kind::Noop, 0, writes, conc).await;
     println!(
         "no-op writes: {noop_rate:.0}/s, commit latency p50 {:?} p99 {:?} ({conc} in flight)",
         pct(&noop_lat, 0.5),
         pct(&noop_lat, 0.99)
     );
-    let (job_rate, job_lat) = run_writes(&c, &servers[l].http, Kind::Job, 0, writes, conc).await;
+    let (job_rate, job_lat) = run_writes(&c, &servers[l], Kind::Job, 0, writes, conc).await;
     println!(
         "job registrations: {job_rate:.0}/s, latency p50 {:?} p99 {:?} ({conc} in flight)",
         pct(&job_lat, 0.5),
         pct(&job_lat, 0.99)
     );
-    let (one_rate, one_lat) = run_writes(&c, &servers[l].http, Kind::Noop, 0, 2000, 1).await;
+    let (one_rate, one_lat) = run_writes(&c, &servers[l], Kind::Noop, 0, 2000, 1).await;
     println!(
         "no-op writes, one at a time: {one_rate:.0}/s, latency p50 {:?} p99 {:?}",
         pct(&one_lat, 0.5),
@@ -271,7 +279,7 @@ async fn main() -> anyhow::Result<()> {
     // Fill up to `total` writes, then read disk and memory.
     let done = 500 + 2 * writes + 2000;
     if total > done {
-        run_writes(&c, &servers[l].http, Kind::Noop, 0, total - done, conc).await;
+        run_writes(&c, &servers[l], Kind::Noop, 0, total - done, conc).await;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for (i, s) in servers.iter().enumerate() {
@@ -290,7 +298,7 @@ async fn main() -> anyhow::Result<()> {
         .iter()
         .enumerate()
         .filter(|(i, _)| *i != l)
-        .map(|(_, s)| s.http.clone())
+        .map(|(_, s)| s.rpc.clone())
         .collect();
     let fast = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))

@@ -7,6 +7,7 @@
 use crate::State;
 use api::{Allocation, Node, TaskGroup};
 use std::collections::{HashMap, HashSet};
+use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// FNV-1a: node IDs are short and trusted (they come from the state, not from a client),
@@ -209,22 +210,211 @@ pub struct NodeLoad {
     pub memory_mb: i64,
 }
 
-/// Why an ask does not fit on a node: the name used in `AllocMetric::dimension_exhausted`.
-pub fn fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), &'static str> {
+/// Why an ask does not fit on a node, with the numbers that decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exhausted {
+    Cpu {
+        asked: i64,
+        free: i64,
+    },
+    Memory {
+        asked: i64,
+        free: i64,
+    },
+    Disk {
+        asked: i64,
+        free: i64,
+    },
+    /// A static port the node already hands to another allocation (or the ask twice).
+    Port(i64),
+}
+
+impl Exhausted {
+    /// The name used in `AllocMetric::dimension_exhausted`.
+    pub fn dimension(&self) -> &'static str {
+        match self {
+            Exhausted::Cpu { .. } => "cpu",
+            Exhausted::Memory { .. } => "memory",
+            Exhausted::Disk { .. } => "disk",
+            Exhausted::Port(_) => "network: reserved port collision",
+        }
+    }
+}
+
+impl fmt::Display for Exhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exhausted::Cpu { asked, free } => {
+                write!(
+                    f,
+                    "cpu exhausted: it asks {asked} MHz and {free} MHz are free"
+                )
+            }
+            Exhausted::Memory { asked, free } => {
+                write!(
+                    f,
+                    "memory exhausted: it asks {asked} MB and {free} MB are free"
+                )
+            }
+            Exhausted::Disk { asked, free } => {
+                write!(
+                    f,
+                    "disk exhausted: it asks {asked} MB and {free} MB are free"
+                )
+            }
+            Exhausted::Port(p) => write!(
+                f,
+                "static port {p} is already reserved on the node by another allocation"
+            ),
+        }
+    }
+}
+
+/// Whether an ask fits on a node that already holds `usage`: CPU, memory and disk within
+/// what the node may hand out, and no static port taken twice. The one place that
+/// decides "fits", for the scheduler's placements and the plan applier's re-check.
+pub fn check_fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), Exhausted> {
     let (cpu, memory_mb, disk_mb) = node.allocatable();
     if usage.cpu + ask.cpu > cpu {
-        return Err("cpu");
+        return Err(Exhausted::Cpu {
+            asked: ask.cpu,
+            free: (cpu - usage.cpu).max(0),
+        });
     }
     if usage.memory_mb + ask.memory_mb > memory_mb {
-        return Err("memory");
+        return Err(Exhausted::Memory {
+            asked: ask.memory_mb,
+            free: (memory_mb - usage.memory_mb).max(0),
+        });
     }
     if usage.disk_mb + ask.disk_mb > disk_mb {
-        return Err("disk");
+        return Err(Exhausted::Disk {
+            asked: ask.disk_mb,
+            free: (disk_mb - usage.disk_mb).max(0),
+        });
     }
     let mut wanted = HashSet::new();
     for p in &ask.reserved_ports {
         if usage.ports.contains_key(p) || !wanted.insert(*p) {
-            return Err("network: reserved port collision");
+            return Err(Exhausted::Port(*p));
+        }
+    }
+    Ok(())
+}
+
+/// Why an ask does not fit on a node: the name used in `AllocMetric::dimension_exhausted`.
+pub fn fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), &'static str> {
+    check_fit(node, usage, ask).map_err(|e| e.dimension())
+}
+
+/// Why the plan applier refuses one node's part of a plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeRefusal {
+    /// The node left the state since the plan was made.
+    NodeGone { node_id: String },
+    /// New allocations on a node that is down, ineligible or draining.
+    NotReady { node: String, why: String },
+    /// One of the node's allocations does not fit beside what the node holds now.
+    NoRoom {
+        node: String,
+        alloc: String,
+        reason: Exhausted,
+    },
+}
+
+impl NodeRefusal {
+    /// The exhausted dimension, when the refusal is about room.
+    pub fn exhausted(&self) -> Option<&Exhausted> {
+        match self {
+            NodeRefusal::NoRoom { reason, .. } => Some(reason),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for NodeRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NodeRefusal::NodeGone { node_id } => {
+                write!(f, "node {node_id} no longer exists")
+            }
+            NodeRefusal::NotReady { node, why } => {
+                write!(f, "node {node} takes no new allocations: it is {why}")
+            }
+            NodeRefusal::NoRoom {
+                node,
+                alloc,
+                reason,
+            } => write!(f, "node {node} has no room for {alloc}: {reason}"),
+        }
+    }
+}
+
+/// The plan applier's check of one node's share of a plan against a newer state: the
+/// allocations the plan places or updates there, after the ones it stops anywhere
+/// (`stopping`) are gone. Uses the same usage and [`check_fit`] as placement, so the
+/// applier and the scheduler can never disagree about what fits.
+///
+/// Allocations that are already terminal (re-sent only to record a follow-up evaluation)
+/// take no room; in-place updates replace the version the node holds.
+pub fn check_node_plan<S: State>(
+    state: &S,
+    node_id: &str,
+    stopping: &HashSet<&str>,
+    placing: &[Allocation],
+) -> Result<(), NodeRefusal> {
+    let Some(node) = state.node(node_id) else {
+        return Err(NodeRefusal::NodeGone {
+            node_id: node_id.to_string(),
+        });
+    };
+    let label = if node.name.is_empty() || node.name == node.id {
+        node.id.clone()
+    } else {
+        format!("{} ({})", node.name, node.id)
+    };
+    let existing = state.allocs_by_node(node_id);
+    let held: HashSet<&str> = existing.iter().map(|a| a.id.as_str()).collect();
+    let updating: HashSet<&str> = placing.iter().map(|a| a.id.as_str()).collect();
+    if !node.ready_and_eligible() && placing.iter().any(|a| !held.contains(a.id.as_str())) {
+        let mut why = vec![node.status.clone()];
+        if node.scheduling_eligibility == api::NODE_INELIGIBLE {
+            why.push("ineligible".into());
+        }
+        if node.drain {
+            why.push("draining".into());
+        }
+        return Err(NodeRefusal::NotReady {
+            node: label,
+            why: why.join(", "),
+        });
+    }
+    let mut usage = ClusterUsage::new(state);
+    for a in &existing {
+        if stopping.contains(a.id.as_str()) || updating.contains(a.id.as_str()) {
+            usage.stop(a);
+        }
+    }
+    for a in placing.iter().filter(|a| !a.terminal()) {
+        let ask = Ask::of_alloc(a);
+        if let Err(reason) = check_fit(&node, usage.node(node_id), &ask) {
+            let alloc = if a.name.is_empty() {
+                format!("allocation {}", a.id)
+            } else {
+                format!("allocation {} ({})", a.name, a.id)
+            };
+            return Err(NodeRefusal::NoRoom {
+                node: label,
+                alloc,
+                reason,
+            });
+        }
+        if a.node_id == node_id {
+            usage.place(a);
+        } else {
+            let mut on_node = a.clone();
+            on_node.node_id = node_id.to_string();
+            usage.place(&on_node);
         }
     }
     Ok(())
@@ -428,5 +618,93 @@ mod tests {
         usage.place(&placed);
         assert_eq!(usage.node("n1").cpu, 1000);
         assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 2);
+    }
+
+    fn job_with_static_port(id: &str, port: i64) -> std::sync::Arc<api::Job> {
+        let mut job = mock::job(id, api::JOB_TYPE_SERVICE);
+        job.task_groups[0].networks = vec![api::NetworkResource {
+            reserved_ports: vec![api::Port {
+                label: "http".into(),
+                value: port,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }];
+        std::sync::Arc::new(job)
+    }
+
+    #[test]
+    fn plan_check_refuses_a_static_port_another_job_holds_and_names_it() {
+        let node = mock::node("n1");
+        let a = job_with_static_port("a", 8080);
+        let b = job_with_static_port("b", 8080);
+        let held = mock::alloc(&a, "web", 0, &node);
+        let state = mock::MemState::new()
+            .with_nodes([node.clone()])
+            .with_allocs([held.clone()]);
+        let wanted = mock::alloc(&b, "web", 0, &node);
+        let refusal = check_node_plan(&state, "n1", &HashSet::new(), std::slice::from_ref(&wanted))
+            .unwrap_err();
+        assert_eq!(refusal.exhausted(), Some(&Exhausted::Port(8080)));
+        let sentence = refusal.to_string();
+        assert!(sentence.contains("static port 8080"), "{sentence}");
+        assert!(sentence.contains("b.web[0]"), "{sentence}");
+        // Once the plan stops the holder, the port is free for the newcomer.
+        let stopping = HashSet::from([held.id.as_str()]);
+        assert_eq!(check_node_plan(&state, "n1", &stopping, &[wanted]), Ok(()));
+    }
+
+    #[test]
+    fn plan_check_counts_placements_of_the_same_plan_against_each_other() {
+        let node = mock::node("n1"); // 4000 MHz: room for 8 allocations of 500 MHz
+        let job = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let state = mock::MemState::new().with_nodes([node.clone()]);
+        let eight: Vec<_> = (0..8).map(|i| mock::alloc(&job, "web", i, &node)).collect();
+        assert_eq!(
+            check_node_plan(&state, "n1", &HashSet::new(), &eight),
+            Ok(())
+        );
+        let nine: Vec<_> = (0..9).map(|i| mock::alloc(&job, "web", i, &node)).collect();
+        let refusal = check_node_plan(&state, "n1", &HashSet::new(), &nine).unwrap_err();
+        assert_eq!(
+            refusal.exhausted(),
+            Some(&Exhausted::Cpu {
+                asked: 500,
+                free: 0
+            })
+        );
+    }
+
+    #[test]
+    fn plan_check_does_not_count_an_in_place_update_or_a_terminal_resend_twice() {
+        let node = mock::node("n1");
+        let job = job_with_static_port("web", 9000);
+        let running = mock::alloc(&job, "web", 0, &node);
+        let mut failed = mock::alloc(&job, "web", 1, &node);
+        failed.client_status = api::ALLOC_CLIENT_FAILED.into();
+        let state = mock::MemState::new()
+            .with_nodes([node.clone()])
+            .with_allocs([running.clone(), failed.clone()]);
+        // The same allocation on a new job version keeps its own port.
+        let mut updated = running.clone();
+        updated.eval_id = "e2".into();
+        failed.followup_eval_id = "follow".into();
+        assert_eq!(
+            check_node_plan(&state, "n1", &HashSet::new(), &[updated, failed]),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn plan_check_refuses_new_allocations_on_a_node_that_is_not_ready_or_gone() {
+        let mut node = mock::node("n1");
+        node.status = api::NODE_STATUS_DOWN.into();
+        let job = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let state = mock::MemState::new().with_nodes([node.clone()]);
+        let placing = [mock::alloc(&job, "web", 0, &node)];
+        let refusal = check_node_plan(&state, "n1", &HashSet::new(), &placing).unwrap_err();
+        assert!(refusal.to_string().contains("it is down"), "{refusal}");
+        let gone = check_node_plan(&state, "n2", &HashSet::new(), &placing).unwrap_err();
+        assert_eq!(gone.to_string(), "node n2 no longer exists");
     }
 }

@@ -153,17 +153,36 @@ pub async fn add_server(server: &Server, req: JoinRequest) -> Result<(), WriteEr
     {
         return Ok(());
     }
+    // A server that comes back from a wiped data dir has a new id but the same address:
+    // its old entry is replaced, so the dead id does not count towards the quorum.
+    let stale: BTreeSet<NodeId> = m
+        .membership_config
+        .membership()
+        .nodes()
+        .filter(|(id, n)| **id != req.node_id && n.rpc_addr == req.node.rpc_addr)
+        .map(|(id, _)| *id)
+        .collect();
     server
         .raft
         .add_learner(req.node_id, req.node, true)
         .await
         .map_err(raft_err)?;
+    let change = if stale.is_empty() {
+        ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id]))
+    } else {
+        tracing::info!(new = req.node_id, old = ?stale, "a server rejoined with a new id at the same address; replacing its old entry");
+        let voters: BTreeSet<NodeId> = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|id| !stale.contains(id))
+            .chain([req.node_id])
+            .collect();
+        ChangeMembers::ReplaceAllVoters(voters)
+    };
     server
         .raft
-        .change_membership(
-            ChangeMembers::AddVoterIds(BTreeSet::from([req.node_id])),
-            false,
-        )
+        .change_membership(change, false)
         .await
         .map_err(raft_err)?;
     Ok(())

@@ -124,6 +124,10 @@ pub struct Response {
     pub index: u64,
     pub job_modify_index: u64,
     pub error: Option<String>,
+    /// The evaluation a registration committed: a proposal answered from its token
+    /// reports the first attempt's evaluation, not the one the retry carried.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub eval_id: String,
 }
 
 /// What an apply changed that the leader's services must react to.
@@ -144,6 +148,17 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
     match cmd {
         Command::Noop => {}
         Command::UpsertNode { mut node, evals } => {
+            if let Some(old) = state.nodes.get(&node.id) {
+                // A node keeps the secret it was first given; a registration racing
+                // another one for the same ID (with a different secret) loses.
+                if !old.secret_id.is_empty() && old.secret_id != node.secret_id {
+                    resp.error = Some(format!(
+                        "node {} is already registered with another secret; refusing to replace it",
+                        node.id
+                    ));
+                    return resp;
+                }
+            }
             let became_ready = match state.nodes.get(&node.id) {
                 Some(old) => {
                     node.create_index = old.create_index;
@@ -348,6 +363,7 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             resp.job_modify_index = job.job_modify_index;
             let eval = eval.map(|mut e| {
                 e.job_modify_index = job.job_modify_index;
+                resp.eval_id = e.id.clone();
                 e
             });
             let job = Arc::new(job);
@@ -786,5 +802,51 @@ mod tests {
         let d = s.allocs["c1"].deployment_status.clone().unwrap();
         assert!(d.canary);
         assert_eq!(d.healthy, Some(true));
+    }
+
+    #[test]
+    fn a_node_keeps_the_secret_of_its_first_registration() {
+        let mut state = StateStore::default();
+        let mut fx = Effects::default();
+        let node = |secret: &str, name: &str| api::Node {
+            id: "n1".into(),
+            name: name.into(),
+            secret_id: secret.into(),
+            status: api::NODE_STATUS_READY.into(),
+            ..Default::default()
+        };
+        let r = apply(
+            &mut state,
+            1,
+            Command::UpsertNode {
+                node: node("first", "a"),
+                evals: vec![],
+            },
+            &mut fx,
+        );
+        assert_eq!(r.error, None);
+        let r = apply(
+            &mut state,
+            2,
+            Command::UpsertNode {
+                node: node("second", "impostor"),
+                evals: vec![],
+            },
+            &mut fx,
+        );
+        assert!(r.error.unwrap().contains("another secret"));
+        assert_eq!(state.nodes["n1"].secret_id, "first");
+        assert_eq!(state.nodes["n1"].name, "a");
+        let r = apply(
+            &mut state,
+            3,
+            Command::UpsertNode {
+                node: node("first", "b"),
+                evals: vec![],
+            },
+            &mut fx,
+        );
+        assert_eq!(r.error, None);
+        assert_eq!(state.nodes["n1"].name, "b");
     }
 }

@@ -30,6 +30,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+/// Nomad's default `job_max_source_size`, "1M": 1,000,000 bytes.
+pub const DEFAULT_JOB_MAX_SOURCE_SIZE: usize = 1_000_000;
+
 /// Everything a server needs to start. Timings are configurable so tests run in seconds.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -48,6 +51,9 @@ pub struct ServerConfig {
     pub join: Vec<String>,
     /// A write that cannot commit within this time fails with "no cluster leader".
     pub write_timeout: Duration,
+    /// How long a write or a consistent read that arrives while there is no leader is held
+    /// waiting for one (Nomad's `rpc_hold_timeout`) before it fails with a 503.
+    pub rpc_hold_timeout: Duration,
     /// Nodes must heartbeat within this TTL or be marked down.
     pub heartbeat_ttl: Duration,
     /// Extra time given to every node after a leader takes over.
@@ -68,6 +74,20 @@ pub struct ServerConfig {
     /// The `/v1/client/...` routes of a client agent in this process (`-dev`), asked
     /// before a request is relayed to the allocation's node.
     pub client_routes: Option<axum::Router>,
+    /// Serve the Raft and cluster routes on the RPC listener (off for the loopback RPC
+    /// listener `-dev` opens only for its own client).
+    pub serve_peers: bool,
+    /// Connection limits of the public HTTP listener and of the RPC listener.
+    pub http_limits: http::listen::ListenLimits,
+    pub rpc_limits: http::listen::ListenLimits,
+    /// Told the bound RPC address once the listener is up (`-dev` hands it to its client).
+    pub rpc_bound: Option<Arc<watch::Sender<Option<SocketAddr>>>>,
+    /// `server { job_max_count }`: the most allocations (the sum of its groups' counts)
+    /// one job may ask for; 0 means no limit. Nomad's default is 50,000.
+    pub job_max_count: u64,
+    /// `server { job_max_source_size }`: the largest job source (HCL plus variables, in
+    /// bytes) `PUT /v1/jobs/parse` takes. Nomad's default is "1M".
+    pub job_max_source_size: usize,
 }
 
 impl ServerConfig {
@@ -81,6 +101,7 @@ impl ServerConfig {
             bootstrap_expect: 1,
             join: Vec::new(),
             write_timeout: Duration::from_secs(10),
+            rpc_hold_timeout: Duration::from_secs(5),
             heartbeat_ttl: Duration::from_secs(10),
             heartbeat_grace: Duration::from_secs(10),
             election_timeout: Duration::from_millis(1000),
@@ -92,6 +113,12 @@ impl ServerConfig {
             name: "drover-server".into(),
             ui: None,
             client_routes: None,
+            serve_peers: true,
+            http_limits: Default::default(),
+            rpc_limits: Default::default(),
+            rpc_bound: None,
+            job_max_count: api::DEFAULT_JOB_MAX_COUNT,
+            job_max_source_size: DEFAULT_JOB_MAX_SOURCE_SIZE,
         }
     }
 
@@ -131,6 +158,31 @@ pub enum WriteError {
     Raft(String),
     #[error("{0}")]
     Rejected(String),
+}
+
+tokio::task_local! {
+    /// The token of the API request this task answers, when the request may be sent to a
+    /// leader more than once (see `http::forward`).
+    static REQUEST_TOKEN: (String, std::sync::atomic::AtomicU32);
+}
+
+/// Run `f` (an API request's handler) with `token` as its request token: each write it
+/// makes is proposed with `token-N` (N counting its writes), which the state machine
+/// applies once.
+pub async fn with_request_token<F: std::future::Future>(token: String, f: F) -> F::Output {
+    REQUEST_TOKEN
+        .scope((token, std::sync::atomic::AtomicU32::new(0)), f)
+        .await
+}
+
+/// The token of the next write of the current request, if it has one.
+fn request_once_token() -> Option<String> {
+    REQUEST_TOKEN
+        .try_with(|(token, n)| {
+            let n = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            format!("{token}-{n}")
+        })
+        .ok()
 }
 
 /// Unix nanoseconds now: the leader stamps this into commands; the FSM never reads a clock.
@@ -195,6 +247,16 @@ impl Server {
             .map(|n| n.http_addr.clone())
     }
 
+    /// The leader's RPC address (where followers forward requests), if one is known.
+    pub fn leader_rpc_addr(&self) -> Option<String> {
+        let m = self.raft.metrics().borrow().clone();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.rpc_addr.clone())
+    }
+
     /// Milliseconds since this server last heard from the leader (0 on the leader).
     pub fn last_contact_ms(&self) -> u64 {
         if self.is_leader() {
@@ -207,25 +269,57 @@ impl Server {
             .unwrap_or(u64::MAX / 2)
     }
 
-    /// Propose a command and wait for it to be applied.
+    /// Propose a command and wait for it to be applied. While there is no leader (an
+    /// election is running) the write is held up to `rpc_hold_timeout` and proposed again
+    /// if this server wins; nothing was appended when openraft refuses with
+    /// `ForwardToLeader`, so proposing again cannot apply the command twice.
     pub async fn write(&self, cmd: Command) -> Result<Response, WriteError> {
-        let fut = self.raft.client_write(cmd);
-        let limit = self.config.write_timeout;
-        let res = tokio::time::timeout(limit, fut)
-            .await
-            .map_err(|_| WriteError::NoQuorum(limit))?;
-        match res {
-            Ok(r) => match r.data.error.clone() {
-                Some(e) => Err(WriteError::Rejected(e)),
-                None => Ok(r.data),
-            },
-            Err(openraft::error::RaftError::APIError(
-                openraft::error::ClientWriteError::ForwardToLeader(f),
-            )) => match f.leader_node {
-                Some(n) => Err(WriteError::NotLeader(n.http_addr)),
-                None => Err(WriteError::NoLeader),
-            },
-            Err(e) => Err(WriteError::Raft(e.to_string())),
+        let hold_until = tokio::time::Instant::now() + self.config.rpc_hold_timeout;
+        let once = request_once_token();
+        loop {
+            let fut = self.raft.client_write(raft::Proposal {
+                once: once.clone(),
+                cmd: cmd.clone(),
+            });
+            let limit = self.config.write_timeout;
+            let res = tokio::time::timeout(limit, fut)
+                .await
+                .map_err(|_| WriteError::NoQuorum(limit))?;
+            return match res {
+                Ok(r) => match r.data.error.clone() {
+                    Some(e) => Err(WriteError::Rejected(e)),
+                    None => Ok(r.data),
+                },
+                Err(openraft::error::RaftError::APIError(
+                    openraft::error::ClientWriteError::ForwardToLeader(f),
+                )) => match f.leader_node {
+                    Some(n) => Err(WriteError::NotLeader(n.http_addr)),
+                    None => match self.wait_for_leader(hold_until).await {
+                        Some(id) if id == self.node_id => continue,
+                        Some(_) => match self.leader_addr() {
+                            Some(addr) => Err(WriteError::NotLeader(addr)),
+                            None => Err(WriteError::NoLeader),
+                        },
+                        None => Err(WriteError::NoLeader),
+                    },
+                },
+                Err(e) => Err(WriteError::Raft(e.to_string())),
+            };
+        }
+    }
+
+    /// Wait (until `deadline`) for the cluster to have a leader; returns its node id.
+    pub async fn wait_for_leader(&self, deadline: tokio::time::Instant) -> Option<NodeId> {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Some(l) = metrics.borrow_and_update().current_leader {
+                return Some(l);
+            }
+            match tokio::time::timeout_at(deadline, metrics.changed()).await {
+                Ok(Ok(())) => {}
+                // Timed out, or Raft shut down.
+                _ => return None,
+            }
         }
     }
 
@@ -254,10 +348,19 @@ impl Server {
 }
 
 /// Stable node id for this server's Raft identity, kept in the data dir.
-fn load_node_id(dir: &std::path::Path, bootstrap: bool) -> anyhow::Result<NodeId> {
-    let path = dir.join("node-id");
+fn load_node_id(config: &ServerConfig, bootstrap: bool) -> anyhow::Result<NodeId> {
+    let path = config.data_dir.join("node-id");
     if let Ok(s) = std::fs::read_to_string(&path) {
-        return Ok(s.trim().parse()?);
+        return s.trim().parse().map_err(|_| {
+            damaged_data_dir(
+                config,
+                raft::store::Damage(format!(
+                    "{} holds {:?}, not a node id",
+                    path.display(),
+                    s.chars().take(40).collect::<String>()
+                )),
+            )
+        });
     }
     // A single bootstrapping server is node 1; servers that join pick a random id.
     let id: NodeId = if bootstrap {
@@ -269,34 +372,92 @@ fn load_node_id(dir: &std::path::Path, bootstrap: bool) -> anyhow::Result<NodeId
     Ok(id)
 }
 
+/// The sentence a server stops with when its data dir fails a check: what is damaged,
+/// and the one step that recovers it.
+fn damaged_data_dir(config: &ServerConfig, damage: raft::store::Damage) -> anyhow::Error {
+    let dir = config.data_dir.display();
+    let recovery = if config.bootstrap_expect > 1 || !config.join.is_empty() {
+        format!(
+            "To recover this server of a cluster, remove {dir} and start it again with the \
+             same flags: it rejoins through its -join addresses, replaces its old entry in \
+             the Raft configuration and is caught up by a snapshot from the leader"
+        )
+    } else {
+        format!(
+            "This single server holds the only copy: restore {dir} from a backup (or remove \
+             it to start over empty)"
+        )
+    };
+    tracing::error!(%damage, "the Raft data is damaged; refusing to start");
+    anyhow::anyhow!(
+        "refusing to start: the Raft data is damaged: {damage}. Serving it could lose \
+         acknowledged writes. {recovery}."
+    )
+}
+
 /// Start a server and serve its HTTP API until `shutdown` is cancelled.
 pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if config.rpc_addr.is_none() && (config.bootstrap_expect > 1 || !config.join.is_empty()) {
+        anyhow::bail!(
+            "a server that forms or joins a cluster needs an RPC port for its peers and client \
+             agents: pass -rpc-port (Nomad's is 4647) or set ports {{ rpc = 4647 }}"
+        );
+    }
     let (server, listener, rpc_listener) = start(config).await?;
+    let mut rpc_task = None;
     if let Some(rpc) = rpc_listener {
-        tracing::info!(addr = %rpc.local_addr()?, "Raft RPC listening");
+        let addr = rpc.local_addr()?;
+        tracing::info!(%addr, "RPC listening (peers and client agents)");
+        if let Some(tx) = &server.config.rpc_bound {
+            tx.send_replace(Some(addr));
+        }
         let app = http::rpc_router(server.clone());
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(rpc, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-        });
+        let (token, limits) = (shutdown.clone(), server.config.rpc_limits);
+        let exempt = peer_ips(server.clone());
+        rpc_task = Some(tokio::spawn(http::listen::serve(
+            rpc,
+            app,
+            limits,
+            Some(exempt),
+            token,
+        )));
     }
     if server.config.bootstrap_expect > 1 || !server.config.join.is_empty() {
         tokio::spawn(cluster::join_loop(server.clone(), shutdown.clone()));
     }
     let app = http::router(server.clone());
     tracing::info!(addr = %server.config.http_addr, "HTTP API listening");
-    let serve = axum::serve(
+    let res = http::listen::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        server.config.http_limits,
+        None,
+        shutdown.clone(),
     )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let res = serve.await;
+    .await;
+    if let Some(t) = rpc_task {
+        let _ = t.await;
+    }
     tracing::info!("server shutting down");
     let _ = server.raft.shutdown().await;
     server.db.flush_async().await.ok();
     res.map_err(Into::into)
+}
+
+/// Is an address one of the cluster's servers (by the IPs in Raft membership)? Followers
+/// forward blocking queries to the leader's RPC listener, one connection each, so the
+/// per-client connection cap does not apply to them.
+fn peer_ips(server: Arc<Server>) -> http::listen::Exempt {
+    Arc::new(move |ip| {
+        let m = server.raft.metrics().borrow().clone();
+        let members = m.membership_config.membership();
+        let is_peer = members.nodes().any(|(_, n)| {
+            [&n.rpc_addr, &n.http_addr]
+                .iter()
+                .any(|a| a.parse::<SocketAddr>().is_ok_and(|a| a.ip() == ip))
+        });
+        is_peer
+    })
 }
 
 type Listener = tokio::net::TcpListener;
@@ -306,15 +467,23 @@ type Listener = tokio::net::TcpListener;
 pub async fn start(
     config: ServerConfig,
 ) -> anyhow::Result<(Arc<Server>, Listener, Option<Listener>)> {
-    std::fs::create_dir_all(&config.data_dir)?;
-    let node_id = load_node_id(&config.data_dir, config.bootstrap_expect <= 1)?;
-    let db = raft::store::open_db(&config.data_dir.join("raft.sled")).map_err(|e| {
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
         anyhow::anyhow!(
-            "cannot open the Raft store in {}: {e}",
+            "cannot create the data dir {}: {e}",
             config.data_dir.display()
         )
     })?;
-    let log_store = LogStore::new(&db)?;
+    let node_id = load_node_id(&config, config.bootstrap_expect <= 1)?;
+    let (db, marks, verified) =
+        raft::store::open_verified(&config.data_dir).map_err(|d| damaged_data_dir(&config, d))?;
+    tracing::info!(
+        first = ?verified.first_index,
+        last = ?verified.last_index,
+        snapshot = ?verified.snapshot_index,
+        committed = ?verified.committed,
+        "verified the Raft data: every record passes its checksum and the log is whole"
+    );
+    let log_store = LogStore::new(&db, marks)?;
     let broker = EvalBroker::new();
     let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
     let snapshots_installed = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -448,4 +617,58 @@ fn establish_leadership(server: &Arc<Server>) {
         }
     }
     server.heartbeats.initialize(&state);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(bootstrap_expect: usize, join: &[&str]) -> ServerConfig {
+        let mut c = ServerConfig::new(
+            "/var/lib/drover/server".into(),
+            "127.0.0.1:0".parse().unwrap(),
+        );
+        c.bootstrap_expect = bootstrap_expect;
+        c.join = join.iter().map(|s| s.to_string()).collect();
+        c
+    }
+
+    #[test]
+    fn a_damaged_data_dir_names_the_file_and_the_recovery_step() {
+        let damage = || {
+            raft::store::Damage(
+                "/var/lib/drover/server/raft.sled: record vote fails its checksum".into(),
+            )
+        };
+        let member = damaged_data_dir(&config(3, &["10.0.0.2:4647"]), damage()).to_string();
+        assert!(
+            member.starts_with(
+                "refusing to start: the Raft data is damaged: /var/lib/drover/server/raft.sled"
+            ),
+            "{member}"
+        );
+        assert!(
+            member.contains("remove /var/lib/drover/server and start it again with the same flags"),
+            "{member}"
+        );
+        let single = damaged_data_dir(&config(1, &[]), damage()).to_string();
+        assert!(
+            single.contains("restore /var/lib/drover/server from a backup"),
+            "{single}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_node_id_is_refused_with_a_sentence() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = ServerConfig::new(dir.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+        std::fs::write(dir.path().join("node-id"), "1\u{0}7x").unwrap();
+        let err = load_node_id(&c, true).unwrap_err().to_string();
+        assert!(
+            err.contains("node-id holds") && err.contains("not a node id"),
+            "{err}"
+        );
+        std::fs::write(dir.path().join("node-id"), "42\n").unwrap();
+        assert_eq!(load_node_id(&c, true).unwrap(), 42);
+    }
 }

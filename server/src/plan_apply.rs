@@ -8,7 +8,7 @@ use crate::fsm::{AllocStop, Command};
 use crate::state::StateStore;
 use crate::{now_nanos, Server, WriteError};
 use api::{Allocation, Evaluation, Plan, PlanResult};
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
@@ -16,7 +16,31 @@ pub struct PlanRequest {
     pub plan: Plan,
     /// The evaluation's final state, committed with the plan when all of it fits.
     pub eval_update: Option<Evaluation>,
-    pub respond: oneshot::Sender<Result<PlanResult, WriteError>>,
+    pub respond: oneshot::Sender<Result<AppliedPlan, WriteError>>,
+}
+
+/// What the applier did with a plan.
+#[derive(Debug, Default)]
+pub struct AppliedPlan {
+    pub result: PlanResult,
+    /// Why each refused node was refused, a sentence per node.
+    pub refusals: BTreeMap<String, String>,
+    /// New allocations committed (not counting in-place updates or re-sent ones): the
+    /// worker's measure of progress.
+    pub placed: usize,
+}
+
+impl AppliedPlan {
+    /// The first refusal as a sentence, with how many more there were.
+    pub fn refusal_summary(&self) -> Option<String> {
+        let (_, first) = self.refusals.iter().next()?;
+        let more = self.refusals.len() - 1;
+        Some(match more {
+            0 => first.clone(),
+            1 => format!("{first} (and 1 more node refused)"),
+            n => format!("{first} (and {n} more nodes refused)"),
+        })
+    }
 }
 
 pub async fn run(server: Arc<Server>, mut rx: mpsc::Receiver<PlanRequest>) {
@@ -26,10 +50,14 @@ pub async fn run(server: Arc<Server>, mut rx: mpsc::Receiver<PlanRequest>) {
     }
 }
 
-/// Which nodes of the plan still fit on the newest state.
-pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, Vec<String>) {
+/// Which nodes of the plan still fit on the newest state, and why the others do not.
+///
+/// "Fits" is decided by the scheduler's own check ([`scheduler::usage::check_node_plan`]:
+/// CPU, memory, disk and static ports beside what the node holds now), so the applier
+/// and the scheduler cannot disagree; this module does no resource arithmetic.
+pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, BTreeMap<String, String>) {
     let mut accepted = Vec::new();
-    let mut rejected = Vec::new();
+    let mut refused = BTreeMap::new();
     let stopping: HashSet<&str> = plan
         .node_update
         .values()
@@ -40,59 +68,35 @@ pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, Vec<String>) {
         if allocs.is_empty() {
             continue;
         }
-        let fits = match state.nodes.get(node_id) {
-            None => false,
-            Some(node) => {
-                let updating: HashSet<&str> = allocs.iter().map(|a| a.id.as_str()).collect();
-                let all_updates = allocs.iter().all(|a| state.allocs.contains_key(&a.id));
-                if !all_updates && !node.ready_and_eligible() {
-                    false
-                } else {
-                    let (cpu, mem, disk) = node.allocatable();
-                    let (mut ucpu, mut umem, mut udisk) = (0, 0, 0);
-                    let existing = state.allocs_for_node(node_id);
-                    let live = existing.iter().filter(|a| {
-                        !a.terminal()
-                            && !stopping.contains(a.id.as_str())
-                            && !updating.contains(a.id.as_str())
-                    });
-                    // Re-sent terminal allocs (to record a follow-up eval) take no room.
-                    let placed = allocs.iter().filter(|a| !a.client_terminal());
-                    for a in live.map(|a| a.as_ref()).chain(placed) {
-                        if let Some(r) = &a.resources {
-                            ucpu += r.cpu;
-                            umem += r.memory_mb;
-                            udisk += r.disk_mb;
-                        }
-                    }
-                    ucpu <= cpu && umem <= mem && udisk <= disk
-                }
+        match scheduler::usage::check_node_plan(state, node_id, &stopping, allocs) {
+            Ok(()) => accepted.push(node_id.clone()),
+            Err(why) => {
+                refused.insert(node_id.clone(), why.to_string());
             }
-        };
-        if fits {
-            accepted.push(node_id.clone());
-        } else {
-            rejected.push(node_id.clone());
         }
     }
-    (accepted, rejected)
+    (accepted, refused)
 }
 
 async fn apply_one(
     server: &Arc<Server>,
     plan: Plan,
     eval_update: Option<Evaluation>,
-) -> Result<PlanResult, WriteError> {
+) -> Result<AppliedPlan, WriteError> {
     let state = server.snapshot();
-    let (accepted, rejected) = evaluate(&state, &plan);
+    let (accepted, refusals) = evaluate(&state, &plan);
     let mut job = None;
     let mut allocs: Vec<Allocation> = Vec::new();
     let mut result = PlanResult::default();
+    let mut placed = 0;
     for node_id in &accepted {
         let list = plan.node_allocation[node_id].clone();
         for mut a in list.iter().cloned() {
             if job.is_none() {
                 job = a.job.as_deref().cloned();
+            }
+            if !state.allocs.contains_key(&a.id) {
+                placed += 1;
             }
             a.job = None;
             allocs.push(a);
@@ -113,7 +117,32 @@ async fn apply_one(
         })
         .collect();
     result.node_update = plan.node_update.clone();
-    let complete = rejected.is_empty();
+    let complete = refusals.is_empty();
+    if !complete {
+        for (node, why) in &refusals {
+            tracing::debug!(eval_id = %plan.eval_id, node = %node, "plan refused for a node: {why}");
+        }
+        if let Some((_, first)) = refusals.iter().next() {
+            tracing::info!(
+                eval_id = %plan.eval_id,
+                accepted = accepted.len(),
+                refused = refusals.len(),
+                "plan partly refused; the worker re-plans the rest: {first}"
+            );
+        }
+    }
+    if !complete && allocs.is_empty() && stops.is_empty() {
+        // Nothing of the plan fits and nothing stops: no entry to write. The worker
+        // re-plans from the state this refusal was decided on.
+        result.alloc_index = state.index;
+        result.refresh_index = state.index.max(1);
+        result.rejected_nodes = refusals.keys().cloned().collect();
+        return Ok(AppliedPlan {
+            result,
+            refusals,
+            placed,
+        });
+    }
     let cmd = Command::ApplyPlan {
         job,
         allocs,
@@ -126,7 +155,182 @@ async fn apply_one(
     result.alloc_index = resp.index;
     if !complete {
         result.refresh_index = resp.index;
-        result.rejected_nodes = rejected;
+        result.rejected_nodes = refusals.keys().cloned().collect();
     }
-    Ok(result)
+    Ok(AppliedPlan {
+        result,
+        refusals,
+        placed,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fsm::{apply, Effects};
+
+    fn node(id: &str) -> api::Node {
+        let mut n = scheduler::mock::node(id);
+        n.name = format!("{id}-name");
+        n
+    }
+
+    /// A service job whose one group `web` asks for 100 MHz, 64 MB and static port `port`.
+    fn job(id: &str, port: i64) -> api::Job {
+        let mut j = api::Job {
+            id: id.into(),
+            task_groups: vec![api::TaskGroup {
+                name: "web".into(),
+                count: 1,
+                networks: vec![api::NetworkResource {
+                    reserved_ports: vec![api::Port {
+                        label: "http".into(),
+                        value: port,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                tasks: vec![api::Task {
+                    name: "t".into(),
+                    driver: "raw_exec".into(),
+                    resources: Some(api::Resources {
+                        cpu: 100,
+                        memory_mb: 64,
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        j.canonicalize();
+        j
+    }
+
+    fn alloc(job: &Arc<api::Job>, id: &str, node: &str) -> Allocation {
+        let group = &job.task_groups[0];
+        let mut resources = group.combined_resources();
+        resources.networks = group.networks.clone();
+        Allocation {
+            id: id.into(),
+            namespace: job.ns().to_string(),
+            name: format!("{}.web[0]", job.id),
+            node_id: node.into(),
+            job_id: job.id.clone(),
+            job: Some(job.clone()),
+            task_group: "web".into(),
+            resources: Some(resources),
+            desired_status: api::ALLOC_DESIRED_RUN.into(),
+            client_status: api::ALLOC_CLIENT_PENDING.into(),
+            ..Default::default()
+        }
+    }
+
+    fn plan(allocs: Vec<Allocation>) -> Plan {
+        let mut p = Plan::default();
+        for a in allocs {
+            p.node_allocation
+                .entry(a.node_id.clone())
+                .or_default()
+                .push(a);
+        }
+        p
+    }
+
+    /// Commits the accepted part of a plan as the applier does.
+    fn commit(state: &mut StateStore, index: u64, plan: &Plan, accepted: &[String]) {
+        let allocs: Vec<Allocation> = accepted
+            .iter()
+            .flat_map(|n| plan.node_allocation[n].iter().cloned())
+            .collect();
+        let job = allocs.first().and_then(|a| a.job.as_deref().cloned());
+        let cmd = Command::ApplyPlan {
+            job,
+            allocs: allocs
+                .into_iter()
+                .map(|mut a| {
+                    a.job = None;
+                    a
+                })
+                .collect(),
+            stops: vec![],
+            eval: None,
+            create_evals: vec![],
+            now: 1,
+        };
+        apply(state, index, cmd, &mut Effects::default());
+    }
+
+    #[test]
+    fn second_plan_for_the_same_static_port_on_a_node_is_refused_naming_the_port() {
+        let mut state = StateStore::default();
+        for (i, n) in ["n1", "n2"].into_iter().enumerate() {
+            let cmd = Command::UpsertNode {
+                node: node(n),
+                evals: vec![],
+            };
+            apply(&mut state, 1 + i as u64, cmd, &mut Effects::default());
+        }
+        let a = Arc::new(job("a", 8080));
+        let b = Arc::new(job("b", 8080));
+        // Two workers planned from the same snapshot: both chose port 8080 on n1.
+        let first = plan(vec![alloc(&a, "a1", "n1")]);
+        let second = plan(vec![alloc(&b, "b1", "n1"), alloc(&b, "b2", "n2")]);
+
+        let (accepted, refused) = evaluate(&state, &first);
+        assert_eq!(accepted, vec!["n1".to_string()]);
+        assert!(refused.is_empty());
+        commit(&mut state, 3, &first, &accepted);
+        assert_eq!(state.allocs_for_node("n1").len(), 1);
+
+        let (accepted, refused) = evaluate(&state, &second);
+        assert_eq!(accepted, vec!["n2".to_string()], "n2 still fits");
+        let why = &refused["n1"];
+        assert!(why.contains("static port 8080"), "{why}");
+        assert!(why.contains("n1-name (n1)"), "{why}");
+        assert!(why.contains("b.web[0]"), "{why}");
+    }
+
+    #[test]
+    fn a_plan_that_stops_the_port_holder_may_reuse_its_port() {
+        let mut state = StateStore::default();
+        let cmd = Command::UpsertNode {
+            node: node("n1"),
+            evals: vec![],
+        };
+        apply(&mut state, 1, cmd, &mut Effects::default());
+        let a = Arc::new(job("a", 8080));
+        let first = plan(vec![alloc(&a, "a1", "n1")]);
+        commit(&mut state, 2, &first, &["n1".to_string()]);
+        let mut replace = plan(vec![alloc(&a, "a2", "n1")]);
+        let mut stopped = (*state.allocs["a1"]).clone();
+        stopped.desired_status = api::ALLOC_DESIRED_STOP.into();
+        replace.node_update.insert("n1".into(), vec![stopped]);
+        let (accepted, refused) = evaluate(&state, &replace);
+        assert!(refused.is_empty(), "{refused:?}");
+        assert_eq!(accepted, vec!["n1".to_string()]);
+    }
+
+    /// "Fits" is decided in one place, the scheduler: the applier must not grow a second
+    /// resource check of its own.
+    #[test]
+    fn the_applier_has_no_resource_arithmetic_of_its_own() {
+        let source = include_str!("plan_apply.rs");
+        let code = source.split("#[cfg(test)]").next().unwrap();
+        for word in [
+            ".cpu",
+            "memory_mb",
+            "disk_mb",
+            "reserved_ports",
+            "allocatable(",
+            "ready_and_eligible",
+        ] {
+            assert!(
+                !code.contains(word),
+                "plan_apply.rs computes {word} itself; use scheduler::usage::check_node_plan"
+            );
+        }
+        assert!(code.contains("scheduler::usage::check_node_plan"));
+    }
 }

@@ -218,12 +218,49 @@ impl StateStore {
                 _ => {}
             }
         }
-        // Queued: what the newest blocked evaluation still waits to place.
-        if let Some(e) = self
+        // Queued: every wanted allocation not placed (Nomad: desired minus placed, kept
+        // from the evaluations' QueuedAllocations). For service and batch groups the
+        // count says what is wanted, so it is derived from the allocations themselves and
+        // can never say 0 while some are missing (an evaluation that failed or was never
+        // run included). System groups have no count: their newest finished evaluation
+        // says how many nodes still wait.
+        if job.stop || job.status == api::JOB_STATUS_DEAD {
+            return summary;
+        }
+        let counted = matches!(
+            job.job_type.as_str(),
+            api::JOB_TYPE_SERVICE | api::JOB_TYPE_BATCH | ""
+        );
+        if counted {
+            let batch = job.job_type == api::JOB_TYPE_BATCH;
+            let mut placed: std::collections::HashMap<&str, u64> = Default::default();
+            let allocs = self.allocs_for_job(job.ns(), &job.id);
+            for a in &allocs {
+                let wanted = !a.desired_stop()
+                    && (matches!(
+                        a.client_status.as_str(),
+                        api::ALLOC_CLIENT_PENDING
+                            | api::ALLOC_CLIENT_RUNNING
+                            | api::ALLOC_CLIENT_UNKNOWN
+                    ) || (batch && a.client_status == api::ALLOC_CLIENT_COMPLETE));
+                if wanted {
+                    *placed.entry(a.task_group.as_str()).or_default() += 1;
+                }
+            }
+            for g in &job.task_groups {
+                let want = g.count.max(0) as u64;
+                let have = placed.get(g.name.as_str()).copied().unwrap_or(0);
+                if let Some(s) = summary.summary.get_mut(&g.name) {
+                    s.queued = want.saturating_sub(have);
+                }
+            }
+        } else if let Some(e) = self
             .evals_for_job(job.ns(), &job.id)
             .into_iter()
-            .filter(|e| e.status == api::EVAL_STATUS_BLOCKED)
-            .max_by_key(|e| e.create_index)
+            .filter(|e| {
+                e.status != api::EVAL_STATUS_PENDING && e.status != api::EVAL_STATUS_CANCELED
+            })
+            .max_by_key(|e| e.modify_index)
         {
             for (g, n) in &e.queued_allocations {
                 summary.summary.entry(g.clone()).or_default().queued = *n;
@@ -303,5 +340,91 @@ mod tests {
             a.job.as_ref().unwrap(),
             back.allocs["a2"].job.as_ref().unwrap()
         ));
+    }
+
+    fn counted_job(count: i64) -> Arc<Job> {
+        let mut j = Job {
+            id: "web".into(),
+            namespace: "default".into(),
+            task_groups: vec![api::TaskGroup {
+                name: "g".into(),
+                count,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        j.canonicalize();
+        Arc::new(j)
+    }
+
+    fn put_allocs(s: &mut StateStore, job: &Arc<Job>, n: usize, client_status: &str) {
+        let base = s.allocs.len();
+        for i in base..base + n {
+            s.put_alloc(Allocation {
+                id: format!("a{i}"),
+                namespace: "default".into(),
+                job_id: job.id.clone(),
+                task_group: "g".into(),
+                job: Some(job.clone()),
+                desired_status: api::ALLOC_DESIRED_RUN.into(),
+                client_status: client_status.into(),
+                ..Default::default()
+            });
+        }
+    }
+
+    #[test]
+    fn summary_counts_every_wanted_unplaced_allocation_as_queued() {
+        let job = counted_job(10);
+        let mut s = StateStore::default();
+        s.jobs.insert(("default".into(), "web".into()), job.clone());
+        // Nothing placed yet (the evaluation has not run): all ten are queued.
+        assert_eq!(s.job_summary(&job).summary["g"].queued, 10);
+        put_allocs(&mut s, &job, 6, api::ALLOC_CLIENT_RUNNING);
+        put_allocs(&mut s, &job, 1, api::ALLOC_CLIENT_PENDING);
+        // An evaluation that failed with nothing queued does not hide the missing three.
+        s.put_eval(Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            status: api::EVAL_STATUS_FAILED.into(),
+            queued_allocations: [("g".to_string(), 0)].into(),
+            ..Default::default()
+        });
+        let g = s.job_summary(&job).summary["g"].clone();
+        assert_eq!((g.queued, g.running, g.starting), (3, 6, 1));
+        // A failed allocation is not placed work: still wanted.
+        put_allocs(&mut s, &job, 1, api::ALLOC_CLIENT_FAILED);
+        assert_eq!(s.job_summary(&job).summary["g"].queued, 3);
+        put_allocs(&mut s, &job, 3, api::ALLOC_CLIENT_RUNNING);
+        assert_eq!(s.job_summary(&job).summary["g"].queued, 0);
+        let mut stopped = (*job).clone();
+        stopped.stop = true;
+        let mut fewer = StateStore::default();
+        put_allocs(&mut fewer, &job, 2, api::ALLOC_CLIENT_RUNNING);
+        assert_eq!(fewer.job_summary(&stopped).summary["g"].queued, 0);
+    }
+
+    #[test]
+    fn system_summary_takes_queued_from_the_newest_finished_evaluation() {
+        let mut j = (*counted_job(1)).clone();
+        j.job_type = api::JOB_TYPE_SYSTEM.into();
+        let job = Arc::new(j);
+        let mut s = StateStore::default();
+        for (i, (status, queued)) in [("blocked", 4), ("complete", 2), ("pending", 0)]
+            .into_iter()
+            .enumerate()
+        {
+            s.put_eval(Evaluation {
+                id: format!("e{i}"),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                status: status.into(),
+                queued_allocations: [("g".to_string(), queued)].into(),
+                modify_index: i as u64 + 1,
+                ..Default::default()
+            });
+        }
+        assert_eq!(s.job_summary(&job).summary["g"].queued, 2);
     }
 }

@@ -18,13 +18,15 @@ pub struct AgentArgs {
     /// Where the agent keeps its state.
     #[arg(long = "data-dir", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Address the HTTP API (and Raft RPC) listen on [default: 127.0.0.1].
+    /// Address the HTTP API and the RPC listener bind to [default: 127.0.0.1].
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
     /// Port of the HTTP API [default: 4646].
     #[arg(long = "http-port", value_name = "PORT")]
     pub http_port: Option<u16>,
-    /// Port peer servers send Raft RPCs to [default: the HTTP port].
+    /// Port of the RPC listener: peer servers, client agents and forwarded requests (Nomad
+    /// uses 4647). Needed to form or join a cluster or to serve remote clients; without it
+    /// a server runs alone (`-dev` opens a loopback one for its own client).
     #[arg(long = "rpc-port", value_name = "PORT")]
     pub rpc_port: Option<u16>,
     /// Servers to wait for before forming the first cluster.
@@ -38,7 +40,8 @@ pub struct AgentArgs {
         value_delimiter = ','
     )]
     pub join: Vec<String>,
-    /// A server's HTTP address for a client to join (repeat, or separate with commas).
+    /// A server's RPC address for a client (`host:port` or `http://host:port`, e.g.
+    /// 10.0.0.1:4647; repeat, or separate with commas).
     #[arg(long, value_name = "ADDR", value_delimiter = ',')]
     pub servers: Vec<String>,
     /// The node's name (default: the host name).

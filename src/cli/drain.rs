@@ -62,36 +62,9 @@ pub struct EligibilityArgs {
     pub node: Option<String>,
 }
 
-/// Go-style durations: "1h", "30m", "1m30s", "500ms".
+/// Go-style durations: "1h", "30m", "1m30s", "500ms" (checked: never a panic).
 pub fn parse_deadline(s: &str) -> anyhow::Result<Duration> {
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut unit = String::new();
-    let mut parts = Vec::new();
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() || c == '.' {
-            if !unit.is_empty() {
-                parts.push((std::mem::take(&mut num), std::mem::take(&mut unit)));
-            }
-            num.push(c);
-        } else {
-            unit.push(c);
-        }
-    }
-    parts.push((num, unit));
-    for (n, u) in parts {
-        let v: f64 = n
-            .parse()
-            .map_err(|_| anyhow::anyhow!("invalid duration {s:?}: expected e.g. 1h or 30m"))?;
-        total += v * match u.as_str() {
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => anyhow::bail!("invalid duration {s:?}: unknown unit {u:?}"),
-        };
-    }
-    Ok(Duration::from_secs_f64(total))
+    api::duration::parse_go_duration(s).map_err(anyhow::Error::msg)
 }
 
 async fn resolve(client: &Client, node: Option<&str>, self_node: bool) -> anyhow::Result<Node> {

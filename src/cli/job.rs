@@ -145,7 +145,14 @@ pub fn load_job(
         std::io::stdin()
             .read_to_string(&mut src)
             .map_err(|e| format!("Error reading job file from standard input: {e}"))?;
-        jobspecs::parse_str_with_inputs(&src, &shown, &inputs)
+        // As in Nomad's CLI, `file()` in a job read from standard input is relative to
+        // the working directory.
+        jobspecs::parse_str_with_files(
+            &src,
+            &shown,
+            &inputs,
+            jobspecs::Files::RelativeTo(PathBuf::new()),
+        )
     } else {
         jobspecs::parse_file_with_inputs(path, &inputs)
     };

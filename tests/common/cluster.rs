@@ -38,6 +38,11 @@ impl ServerProc {
         SocketAddr::new(self.ip, self.rpc_port)
     }
 
+    /// The address client agents use: this server's RPC listener (`host:port`).
+    pub fn agent_addr(&self) -> String {
+        self.rpc_addr().to_string()
+    }
+
     pub fn spawn(&mut self) {
         std::fs::create_dir_all(&self.dir).unwrap();
         let config = self.dir.join("agent.hcl");
@@ -87,6 +92,51 @@ impl ServerProc {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Start the server; `Err` with its log if it exits before its HTTP API answers
+    /// (e.g. it refuses a damaged data dir), with its exit status.
+    pub fn try_spawn(&mut self) -> Result<(), (std::process::ExitStatus, String)> {
+        let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn()));
+        match res {
+            Ok(()) => Ok(()),
+            Err(p) => match self.child.as_mut().map(|c| c.try_wait()) {
+                Some(Ok(Some(status))) => {
+                    self.child = None;
+                    Err((status, self.log()))
+                }
+                _ => std::panic::resume_unwind(p),
+            },
+        }
+    }
+
+    /// SIGTERM the server and wait (bounded) for a clean exit.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let mut c = self.child.take()?;
+        unsafe {
+            libc::kill(c.id() as i32, libc::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = c.try_wait() {
+                return Some(s);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                panic!("{} did not exit within 20s of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Freeze (SIGSTOP) or thaw (SIGCONT) the server process.
+    pub fn signal(&self, sig: i32) {
+        if let Some(pid) = self.pid() {
+            unsafe {
+                libc::kill(pid as i32, sig);
+            }
         }
     }
 
@@ -240,7 +290,7 @@ pub fn tiny_job(id: &str, seq: u64) -> serde_json::Value {
             "Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/true"}}]}]}})
 }
 
-/// A `drover agent -client` process talking to a cluster's servers.
+/// A `drover agent -client` process talking to a cluster's servers (their RPC addresses).
 pub struct ClientProc {
     pub name: String,
     pub http_port: u16,
@@ -324,7 +374,7 @@ impl Drop for ClientProc {
 impl Cluster {
     /// Start `n` client agents against this cluster; waits until all are ready nodes.
     pub fn start_clients(&self, n: usize) -> Vec<ClientProc> {
-        let servers: Vec<String> = self.servers.iter().map(|s| s.http()).collect();
+        let servers: Vec<String> = self.servers.iter().map(|s| s.agent_addr()).collect();
         let mut clients: Vec<ClientProc> = (0..n)
             .map(|i| {
                 ClientProc::new(

@@ -46,6 +46,8 @@ pub struct DevAgent {
     pub port: u16,
     child: Option<Child>,
     env: Vec<(String, String)>,
+    /// An agent configuration file's text, passed with `-config`.
+    config: Option<String>,
 }
 
 impl DevAgent {
@@ -53,7 +55,16 @@ impl DevAgent {
         Self::start_with_env(&[])
     }
 
+    /// A dev agent that also reads `config` as an agent configuration file (`-config`).
+    pub fn start_with_config(config: &str) -> Self {
+        Self::start_with(&[], Some(config))
+    }
+
     pub fn start_with_env(env: &[(&str, &str)]) -> Self {
+        Self::start_with(env, None)
+    }
+
+    fn start_with(env: &[(&str, &str)], config: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("drover-test-")
             .tempdir()
@@ -66,6 +77,7 @@ impl DevAgent {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            config: config.map(str::to_string),
         };
         a.spawn();
         a
@@ -95,6 +107,11 @@ impl DevAgent {
             .stderr(log);
         for (k, v) in &self.env {
             cmd.env(k, v);
+        }
+        if let Some(config) = &self.config {
+            let path = self.dir.path().join("agent-config.hcl");
+            std::fs::write(&path, config).expect("agent config file");
+            cmd.arg("-config").arg(path);
         }
         self.child = Some(cmd.spawn().expect("spawn drover agent"));
         let addr = self.addr();

@@ -7,6 +7,10 @@
 //! `mount` blocks of `type = "bind"`, `labels`, `work_dir`, `network_mode`, `hostname`,
 //! `force_pull`. Strings are interpolated.
 //!
+//! Host paths (`volumes`, `mount` sources) must stay inside the allocation directory,
+//! after resolving `..` and symlinks, unless the agent enables them as Nomad does:
+//! `plugin "docker" { config { volumes { enabled = true } } }` ([`DockerPluginConfig`]).
+//!
 //! Images are never pulled (no registry is reachable from these nodes): a missing image
 //! is an unrecoverable start error that says so, whatever `force_pull` says.
 //!
@@ -73,8 +77,69 @@ pub struct DockerState {
 
 type ExitRx = watch::Receiver<Option<ExitResult>>;
 
+/// The docker driver's agent-level configuration (`plugin "docker" { config { ... } }`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerPluginConfig {
+    /// `volumes { enabled = true }`: tasks may bind any host path. Off by default, as in
+    /// Nomad: then only paths inside the allocation directory can be bound.
+    pub volumes_enabled: bool,
+}
+
+impl DockerPluginConfig {
+    /// The configuration from the agent file's `plugin "docker" { config { ... } }`.
+    /// Unknown keys and wrong types are errors that name them.
+    pub fn from_agent_config(
+        plugin: Option<&BTreeMap<String, serde_json::Value>>,
+    ) -> Result<DockerPluginConfig, String> {
+        let mut c = DockerPluginConfig::default();
+        for (k, v) in plugin.into_iter().flatten() {
+            match k.as_str() {
+                "volumes" => {
+                    let blocks: Vec<&serde_json::Value> = match v {
+                        serde_json::Value::Array(items) => items.iter().collect(),
+                        other => vec![other],
+                    };
+                    for b in blocks {
+                        let Some(m) = b.as_object() else {
+                            return Err(format!(
+                                "plugin \"docker\" config \"volumes\" must be a block \
+                                 (volumes {{ enabled = true }}), got {b}"
+                            ));
+                        };
+                        for (k, v) in m {
+                            match (k.as_str(), v) {
+                                ("enabled", serde_json::Value::Bool(on)) => c.volumes_enabled = *on,
+                                ("enabled", other) => {
+                                    return Err(format!(
+                                        "plugin \"docker\" config volumes.enabled must be \
+                                         true or false, got {other}"
+                                    ))
+                                }
+                                _ => {
+                                    return Err(format!(
+                                        "plugin \"docker\" config volumes has an unknown \
+                                         setting {k:?}; it knows enabled"
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "plugin \"docker\" config has an unknown setting {k:?}; the docker \
+                         driver knows volumes"
+                    ))
+                }
+            }
+        }
+        Ok(c)
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct DockerDriver {
+    config: DockerPluginConfig,
     /// Connected and version-negotiated on first use; a failure is retried next time.
     client: OnceCell<Docker>,
     /// Exit results of the containers this driver watches, by container ID.
@@ -171,6 +236,81 @@ fn host_path(ctx: &TaskContext, p: &str) -> String {
     } else {
         ctx.dirs.dir.join(p).display().to_string()
     }
+}
+
+/// `path` with `.` and `..` resolved lexically (`..` at the root stays at the root).
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Where `path` (absolute) really leads: its longest existing ancestor with symlinks
+/// resolved, then the rest (which Docker would create) lexically.
+fn resolve(path: &Path) -> PathBuf {
+    let path = normalize(path);
+    let mut existing = path.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return normalize(&out);
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => return path,
+        }
+    }
+}
+
+/// The allocation directory: the parent of the task's and the shared directory.
+fn alloc_root(ctx: &TaskContext) -> PathBuf {
+    ctx.dirs
+        .shared
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| ctx.dirs.dir.clone())
+}
+
+/// Refuses a host path outside the allocation directory (after resolving `..` and
+/// symlinks, which Docker would follow) unless the agent enables volumes.
+fn check_host_path(
+    ctx: &TaskContext,
+    plugin: &DockerPluginConfig,
+    what: &str,
+    host: &str,
+) -> Result<(), DriverError> {
+    if plugin.volumes_enabled {
+        return Ok(());
+    }
+    let root = alloc_root(ctx);
+    let root = std::fs::canonicalize(&root).unwrap_or_else(|_| normalize(&root));
+    let real = resolve(Path::new(&host_path(ctx, host)));
+    if real.starts_with(&root) {
+        return Ok(());
+    }
+    Err(cfg_err(format!(
+        "{what} {host:?} binds the host path {} into the container, but host volumes are \
+         disabled on this agent: only paths inside the allocation directory can be bound; \
+         an operator can allow host paths with plugin \"docker\" {{ config {{ volumes {{ \
+         enabled = true }} }} }}",
+        real.display()
+    )))
 }
 
 fn parse_config(ctx: &TaskContext) -> Result<DockerConfig, DriverError> {
@@ -331,7 +471,11 @@ fn labels(ctx: &TaskContext, cfg: &DockerConfig) -> HashMap<String, String> {
     l
 }
 
-fn create_body(ctx: &TaskContext, cfg: &DockerConfig) -> Result<ContainerCreateBody, DriverError> {
+fn create_body(
+    ctx: &TaskContext,
+    cfg: &DockerConfig,
+    plugin: &DockerPluginConfig,
+) -> Result<ContainerCreateBody, DriverError> {
     let res = ctx.task.resources.clone().unwrap_or_default();
     let mib = |m: i64| m.max(0) * 1024 * 1024;
     let (memory, reservation) = if res.memory_max_mb > 0 {
@@ -348,7 +492,18 @@ fn create_body(ctx: &TaskContext, cfg: &DockerConfig) -> Result<ContainerCreateB
         format!("{}:/secrets", ctx.dirs.secrets.display()),
     ];
     for v in &cfg.volumes {
-        binds.push(volume_bind(ctx, v)?);
+        let bind = volume_bind(ctx, v)?;
+        let host = v.split(':').next().unwrap_or_default();
+        check_host_path(ctx, plugin, "volume", host)?;
+        binds.push(bind);
+    }
+    for m in &cfg.mounts {
+        check_host_path(
+            ctx,
+            plugin,
+            "bind mount source",
+            m.source.as_deref().unwrap_or_default(),
+        )?;
     }
     let (exposed, bindings) = port_bindings(cfg, &ctx.ports)?;
     let log_mb = ctx
@@ -416,10 +571,7 @@ fn exit_of(info: &ContainerInspectResponse) -> ExitResult {
 }
 
 fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    crate::allocdir::open_log_append(path)
 }
 
 /// Follows the container's output into the task's log files until the container stops.
@@ -536,8 +688,16 @@ fn mtime_secs(path: &Path) -> i32 {
 }
 
 impl DockerDriver {
+    /// A driver with the default configuration (host volumes disabled).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    pub fn with_config(config: DockerPluginConfig) -> Self {
+        DockerDriver {
+            config,
+            ..Self::default()
+        }
     }
 
     /// The daemon at the local default address (`DOCKER_HOST` or /var/run/docker.sock),
@@ -646,6 +806,8 @@ impl Driver for DockerDriver {
 
     async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError> {
         let cfg = parse_config(ctx)?;
+        // Everything the task's config decides is checked before Docker is asked anything.
+        let body = create_body(ctx, &cfg, &self.config)?;
         let docker = self.docker().await?;
         if let Err(e) = docker.inspect_image(&cfg.image).await {
             return Err(if is_status(&e, 404) {
@@ -665,7 +827,6 @@ impl Driver for DockerDriver {
         // A container of an earlier attempt (e.g. the agent died between create and
         // saving the handle) would block the name.
         remove(&docker, &name).await;
-        let body = create_body(ctx, &cfg)?;
         let created = docker
             .create_container(
                 Some(CreateContainerOptions {
@@ -942,5 +1103,305 @@ impl Driver for DockerDriver {
             .unwrap_or(0);
         self.watch(&docker, &st.container_id, dirs, since);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::allocdir::AllocDir;
+    use crate::taskenv::TaskEnv;
+
+    fn ctx_with(root: &Path, config: serde_json::Value, ports: Vec<AllocatedPort>) -> TaskContext {
+        let mut task = api::Task {
+            name: "web".into(),
+            driver: NAME.into(),
+            config: serde_json::from_value(config).unwrap(),
+            ..Default::default()
+        };
+        task.canonicalize();
+        let dirs = AllocDir::new(root, "a1").build_task("web").unwrap();
+        let alloc = api::Allocation {
+            id: "a1".into(),
+            job_id: "j".into(),
+            task_group: "g".into(),
+            ..Default::default()
+        };
+        let env = TaskEnv::build_with(
+            &api::Node::default(),
+            &alloc,
+            &task,
+            &dirs,
+            &ports,
+            FsIsolation::Image,
+        );
+        TaskContext {
+            alloc_id: "a1".into(),
+            task,
+            dirs,
+            env,
+            ports,
+        }
+    }
+
+    fn ctx(root: &Path, config: serde_json::Value) -> TaskContext {
+        ctx_with(root, config, vec![])
+    }
+
+    fn body(
+        c: &TaskContext,
+        plugin: &DockerPluginConfig,
+    ) -> Result<ContainerCreateBody, DriverError> {
+        create_body(c, &parse_config(c)?, plugin)
+    }
+
+    fn refused(c: &TaskContext) -> String {
+        let e = body(c, &DockerPluginConfig::default()).unwrap_err();
+        assert!(!e.recoverable(), "{e}");
+        e.to_string()
+    }
+
+    #[test]
+    fn task_config_translates_to_the_container_nomad_would_create() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports = vec![
+            AllocatedPort {
+                label: "http".into(),
+                value: 23456,
+                to: 8080,
+                host_ip: "127.0.0.1".into(),
+            },
+            AllocatedPort {
+                label: "admin".into(),
+                value: 23457,
+                to: 0,
+                host_ip: "127.0.0.1".into(),
+            },
+        ];
+        let mut c = ctx_with(
+            tmp.path(),
+            serde_json::json!({
+                "image": "busybox:1",
+                "command": "/bin/sh",
+                "args": ["-c", "echo ${NOMAD_TASK_NAME}"],
+                "entrypoint": ["/bin/env"],
+                "ports": ["http", "admin"],
+                "volumes": ["local/conf:/etc/conf:ro"],
+                "mount": [{ "type": "bind", "source": "secrets", "target": "/s", "readonly": true }],
+                "labels": [{ "team": "web" }],
+                "work_dir": "/srv",
+                "hostname": "h1",
+                "network_mode": "bridge",
+            }),
+            ports,
+        );
+        let r = c.task.resources.get_or_insert_with(Default::default);
+        r.cpu = 300;
+        r.memory_mb = 64;
+        r.memory_max_mb = 128;
+        let b = body(&c, &DockerPluginConfig::default()).unwrap();
+        assert_eq!(b.image.as_deref(), Some("busybox:1"));
+        assert_eq!(
+            b.cmd,
+            Some(vec!["/bin/sh".into(), "-c".into(), "echo web".into()])
+        );
+        assert_eq!(b.entrypoint, Some(vec!["/bin/env".to_string()]));
+        assert_eq!(b.working_dir.as_deref(), Some("/srv"));
+        assert_eq!(b.hostname.as_deref(), Some("h1"));
+        let labels = b.labels.unwrap();
+        assert_eq!(labels["team"], "web");
+        assert_eq!(labels["com.hashicorp.nomad.alloc_id"], "a1");
+        assert_eq!(labels["com.hashicorp.nomad.task_name"], "web");
+        assert!(b.env.unwrap().contains(&"NOMAD_TASK_NAME=web".to_string()));
+        let mut exposed = b.exposed_ports.unwrap();
+        exposed.sort();
+        assert_eq!(
+            exposed,
+            vec!["23457/tcp", "23457/udp", "8080/tcp", "8080/udp"]
+        );
+        let hc = b.host_config.unwrap();
+        let task_dir = c.dirs.dir.display().to_string();
+        assert_eq!(
+            hc.binds.unwrap(),
+            vec![
+                format!("{}:/alloc", c.dirs.shared.display()),
+                format!("{}:/local", c.dirs.local.display()),
+                format!("{}:/secrets", c.dirs.secrets.display()),
+                format!("{task_dir}/local/conf:/etc/conf:ro"),
+            ]
+        );
+        let m = &hc.mounts.unwrap()[0];
+        assert_eq!(m.typ, Some(MountType::BIND));
+        assert_eq!(
+            m.source.as_deref(),
+            Some(format!("{task_dir}/secrets").as_str())
+        );
+        assert_eq!(m.target.as_deref(), Some("/s"));
+        assert_eq!(m.read_only, Some(true));
+        let pb = hc.port_bindings.unwrap();
+        let http = pb["8080/tcp"].as_ref().unwrap();
+        assert_eq!(http[0].host_port.as_deref(), Some("23456"));
+        assert_eq!(http[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(hc.cpu_shares, Some(300));
+        // memory_max is the limit, memory the reservation; no swap on top.
+        assert_eq!(hc.memory, Some(128 << 20));
+        assert_eq!(hc.memory_swap, Some(128 << 20));
+        assert_eq!(hc.memory_reservation, Some(64 << 20));
+        assert_eq!(hc.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(hc.log_config.unwrap().typ.as_deref(), Some("json-file"));
+    }
+
+    #[test]
+    fn legacy_port_map_and_plain_memory_translate_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ports = vec![AllocatedPort {
+            label: "db".into(),
+            value: 30000,
+            to: 0,
+            host_ip: "10.0.0.1".into(),
+        }];
+        let mut c = ctx_with(
+            tmp.path(),
+            serde_json::json!({ "image": "x", "args": ["a"], "port_map": [{ "db": 5432 }] }),
+            ports,
+        );
+        c.task
+            .resources
+            .get_or_insert_with(Default::default)
+            .memory_mb = 32;
+        let b = body(&c, &DockerPluginConfig::default()).unwrap();
+        // Without command, args alone are the container's command.
+        assert_eq!(b.cmd, Some(vec!["a".to_string()]));
+        let hc = b.host_config.unwrap();
+        let db = hc.port_bindings.unwrap()["5432/tcp"].clone().unwrap();
+        assert_eq!(db[0].host_port.as_deref(), Some("30000"));
+        assert_eq!(hc.memory, Some(32 << 20));
+        assert_eq!(hc.memory_reservation, None);
+        assert_eq!(hc.mounts, None);
+    }
+
+    #[test]
+    fn wrong_task_config_is_an_unrecoverable_sentence() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = refused(&ctx(tmp.path(), serde_json::json!({})));
+        assert!(e.contains("\"image\" is missing"), "{e}");
+        let e = refused(&ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x", "volumes": ["nocolon"] }),
+        ));
+        assert!(
+            e.contains("must look like \"host_path:container_path\""),
+            "{e}"
+        );
+        let e = refused(&ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x", "mount": [{ "type": "tmpfs", "target": "/t" }] }),
+        ));
+        assert!(e.contains("mount type \"tmpfs\" is not supported"), "{e}");
+        let e = refused(&ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x", "ports": ["nope"] }),
+        ));
+        assert!(e.contains("port \"nope\" is not declared"), "{e}");
+    }
+
+    #[test]
+    fn host_paths_are_refused_unless_the_agent_enables_volumes() {
+        let tmp = tempfile::tempdir().unwrap();
+        for volumes in [
+            serde_json::json!(["/:/host"]),
+            serde_json::json!(["/etc:/etc:ro"]),
+            serde_json::json!(["../../../../../../..:/up"]),
+            serde_json::json!(["local/../../..:/up"]),
+        ] {
+            let c = ctx(
+                tmp.path(),
+                serde_json::json!({ "image": "x", "volumes": volumes }),
+            );
+            let e = refused(&c);
+            assert!(
+                e.starts_with("docker: volume")
+                    && e.contains("host volumes are disabled on this agent")
+                    && e.contains("volumes { enabled = true }"),
+                "{e}"
+            );
+            let enabled = DockerPluginConfig {
+                volumes_enabled: true,
+            };
+            assert!(body(&c, &enabled).is_ok(), "{volumes}");
+        }
+        let c = ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x",
+                "mount": [{ "type": "bind", "source": "/var/run/docker.sock", "target": "/s" }] }),
+        );
+        let e = refused(&c);
+        assert!(
+            e.starts_with("docker: bind mount source \"/var/run/docker.sock\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn paths_inside_the_allocation_directory_stay_allowed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = ctx(tmp.path(), serde_json::json!({ "image": "x" }));
+        let shared = c.dirs.shared.display().to_string();
+        let c = ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x",
+                "volumes": ["local:/l", "../alloc/data:/d", "new/dir:/n", format!("{shared}/data:/abs")],
+                "mount": [{ "type": "bind", "source": "../alloc", "target": "/a" }] }),
+        );
+        let b = body(&c, &DockerPluginConfig::default()).unwrap();
+        assert_eq!(b.host_config.unwrap().binds.unwrap().len(), 7);
+    }
+
+    #[test]
+    fn a_symlink_planted_in_the_task_dir_does_not_lead_a_volume_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let c = ctx(
+            tmp.path(),
+            serde_json::json!({ "image": "x", "volumes": ["local/hostroot/etc:/h"] }),
+        );
+        // What a previous run of the task could have left behind.
+        std::os::unix::fs::symlink("/", c.dirs.local.join("hostroot")).unwrap();
+        let e = refused(&c);
+        assert!(
+            e.contains("binds the host path /etc into the container"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn plugin_config_reads_nomads_volumes_block_and_refuses_unknown_keys() {
+        let cfg = |v: serde_json::Value| {
+            let m: BTreeMap<String, serde_json::Value> = serde_json::from_value(v).unwrap();
+            DockerPluginConfig::from_agent_config(Some(&m))
+        };
+        assert!(
+            cfg(serde_json::json!({ "volumes": { "enabled": true } }))
+                .unwrap()
+                .volumes_enabled
+        );
+        assert!(
+            cfg(serde_json::json!({ "volumes": [{ "enabled": true }] }))
+                .unwrap()
+                .volumes_enabled
+        );
+        assert!(
+            !cfg(serde_json::json!({ "volumes": { "enabled": false } }))
+                .unwrap()
+                .volumes_enabled
+        );
+        assert!(
+            !DockerPluginConfig::from_agent_config(None)
+                .unwrap()
+                .volumes_enabled
+        );
+        let e = cfg(serde_json::json!({ "volumes": { "enabled": "yes" } })).unwrap_err();
+        assert!(e.contains("volumes.enabled must be true or false"), "{e}");
+        let e = cfg(serde_json::json!({ "allow_privileged": true })).unwrap_err();
+        assert!(e.contains("unknown setting \"allow_privileged\""), "{e}");
     }
 }

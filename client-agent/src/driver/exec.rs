@@ -1,14 +1,20 @@
 //! The `exec` driver: runs a command isolated in its own PID, mount, IPC and UTS
-//! namespaces, chrooted into its task directory, in its own cgroup with memory and CPU
-//! limits, as `user` when given.
+//! namespaces, pivot_root'ed into its task directory, in its own cgroup with memory and
+//! CPU limits, as an unprivileged user with a small capability set.
 //!
-//! Task config: `command` (string, required) and `args` (list of strings), both
-//! interpolated. Inside the task's root, the host paths of [`ExecConfig::chroot_env`] are
-//! bind-mounted read-only (Nomad's default set: /bin, /etc, /lib, /lib32, /lib64, /sbin,
-//! /usr), the group's shared directory is at `/alloc`, the task's own at `/local`,
-//! `/secrets`, `/tmp`, with a minimal `/dev` and a `/proc` that shows only the task's
+//! Task config: `command` (string, required), `args` (list of strings), both
+//! interpolated, and `cap_add` / `cap_drop` (lists of capability names). Inside the
+//! task's root, the host paths of [`ExecConfig::chroot_env`] are bind-mounted read-only
+//! (Nomad's default set: /bin, /etc, /lib, /lib32, /lib64, /sbin, /usr), the group's
+//! shared directory is at `/alloc`, the task's own at `/local`, `/secrets`, `/tmp` (all
+//! `nosuid,nodev`), with a minimal `/dev` and a `/proc` that shows only the task's
 //! processes. The process launch itself is in [`super::isolate`]; cgroups in
 //! [`crate::cgroups`].
+//!
+//! Who a task runs as, as in Nomad: its `user`, else the agent's `default_user`
+//! (`nobody`); users on the agent's `user.denylist` (default `root,Administrator`) are
+//! refused. Its capabilities: Nomad's default set changed by `cap_add` / `cap_drop`,
+//! within the agent's `allow_caps` (see [`super::caps`]); `no_new_privs` is always set.
 //!
 //! The handle's pid is the task's init process (PID 1 of its namespace). The driver state
 //! names its cgroup, so a restarted agent finds both again. Stopping signals every process
@@ -16,7 +22,8 @@
 //! whatever is left in the cgroup; the cgroup is removed when the task ends, after
 //! reading whether the OOM killer struck.
 
-use super::isolate::{self, Bind, Launched, Spec, User};
+use super::caps::{self, CapSet};
+use super::isolate::{self, Bind, Launched, Privileges, Spec, User};
 use super::process::{self, parse_signal};
 use super::{
     Driver, DriverError, ExitResult, FsIsolation, TaskContext, TaskHandle,
@@ -27,8 +34,8 @@ use api::DriverInfo;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,7 +52,19 @@ const AFTER_KILL_WAIT: Duration = Duration::from_secs(5);
 pub struct ExecConfig {
     /// Host path -> path inside the task's root, bind-mounted read-only.
     pub chroot_env: Vec<(PathBuf, PathBuf)>,
+    /// Who a task without `user` runs as (`plugin "exec" { config { default_user } }`).
+    pub default_user: String,
+    /// The capabilities a task may have (`plugin "exec" { config { allow_caps } }`).
+    pub allow_caps: CapSet,
+    /// Users no task may run as (Nomad's client option `user.denylist`); `root` here
+    /// refuses uid 0 under any name.
+    pub user_denylist: Vec<String>,
 }
+
+/// Nomad's default `user.denylist`.
+pub const DEFAULT_USER_DENYLIST: &str = "root,Administrator";
+/// Nomad's default `user.checked_drivers`.
+const DEFAULT_CHECKED_DRIVERS: &str = "exec,qemu,java";
 
 impl Default for ExecConfig {
     fn default() -> Self {
@@ -55,7 +74,94 @@ impl Default for ExecConfig {
                 .into_iter()
                 .map(same)
                 .collect(),
+            default_user: "nobody".into(),
+            allow_caps: CapSet::nomad_defaults(),
+            user_denylist: comma_list(DEFAULT_USER_DENYLIST),
         }
+    }
+}
+
+fn comma_list(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl ExecConfig {
+    /// The configuration from an agent file: `plugin "exec" { config { ... } }` (keys
+    /// `default_user`, `allow_caps`) and the client's `options` (`user.denylist`,
+    /// `user.checked_drivers`). Unknown keys and wrong types are errors that say so.
+    pub fn from_agent_config(
+        plugin: Option<&BTreeMap<String, serde_json::Value>>,
+        client_options: &BTreeMap<String, String>,
+    ) -> Result<ExecConfig, String> {
+        let mut c = ExecConfig::default();
+        for (k, v) in plugin.into_iter().flatten() {
+            let what = format!("plugin \"exec\" config {k:?}");
+            match k.as_str() {
+                "default_user" => match v.as_str().map(str::trim) {
+                    Some(u) if !u.is_empty() => c.default_user = u.to_string(),
+                    _ => return Err(format!("{what} must be a user name, got {v}")),
+                },
+                "allow_caps" => {
+                    let names: Vec<String> = match v {
+                        serde_json::Value::Array(items) => items
+                            .iter()
+                            .map(|i| {
+                                i.as_str().map(String::from).ok_or_else(|| {
+                                    format!("{what} must be a list of capability names, got {v}")
+                                })
+                            })
+                            .collect::<Result<_, _>>()?,
+                        _ => {
+                            return Err(format!(
+                                "{what} must be a list of capability names, got {v}"
+                            ))
+                        }
+                    };
+                    c.allow_caps = CapSet::parse(&names, &what)?;
+                }
+                _ => {
+                    return Err(format!(
+                        "plugin \"exec\" config has an unknown setting {k:?}; the exec \
+                         driver knows default_user and allow_caps"
+                    ))
+                }
+            }
+        }
+        let checked = client_options
+            .get("user.checked_drivers")
+            .map(String::as_str)
+            .unwrap_or(DEFAULT_CHECKED_DRIVERS);
+        c.user_denylist = if comma_list(checked).iter().any(|d| d == NAME) {
+            comma_list(
+                client_options
+                    .get("user.denylist")
+                    .map(String::as_str)
+                    .unwrap_or(DEFAULT_USER_DENYLIST),
+            )
+        } else {
+            vec![]
+        };
+        Ok(c)
+    }
+
+    /// Refuses users on the denylist (and uid 0 under any name when `root` is on it).
+    fn check_user(&self, task: &str, name: &str, user: &User) -> Result<(), DriverError> {
+        let denied = self.user_denylist.iter().any(|d| d == name)
+            || (user.uid == 0 && self.user_denylist.iter().any(|d| d == "root"));
+        if !denied {
+            return Ok(());
+        }
+        Err(DriverError::Config(format!(
+            "{NAME}: task {task:?} may not run as user {name:?} (uid {}): this agent refuses \
+             the users {} for exec tasks (client option \"user.denylist\"); set the task's \
+             user to an unprivileged one, or take {name:?} off the agent's user.denylist",
+            user.uid,
+            self.user_denylist.join(", ")
+        )))
     }
 }
 
@@ -66,6 +172,9 @@ struct ExecState {
     cgroup_version: String,
     /// The cgroup's directories, for people and tests.
     cgroup_paths: Vec<PathBuf>,
+    /// The task's capability set (bits), which commands run in the task get too.
+    #[serde(default)]
+    caps: u64,
 }
 
 #[derive(Debug)]
@@ -147,11 +256,7 @@ fn lookup_user(name: &str) -> Result<User, DriverError> {
 }
 
 fn open_log(path: &std::path::Path) -> Result<std::fs::File, DriverError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o644)
-        .open(path)
+    crate::allocdir::open_log_append(path)
         .map_err(|e| DriverError::Start(format!("opening log file {}: {e}", path.display())))
 }
 
@@ -278,21 +383,28 @@ impl Driver for ExecDriver {
         let hierarchy = self.hierarchy()?.clone();
         let command = command(ctx)?;
         let args = string_list(ctx, "args")?;
-        let user = match ctx.task.user.trim() {
-            "" => None,
-            name => Some(lookup_user(name)?),
+        let user_name = match ctx.task.user.trim() {
+            "" => self.config.default_user.as_str(),
+            name => name,
         };
-        if let Some(u) = &user {
-            // The task writes to its own directories.
-            for d in [&ctx.dirs.local, &ctx.dirs.tmp, &ctx.dirs.secrets] {
-                nix::unistd::chown(
-                    d,
-                    Some(nix::unistd::Uid::from_raw(u.uid)),
-                    Some(nix::unistd::Gid::from_raw(u.gid)),
-                )
-                .map_err(|e| DriverError::Start(format!("chown {}: {e}", d.display())))?;
-            }
+        let u = lookup_user(user_name)?;
+        self.config.check_user(&ctx.task.name, user_name, &u)?;
+        let task_caps = caps::task_set(
+            self.config.allow_caps,
+            &string_list(ctx, "cap_add")?,
+            &string_list(ctx, "cap_drop")?,
+        )
+        .map_err(|e| DriverError::Config(format!("{NAME}: task {:?}: {e}", ctx.task.name)))?;
+        // The task writes to its own directories.
+        for d in [&ctx.dirs.local, &ctx.dirs.tmp, &ctx.dirs.secrets] {
+            nix::unistd::chown(
+                d,
+                Some(nix::unistd::Uid::from_raw(u.uid)),
+                Some(nix::unistd::Gid::from_raw(u.gid)),
+            )
+            .map_err(|e| DriverError::Start(format!("chown {}: {e}", d.display())))?;
         }
+        let user = Some(u);
         let stdout = open_log(&ctx.dirs.stdout)?;
         let stderr = open_log(&ctx.dirs.stderr)?;
         let mut binds: Vec<Bind> = self
@@ -323,6 +435,7 @@ impl Driver for ExecDriver {
                 .collect(),
             cwd: "/".into(),
             user,
+            caps: task_caps,
             stdout,
             stderr,
         };
@@ -371,6 +484,7 @@ impl Driver for ExecDriver {
             cgroup: cg.name().to_string(),
             cgroup_version: self.hierarchy()?.version().to_string(),
             cgroup_paths: cg.paths(),
+            caps: task_caps.bits(),
         };
         let (tx, rx) = watch::channel(None);
         self.children.insert(pid, start_time, rx);
@@ -493,7 +607,10 @@ impl Driver for ExecDriver {
         if !process::is_same_process_alive(handle.pid, handle.start_time) {
             return Err(DriverError::Exec("the task is not running".into()));
         }
-        let child = enter_task(handle.pid, cmd)?;
+        let caps = serde_json::from_value::<ExecState>(handle.driver_state.clone())
+            .map(|s| CapSet::from_bits(s.caps))
+            .unwrap_or(CapSet::EMPTY);
+        let child = enter_task(handle.pid, cmd, caps)?;
         super::collect_output(child, timeout).await
     }
 
@@ -532,27 +649,33 @@ fn task_process(init: i32) -> i32 {
         .unwrap_or(init)
 }
 
-/// Effective uid and gid of `pid`, from `/proc/<pid>/status`.
-fn ids_of(pid: i32) -> (u32, u32) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let second = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|rest| rest.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (second("Uid:"), second("Gid:"))
+/// Effective uid, gid and supplementary groups of `pid`, from `/proc/<pid>/status`.
+/// `None` when it cannot be read (the task is gone).
+fn ids_of(pid: i32) -> Option<(u32, u32, Vec<libc::gid_t>)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key));
+    let second = |key: &str| -> Option<u32> { field(key)?.split_whitespace().nth(1)?.parse().ok() };
+    let groups = field("Groups:")
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|g| g.parse().ok())
+        .collect();
+    Some((second("Uid:")?, second("Gid:")?, groups))
 }
 
-/// Spawns `cmd` inside the namespaces and root of the task whose init is `init`.
+/// Spawns `cmd` inside the namespaces and root of the task whose init is `init`, as the
+/// task's user with the task's capabilities and `no_new_privs`.
 ///
 /// The forked child (single-threaded, so `setns` into a mount namespace is allowed) joins
 /// the IPC, UTS, PID and mount namespaces through descriptors opened beforehand, enters
 /// the task's root, and forks once more, since joining a PID namespace only applies to
 /// children: the grandchild runs the command as PID N inside the task's namespace while
 /// the child waits and exits with its status. Only raw system calls run after the fork.
-fn enter_task(init: i32, cmd: &[String]) -> Result<tokio::process::Child, DriverError> {
+fn enter_task(
+    init: i32,
+    cmd: &[String],
+    caps: CapSet,
+) -> Result<tokio::process::Child, DriverError> {
     use std::os::fd::{AsRawFd, OwnedFd};
     use std::os::unix::process::CommandExt as _;
     let task = task_process(init);
@@ -568,7 +691,13 @@ fn enter_task(init: i32, cmd: &[String]) -> Result<tokio::process::Child, Driver
     let root = open(format!("/proc/{task}/root"))?;
     let env = process::environ(task)
         .map_err(|e| DriverError::Exec(format!("reading the task's environment: {e}")))?;
-    let (uid, gid) = ids_of(task);
+    let (uid, gid, groups) =
+        ids_of(task).ok_or_else(|| DriverError::Exec("the task is not running".into()))?;
+    let privileges = Privileges {
+        ids: Some((uid, gid)),
+        caps: caps.bits(),
+        last_cap: caps::kernel_last_cap(),
+    };
     let ns_fds: Vec<i32> = ns.iter().map(|f| f.as_raw_fd()).collect();
     let root_fd = root.as_raw_fd();
     let mut command = std::process::Command::new(&cmd[0]);
@@ -595,14 +724,8 @@ fn enter_task(init: i32, cmd: &[String]) -> Result<tokio::process::Child, Driver
             if libc::chdir(c"/".as_ptr()) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
-            if gid != 0 || uid != 0 {
-                let groups = [gid];
-                if libc::syscall(libc::SYS_setgroups, 1, groups.as_ptr()) != 0
-                    || libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0
-                    || libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
+            if isolate::drop_privileges(&privileges, &groups).is_err() {
+                return Err(std::io::Error::last_os_error());
             }
             // A raw fork (clone with SIGCHLD): glibc's fork takes locks.
             let pid = libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_ulong, 0, 0, 0, 0);
@@ -699,4 +822,72 @@ fn cgroup_usage(paths: &[PathBuf]) -> super::UsageSample {
         "Percent",
     ];
     u
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(uid: u32) -> User {
+        User {
+            uid,
+            gid: uid,
+            groups: vec![uid],
+        }
+    }
+
+    fn options(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn root_is_refused_by_default_under_any_name() {
+        let c = ExecConfig::default();
+        assert_eq!(c.default_user, "nobody");
+        let e = c.check_user("t", "root", &user(0)).unwrap_err();
+        assert!(!e.recoverable());
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("exec: task \"t\" may not run as user \"root\" (uid 0)")
+                && msg.contains("user.denylist"),
+            "{msg}"
+        );
+        // Another name for uid 0 is still root.
+        assert!(c.check_user("t", "toor", &user(0)).is_err());
+        assert!(c.check_user("t", "nobody", &user(65534)).is_ok());
+        assert!(c.check_user("t", "Administrator", &user(1000)).is_err());
+    }
+
+    #[test]
+    fn the_denylist_and_checked_drivers_come_from_the_client_options() {
+        let c =
+            ExecConfig::from_agent_config(None, &options(&[("user.denylist", "ubuntu")])).unwrap();
+        assert!(c.check_user("t", "ubuntu", &user(1000)).is_err());
+        assert!(c.check_user("t", "root", &user(0)).is_ok());
+        let c = ExecConfig::from_agent_config(None, &options(&[("user.checked_drivers", "java")]))
+            .unwrap();
+        assert!(c.user_denylist.is_empty());
+        assert!(c.check_user("t", "root", &user(0)).is_ok());
+    }
+
+    #[test]
+    fn plugin_settings_are_typed_and_unknown_ones_refused() {
+        let cfg = |v: serde_json::Value| {
+            let m: BTreeMap<String, serde_json::Value> = serde_json::from_value(v).unwrap();
+            ExecConfig::from_agent_config(Some(&m), &BTreeMap::new())
+        };
+        let c =
+            cfg(serde_json::json!({ "default_user": "daemon", "allow_caps": ["all"] })).unwrap();
+        assert_eq!(c.default_user, "daemon");
+        assert_eq!(c.allow_caps, CapSet::all());
+        let e = cfg(serde_json::json!({ "default_user": "" })).unwrap_err();
+        assert!(e.contains("\"default_user\" must be a user name"), "{e}");
+        let e = cfg(serde_json::json!({ "allow_caps": "chown" })).unwrap_err();
+        assert!(e.contains("must be a list of capability names"), "{e}");
+        let e = cfg(serde_json::json!({ "no_pivot": true })).unwrap_err();
+        assert!(e.contains("unknown setting \"no_pivot\""), "{e}");
+    }
 }

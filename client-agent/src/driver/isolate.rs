@@ -1,6 +1,17 @@
 //! Starting a process isolated, for the `exec` driver: new PID, mount, IPC and UTS
 //! namespaces, a root built from bind mounts in the task directory, a fresh `/proc` and a
-//! minimal `/dev`, then `chroot`, optionally a user, then `execve`.
+//! minimal `/dev`, then `pivot_root` into it, the user and capabilities, then `execve`.
+//!
+//! The task's root is the task directory bind-mounted onto itself `nosuid,nodev` (so
+//! `local/`, `secrets/` and `tmp/` carry no setuid binaries or device nodes that work);
+//! `/alloc` is bind-mounted `nosuid,nodev` as well, the host paths of `chroot_env`
+//! read-only, `nosuid,nodev`. `pivot_root` makes it the root of the task's private mount
+//! namespace and the old root is unmounted (`MNT_DETACH`), so no path, not even the
+//! `chroot(subdir); chdir("..") x N` walk, leads back to the host's filesystem.
+//!
+//! The task then gets `no_new_privs`, a bounding set cut down to its capability set (so a
+//! setuid binary cannot regain more), its user and groups, and exactly that capability
+//! set as permitted, effective and inheritable (and ambient, when the user is not root).
 //!
 //! Process tree (host view):
 //!
@@ -34,6 +45,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
+use super::caps::{self, CapSet};
+
 /// A host path made visible inside the task's root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -56,6 +69,8 @@ pub struct Spec {
     /// Inside the root.
     pub cwd: String,
     pub user: Option<User>,
+    /// The task's capabilities (see [`super::caps`]).
+    pub caps: CapSet,
     pub stdout: File,
     pub stderr: File,
 }
@@ -82,6 +97,29 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// Devices bind-mounted from the host into the task's `/dev`.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Parts of `/proc` that reach the whole host, not the task's namespaces, made read-only
+/// (as runc does): a task whose uid is 0 must not write kernel settings
+/// (`/proc/sys/kernel/core_pattern`) or trigger SysRq (`/proc/sysrq-trigger`), which file
+/// permissions alone would let it.
+const PROC_READONLY: &[&str] = &["bus", "fs", "irq", "sys", "sysrq-trigger"];
+/// Parts of `/proc` hidden (an empty read-only tmpfs over a directory, `/dev/null` over a
+/// file): host memory, keys and timers.
+const PROC_MASKED: &[&str] = &[
+    "acpi",
+    "asound",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+
+/// Files of the host's `/etc` hidden from tasks (`/dev/null` over them): password
+/// hashes, which Nomad's default capabilities (`dac_override`) would let a task read.
+const ETC_MASKED: &[&str] = &["etc/shadow", "etc/shadow-", "etc/gshadow", "etc/gshadow-"];
+
 /// Signals `init` passes on to the task.
 const FORWARDED: &[libc::c_int] = &[
     libc::SIGTERM,
@@ -105,14 +143,25 @@ enum Op {
     Bind {
         src: CString,
         dst: CString,
-        readonly: bool,
+        /// When not 0: remount the bind with these flags (`MS_RDONLY`, `MS_NOSUID`, ...).
+        remount: libc::c_ulong,
     },
     Tmpfs {
         dst: CString,
         data: CString,
+        flags: libc::c_ulong,
     },
     Proc {
         dst: CString,
+    },
+    /// Bind-mounts `path` onto itself read-only; skipped when the kernel has no `path`.
+    ReadOnly {
+        path: CString,
+    },
+    /// Hides `path` (a read-only empty tmpfs or `/dev/null` over it); skipped when the
+    /// kernel has no `path`.
+    Mask {
+        path: CString,
     },
     /// Creates an empty file (a mount point for a device).
     Touch {
@@ -125,7 +174,8 @@ enum Op {
         target: CString,
         link: CString,
     },
-    Chroot {
+    /// Makes `path` (a mount point) the root and detaches the old root.
+    PivotRoot {
         path: CString,
     },
     Chdir {
@@ -141,7 +191,7 @@ struct ChildPlan {
     exec_what: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
-    user: Option<User>,
+    privileges: Privileges,
     stdin: RawFd,
     stdout: RawFd,
     stderr: RawFd,
@@ -183,11 +233,47 @@ fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((above_stdio(r)?, above_stdio(w)?))
 }
 
+/// The `MS_*` flags of the mount `path` is on (only those `statvfs` reports).
+fn mount_flags_of(path: &Path) -> io::Result<libc::c_ulong> {
+    let c = cstr(path)?;
+    // SAFETY: statvfs writes into the zeroed struct we own.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut flags = 0;
+    for (st_flag, ms_flag) in [
+        (libc::ST_RDONLY, libc::MS_RDONLY),
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+    ] {
+        if st.f_flag & st_flag != 0 {
+            flags |= ms_flag;
+        }
+    }
+    Ok(flags)
+}
+
 /// Creates the mount points in `root` and lists the mount steps.
 fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
     let root = &spec.root;
     let d = |s: String| cstr(s);
     let mut ops = vec![(Op::MakePrivate, d("making mounts private".into())?)];
+    // The task dir becomes a mount of its own (pivot_root needs one), without setuid
+    // or devices; read-only or noexec stays so if the data dir is mounted that way.
+    let inherited = mount_flags_of(root)? & (libc::MS_RDONLY | libc::MS_NOEXEC);
+    ops.push((
+        Op::Bind {
+            src: cstr(root)?,
+            dst: cstr(root)?,
+            remount: libc::MS_NOSUID | libc::MS_NODEV | inherited,
+        },
+        d(format!(
+            "bind-mounting the task directory {} onto itself",
+            root.display()
+        ))?,
+    ));
     for b in &spec.binds {
         let dst = inside(root, &b.target);
         let meta = match std::fs::symlink_metadata(&b.source) {
@@ -222,7 +308,9 @@ fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
             Op::Bind {
                 src: cstr(&b.source)?,
                 dst: cstr(&dst)?,
-                readonly: b.readonly,
+                remount: libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | if b.readonly { libc::MS_RDONLY } else { 0 },
             },
             d(format!(
                 "bind-mounting {} at {}",
@@ -231,12 +319,23 @@ fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
             ))?,
         ));
     }
+    for f in ETC_MASKED {
+        ops.push((
+            Op::Mask {
+                path: cstr(root.join(f))?,
+            },
+            d(format!("masking /{f}"))?,
+        ));
+    }
     let dev = root.join("dev");
     std::fs::create_dir_all(&dev)?;
     ops.push((
+        // nodev: the devices below are bind mounts of their own; a node made here by
+        // a task (CAP_MKNOD) cannot be opened.
         Op::Tmpfs {
             dst: cstr(&dev)?,
             data: cstr("mode=755,size=1m")?,
+            flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         },
         d("mounting a tmpfs at /dev".into())?,
     ));
@@ -254,7 +353,7 @@ fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
             Op::Bind {
                 src: cstr(&host)?,
                 dst: path,
-                readonly: false,
+                remount: 0,
             },
             d(format!("bind-mounting /dev/{name}"))?,
         ));
@@ -283,6 +382,7 @@ fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
         Op::Tmpfs {
             dst: cstr(dev.join("shm"))?,
             data: cstr("mode=1777,size=64m")?,
+            flags: libc::MS_NOSUID | libc::MS_NODEV,
         },
         d("mounting a tmpfs at /dev/shm".into())?,
     ));
@@ -294,9 +394,25 @@ fn plan_root(spec: &Spec) -> io::Result<Vec<(Op, CString)>> {
         },
         d("mounting /proc".into())?,
     ));
+    for p in PROC_READONLY {
+        ops.push((
+            Op::ReadOnly {
+                path: cstr(proc_dir.join(p))?,
+            },
+            d(format!("making /proc/{p} read-only"))?,
+        ));
+    }
+    for p in PROC_MASKED {
+        ops.push((
+            Op::Mask {
+                path: cstr(proc_dir.join(p))?,
+            },
+            d(format!("masking /proc/{p}"))?,
+        ));
+    }
     ops.push((
-        Op::Chroot { path: cstr(root)? },
-        d(format!("chroot into {}", root.display()))?,
+        Op::PivotRoot { path: cstr(root)? },
+        d(format!("pivot_root into {}", root.display()))?,
     ));
     ops.push((
         Op::Chdir {
@@ -359,7 +475,11 @@ pub fn launch(spec: Spec, before_go: impl FnOnce(i32) -> io::Result<()>) -> io::
         exec_what: cstr(format!("executing {}", spec.command))?,
         argv,
         envp,
-        user: spec.user,
+        privileges: Privileges {
+            ids: spec.user.as_ref().map(|u| (u.uid, u.gid)),
+            caps: spec.caps.bits(),
+            last_cap: caps::kernel_last_cap(),
+        },
         stdin: stdin.as_raw_fd(),
         stdout: stdout.as_raw_fd(),
         stderr: stderr.as_raw_fd(),
@@ -380,7 +500,7 @@ pub fn launch(spec: Spec, before_go: impl FnOnce(i32) -> io::Result<()>) -> io::
         .map(|c| c.as_ptr())
         .chain(std::iter::once(std::ptr::null()))
         .collect();
-    let groups: Vec<libc::gid_t> = plan
+    let groups: Vec<libc::gid_t> = spec
         .user
         .as_ref()
         .map(|u| u.groups.clone())
@@ -448,6 +568,127 @@ pub fn decode_status(status: i32) -> (i64, i64) {
         (128 + sig, sig)
     } else {
         (libc::WEXITSTATUS(status) as i64, 0)
+    }
+}
+
+/// Who a task runs as and what it may do, for [`drop_privileges`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Privileges {
+    /// (uid, gid) to switch to; `None` keeps the caller's.
+    pub ids: Option<(u32, u32)>,
+    /// The capability set (bit N = capability N).
+    pub caps: u64,
+    /// The kernel's highest capability number.
+    pub last_cap: u32,
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// In a child about to `execve` a task (or a command in it): sets `no_new_privs`, cuts
+/// the bounding set down to `p.caps`, switches to the user and `groups`, and leaves
+/// exactly `p.caps` permitted, effective and inheritable, and ambient for a non-root
+/// user (which `execve` would otherwise clear). Raw system calls only: glibc's
+/// `set*id` wrappers would try to apply the change to every thread it believes this
+/// process has (the agent's threads, which do not exist here). Async-signal-safe.
+pub(crate) unsafe fn drop_privileges(
+    p: &Privileges,
+    groups: &[libc::gid_t],
+) -> Result<(), &'static CStr> {
+    if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+        return Err(c"setting no_new_privs");
+    }
+    let caps = p.caps & cap_mask(p.last_cap);
+    for cap in 0..=p.last_cap.min(63) {
+        if caps & (1 << cap) == 0
+            && libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) != 0
+        {
+            return Err(c"dropping capabilities from the bounding set");
+        }
+    }
+    if let Some((uid, gid)) = p.ids {
+        // Keep the permitted set across the switch away from uid 0; it is cut down
+        // to `caps` right after.
+        if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0 {
+            return Err(c"keeping capabilities across the user switch");
+        }
+        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
+            return Err(c"setting the task's groups");
+        }
+        if libc::syscall(libc::SYS_setresgid, gid, gid, gid) != 0 {
+            return Err(c"setting the task's group id");
+        }
+        if libc::syscall(libc::SYS_setresuid, uid, uid, uid) != 0 {
+            return Err(c"setting the task's user id");
+        }
+    }
+    let mut hdr = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let half = |shift: u32| (caps >> shift) as u32;
+    let data = [
+        CapData {
+            effective: half(0),
+            permitted: half(0),
+            inheritable: half(0),
+        },
+        CapData {
+            effective: half(32),
+            permitted: half(32),
+            inheritable: half(32),
+        },
+    ];
+    if libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) != 0 {
+        return Err(c"setting the task's capabilities");
+    }
+    if libc::prctl(
+        libc::PR_CAP_AMBIENT,
+        libc::PR_CAP_AMBIENT_CLEAR_ALL,
+        0,
+        0,
+        0,
+    ) != 0
+    {
+        return Err(c"clearing the ambient capabilities");
+    }
+    if libc::geteuid() != 0 {
+        for cap in 0..=p.last_cap.min(63) {
+            if caps & (1 << cap) != 0
+                && libc::prctl(
+                    libc::PR_CAP_AMBIENT,
+                    libc::PR_CAP_AMBIENT_RAISE,
+                    cap as libc::c_ulong,
+                    0,
+                    0,
+                ) != 0
+            {
+                return Err(c"raising the task's ambient capabilities");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bits 0..=last_cap.
+fn cap_mask(last_cap: u32) -> u64 {
+    if last_cap >= 63 {
+        u64::MAX
+    } else {
+        (1u64 << (last_cap + 1)) - 1
     }
 }
 
@@ -523,7 +764,7 @@ unsafe fn run_op(op: &Op) -> libc::c_int {
             libc::MS_REC | libc::MS_PRIVATE,
             std::ptr::null(),
         ),
-        Op::Bind { src, dst, readonly } => {
+        Op::Bind { src, dst, remount } => {
             let r = libc::mount(
                 src.as_ptr(),
                 dst.as_ptr(),
@@ -531,22 +772,22 @@ unsafe fn run_op(op: &Op) -> libc::c_int {
                 libc::MS_BIND | libc::MS_REC,
                 std::ptr::null(),
             );
-            if r != 0 || !readonly {
+            if r != 0 || *remount == 0 {
                 return r;
             }
             libc::mount(
                 null,
                 dst.as_ptr(),
                 null,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID,
+                libc::MS_BIND | libc::MS_REMOUNT | remount,
                 std::ptr::null(),
             )
         }
-        Op::Tmpfs { dst, data } => libc::mount(
+        Op::Tmpfs { dst, data, flags } => libc::mount(
             c"tmpfs".as_ptr(),
             dst.as_ptr(),
             c"tmpfs".as_ptr(),
-            libc::MS_NOSUID,
+            *flags,
             data.as_ptr().cast(),
         ),
         Op::Proc { dst } => libc::mount(
@@ -556,6 +797,61 @@ unsafe fn run_op(op: &Op) -> libc::c_int {
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
             std::ptr::null(),
         ),
+        Op::ReadOnly { path } => {
+            let r = libc::mount(
+                path.as_ptr(),
+                path.as_ptr(),
+                null,
+                libc::MS_BIND | libc::MS_REC,
+                std::ptr::null(),
+            );
+            if r != 0 {
+                return if *libc::__errno_location() == libc::ENOENT {
+                    0
+                } else {
+                    r
+                };
+            }
+            libc::mount(
+                null,
+                path.as_ptr(),
+                null,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NODEV
+                    | libc::MS_NOEXEC,
+                std::ptr::null(),
+            )
+        }
+        Op::Mask { path } => {
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::stat(path.as_ptr(), &mut st) != 0 {
+                return if *libc::__errno_location() == libc::ENOENT {
+                    0
+                } else {
+                    -1
+                };
+            }
+            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                libc::mount(
+                    c"tmpfs".as_ptr(),
+                    path.as_ptr(),
+                    c"tmpfs".as_ptr(),
+                    libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                    c"size=4k,mode=555".as_ptr().cast(),
+                )
+            } else {
+                libc::mount(
+                    c"/dev/null".as_ptr(),
+                    path.as_ptr(),
+                    null,
+                    libc::MS_BIND,
+                    std::ptr::null(),
+                )
+            }
+        }
         Op::Touch { path } => {
             let fd = libc::open(
                 path.as_ptr(),
@@ -576,7 +872,17 @@ unsafe fn run_op(op: &Op) -> libc::c_int {
             }
         }
         Op::Symlink { target, link } => libc::symlink(target.as_ptr(), link.as_ptr()),
-        Op::Chroot { path } => libc::chroot(path.as_ptr()),
+        Op::PivotRoot { path } => {
+            // pivot_root(".", "."): the old root ends up stacked on the new one, and is
+            // detached at once (see pivot_root(2)). Nothing of the host stays reachable.
+            if libc::chdir(path.as_ptr()) != 0
+                || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+                || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            {
+                return -1;
+            }
+            libc::chdir(c"/".as_ptr())
+        }
         Op::Chdir { path } => libc::chdir(path.as_ptr()),
     }
 }
@@ -682,18 +988,8 @@ unsafe fn run_task(
         libc::write(fd, c"0".as_ptr().cast(), 1);
         libc::close(fd);
     }
-    // Raw system calls: glibc's wrappers would try to apply the change to every thread
-    // it believes this process has (the agent's threads, which do not exist here).
-    if let Some(u) = &plan.user {
-        if libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) != 0 {
-            fail(plan.err_w, c"setting the task's groups");
-        }
-        if libc::syscall(libc::SYS_setresgid, u.gid, u.gid, u.gid) != 0 {
-            fail(plan.err_w, c"setting the task's group id");
-        }
-        if libc::syscall(libc::SYS_setresuid, u.uid, u.uid, u.uid) != 0 {
-            fail(plan.err_w, c"setting the task's user id");
-        }
+    if let Err(what) = drop_privileges(&plan.privileges, groups) {
+        fail(plan.err_w, what);
     }
     let mut last = libc::ENOENT;
     for c in &plan.candidates {

@@ -7,6 +7,7 @@
 //! agent restart [`Driver::recover`] can tell whether the task is still the one we
 //! started and reattach to it instead of restarting it.
 
+pub mod caps;
 pub mod docker;
 pub mod exec;
 mod isolate;
@@ -33,7 +34,7 @@ pub enum FsIsolation {
     /// The task sees the host's filesystem: directories are host paths.
     #[default]
     None,
-    /// The task is chrooted into its task directory: `/local`, `/secrets`, `/alloc`.
+    /// The task's root is its task directory (pivot_root): `/local`, `/secrets`, `/alloc`.
     Chroot,
     /// The task runs in an image with the directories mounted at `/local`, `/secrets`,
     /// `/alloc`.
@@ -284,6 +285,18 @@ impl Drivers {
         d.add(Arc::new(DockerDriver::new()));
         d.add(Arc::new(ExecDriver::new(exec::ExecConfig::default())));
         if raw_exec_enabled {
+            d.add(Arc::new(RawExecDriver::new()));
+        }
+        d
+    }
+
+    /// The drivers of an agent with `config`: like [`Drivers::from_config`], with the
+    /// exec and docker plugin settings of the agent's configuration.
+    pub fn from_agent_config(config: &crate::config::AgentConfig) -> Self {
+        let mut d = Drivers::default();
+        d.add(Arc::new(DockerDriver::with_config(config.docker.clone())));
+        d.add(Arc::new(ExecDriver::new(config.exec.clone())));
+        if config.raw_exec_enabled {
             d.add(Arc::new(RawExecDriver::new()));
         }
         d

@@ -102,10 +102,7 @@ fn command_and_args(ctx: &TaskContext) -> Result<(PathBuf, Vec<String>), DriverE
 }
 
 fn open_log(path: &std::path::Path) -> Result<std::fs::File, DriverError> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
+    crate::allocdir::open_log_append(path)
         .map_err(|e| DriverError::Start(format!("cannot open log file {}: {e}", path.display())))
 }
 

@@ -201,6 +201,12 @@ static BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// `None`, with a loud message, when /bin/busybox is missing.
 pub async fn busybox_image() -> Option<&'static str> {
     if !Path::new(BUSYBOX).exists() {
+        // In CI a missing tool is a failure, never a silent skip.
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{BUSYBOX} is missing and CI=true: install Debian's busybox-static \
+             (apt-get install -y busybox-static) to run the docker driver tests"
+        );
         eprintln!(
             "\n!!!!! SKIPPED: {BUSYBOX} is missing; install Debian's busybox-static \
              (apt-get install -y busybox-static) to run the docker driver tests !!!!!\n"

@@ -149,13 +149,19 @@ pub async fn transfer_leadership(
     ))
 }
 
-/// `GET /v1/operator/snapshot`: the whole state, as one JSON document.
+/// `GET /v1/operator/snapshot`: the whole state, as one JSON document, without node
+/// secrets (restored nodes register again and are given new ones).
 pub async fn snapshot_save(
     State(srv): State<AppState>,
     Query(_q): Query<QueryParams>,
 ) -> ApiResult {
     let state = srv.snapshot();
-    Ok(reply(&srv, state.index, &*state))
+    let mut out = (*state).clone();
+    for n in state.nodes.values().filter(|n| !n.secret_id.is_empty()) {
+        out.nodes
+            .insert(n.id.clone(), std::sync::Arc::new(super::nodes::redacted(n)));
+    }
+    Ok(reply(&srv, state.index, &out))
 }
 
 /// `PUT /v1/operator/snapshot`: replace the cluster's state with a saved one (through Raft).

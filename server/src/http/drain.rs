@@ -50,7 +50,12 @@ pub async fn drain(State(srv): State<AppState>, Path(id): Path<String>, body: By
                 deadline: spec.deadline,
                 ignore_system_jobs: spec.ignore_system_jobs,
                 force_deadline: if spec.deadline > 0 {
-                    now + spec.deadline
+                    now.checked_add(spec.deadline).ok_or_else(|| {
+                        ApiErr::bad_request(format!(
+                            "invalid drain deadline {}ns: it ends past the year 2262; give a shorter one",
+                            spec.deadline
+                        ))
+                    })?
                 } else {
                     0
                 },

@@ -1,5 +1,6 @@
 //! Any server accepts any request: a follower forwards writes, and reads not marked
-//! `?stale`, to the leader's HTTP API and relays the answer.
+//! `?stale`, to the leader's RPC listener and relays the answer. Only the RPC listener
+//! honours the forwarded mark (the public router strips it).
 
 use super::{ApiErr, AppState, MAX_BODY_BYTES};
 use axum::body::Body;
@@ -12,6 +13,10 @@ use std::time::Duration;
 
 /// Marks a request a server already forwarded, so it is never forwarded twice.
 pub const FORWARDED_HEADER: &str = "x-drover-forwarded";
+
+/// The token a server gives a request it may send to a leader more than once; travels
+/// with the forwarded request so the leader's writes carry it (see `Server::write`).
+pub const TOKEN_HEADER: &str = "x-drover-request-token";
 
 /// Paths every server answers itself.
 fn served_locally(path: &str) -> bool {
@@ -39,41 +44,156 @@ fn client() -> &'static reqwest::Client {
     C.get_or_init(|| {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
+            // Under the leader's header-read timeout, which closes idle connections.
+            .pool_idle_timeout(Duration::from_secs(3))
             .build()
             .expect("static reqwest configuration")
     })
 }
 
+/// May a request be sent again when the first try's outcome is unknown (the leader died
+/// or stepped down while it ran)? Reads, and job registrations: the FSM keeps the version
+/// of a job whose spec did not change (`fsm::specs_equal`), so a repeat is a no-op.
+fn retry_safe(method: &Method, path: &str) -> bool {
+    let registration = path == "/v1/jobs"
+        || path
+            .strip_prefix("/v1/job/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    *method == Method::GET
+        || *method == Method::HEAD
+        || ((*method == Method::PUT || *method == Method::POST) && registration)
+}
+
+/// Run a request on the leader, wherever it is. While there is no leader, or the leader
+/// cannot be reached or steps down, the request is held and tried again (up to
+/// `rpc_hold_timeout`), so a failover looks like a slow answer rather than an error.
 pub async fn forward(State(srv): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
-    if served_locally(&path)
-        || req.headers().contains_key(FORWARDED_HEADER)
-        || (req.method() == Method::GET && is_stale(req.uri().query()))
-        || srv.is_leader()
-    {
+    if req.headers().contains_key(FORWARDED_HEADER) {
+        // Relayed by a server: its token (if any) makes a repeat of it apply once.
+        let token = req
+            .headers()
+            .get(TOKEN_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty() && t.len() <= 64)
+            .map(str::to_string);
+        return match token {
+            Some(t) => crate::with_request_token(t, next.run(req)).await,
+            None => next.run(req).await,
+        };
+    }
+    if served_locally(&path) || (req.method() == Method::GET && is_stale(req.uri().query())) {
         return next.run(req).await;
     }
-    let Some(leader) = srv.leader_addr() else {
-        return ApiErr(StatusCode::SERVICE_UNAVAILABLE, "no cluster leader".into()).into_response();
+    let hold = srv.config.rpc_hold_timeout;
+    let deadline = tokio::time::Instant::now() + hold;
+    let safe = retry_safe(req.method(), &path);
+    let (mut parts, body) = req.into_parts();
+    // A write this server may send twice gets a token: whichever try reaches the log
+    // first is applied, the others are answered with its result.
+    parts.headers.remove(TOKEN_HEADER);
+    let token = (safe && parts.method != Method::GET && parts.method != Method::HEAD)
+        .then(|| uuid::Uuid::new_v4().to_string());
+    if let Some(t) = &token {
+        parts.headers.insert(
+            TOKEN_HEADER,
+            HeaderValue::from_str(t).expect("a uuid is a valid header value"),
+        );
+    }
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiErr(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}"))
+                .into_response()
+        }
     };
-    match proxy(&leader, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
+    let request = || Request::from_parts(parts.clone(), Body::from(bytes.clone()));
+    let mut next = Some(next);
+    loop {
+        let holding = tokio::time::Instant::now() < deadline;
+        if srv.is_leader() {
+            if let Some(n) = next.take() {
+                let resp = match &token {
+                    Some(t) => crate::with_request_token(t.clone(), n.run(request())).await,
+                    None => n.run(request()).await,
+                };
+                // Leadership was lost while the request ran: a new leader can answer it.
+                if resp.status() == StatusCode::SERVICE_UNAVAILABLE
+                    && safe
+                    && !srv.is_leader()
+                    && tokio::time::Instant::now() < deadline
+                {
+                    tracing::info!(%path, "lost leadership while answering; holding the request for the next leader");
+                    continue;
+                }
+                return resp;
+            }
+            // The handler already ran here once: go through the HTTP API again (below).
+        }
+        let Some(leader) = srv.leader_rpc_addr() else {
+            if srv.wait_for_leader(deadline).await.is_none() {
+                return ApiErr(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("no cluster leader: none was elected within {hold:?} (is a quorum of servers up?)"),
+                )
+                .into_response();
+            }
+            continue;
+        };
+        match proxy(&leader, request()).await {
+            Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE && safe && holding => {}
+            Ok(r) => return r,
+            Err(Failure::NotSent(_)) if holding => {}
+            Err(Failure::Unknown(_)) if safe && holding => {}
+            Err(Failure::NotSent(e) | Failure::Unknown(e)) => return e.into_response(),
+        }
+        leader_change(&srv, &leader, deadline).await;
     }
 }
 
-async fn proxy(leader: &str, req: Request) -> Result<Response, ApiErr> {
+/// Wait until the leader is no longer `old`, or a short pause passes (it may answer
+/// again), or `deadline`.
+async fn leader_change(srv: &AppState, old: &str, deadline: tokio::time::Instant) {
+    let pause = (tokio::time::Instant::now() + Duration::from_millis(250)).min(deadline);
+    let mut metrics = srv.raft.metrics();
+    loop {
+        metrics.borrow_and_update();
+        if srv.leader_rpc_addr().is_some_and(|l| l != old) {
+            return;
+        }
+        if tokio::time::timeout_at(pause, metrics.changed())
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Why relaying to the leader failed: before anything was sent (safe to send again), or
+/// with the outcome unknown.
+enum Failure {
+    NotSent(ApiErr),
+    Unknown(ApiErr),
+}
+
+async fn proxy(leader: &str, req: Request) -> Result<Response, Failure> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|e| ApiErr(StatusCode::PAYLOAD_TOO_LARGE, format!("request body: {e}")))?;
+        .map_err(|e| {
+            Failure::NotSent(ApiErr(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("request body: {e}"),
+            ))
+        })?;
     let pq = parts
         .uri
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
     let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
-        .map_err(|_| ApiErr::bad_request("unsupported method"))?;
+        .map_err(|_| Failure::NotSent(ApiErr::bad_request("unsupported method")))?;
     let mut out = client()
         .request(method, format!("http://{leader}{pq}"))
         .header(FORWARDED_HEADER, "1")
@@ -83,19 +203,31 @@ async fn proxy(leader: &str, req: Request) -> Result<Response, ApiErr> {
     if let Some(ct) = parts.headers.get("content-type") {
         out = out.header("content-type", ct.as_bytes());
     }
+    if let Some(token) = parts.headers.get(TOKEN_HEADER) {
+        out = out.header(TOKEN_HEADER, token.as_bytes());
+    }
+    // A client agent's node secret travels with its request to the leader.
+    if let Some(secret) = parts.headers.get(api::NODE_SECRET_HEADER) {
+        out = out.header(api::NODE_SECRET_HEADER, secret.as_bytes());
+    }
     let resp = out.send().await.map_err(|e| {
-        ApiErr(
+        let err = ApiErr(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no cluster leader: the leader at {leader} did not answer ({e})"),
-        )
+        );
+        if e.is_connect() {
+            Failure::NotSent(err)
+        } else {
+            Failure::Unknown(err)
+        }
     })?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let headers = resp.headers().clone();
     let body = resp.bytes().await.map_err(|e| {
-        ApiErr(
+        Failure::Unknown(ApiErr(
             StatusCode::BAD_GATEWAY,
             format!("the leader at {leader} broke off its answer: {e}"),
-        )
+        ))
     })?;
     let mut r = Response::builder().status(status);
     for (k, v) in headers.iter() {
@@ -110,7 +242,7 @@ async fn proxy(leader: &str, req: Request) -> Result<Response, ApiErr> {
         }
     }
     r.body(Body::from(body))
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+        .map_err(|e| Failure::Unknown(ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
 }
 
 #[cfg(test)]
@@ -134,5 +266,16 @@ mod tests {
         assert!(served_locally("/ui"));
         assert!(!served_locally("/v1/jobs"));
         assert!(!served_locally("/v1/internal/node/register"));
+    }
+
+    #[test]
+    fn only_reads_and_job_registrations_are_sent_twice() {
+        assert!(retry_safe(&Method::GET, "/v1/job/web"));
+        assert!(retry_safe(&Method::PUT, "/v1/jobs"));
+        assert!(retry_safe(&Method::POST, "/v1/job/web"));
+        assert!(!retry_safe(&Method::DELETE, "/v1/job/web"));
+        assert!(!retry_safe(&Method::POST, "/v1/job/web/dispatch"));
+        assert!(!retry_safe(&Method::PUT, "/v1/job/web/evaluate"));
+        assert!(!retry_safe(&Method::POST, "/v1/node/n1/drain"));
     }
 }

@@ -58,7 +58,7 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
         }
     }
     job.canonicalize();
-    let errs = job.validate();
+    let errs = job_problems(&srv, &job);
     if !errs.is_empty() {
         return Err(ApiErr::bad_request(format!(
             "job validation failed: {}",
@@ -87,7 +87,6 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
     job.stable = false;
     let now = now_nanos();
     let eval = new_eval(&job, api::TRIGGER_JOB_REGISTER, now);
-    let eval_id = eval.id.clone();
     let resp = srv
         .write(Command::RegisterJob {
             job,
@@ -99,7 +98,7 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
         &srv,
         resp.index,
         &JobRegisterResponse {
-            eval_id,
+            eval_id: resp.eval_id,
             eval_create_index: resp.index,
             job_modify_index: resp.job_modify_index,
             warnings: String::new(),
@@ -108,6 +107,16 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
             known_leader: true,
         },
     ))
+}
+
+/// Everything wrong with a canonicalized job this server would refuse to register:
+/// `Job::validate` and the server's `job_max_count`.
+pub(super) fn job_problems(srv: &AppState, job: &Job) -> Vec<String> {
+    let mut errs = job.validate();
+    if let Err(m) = job.check_max_count(srv.config.job_max_count) {
+        errs.push(m);
+    }
+    errs
 }
 
 pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
@@ -245,6 +254,18 @@ pub async fn versions(
 /// sentences carry `input.hcl:line:column` (or `variables.hcl:...` for the variables).
 pub async fn parse(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     let req: JobsParseRequest = parse_body(&body)?;
+    let size = req.job_hcl.len() + req.variables.len();
+    let limit = srv.config.job_max_source_size;
+    if size > limit {
+        return Err(ApiErr(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "job source is {size} bytes (JobHCL plus Variables), more than this server's \
+                 job_max_source_size of {limit} bytes; split the job, or raise \
+                 job_max_source_size in the agent's server block"
+            ),
+        ));
+    }
     if req.job_hcl.trim().is_empty() {
         return Err(ApiErr::bad_request(
             "JobHCL is empty: send {\"JobHCL\": \"job \\\"name\\\" { ... }\"}",
@@ -260,35 +281,10 @@ pub async fn parse(State(srv): State<AppState>, body: Bytes) -> ApiResult {
 }
 
 /// The `Variables` of a parse request: HCL `name = value` lines like a variables file,
-/// or, when that does not parse, `name=value` lines taken as `-var` text.
+/// or `name=value` lines taken as `-var` text; never read from the server's disk.
 fn parse_variables(text: &str) -> Result<Vec<(String, jobspecs::GivenVar)>, ApiErr> {
-    if text.trim().is_empty() {
-        return Ok(Vec::new());
-    }
-    if let Ok(values) = jobspecs::parse_var_file(text, "variables.hcl") {
-        return Ok(values);
-    }
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let Some((name, value)) = line.split_once('=') else {
-            return Err(ApiErr::bad_request(format!(
-                "variables.hcl:{}:1: expected `name = value`, got {line:?}",
-                i + 1
-            )));
-        };
-        out.push((
-            name.trim().to_string(),
-            jobspecs::GivenVar {
-                value: jobspecs::GivenValue::Text(value.trim().to_string()),
-                origin: jobspecs::Origin::Cli,
-            },
-        ));
-    }
-    Ok(out)
+    jobspecs::parse_variables_text(text, "variables.hcl")
+        .map_err(|d| ApiErr::bad_request(d.to_string()))
 }
 
 pub async fn validate(State(srv): State<AppState>, body: Bytes) -> ApiResult {
@@ -299,7 +295,7 @@ pub async fn validate(State(srv): State<AppState>, body: Bytes) -> ApiResult {
         ));
     };
     job.canonicalize();
-    let errs = job.validate();
+    let errs = job_problems(&srv, &job);
     Ok(reply(
         &srv,
         srv.snapshot().index,

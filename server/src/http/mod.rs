@@ -1,5 +1,11 @@
 //! The `/v1` HTTP API: Nomad's routes and JSON shapes, blocking queries, and the internal
 //! routes client agents and peer servers use.
+//!
+//! Two routers, as Nomad is shaped: the public HTTP listener serves the `/v1` API (and
+//! the UI) and never `/v1/internal/*`; the RPC listener (`-rpc-port`) serves the same API
+//! plus what agents and peers need (node registration, heartbeats, allocation updates,
+//! Raft, cluster join) and the requests followers forward to the leader. Only the RPC
+//! listener honours the forwarded mark; the public one strips it.
 
 mod allocs;
 mod client_proxy;
@@ -7,6 +13,7 @@ mod cluster;
 mod drain;
 pub mod forward;
 mod jobs;
+pub mod listen;
 mod nodes;
 mod plan;
 mod raft_rpc;
@@ -28,6 +35,10 @@ pub type AppState = Arc<Server>;
 
 /// Largest request body accepted (a job with many groups fits easily).
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body the RPC listener accepts: room for Raft appends carrying
+/// public-sized entries (bigger batches are split by the sender; snapshots travel in
+/// 3 MiB chunks).
+pub const RPC_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// An API error: a status and a sentence, sent as plain text like Nomad's.
 #[derive(Debug)]
@@ -101,45 +112,18 @@ impl QueryParams {
     }
 }
 
-/// Parse Go-style durations as Nomad's `wait` takes them: "30s", "5m", "250ms", "1m30s".
-pub fn parse_wait(s: &str) -> Option<Duration> {
-    if let Ok(n) = s.parse::<u64>() {
-        return Some(Duration::from_secs(n));
-    }
-    let mut total = Duration::ZERO;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let mut unit = c.to_string();
-        while let Some(&n) = chars.peek() {
-            if n.is_ascii_alphabetic() {
-                unit.push(n);
-                chars.next();
-            } else {
-                break;
-            }
-        }
-        let v: f64 = num.parse().ok()?;
-        num.clear();
-        let secs = match unit.as_str() {
-            "ns" => v / 1e9,
-            "us" | "µs" => v / 1e6,
-            "ms" => v / 1e3,
-            "s" => v,
-            "m" => v * 60.0,
-            "h" => v * 3600.0,
-            _ => return None,
+/// Parse `?wait=` as Nomad takes it: a Go duration ("30s", "5m", "250ms", "1m30s"), or a
+/// bare number of seconds. Huge, negative or malformed values are an error sentence.
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        return match s.parse::<u64>() {
+            Ok(n) if n <= 1 << 33 => Ok(Duration::from_secs(n)),
+            _ => Err(format!(
+                "invalid duration {s:?}: it is out of range (at most about 292 years)"
+            )),
         };
-        total += Duration::from_secs_f64(secs);
     }
-    if !num.is_empty() {
-        return None;
-    }
-    Some(total)
+    api::duration::parse_go_duration(s)
 }
 
 /// Run a blocking query: wait until `table(state)` passes `?index=` or `?wait=` runs out.
@@ -156,9 +140,7 @@ pub async fn blocking(
     };
     let wait = match q.wait.as_deref() {
         None | Some("") => Duration::from_secs(300),
-        Some(s) => parse_wait(s).ok_or_else(|| {
-            ApiErr::bad_request(format!("invalid wait {s:?}: expected a duration like 30s"))
-        })?,
+        Some(s) => parse_wait(s).map_err(|e| ApiErr::bad_request(format!("invalid wait: {e}")))?,
     }
     .min(Duration::from_secs(600));
     if q.consistent.is_some() {
@@ -249,17 +231,18 @@ fn peer_routes() -> Router<AppState> {
         )
 }
 
-/// The Raft RPC listener's router (`-rpc-port`).
-pub fn rpc_router(srv: AppState) -> Router {
+/// Routes client agents use (each checks the node's secret), and the load test's no-op.
+fn agent_routes() -> Router<AppState> {
     Router::new()
-        .nest("/v1", peer_routes())
-        .fallback(not_found)
-        .with_state(srv)
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .route("/internal/node/register", put(nodes::register))
+        .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
+        .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
+        .route("/internal/bench/noop", put(status::noop))
 }
 
-pub fn router(srv: AppState) -> Router {
-    let v1 = Router::new()
+/// The public `/v1` API, as Nomad's HTTP listener serves it.
+fn api_routes() -> Router<AppState> {
+    Router::new()
         .route(
             "/jobs",
             get(jobs::list).put(jobs::register).post(jobs::register),
@@ -300,10 +283,6 @@ pub fn router(srv: AppState) -> Router {
         .route("/regions", get(status::regions))
         .route("/agent/self", get(status::agent_self))
         .route("/agent/health", get(status::health))
-        .route("/internal/bench/noop", put(status::noop))
-        .route("/internal/node/register", put(nodes::register))
-        .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
-        .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
         .route("/agent/members", get(cluster::members))
         .route("/client/{*rest}", axum::routing::any(client_proxy::handle))
         .route(
@@ -322,19 +301,11 @@ pub fn router(srv: AppState) -> Router {
             "/operator/snapshot",
             get(cluster::snapshot_save).put(cluster::snapshot_restore),
         )
-        .fallback(not_found);
-    // Without its own RPC port, a server takes peer traffic on the HTTP listener.
-    let v1 = if srv.config.rpc_addr.is_none() {
-        v1.merge(peer_routes())
-    } else {
-        v1
-    };
-    let mut app = Router::new().nest("/v1", v1);
-    if let Some(ui) = srv.config.ui.clone() {
-        app = app
-            .nest_service("/ui", ui)
-            .route("/", get(|| async { axum::response::Redirect::to("/ui") }));
-    }
+}
+
+/// The layers every listener has: forwarding to the leader, a panic turned into a 500,
+/// the body cap, and request tracing.
+fn finish(app: Router<AppState>, srv: AppState, body_cap: usize) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -352,10 +323,49 @@ pub fn router(srv: AppState) -> Router {
             },
         ))
         .layer(axum::extract::DefaultBodyLimit::disable())
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(
-            MAX_BODY_BYTES,
-        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(body_cap))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+}
+
+/// The public listener's edge, before anything else (forwarding included) sees a request:
+/// `/v1/internal/*` does not exist here, and the forwarded mark is removed (only a server,
+/// on the RPC listener, may say a request was already forwarded).
+async fn public_edge(mut req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    if is_internal(req.uri().path()) {
+        return not_found(req.uri().clone()).await.into_response();
+    }
+    req.headers_mut().remove(forward::FORWARDED_HEADER);
+    next.run(req).await
+}
+
+/// Is this path one of the agent or peer routes (never served on the public listener)?
+/// Matched after collapsing repeated slashes, so `//v1//internal` is caught too.
+fn is_internal(path: &str) -> bool {
+    let mut parts = path.split('/').filter(|p| !p.is_empty());
+    parts.next() == Some("v1") && parts.next() == Some("internal")
+}
+
+/// The RPC listener's router (`-rpc-port`): the `/v1` API, the agents' routes, and (for a
+/// server that has peers) the Raft and cluster routes.
+pub fn rpc_router(srv: AppState) -> Router {
+    let mut v1 = api_routes().merge(agent_routes());
+    if srv.config.serve_peers {
+        v1 = v1.merge(peer_routes());
+    }
+    v1 = v1.fallback(not_found);
+    finish(Router::new().nest("/v1", v1), srv, RPC_MAX_BODY_BYTES)
+}
+
+/// The public HTTP listener's router: the `/v1` API and the UI, never `/v1/internal/*`.
+pub fn router(srv: AppState) -> Router {
+    let v1 = api_routes().fallback(not_found);
+    let mut app = Router::new().nest("/v1", v1);
+    if let Some(ui) = srv.config.ui.clone() {
+        app = app
+            .nest_service("/ui", ui)
+            .route("/", get(|| async { axum::response::Redirect::to("/ui") }));
+    }
+    finish(app, srv, MAX_BODY_BYTES).layer(axum::middleware::from_fn(public_edge))
 }
 
 #[cfg(test)]
@@ -364,11 +374,37 @@ mod tests {
 
     #[test]
     fn waits_parse_like_go_durations() {
-        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_wait("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_wait("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_wait("10"), Some(Duration::from_secs(10)));
-        assert_eq!(parse_wait("5x"), None);
-        assert_eq!(parse_wait("s5"), None);
+        assert_eq!(parse_wait("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_wait("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_wait("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_wait("10"), Ok(Duration::from_secs(10)));
+        assert!(parse_wait("5x").is_err());
+        assert!(parse_wait("s5").is_err());
+    }
+
+    #[test]
+    fn internal_paths_are_recognised_however_they_are_spelt() {
+        assert!(is_internal("/v1/internal/node/register"));
+        assert!(is_internal("//v1//internal/cluster/join"));
+        assert!(is_internal("/v1/internal"));
+        assert!(!is_internal("/v1/internals"));
+        assert!(!is_internal("/v1/jobs"));
+        assert!(!is_internal("/ui/v1/internal"));
+    }
+
+    #[test]
+    fn huge_negative_and_nan_waits_are_errors_not_panics() {
+        for w in [
+            "99999999999999999999s",
+            "99999999999999999999",
+            "-5s",
+            "NaN",
+            "inf",
+            "1e400s",
+            "18446744073709551616",
+        ] {
+            let e = parse_wait(w).unwrap_err();
+            assert!(e.starts_with("invalid duration"), "{w}: {e}");
+        }
     }
 }

@@ -10,7 +10,7 @@ use api::{
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use std::collections::BTreeSet;
 
 /// Evaluation trigger: an allocation of a node back from a disconnect reported its status.
@@ -37,7 +37,56 @@ pub async fn get_node(
         .nodes
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
-    Ok(reply(&srv, state.tables.nodes, &**n))
+    Ok(reply(&srv, state.tables.nodes, &redacted(n)))
+}
+
+/// A node as public reads show it: without its secret (Nomad redacts `SecretID` too).
+pub fn redacted(n: &api::Node) -> api::Node {
+    api::Node {
+        secret_id: String::new(),
+        ..n.clone()
+    }
+}
+
+/// The node secret a request carries (empty when it carries none).
+fn given_secret(headers: &HeaderMap) -> &str {
+    headers
+        .get(api::NODE_SECRET_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Compares secrets in time independent of where they first differ.
+fn secrets_match(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Refuses a request for `node` that does not carry the node's secret.
+fn check_secret(node: &api::Node, headers: &HeaderMap, what: &str) -> Result<(), ApiErr> {
+    if node.secret_id.is_empty() {
+        // Registered before nodes had secrets (or restored from a redacted snapshot): the
+        // agent treats a 404 as "register again", which mints one.
+        return Err(ApiErr::not_found(format!(
+            "node {} has no secret yet; register it again",
+            node.id
+        )));
+    }
+    if !secrets_match(&node.secret_id, given_secret(headers)) {
+        return Err(ApiErr(
+            StatusCode::FORBIDDEN,
+            format!(
+                "{what} for node {} refused: the {} header is missing or does not match the \
+                 secret the node was given when it registered",
+                node.id,
+                api::NODE_SECRET_HEADER
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Full allocations of a node: what its agent must run. Agents hold this as a blocking query.
@@ -62,16 +111,17 @@ fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
         .membership_config
         .membership()
         .nodes()
-        .map(|(_, n)| format!("http://{}", n.http_addr))
+        .map(|(_, n)| n.rpc_addr.clone())
         .collect();
     NodeHeartbeatResponse {
         heartbeat_ttl: ttl.as_nanos() as i64,
         index,
         servers,
+        secret_id: String::new(),
     }
 }
 
-pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
+pub async fn register(State(srv): State<AppState>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let req: NodeRegisterRequest = parse_body(&body)?;
     let mut node = req.node;
     if node.id.trim().is_empty() {
@@ -90,6 +140,15 @@ pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     node.status = api::NODE_STATUS_READY.into();
     node.status_updated_at = now / 1_000_000_000;
     let state = srv.snapshot();
+    // A known node re-registers with its secret; a new one (or one from before secrets)
+    // is given a fresh secret, chosen here on the leader and carried in the command.
+    node.secret_id = match state.nodes.get(&node.id) {
+        Some(old) if !old.secret_id.is_empty() => {
+            check_secret(old, &headers, "registration")?;
+            old.secret_id.clone()
+        }
+        _ => api::new_id(),
+    };
     let changed = state
         .nodes
         .get(&node.id)
@@ -100,18 +159,33 @@ pub async fn register(State(srv): State<AppState>, body: Bytes) -> ApiResult {
         vec![]
     };
     let node_id = node.id.clone();
-    let resp = srv.write(Command::UpsertNode { node, evals }).await?;
+    let secret = node.secret_id.clone();
+    let resp = srv
+        .write(Command::UpsertNode { node, evals })
+        .await
+        .map_err(|e| match e {
+            // Another registration of this ID committed first with another secret.
+            crate::WriteError::Rejected(m) => ApiErr(StatusCode::FORBIDDEN, m),
+            e => e.into(),
+        })?;
     srv.heartbeats.reset(&node_id);
-    Ok(reply(&srv, resp.index, &heartbeat_reply(&srv, resp.index)))
+    let mut out = heartbeat_reply(&srv, resp.index);
+    out.secret_id = secret;
+    Ok(reply(&srv, resp.index, &out))
 }
 
-pub async fn heartbeat(State(srv): State<AppState>, Path(id): Path<String>) -> ApiResult {
+pub async fn heartbeat(
+    State(srv): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
     let state = srv.snapshot();
     let Some(node) = state.nodes.get(&id) else {
         return Err(ApiErr::not_found(format!(
             "node {id:?} not found; register it first"
         )));
     };
+    check_secret(node, &headers, "heartbeat")?;
     let mut index = state.index;
     if node.status != api::NODE_STATUS_READY {
         let now = now_nanos();
@@ -135,10 +209,17 @@ pub async fn heartbeat(State(srv): State<AppState>, Path(id): Path<String>) -> A
 pub async fn update_allocs(
     State(srv): State<AppState>,
     Path(node_id): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let req: AllocUpdateRequest = parse_body(&body)?;
     let state = srv.snapshot();
+    let Some(node) = state.nodes.get(&node_id) else {
+        return Err(ApiErr::not_found(format!(
+            "node {node_id:?} not found; register it first"
+        )));
+    };
+    check_secret(node, &headers, "allocation update")?;
     let now = now_nanos();
     if state
         .nodes
@@ -162,10 +243,13 @@ pub async fn update_allocs(
             continue;
         };
         if old.node_id != node_id {
-            return Err(ApiErr::bad_request(format!(
-                "alloc {} does not belong to node {node_id}",
-                u.id
-            )));
+            return Err(ApiErr(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "alloc {} is not placed on node {node_id}; a node may only report its own allocations",
+                    u.id
+                ),
+            ));
         }
         let valid = [
             api::ALLOC_CLIENT_PENDING,
@@ -235,4 +319,29 @@ pub async fn update_allocs(
         resp.index,
         &api::WriteResponse { index: resp.index },
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(secrets_match("abc", "abc"));
+        assert!(!secrets_match("abc", "abd"));
+        assert!(!secrets_match("abc", "ab"));
+        assert!(!secrets_match("abc", ""));
+    }
+
+    #[test]
+    fn public_node_reads_carry_no_secret() {
+        let n = api::Node {
+            id: "n".into(),
+            secret_id: "s3cret".into(),
+            ..Default::default()
+        };
+        let v = serde_json::to_value(redacted(&n)).unwrap();
+        assert!(v.get("SecretID").is_none(), "{v}");
+        assert_eq!(v["ID"], "n");
+    }
 }

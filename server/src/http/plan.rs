@@ -62,7 +62,7 @@ pub async fn plan(State(srv): State<AppState>, Path(id): Path<String>, body: Byt
         )));
     }
     job.canonicalize();
-    let errs = job.validate();
+    let errs = super::jobs::job_problems(&srv, &job);
     if !errs.is_empty() {
         return Err(ApiErr::bad_request(format!(
             "job validation failed: {}",

@@ -16,10 +16,20 @@ pub struct ServerNode {
     pub http_addr: String,
 }
 
+/// What a Raft entry carries: a command, and for a request that a server may send again
+/// after its outcome became unknown (the leader died or stepped down while it ran), the
+/// request's token, so the state machine applies it once however often it arrives.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proposal {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once: Option<String>,
+    pub cmd: Command,
+}
+
 openraft::declare_raft_types!(
     /// Drover's Raft types: commands in, responses out, nodes addressed by HTTP.
     pub TypeConfig:
-        D = Command,
+        D = Proposal,
         R = Response,
         NodeId = u64,
         Node = ServerNode,

@@ -1,31 +1,37 @@
 //! Raft RPCs as JSON over HTTP, between the servers' own HTTP listeners.
 //!
-//! Each server is reached at its `ServerNode.rpc_addr`; the routes are served by
-//! `http::raft_routes`.
+//! Each server is reached at its `ServerNode.rpc_addr`; the routes are served by the RPC
+//! listener (`http::rpc_router`).
 
 use super::ServerNode;
 use super::{NodeId, TypeConfig};
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, ReplicationClosed,
-    StreamingError, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    SnapshotResponse, VoteRequest, VoteResponse,
+    VoteRequest, VoteResponse,
 };
-use openraft::{Snapshot, Vote};
+use openraft::Vote;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 
-/// Header carrying the snapshot's vote and metadata; the body is the raw snapshot.
+/// Header carrying a snapshot chunk's vote, metadata, offset and `done`; the body is the
+/// chunk's raw bytes. Snapshots travel in chunks (openraft's `snapshot_max_chunk_size`,
+/// 3 MiB by default), each far under the RPC listener's body cap.
 pub const SNAPSHOT_META_HEADER: &str = "x-drover-snapshot-meta";
 
+/// The largest snapshot a follower accepts (its chunks are reassembled in memory).
+pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+
 #[derive(Serialize, Deserialize)]
-pub struct SnapshotHeader {
+pub struct SnapshotChunkHeader {
     pub vote: Vote<NodeId>,
     pub meta: openraft::SnapshotMeta<NodeId, ServerNode>,
+    pub offset: u64,
+    pub done: bool,
 }
 
 #[derive(Clone)]
@@ -40,6 +46,8 @@ impl HttpNetwork {
         HttpNetwork {
             http: reqwest::Client::builder()
                 .connect_timeout(std::time::Duration::from_millis(500))
+                // Under the peers' header-read timeout, which closes idle connections.
+                .pool_idle_timeout(std::time::Duration::from_secs(3))
                 .local_address(local_ip)
                 .build()
                 .expect("static reqwest configuration"),
@@ -76,12 +84,23 @@ impl Connection {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, ServerNode, E>> {
+        let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_raw(path, body, option).await
+    }
+
+    async fn call_raw<Resp: DeserializeOwned, E: std::error::Error + DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, ServerNode, E>> {
         let url = format!("http://{}/v1/internal/raft/{path}", self.addr);
         let resp = self
             .http
             .post(url)
             .timeout(option.hard_ttl())
-            .json(req)
+            .header("content-type", "application/json")
+            .body(body)
             .send()
             .await
             .map_err(|e| {
@@ -106,21 +125,62 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>>
     {
-        self.call("append", &rpc, &option).await
+        // A batch over the RPC body cap is refused here, before it is sent: openraft then
+        // retries with fewer entries (each entry is far smaller than the cap).
+        let n = rpc.entries.len() as u64;
+        let body =
+            serde_json::to_vec(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if n > 1 && body.len() > crate::http::RPC_MAX_BODY_BYTES {
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(n / 2),
+            ));
+        }
+        self.call_raw("append", body, &option).await
     }
 
     async fn install_snapshot(
         &mut self,
-        _rpc: InstallSnapshotRequest<TypeConfig>,
-        _option: RPCOption,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
     ) -> Result<
         InstallSnapshotResponse<NodeId>,
         RPCError<NodeId, ServerNode, RaftError<NodeId, InstallSnapshotError>>,
     > {
-        // Snapshots travel whole through `full_snapshot`.
-        Err(RPCError::Network(NetworkError::new(
-            &std::io::Error::other("chunked snapshot transfer is not used"),
-        )))
+        let header = serde_json::to_string(&SnapshotChunkHeader {
+            vote: rpc.vote,
+            meta: rpc.meta,
+            offset: rpc.offset,
+            done: rpc.done,
+        })
+        .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let url = format!("http://{}/v1/internal/raft/snapshot", self.addr);
+        let resp = self
+            .http
+            .post(url)
+            .timeout(option.hard_ttl())
+            .header(SNAPSHOT_META_HEADER, header)
+            .body(rpc.data)
+            .send()
+            .await
+            .map_err(|e| {
+                if e.is_connect() {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                } else {
+                    RPCError::Network(NetworkError::new(&e))
+                }
+            })?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(RPCError::Network(NetworkError::new(
+                &std::io::Error::other(format!("snapshot chunk refused with {status}: {text}")),
+            )));
+        }
+        let body: Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>> =
+            resp.json()
+                .await
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     async fn vote(
@@ -130,40 +190,5 @@ impl RaftNetwork<TypeConfig> for Connection {
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, ServerNode, RaftError<NodeId>>> {
         self.call("vote", &rpc, &option).await
     }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: Vote<NodeId>,
-        snapshot: Snapshot<TypeConfig>,
-        _cancel: impl Future<Output = ReplicationClosed> + Send + 'static,
-        option: RPCOption,
-    ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, openraft::error::Fatal<NodeId>>>
-    {
-        let header = serde_json::to_string(&SnapshotHeader {
-            vote,
-            meta: snapshot.meta.clone(),
-        })
-        .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}/v1/internal/raft/snapshot", self.addr);
-        let resp = self
-            .http
-            .post(url)
-            .timeout(option.hard_ttl())
-            .header(SNAPSHOT_META_HEADER, header)
-            .body(snapshot.snapshot.into_inner())
-            .send()
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    StreamingError::Unreachable(Unreachable::new(&e))
-                } else {
-                    StreamingError::Network(NetworkError::new(&e))
-                }
-            })?;
-        let body: Result<SnapshotResponse<NodeId>, openraft::error::Fatal<NodeId>> = resp
-            .json()
-            .await
-            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        body.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
-    }
+    // `full_snapshot` is openraft's default: the snapshot in `install_snapshot` chunks.
 }
