@@ -267,7 +267,7 @@ fn log_rotation_keeps_max_files() {
     // ~1 MiB per second into a log rotated at 1 MiB, keeping 3 files.
     let hcl = job(
         "chatty",
-        "while true; do head -c 262144 /dev/zero | tr '\\0' 'x'; echo; sleep 0.25; done",
+        "i=0; while true; do i=$((i+1)); echo mark-$i; head -c 262144 /dev/zero | tr '\\0' 'x'; echo; sleep 0.25; done",
         "",
     )
     .replace(
@@ -278,17 +278,40 @@ fn log_rotation_keeps_max_files() {
     let logs = agent
         .data_dir()
         .join(format!("client/alloc/{alloc}/alloc/logs"));
+    let stdout_files = || -> Vec<String> {
+        std::fs::read_dir(&logs)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("t.stdout."))
+            .collect()
+    };
+    // The highest `mark-N` line in a log file (each chunk the task writes starts with one).
+    let last_mark = |name: &str| -> u64 {
+        let text = std::fs::read(logs.join(name)).unwrap_or_default();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter_map(|l| l.strip_prefix("mark-")?.parse().ok())
+            .max()
+            .unwrap_or(0)
+    };
     wait_for("three rotated files", Duration::from_secs(40), || {
         logs.join("t.stdout.2").exists().then_some(())
     });
-    // Let it rotate a few more times: never more than three files, none far past 1 MiB.
-    std::thread::sleep(Duration::from_secs(4));
-    let files: Vec<String> = std::fs::read_dir(&logs)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("t.stdout."))
-        .collect();
+    // Let it rotate at least twice more: output written from now on reaches `.2` only
+    // after two rotations (`.0` is copied to `.1`, `.1` renamed to `.2`). Never more than
+    // three files on the way, none far past 1 MiB.
+    let seen = ["t.stdout.0", "t.stdout.1", "t.stdout.2"]
+        .map(&last_mark)
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    wait_for("two more rotations", Duration::from_secs(40), || {
+        let files = stdout_files();
+        assert!(files.len() <= 3, "{files:?}");
+        (last_mark("t.stdout.2") > seen).then_some(())
+    });
+    let files = stdout_files();
     assert_eq!(files.len(), 3, "{files:?}");
     for f in &files {
         let len = std::fs::metadata(logs.join(f)).unwrap().len();
@@ -440,8 +463,7 @@ fn kill_9_and_restart_keeps_the_raw_exec_pid_and_job_stop_leaves_no_orphans() {
     let started_before = state(&agent)["TaskStates"]["t"]["StartedAt"].clone();
     let pids_before = agent.task_pids();
     agent.kill9();
-    agent.restart_after_kill();
-    std::thread::sleep(Duration::from_secs(3));
+    agent.restart_and_wait_reattached(1, Duration::from_secs(30));
     let a = state(&agent);
     assert_eq!(a["TaskStates"]["t"]["Restarts"], 0, "{a}");
     assert_eq!(a["TaskStates"]["t"]["StartedAt"], started_before);
@@ -458,4 +480,52 @@ fn kill_9_and_restart_keeps_the_raw_exec_pid_and_job_stop_leaves_no_orphans() {
         (!pid_alive(grandchild)).then_some(())
     });
     assert!(agent.task_pids().is_empty(), "{:?}", agent.task_pids());
+}
+
+#[test]
+fn every_server_relays_a_followed_log_stream_from_the_node_running_the_alloc() {
+    use common::cluster::{allocs, run_job, running, Cluster};
+    use std::io::BufRead;
+    // Three servers and one client agent in their own processes: a server answers
+    // `/v1/client/*` by relaying to the node's HTTP address (no client routes of its own).
+    let cluster = Cluster::start(&[]);
+    let _clients = cluster.start_clients(1);
+    let hcl = job(
+        "ticker",
+        "i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.2; done",
+        "",
+    );
+    run_job(&cluster, "ticker", &hcl);
+    let alloc = wait_for("the ticker running", Duration::from_secs(60), || {
+        let a = allocs(&cluster, "ticker");
+        running(&a)
+            .first()
+            .and_then(|a| a["ID"].as_str().map(str::to_string))
+    });
+    let tick = |line: &str| line.trim().strip_prefix("tick-")?.parse::<u64>().ok();
+    for server in &cluster.servers {
+        // `follow=true` never ends: lines written after the request arrive only if the
+        // relay streams the body instead of waiting for its end.
+        let resp = reqwest::blocking::Client::new()
+            .get(format!(
+                "{}/v1/client/fs/logs/{alloc}?task=t&type=stdout&follow=true&plain=true",
+                server.http()
+            ))
+            .timeout(Duration::from_secs(60))
+            .send()
+            .expect("GET a followed log through a server");
+        assert_eq!(resp.status().as_u16(), 200, "{}", server.name);
+        let mut lines = std::io::BufReader::new(resp).lines();
+        let first = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|l| tick(&l))
+            .expect("a tick line in the relayed stream");
+        let later = lines
+            .map_while(Result::ok)
+            .find_map(|l| tick(&l).filter(|n| *n >= first + 3))
+            .unwrap_or_else(|| panic!("the stream via {} stopped after tick-{first}", server.name));
+        assert!(later > first);
+    }
+    assert!(cluster.cli(&["job", "stop", "ticker"]).status.success());
 }

@@ -2,16 +2,42 @@
 //! three client agents, each its own process. A client agent is frozen with SIGSTOP, which
 //! looks to the servers like a network partition: it stops heartbeating while its tasks
 //! keep running. SIGCONT brings it back.
+//!
+//! Built for a slow, shared machine: every wait is on a state the servers report, with a
+//! generous deadline, and no check depends on how long a step took. The heartbeat TTL is
+//! long enough that a client that is merely slow is not taken for a disconnected one.
 
 mod common;
 
-use common::cluster::{allocs, run_job, running, service_job, ClientProc, Cluster, HEAL};
+use common::cluster::{allocs, run_job, running, service_job, ClientProc, Cluster};
 use common::wait_for;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 const COUNT: usize = 6;
+
+/// Heartbeats short enough to notice a frozen client in seconds, long enough that the
+/// clients left running keep up on a loaded machine.
+const TIMINGS: &[(&str, &str)] = &[
+    ("DROVER_HEARTBEAT_TTL_MS", "3000"),
+    ("DROVER_HEARTBEAT_GRACE_MS", "2000"),
+];
+
+/// Upper bound for any one step (a status change, a re-placement); only reached on failure.
+const STEP: Duration = Duration::from_secs(90);
+
+/// The node's event messages, oldest first.
+fn node_events(cluster: &Cluster, name: &str) -> Vec<String> {
+    node(cluster, name)["Events"]
+        .as_array()
+        .map(|es| {
+            es.iter()
+                .map(|e| e["Message"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
 
 fn job_with_window(name: &str, window: &str) -> String {
     service_job(
@@ -103,7 +129,7 @@ impl Drop for Frozen {
 /// allocations (but not all of them), with those allocations' IDs.
 fn start(cluster: &Cluster, job: &str, window: &str) -> (String, BTreeSet<String>) {
     run_job(cluster, job, &job_with_window(job, window));
-    let placed = wait_for("all allocations running", Duration::from_secs(60), || {
+    let placed = wait_for("all allocations running", STEP, || {
         let a = allocs(cluster, job);
         (running(&a).len() == COUNT).then_some(a)
     });
@@ -128,20 +154,21 @@ fn client<'a>(clients: &'a [ClientProc], name: &str) -> &'a ClientProc {
 
 #[test]
 fn a_client_back_within_max_client_disconnect_keeps_its_allocs_and_replacements_stop() {
-    let cluster = Cluster::start(HEAL);
+    let cluster = Cluster::start(TIMINGS);
     let clients = cluster.start_clients(3);
-    let (victim, originals) = start(&cluster, "partition", "30s");
+    // A window far longer than the test needs: it ends by the client coming back, and
+    // whether that was in time is read from the node's events, not from a stopwatch.
+    let (victim, originals) = start(&cluster, "partition", "10m");
     let victim_client = client(&clients, &victim);
     let task_pids = victim_client.task_pids();
     assert!(!task_pids.is_empty());
 
     let frozen = Frozen::stop(victim_client);
-    let frozen_at = Instant::now();
-    wait_node_status(&cluster, &victim, "disconnected", Duration::from_secs(20));
+    wait_node_status(&cluster, &victim, "disconnected", STEP);
     // Its allocations are unknown, not lost, and replacements run elsewhere.
     wait_for(
         "unknown allocs and the count running elsewhere",
-        Duration::from_secs(20),
+        STEP,
         || {
             let a = allocs(&cluster, "partition");
             let unknown: BTreeSet<String> = a
@@ -160,21 +187,18 @@ fn a_client_back_within_max_client_disconnect_keeps_its_allocs_and_replacements_
         task_pids.iter().all(|p| common::pid_alive(*p)),
         "the disconnected client's tasks keep running"
     );
-    eprintln!(
-        "disconnected and replaced {:?} after SIGSTOP",
-        frozen_at.elapsed()
-    );
-    assert!(
-        frozen_at.elapsed() < Duration::from_secs(25),
-        "too slow to test a reconnect within the 30s window"
-    );
 
     // Back within the window: the originals are kept, the replacements stopped.
     frozen.resume();
-    wait_node_status(&cluster, &victim, "ready", Duration::from_secs(20));
+    wait_node_status(&cluster, &victim, "ready", STEP);
+    let events = node_events(&cluster, &victim);
+    assert!(
+        !events.iter().any(|m| m.contains("did not reconnect")),
+        "the node was taken down although it came back within its window: {events:?}"
+    );
     let settled = wait_for(
         "the originals running and exactly the count live",
-        Duration::from_secs(30),
+        STEP,
         || {
             let a = allocs(&cluster, "partition");
             let originals_running = running(&a)
@@ -197,8 +221,18 @@ fn a_client_back_within_max_client_disconnect_keeps_its_allocs_and_replacements_
     assert!(task_pids.iter().all(|p| common::pid_alive(*p)));
 
     // And it stays that way once the replacements' clients have stopped them.
-    std::thread::sleep(Duration::from_secs(3));
-    let a = allocs(&cluster, "partition");
+    let replacements: BTreeSet<String> = settled
+        .iter()
+        .filter(|a| a["DesiredStatus"] == "stop" && a["NodeName"] != victim.as_str())
+        .map(|a| a["ID"].as_str().unwrap().to_string())
+        .collect();
+    let a = wait_for("the replacements stopped on their clients", STEP, || {
+        let a = allocs(&cluster, "partition");
+        a.iter()
+            .filter(|a| replacements.contains(a["ID"].as_str().unwrap()))
+            .all(|a| matches!(a["ClientStatus"].as_str(), Some("complete" | "failed")))
+            .then_some(a)
+    });
     assert_eq!(running(&a).len(), COUNT, "{a:#?}");
     assert_eq!(live(&a).len(), COUNT, "{a:#?}");
     assert_eq!(node(&cluster, &victim)["Status"], "ready");
@@ -206,7 +240,7 @@ fn a_client_back_within_max_client_disconnect_keeps_its_allocs_and_replacements_
 
 #[test]
 fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() {
-    let cluster = Cluster::start(HEAL);
+    let cluster = Cluster::start(TIMINGS);
     let clients = cluster.start_clients(3);
     let (victim, originals) = start(&cluster, "away", "3s");
     let victim_client = client(&clients, &victim);
@@ -214,10 +248,10 @@ fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() 
     assert!(!task_pids.is_empty());
 
     let frozen = Frozen::stop(victim_client);
-    wait_node_status(&cluster, &victim, "down", Duration::from_secs(30));
+    wait_node_status(&cluster, &victim, "down", STEP);
     let a = wait_for(
         "the originals lost and the count running elsewhere",
-        Duration::from_secs(30),
+        STEP,
         || {
             let a = allocs(&cluster, "away");
             let lost = a
@@ -229,12 +263,7 @@ fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() 
     );
     assert!(running(&a).iter().all(|a| a["NodeName"] != victim.as_str()));
     // It was disconnected first, then down when the window ended.
-    let events: Vec<String> = node(&cluster, &victim)["Events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["Message"].as_str().unwrap_or_default().to_string())
-        .collect();
+    let events = node_events(&cluster, &victim);
     let disconnected = events.iter().position(|m| m.contains("disconnected"));
     let down = events.iter().position(|m| m.contains("did not reconnect"));
     assert!(
@@ -244,8 +273,8 @@ fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() 
 
     // When it does come back, its stale copies are stopped; the count stays.
     frozen.resume();
-    wait_node_status(&cluster, &victim, "ready", Duration::from_secs(20));
-    wait_for("the stale copies to stop", Duration::from_secs(30), || {
+    wait_node_status(&cluster, &victim, "ready", STEP);
+    wait_for("the stale copies to stop", STEP, || {
         task_pids
             .iter()
             .all(|p| !common::pid_alive(*p))
@@ -258,26 +287,29 @@ fn a_client_away_past_max_client_disconnect_goes_down_and_its_allocs_are_lost() 
 
 #[test]
 fn a_disconnect_window_still_ends_after_a_leader_failover() {
-    let mut cluster = Cluster::start(HEAL);
+    let mut cluster = Cluster::start(TIMINGS);
     let clients = cluster.start_clients(3);
-    let (victim, originals) = start(&cluster, "failover", "8s");
+    // Long enough for the failover below to finish inside the window on a slow machine.
+    let window = Duration::from_secs(20);
+    let (victim, originals) = start(&cluster, "failover", "20s");
     let frozen = Frozen::stop(client(&clients, &victim));
     let frozen_at = Instant::now();
-    wait_node_status(&cluster, &victim, "disconnected", Duration::from_secs(20));
+    wait_node_status(&cluster, &victim, "disconnected", STEP);
 
     // The leader that marked it disconnected dies; the window lives in the state.
-    let leader = cluster.wait_leader(Duration::from_secs(10));
+    let leader = cluster.wait_leader(STEP);
     cluster.servers[leader].kill9();
-    cluster.wait_leader(Duration::from_secs(20));
-    wait_node_status(&cluster, &victim, "down", Duration::from_secs(30));
+    cluster.wait_leader(STEP);
+    wait_node_status(&cluster, &victim, "down", STEP);
+    // A lower bound only: the window started after the freeze, so this cannot flake.
     assert!(
-        frozen_at.elapsed() >= Duration::from_secs(8),
-        "down {:?} after SIGSTOP, before the 8s window ended",
+        frozen_at.elapsed() >= window,
+        "down {:?} after SIGSTOP, before the {window:?} window ended",
         frozen_at.elapsed()
     );
     wait_for(
         "the originals lost and the count running elsewhere",
-        Duration::from_secs(30),
+        STEP,
         || {
             let a = allocs(&cluster, "failover");
             let lost = a

@@ -168,8 +168,7 @@ fn docker_job_serves_on_its_port_logs_and_survives_agent_kill_9() {
     // kill -9 and restart: the same container keeps running.
     let before = container_id(&name).expect("the container exists");
     agent.kill9();
-    agent.restart_after_kill();
-    std::thread::sleep(Duration::from_secs(3));
+    agent.restart_and_wait_reattached(1, Duration::from_secs(30));
     assert_eq!(container_id(&name).as_deref(), Some(before.as_str()));
     let (_, a) = agent.get_json(&format!("/v1/allocation/{alloc}"));
     assert_eq!(a["TaskStates"]["t"]["Restarts"], 0, "{a}");

@@ -4,6 +4,7 @@
 //! and fails over between them on connection errors, so an agent keeps working when one
 //! server goes away.
 
+use crate::url::encode;
 use crate::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -305,7 +306,7 @@ impl Client {
     }
 
     pub async fn job(&self, id: &str) -> Result<(Job, QueryMeta), ApiError> {
-        self.get(&format!("/v1/job/{}", enc(id)), &QueryOptions::default())
+        self.get(&format!("/v1/job/{}", encode(id)), &QueryOptions::default())
             .await
     }
 
@@ -314,7 +315,7 @@ impl Client {
         id: &str,
         opts: &QueryOptions,
     ) -> Result<(Vec<AllocationListStub>, QueryMeta), ApiError> {
-        self.get(&format!("/v1/job/{}/allocations", enc(id)), opts)
+        self.get(&format!("/v1/job/{}/allocations", encode(id)), opts)
             .await
     }
 
@@ -323,7 +324,7 @@ impl Client {
         id: &str,
     ) -> Result<(Vec<Evaluation>, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/job/{}/evaluations", enc(id)),
+            &format!("/v1/job/{}/evaluations", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -331,7 +332,7 @@ impl Client {
 
     pub async fn job_summary(&self, id: &str) -> Result<(JobSummary, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/job/{}/summary", enc(id)),
+            &format!("/v1/job/{}/summary", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -342,7 +343,7 @@ impl Client {
         id: &str,
     ) -> Result<(JobVersionsResponse, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/job/{}/versions", enc(id)),
+            &format!("/v1/job/{}/versions", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -354,7 +355,7 @@ impl Client {
         purge: bool,
     ) -> Result<JobDeregisterResponse, ApiError> {
         self.delete(
-            &format!("/v1/job/{}", enc(id)),
+            &format!("/v1/job/{}", encode(id)),
             &[("purge".to_string(), purge.to_string())],
         )
         .await
@@ -371,7 +372,7 @@ impl Client {
 
     pub async fn allocation(&self, id: &str) -> Result<(Allocation, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/allocation/{}", enc(id)),
+            &format!("/v1/allocation/{}", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -386,7 +387,7 @@ impl Client {
 
     pub async fn evaluation(&self, id: &str) -> Result<(Evaluation, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/evaluation/{}", enc(id)),
+            &format!("/v1/evaluation/{}", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -397,7 +398,7 @@ impl Client {
         id: &str,
     ) -> Result<(Vec<AllocationListStub>, QueryMeta), ApiError> {
         self.get(
-            &format!("/v1/evaluation/{}/allocations", enc(id)),
+            &format!("/v1/evaluation/{}/allocations", encode(id)),
             &QueryOptions::default(),
         )
         .await
@@ -413,8 +414,11 @@ impl Client {
     }
 
     pub async fn node(&self, id: &str) -> Result<(Node, QueryMeta), ApiError> {
-        self.get(&format!("/v1/node/{}", enc(id)), &QueryOptions::default())
-            .await
+        self.get(
+            &format!("/v1/node/{}", encode(id)),
+            &QueryOptions::default(),
+        )
+        .await
     }
 
     /// The full allocations of a node (what an agent must run); a blocking query.
@@ -423,7 +427,7 @@ impl Client {
         node_id: &str,
         opts: &QueryOptions,
     ) -> Result<(Vec<Allocation>, QueryMeta), ApiError> {
-        self.get(&format!("/v1/node/{}/allocations", enc(node_id)), opts)
+        self.get(&format!("/v1/node/{}/allocations", encode(node_id)), opts)
             .await
     }
 
@@ -473,7 +477,7 @@ impl Client {
         secret: &str,
     ) -> Result<NodeHeartbeatResponse, ApiError> {
         self.put_with_headers(
-            &format!("/v1/internal/node/{}/heartbeat", enc(node_id)),
+            &format!("/v1/internal/node/{}/heartbeat", encode(node_id)),
             &serde_json::json!({}),
             &secret_header(secret),
         )
@@ -487,7 +491,7 @@ impl Client {
         updates: Vec<AllocClientUpdate>,
     ) -> Result<WriteResponse, ApiError> {
         self.put_with_headers(
-            &format!("/v1/internal/node/{}/allocs", enc(node_id)),
+            &format!("/v1/internal/node/{}/allocs", encode(node_id)),
             &AllocUpdateRequest { alloc: updates },
             &secret_header(secret),
         )
@@ -504,19 +508,6 @@ fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {
 }
 
 pub use crate::wire::JobVersionsResponse;
-
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
 
 #[cfg(test)]
 mod tests {
@@ -569,10 +560,5 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("contains a space")));
         assert!(errs.iter().any(|e| e.contains("job type")));
         assert!(errs.iter().any(|e| e.contains("no task groups")));
-    }
-
-    #[test]
-    fn path_segments_are_escaped() {
-        assert_eq!(enc("a b/c"), "a%20b%2Fc");
     }
 }

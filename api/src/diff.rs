@@ -179,6 +179,15 @@ const SERVER_FIELDS: &[&str] = &[
 /// Maps with user-chosen keys: flattened into `Name[key]` fields.
 const FLAT_MAPS: &[&str] = &["Meta", "Env", "Config"];
 
+/// Whether submitting `new` over the registered `old` makes a new job version: the one
+/// rule behind both `job plan` ("no change") and `job run` (the FSM keeps the version),
+/// so the two cannot disagree. Only what the user wrote counts: fields the servers own
+/// (status, version, indexes, submit time) are ignored, and an empty list or map is the
+/// same as an absent one.
+pub fn is_new_version(old: &Job, new: &Job) -> bool {
+    job_diff(Some(old), new).diff_type != DiffType::None
+}
+
 /// The diff from `old` (None: the job is new) to `new`.
 pub fn job_diff(old: Option<&Job>, new: &Job) -> JobDiff {
     let old_v = old.map(|j| object_without(j, SERVER_FIELDS));

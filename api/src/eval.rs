@@ -50,6 +50,25 @@ pub struct Evaluation {
 }
 
 impl Evaluation {
+    /// A fresh pending evaluation of `job`, the one way servers start one: `id` and `now`
+    /// (Unix nanoseconds) are chosen by the caller, so a leader can carry them in a Raft
+    /// entry. Callers set what is specific to them (`node_id`, `job_modify_index`) on the
+    /// result.
+    pub fn new_for_job(job: &crate::Job, trigger: &str, now: i64, id: String) -> Evaluation {
+        Evaluation {
+            id,
+            namespace: job.ns().to_string(),
+            priority: job.priority,
+            eval_type: job.job_type.clone(),
+            triggered_by: trigger.into(),
+            job_id: job.id.clone(),
+            status: EVAL_STATUS_PENDING.into(),
+            create_time: now,
+            modify_time: now,
+            ..Default::default()
+        }
+    }
+
     pub fn terminal(&self) -> bool {
         matches!(
             self.status.as_str(),
@@ -75,4 +94,29 @@ pub struct AllocMetric {
     /// "ineligible", "down", "outside the job's datacenters", ...).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub nodes_excluded: BTreeMap<String, u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_new_evaluation_is_pending_for_its_jobs_namespace_type_and_priority() {
+        let job = crate::Job {
+            id: "web".into(),
+            job_type: "batch".into(),
+            priority: 70,
+            ..Default::default()
+        };
+        let e = Evaluation::new_for_job(&job, TRIGGER_JOB_REGISTER, 5, "e1".into());
+        assert_eq!((e.id.as_str(), e.job_id.as_str()), ("e1", "web"));
+        assert_eq!(
+            (e.namespace.as_str(), e.eval_type.as_str()),
+            ("default", "batch")
+        );
+        assert_eq!((e.priority, e.create_time, e.modify_time), (70, 5, 5));
+        assert_eq!(e.triggered_by, TRIGGER_JOB_REGISTER);
+        assert_eq!(e.status, EVAL_STATUS_PENDING);
+        assert!(e.node_id.is_empty() && e.job_modify_index == 0);
+    }
 }

@@ -14,6 +14,8 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod plan;
+#[cfg(feature = "client")]
+pub mod url;
 pub mod wire;
 
 pub use alloc::*;

@@ -420,6 +420,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
 /// [`run`], with the [`ClientHandle`] the client HTTP API serves from (make it with
 /// [`ClientHandle::new`] from the same config, and mount [`crate::http::client_router`]
 /// before calling this).
+// Long on purpose: the agent's whole life in the order it happens (fingerprint, restore,
+// register, heartbeat and watch, shut down); each step is one call.
 pub async fn run_with(
     config: AgentConfig,
     shutdown: CancellationToken,

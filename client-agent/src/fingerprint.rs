@@ -166,6 +166,8 @@ pub fn computed_class(node: &Node) -> String {
 }
 
 /// Fingerprints this machine into a Node with status `initializing`.
+// Long but flat: one line per attribute in Nomad's names, then the node built from them;
+// split up, the list would be harder to check against Nomad's.
 pub async fn fingerprint(config: &AgentConfig, drivers: &Drivers) -> anyhow::Result<Node> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;

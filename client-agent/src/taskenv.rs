@@ -44,6 +44,8 @@ impl TaskEnv {
 
     /// Builds the environment of `task` of `alloc` on `node`: its directories as the
     /// driver's isolation shows them to the task, and its group's ports.
+    // Long but flat: one line per variable Nomad sets; split up, the list would be harder
+    // to check against Nomad's runtime environment docs.
     pub fn build_with(
         node: &Node,
         alloc: &Allocation,

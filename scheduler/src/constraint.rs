@@ -3,6 +3,7 @@
 //! Shared by the constraint checker (feasibility) and the affinity and spread scorers
 //! (ranking), which read node values the same way.
 
+use crate::regex::Regex;
 use api::{Constraint, Node};
 use std::cmp::Ordering;
 
@@ -50,6 +51,39 @@ pub fn constraint_holds(constraint: &Constraint, node: &Node) -> bool {
     operator_holds(&constraint.operand, left, right)
 }
 
+/// An operator about to be applied to many nodes (a constraint checker or an affinity in
+/// one evaluation): a `regexp` whose pattern is a literal is compiled once here instead of
+/// once per node. Other operators and interpolated patterns go through [`operator_holds`].
+#[derive(Debug, Clone)]
+pub struct Operator {
+    operand: String,
+    /// `Some` for a `regexp` with a literal pattern: the compiled pattern, or `None` when it
+    /// does not compile (then it matches nothing, as in [`operator_holds`]).
+    literal_pattern: Option<Option<Regex>>,
+}
+
+impl Operator {
+    pub fn new(operand: &str, r_target: &str) -> Operator {
+        let is_literal = !(r_target.starts_with("${") && r_target.ends_with('}'));
+        let literal_pattern =
+            (operand == "regexp" && is_literal).then(|| Regex::new(r_target).ok());
+        Operator {
+            operand: operand.to_string(),
+            literal_pattern,
+        }
+    }
+
+    /// [`operator_holds`] with this operator.
+    pub fn holds(&self, left: Option<&str>, right: Option<&str>) -> bool {
+        match &self.literal_pattern {
+            Some(pattern) => {
+                left.is_some_and(|l| pattern.as_ref().is_some_and(|re| re.is_match(l)))
+            }
+            None => operator_holds(&self.operand, left, right),
+        }
+    }
+}
+
 /// Applies `operand` to the resolved left and right values.
 pub fn operator_holds(operand: &str, left: Option<&str>, right: Option<&str>) -> bool {
     match operand {
@@ -68,9 +102,7 @@ pub fn operator_holds(operand: &str, left: Option<&str>, right: Option<&str>) ->
             }
         }
         "regexp" => match (left, right) {
-            (Some(l), Some(pattern)) => crate::regex::Regex::new(pattern)
-                .map(|re| re.is_match(l))
-                .unwrap_or(false),
+            (Some(l), Some(pattern)) => Regex::new(pattern).is_ok_and(|re| re.is_match(l)),
             _ => false,
         },
         "version" | "semver" => match (left, right) {
@@ -189,6 +221,29 @@ mod tests {
         assert!(holds("${attr.cpu.numcores}", "<=", "8"));
         assert!(holds("${attr.kernel.name}", ">", "abc")); // lexical
         assert!(!holds("${attr.nope}", "<", "5"));
+    }
+
+    #[test]
+    fn a_compiled_operator_agrees_with_operator_holds() {
+        let n = node();
+        let cases = [
+            ("${attr.kernel.name}", "regexp", "^lin"),
+            ("${attr.kernel.name}", "regexp", "^win"),
+            ("${attr.kernel.name}", "regexp", "(bad"),
+            ("${attr.nope}", "regexp", "^lin"),
+            ("linux", "regexp", "${attr.kernel.name}"),
+            ("linux", "regexp", "${attr.nope}"),
+            ("${attr.cpu.numcores}", ">=", "8"),
+            ("${meta.tags}", "set_contains", "gpu"),
+        ];
+        for (l, op, r) in cases {
+            let (left, right) = (resolve_target(l, &n), resolve_target(r, &n));
+            assert_eq!(
+                Operator::new(op, r).holds(left, right),
+                operator_holds(op, left, right),
+                "{l} {op} {r}"
+            );
+        }
     }
 
     #[test]

@@ -182,17 +182,24 @@ impl FeasibilityCheck for DriverChecker {
 #[derive(Debug, Clone)]
 pub struct ConstraintChecker {
     constraint: Constraint,
+    operator: constraint::Operator,
 }
 
 impl ConstraintChecker {
     pub fn new(constraint: Constraint) -> Self {
-        ConstraintChecker { constraint }
+        let operator = constraint::Operator::new(&constraint.operand, &constraint.r_target);
+        ConstraintChecker {
+            constraint,
+            operator,
+        }
     }
 }
 
 impl FeasibilityCheck for ConstraintChecker {
     fn check(&self, node: &Node) -> Result<(), String> {
-        if constraint::constraint_holds(&self.constraint, node) {
+        let left = constraint::resolve_target(&self.constraint.l_target, node);
+        let right = constraint::resolve_target(&self.constraint.r_target, node);
+        if self.operator.holds(left, right) {
             Ok(())
         } else {
             Err(constraint::describe(&self.constraint))

@@ -4,7 +4,7 @@
 //! `None` when it has nothing to say about the node. The final score is the mean of the
 //! scores that were given, as in Nomad, so a scorer that abstains does not dilute the rest.
 
-use crate::constraint::{operator_holds, resolve_target};
+use crate::constraint::{resolve_target, Operator};
 use crate::usage::{Ask, NodeUsage};
 use crate::Algorithm;
 use api::{Affinity, Job, Node, Spread, TaskGroup};
@@ -88,19 +88,32 @@ impl ReschedulePenaltyScorer {
 /// over the sum of all weights.
 #[derive(Debug, Clone, Default)]
 pub struct AffinityScorer {
-    pub affinities: Vec<Affinity>,
+    affinities: Vec<Affinity>,
+    /// One per affinity, in order (a literal `regexp` pattern compiled once).
+    operators: Vec<Operator>,
 }
 
 impl AffinityScorer {
-    pub fn for_group(job: &Job, group: &TaskGroup) -> Self {
-        let affinities = job
-            .affinities
+    pub fn new(affinities: Vec<Affinity>) -> Self {
+        let operators = affinities
             .iter()
-            .chain(group.affinities.iter())
-            .chain(group.tasks.iter().flat_map(|t| t.affinities.iter()))
-            .cloned()
+            .map(|a| Operator::new(&a.operand, &a.r_target))
             .collect();
-        AffinityScorer { affinities }
+        AffinityScorer {
+            affinities,
+            operators,
+        }
+    }
+
+    pub fn for_group(job: &Job, group: &TaskGroup) -> Self {
+        AffinityScorer::new(
+            job.affinities
+                .iter()
+                .chain(group.affinities.iter())
+                .chain(group.tasks.iter().flat_map(|t| t.affinities.iter()))
+                .cloned()
+                .collect(),
+        )
     }
 
     pub fn score(&self, node: &Node, _usage: &NodeUsage) -> Option<f64> {
@@ -111,14 +124,14 @@ impl AffinityScorer {
         let matched: i64 = self
             .affinities
             .iter()
-            .filter(|a| {
-                operator_holds(
-                    &a.operand,
+            .zip(&self.operators)
+            .filter(|(a, op)| {
+                op.holds(
                     resolve_target(&a.l_target, node),
                     resolve_target(&a.r_target, node),
                 )
             })
-            .map(|a| a.weight)
+            .map(|(a, _)| a.weight)
             .sum();
         (matched != 0).then(|| matched as f64 / total_weight as f64)
     }
@@ -360,22 +373,20 @@ mod tests {
 
     #[test]
     fn affinity_is_matched_weight_over_total_weight() {
-        let scorer = AffinityScorer {
-            affinities: vec![
-                Affinity {
-                    l_target: "${node.class}".into(),
-                    r_target: "large".into(),
-                    operand: "=".into(),
-                    weight: 75,
-                },
-                Affinity {
-                    l_target: "${node.datacenter}".into(),
-                    r_target: "dc2".into(),
-                    operand: "=".into(),
-                    weight: -25,
-                },
-            ],
-        };
+        let scorer = AffinityScorer::new(vec![
+            Affinity {
+                l_target: "${node.class}".into(),
+                r_target: "large".into(),
+                operand: "=".into(),
+                weight: 75,
+            },
+            Affinity {
+                l_target: "${node.datacenter}".into(),
+                r_target: "dc2".into(),
+                operand: "=".into(),
+                weight: -25,
+            },
+        ]);
         let mut node = mock::node("n1");
         assert_eq!(scorer.score(&node, &NodeUsage::default()), None);
         node.node_class = "large".into();

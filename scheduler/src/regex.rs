@@ -1,320 +1,115 @@
-//! A small backtracking regular-expression matcher for the `regexp` constraint operator.
+//! The `regexp` constraint operator's patterns, compiled by the `regex` crate.
 //!
-//! Constraint patterns are short (`^linux$`, `(amd64|arm64)`, `^\d+\.\d+`) and the inputs
-//! are node attributes, so a tiny matcher is enough and keeps the scheduler free of a
-//! regex dependency. Supported: literals, `.`, `[...]` classes with ranges and negation,
-//! `\d \w \s` (and their negations), escapes, `^ $`, groups `(...)` / `(?:...)`,
-//! alternation `|`, and the quantifiers `* + ? {n} {n,} {n,m}` (a trailing lazy `?` is
-//! accepted; it does not change whether a string matches). Matching is unanchored, like
-//! Go's `MatchString`.
+//! Nomad evaluates `regexp` with Go's RE2 engine; the `regex` crate implements the same
+//! syntax family with the same guarantee: matching time is linear in the input, whatever
+//! the pattern, so a job's pattern cannot stall a scheduling worker. Matching is unanchored,
+//! like Go's `MatchString`. Perl classes (`\d`, `\w`, `\s`) and `\b` are ASCII-only, as in
+//! RE2, while `.` and literals work on Unicode characters.
+
+/// The largest compiled program a pattern may produce. Node-attribute patterns are tiny; this
+/// keeps a hostile `(x{1000}){1000}` from costing the scheduler memory and time to compile.
+const SIZE_LIMIT: usize = 1 << 20;
 
 /// A compiled pattern.
 #[derive(Debug, Clone)]
-pub struct Regex {
-    root: Node,
-}
-
-#[derive(Debug, Clone)]
-enum Node {
-    Empty,
-    Char(char),
-    Any,
-    Class {
-        items: Vec<ClassItem>,
-        negated: bool,
-    },
-    Start,
-    End,
-    Concat(Vec<Node>),
-    Alt(Vec<Node>),
-    Repeat {
-        node: Box<Node>,
-        min: u32,
-        max: Option<u32>,
-    },
-}
-
-#[derive(Debug, Clone)]
-enum ClassItem {
-    Range(char, char),
-    Shorthand { kind: char, negated: bool },
-}
-
-impl ClassItem {
-    fn matches(&self, c: char) -> bool {
-        match *self {
-            ClassItem::Range(lo, hi) => lo <= c && c <= hi,
-            ClassItem::Shorthand { kind, negated } => shorthand_matches(kind, c) != negated,
-        }
-    }
-}
-
-fn shorthand_matches(kind: char, c: char) -> bool {
-    match kind {
-        'd' => c.is_ascii_digit(),
-        'w' => c.is_ascii_alphanumeric() || c == '_',
-        's' => c.is_whitespace(),
-        _ => false,
-    }
-}
+pub struct Regex(regex::Regex);
 
 impl Regex {
     /// Compiles `pattern`; an error is a sentence saying what is wrong with it.
     pub fn new(pattern: &str) -> Result<Regex, String> {
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut parser = Parser { chars, pos: 0 };
-        let root = parser.alternation()?;
-        if parser.pos < parser.chars.len() {
-            return Err(format!(
-                "unexpected {:?} at offset {} in {pattern:?}",
-                parser.chars[parser.pos], parser.pos
-            ));
-        }
-        Ok(Regex { root })
+        regex::RegexBuilder::new(&ascii_perl_classes(pattern))
+            .size_limit(SIZE_LIMIT)
+            .build()
+            .map(Regex)
+            .map_err(|e| match e {
+                regex::Error::CompiledTooBig(limit) => format!(
+                    "the regexp {pattern:?} compiles to more than {limit} bytes; \
+                     use a shorter pattern or fewer repetitions"
+                ),
+                other => format!("the regexp {pattern:?} is not valid: {other}"),
+            })
     }
 
     /// Whether the pattern matches anywhere in `text`.
     pub fn is_match(&self, text: &str) -> bool {
-        let chars: Vec<char> = text.chars().collect();
-        (0..=chars.len()).any(|start| match_node(&self.root, &chars, start, &mut |_| true))
+        self.0.is_match(text)
     }
 }
 
-struct Parser {
-    chars: Vec<char>,
-    pos: usize,
-}
-
-impl Parser {
-    fn peek(&self) -> Option<char> {
-        self.chars.get(self.pos).copied()
-    }
-
-    fn alternation(&mut self) -> Result<Node, String> {
-        let mut branches = vec![self.concat()?];
-        while self.peek() == Some('|') {
-            self.pos += 1;
-            branches.push(self.concat()?);
-        }
-        Ok(if branches.len() == 1 {
-            branches.pop().unwrap_or(Node::Empty)
-        } else {
-            Node::Alt(branches)
-        })
-    }
-
-    fn concat(&mut self) -> Result<Node, String> {
-        let mut items = Vec::new();
-        while let Some(c) = self.peek() {
-            if c == '|' || c == ')' {
-                break;
-            }
-            let atom = self.atom()?;
-            items.push(self.quantified(atom)?);
-        }
-        Ok(Node::Concat(items))
-    }
-
-    fn atom(&mut self) -> Result<Node, String> {
-        let c = self.peek().ok_or("unexpected end of pattern")?;
-        self.pos += 1;
-        Ok(match c {
-            '.' => Node::Any,
-            '^' => Node::Start,
-            '$' => Node::End,
-            '(' => {
-                if self.chars[self.pos..].starts_with(&['?', ':']) {
-                    self.pos += 2;
-                }
-                let inner = self.alternation()?;
-                if self.peek() != Some(')') {
-                    return Err("missing closing parenthesis".into());
-                }
-                self.pos += 1;
-                inner
-            }
-            '[' => self.class()?,
-            '\\' => match self.escape()? {
-                Escaped::Literal(c) => Node::Char(c),
-                Escaped::Shorthand { kind, negated } => Node::Class {
-                    items: vec![ClassItem::Shorthand {
-                        kind,
-                        negated: false,
-                    }],
-                    negated,
-                },
-            },
-            '*' | '+' | '?' => return Err(format!("nothing to repeat before {c:?}")),
-            c => Node::Char(c),
-        })
-    }
-
-    fn escape(&mut self) -> Result<Escaped, String> {
-        let c = self.peek().ok_or("pattern ends with a backslash")?;
-        self.pos += 1;
-        Ok(match c {
-            'd' | 'w' | 's' => Escaped::Shorthand {
-                kind: c,
-                negated: false,
-            },
-            'D' | 'W' | 'S' => Escaped::Shorthand {
-                kind: c.to_ascii_lowercase(),
-                negated: true,
-            },
-            'n' => Escaped::Literal('\n'),
-            't' => Escaped::Literal('\t'),
-            c => Escaped::Literal(c),
-        })
-    }
-
-    fn class(&mut self) -> Result<Node, String> {
-        let negated = self.peek() == Some('^');
-        if negated {
-            self.pos += 1;
-        }
-        let mut items = Vec::new();
-        let mut first = true;
-        loop {
-            let c = self.peek().ok_or("missing closing bracket")?;
-            self.pos += 1;
-            if c == ']' && !first {
-                break;
-            }
-            first = false;
-            let lo = match c {
-                '\\' => match self.escape()? {
-                    Escaped::Literal(c) => c,
-                    Escaped::Shorthand { kind, negated } => {
-                        items.push(ClassItem::Shorthand { kind, negated });
+/// Rewrites `\d \w \s` (and their negations) into ASCII classes and `\b \B` into their
+/// ASCII forms, so they mean what RE2 means by them; the `regex` crate's are Unicode-aware.
+/// Inside `[...]` the classes are spliced in as ranges (or nested negated classes). Everything
+/// else is passed through untouched, so syntax errors are reported by the crate.
+fn ascii_perl_classes(pattern: &str) -> String {
+    const DIGIT: &str = "0-9";
+    const WORD: &str = "0-9A-Za-z_";
+    const SPACE: &str = r"\t\n\x0C\r ";
+    let mut out = String::with_capacity(pattern.len() + 16);
+    // Class nesting depth as the `regex` crate parses it, and whether the previous token
+    // opened a class (a `]` right after `[` or `[^` is a literal).
+    let mut depth = 0usize;
+    let mut just_opened = false;
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        let opened = just_opened;
+        just_opened = false;
+        match c {
+            '\\' => {
+                let Some(k) = chars.next() else {
+                    out.push('\\');
+                    break;
+                };
+                let (set, negated) = match k {
+                    'd' | 'D' => (DIGIT, k == 'D'),
+                    'w' | 'W' => (WORD, k == 'W'),
+                    's' | 'S' => (SPACE, k == 'S'),
+                    'b' | 'B' if depth == 0 => {
+                        out.push_str("(?-u:\\");
+                        out.push(k);
+                        out.push(')');
                         continue;
                     }
-                },
-                c => c,
-            };
-            let is_range = self.peek() == Some('-') && self.chars.get(self.pos + 1) != Some(&']');
-            if is_range && self.pos + 1 < self.chars.len() {
-                self.pos += 1;
-                let mut hi = self.chars[self.pos];
-                self.pos += 1;
-                if hi == '\\' {
-                    match self.escape()? {
-                        Escaped::Literal(c) => hi = c,
-                        Escaped::Shorthand { .. } => return Err("bad range in class".into()),
+                    _ => {
+                        out.push('\\');
+                        out.push(k);
+                        continue;
                     }
+                };
+                let bang = if negated { "^" } else { "" };
+                if depth > 0 && !negated {
+                    out.push_str(set);
+                } else {
+                    out.push_str(&format!("[{bang}{set}]"));
                 }
-                if hi < lo {
-                    return Err(format!("range {lo}-{hi} is out of order"));
+            }
+            '[' => {
+                // `[:alpha:]` inside a class is a POSIX class, not a nested one.
+                if depth > 0 && chars.peek() == Some(&':') {
+                    out.push('[');
+                    for p in chars.by_ref() {
+                        out.push(p);
+                        if p == ']' {
+                            break;
+                        }
+                    }
+                    continue;
                 }
-                items.push(ClassItem::Range(lo, hi));
-            } else {
-                items.push(ClassItem::Range(lo, lo));
+                out.push('[');
+                depth += 1;
+                just_opened = true;
+                if chars.peek() == Some(&'^') {
+                    out.push('^');
+                    chars.next();
+                }
             }
-        }
-        Ok(Node::Class { items, negated })
-    }
-
-    fn quantified(&mut self, atom: Node) -> Result<Node, String> {
-        let (min, max) = match self.peek() {
-            Some('*') => self.single(0, None),
-            Some('+') => self.single(1, None),
-            Some('?') => self.single(0, Some(1)),
-            Some('{') => match self.counted()? {
-                Some(bounds) => bounds,
-                None => return Ok(atom),
-            },
-            _ => return Ok(atom),
-        };
-        if self.peek() == Some('?') {
-            self.pos += 1; // lazy marker: same match/no-match answer
-        }
-        Ok(Node::Repeat {
-            node: Box::new(atom),
-            min,
-            max,
-        })
-    }
-
-    fn single(&mut self, min: u32, max: Option<u32>) -> (u32, Option<u32>) {
-        self.pos += 1;
-        (min, max)
-    }
-
-    /// Parses `{n}`, `{n,}` or `{n,m}`; a brace that does not start one is a literal.
-    fn counted(&mut self) -> Result<Option<(u32, Option<u32>)>, String> {
-        let rest: String = self.chars[self.pos..].iter().collect();
-        let Some(close) = rest.find('}') else {
-            return Ok(None);
-        };
-        let body = &rest[1..close];
-        let parse = |s: &str| s.trim().parse::<u32>().ok();
-        let bounds = match body.split_once(',') {
-            None => parse(body).map(|n| (n, Some(n))),
-            Some((lo, "")) => parse(lo).map(|n| (n, None)),
-            Some((lo, hi)) => parse(lo).zip(parse(hi)).map(|(a, b)| (a, Some(b))),
-        };
-        match bounds {
-            Some((lo, Some(hi))) if hi < lo => Err(format!("bad repeat {{{body}}}")),
-            Some(b) => {
-                self.pos += rest[..=close].chars().count();
-                Ok(Some(b))
+            ']' if depth > 0 && !opened => {
+                out.push(']');
+                depth -= 1;
             }
-            None => Ok(None),
+            _ => out.push(c),
         }
     }
-}
-
-enum Escaped {
-    Literal(char),
-    Shorthand { kind: char, negated: bool },
-}
-
-/// Continuation-passing backtracking: `k` is called with each position where `node` can
-/// end a match starting at `pos`, until it returns true.
-fn match_node(node: &Node, text: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match node {
-        Node::Empty => k(pos),
-        Node::Char(c) => text.get(pos) == Some(c) && k(pos + 1),
-        Node::Any => text.get(pos).is_some_and(|&c| c != '\n') && k(pos + 1),
-        Node::Class { items, negated } => {
-            text.get(pos)
-                .is_some_and(|&c| items.iter().any(|i| i.matches(c)) != *negated)
-                && k(pos + 1)
-        }
-        Node::Start => pos == 0 && k(pos),
-        Node::End => pos == text.len() && k(pos),
-        Node::Concat(items) => match_seq(items, text, pos, k),
-        Node::Alt(branches) => branches.iter().any(|b| match_node(b, text, pos, k)),
-        Node::Repeat { node, min, max } => match_repeat(node, *min, *max, 0, text, pos, k),
-    }
-}
-
-fn match_seq(items: &[Node], text: &[char], pos: usize, k: &mut dyn FnMut(usize) -> bool) -> bool {
-    match items.split_first() {
-        None => k(pos),
-        Some((first, rest)) => match_node(first, text, pos, &mut |p| match_seq(rest, text, p, k)),
-    }
-}
-
-fn match_repeat(
-    node: &Node,
-    min: u32,
-    max: Option<u32>,
-    count: u32,
-    text: &[char],
-    pos: usize,
-    k: &mut dyn FnMut(usize) -> bool,
-) -> bool {
-    if max.is_some_and(|m| count >= m) {
-        return k(pos);
-    }
-    // Greedy: try one more repetition first; an empty repetition past `min` would loop.
-    let more = match_node(node, text, pos, &mut |p| {
-        if p == pos && count >= min {
-            return false;
-        }
-        match_repeat(node, min, max, count + 1, text, p, k)
-    });
-    more || (count >= min && k(pos))
+    out
 }
 
 #[cfg(test)]
@@ -341,6 +136,25 @@ mod tests {
         assert!(!m("^[^a-c]+$", "xxa"));
         assert!(m(r"^[\w-]+$", "node-01_a"));
         assert!(m(r"^\S+\s\S+$", "a b"));
+        assert!(m(r"^[^\d]+$", "abc"));
+        assert!(!m(r"^[^\d]+$", "a1c"));
+        assert!(m(r"^[\D]+$", "abc"));
+        assert!(m(r"^[]a]+$", "a]a"));
+        assert!(m(r"^[[:alpha:]\d]+$", "ab12"));
+        assert!(m(r"\bfoo\b", "a foo b"));
+        assert!(!m(r"\bfoo\b", "afoo"));
+    }
+
+    #[test]
+    fn perl_classes_are_ascii_like_re2_but_dot_is_a_character() {
+        // Arabic-Indic three, a non-breaking space and an accented letter.
+        assert!(!m(r"^\d$", "\u{663}"));
+        assert!(m(r"^\D$", "\u{663}"));
+        assert!(!m(r"^\s$", "\u{a0}"));
+        assert!(!m(r"^\w$", "é"));
+        assert!(m(r"^[\W]$", "é"));
+        assert!(m("^.$", "é"));
+        assert!(m("^é+$", "éé"));
     }
 
     #[test]
@@ -362,5 +176,21 @@ mod tests {
         assert!(Regex::new("*a").is_err());
         assert!(Regex::new("[abc").is_err());
         assert!(Regex::new("abc)").is_err());
+        assert!(Regex::new(r"abc\").is_err());
+    }
+
+    #[test]
+    fn a_pattern_that_compiles_too_big_is_refused_with_a_sentence() {
+        let err = Regex::new("((a{100}){100}){100}").unwrap_err();
+        assert!(err.contains("compiles to more than"), "{err}");
+    }
+
+    #[test]
+    fn catastrophic_backtracking_patterns_match_in_linear_time() {
+        // A backtracking matcher takes 2^n steps here; this returns at once.
+        let text = format!("{}b", "a".repeat(4096));
+        assert!(!m("^(a|a)*$", &text));
+        assert!(!m("^(a*)*c$", &text));
+        assert!(!m("^(a+)+$", &text));
     }
 }

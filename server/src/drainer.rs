@@ -152,17 +152,8 @@ fn eval_for(
 ) -> Option<Evaluation> {
     let job = state.job(ns, job_id)?;
     Some(Evaluation {
-        id: api::new_id(),
-        namespace: ns.to_string(),
-        priority: job.priority,
-        eval_type: job.job_type.clone(),
-        triggered_by: "node-drain".into(),
-        job_id: job_id.to_string(),
         node_id: node_id.to_string(),
-        status: api::EVAL_STATUS_PENDING.into(),
-        create_time: now,
-        modify_time: now,
-        ..Default::default()
+        ..Evaluation::new_for_job(&job, "node-drain", now, api::new_id())
     })
 }
 
@@ -171,7 +162,7 @@ pub async fn run_once(server: &Arc<Server>) {
     let state = server.snapshot();
     let now = now_nanos();
     let draining: Vec<Arc<Node>> = state
-        .nodes
+        .node_table()
         .values()
         .filter(|n| n.drain_strategy.is_some())
         .cloned()
@@ -287,7 +278,7 @@ mod tests {
         let web = job("web", "service", 2);
         let mut s = StateStore::default();
         for i in 0..6 {
-            s.put_alloc(alloc(&format!("a{i}"), "n1", &web));
+            crate::fsm::test_put_alloc(&mut s, alloc(&format!("a{i}"), "n1", &web));
         }
         let node = draining(3600, 0);
         let step = plan_drain(&s, &node, 0);
@@ -295,23 +286,23 @@ mod tests {
         assert!(!step.complete);
         // Flagged and replaced, replacement not yet healthy: nothing more moves.
         for id in &step.migrate {
-            let mut a = (*s.allocs[id]).clone();
+            let mut a = (*s.alloc_table()[id]).clone();
             a.desired_transition.migrate = Some(true);
             a.desired_status = "stop".into();
             a.client_status = "complete".into();
-            s.put_alloc(a);
+            crate::fsm::test_put_alloc(&mut s, a);
             let mut r = alloc(&format!("r-{id}"), "n2", &web);
             r.previous_allocation = id.clone();
-            s.put_alloc(r);
+            crate::fsm::test_put_alloc(&mut s, r);
         }
         assert!(plan_drain(&s, &node, 0).migrate.is_empty());
         // One replacement turns healthy: one more may go.
-        let mut r = (*s.allocs["r-a0"]).clone();
+        let mut r = (*s.alloc_table()["r-a0"]).clone();
         r.deployment_status = Some(api::AllocDeploymentStatus {
             healthy: Some(true),
             ..Default::default()
         });
-        s.put_alloc(r);
+        crate::fsm::test_put_alloc(&mut s, r);
         assert_eq!(plan_drain(&s, &node, 0).migrate.len(), 1);
     }
 
@@ -321,15 +312,15 @@ mod tests {
         let sys = job("sys", "system", 1);
         let bat = job("bat", "batch", 1);
         let mut s = StateStore::default();
-        s.put_alloc(alloc("w", "n1", &web));
-        s.put_alloc(alloc("s", "n1", &sys));
-        s.put_alloc(alloc("b", "n1", &bat));
+        crate::fsm::test_put_alloc(&mut s, alloc("w", "n1", &web));
+        crate::fsm::test_put_alloc(&mut s, alloc("s", "n1", &sys));
+        crate::fsm::test_put_alloc(&mut s, alloc("b", "n1", &bat));
         let node = draining(3600, 1_000);
         assert_eq!(plan_drain(&s, &node, 0).migrate, vec!["w".to_string()]);
-        let mut w = (*s.allocs["w"]).clone();
+        let mut w = (*s.alloc_table()["w"]).clone();
         w.client_status = "complete".into();
         w.desired_status = "stop".into();
-        s.put_alloc(w);
+        crate::fsm::test_put_alloc(&mut s, w);
         // The batch alloc still runs: system waits too.
         assert!(plan_drain(&s, &node, 0).migrate.is_empty());
         // At the deadline everything left goes.
@@ -344,11 +335,11 @@ mod tests {
         let mut s = StateStore::default();
         let mut a = alloc("w", "n1", &web);
         a.desired_status = "stop".into();
-        s.put_alloc(a.clone());
+        crate::fsm::test_put_alloc(&mut s, a.clone());
         let node = draining(-1, 0);
         assert!(!plan_drain(&s, &node, 0).complete);
         a.client_status = "complete".into();
-        s.put_alloc(a);
+        crate::fsm::test_put_alloc(&mut s, a);
         assert!(plan_drain(&s, &node, 0).complete);
     }
 }

@@ -56,7 +56,7 @@ impl Heartbeats {
         let deadline = Instant::now() + self.ttl + self.grace;
         let mut g = self.lock();
         g.clear();
-        for n in state.nodes.values() {
+        for n in state.node_table().values() {
             // A disconnected node's fate is in its allocations' windows, not in a TTL.
             if n.status != api::NODE_STATUS_DOWN && n.status != api::NODE_STATUS_DISCONNECTED {
                 g.insert(n.id.clone(), deadline);
@@ -109,7 +109,7 @@ pub fn disconnect_window(alloc: &api::Allocation) -> Option<i64> {
 /// window become `unknown`) when it runs any such allocation, `down` otherwise. `None`
 /// when the node is gone or already down or disconnected.
 pub fn missed_heartbeat(state: &StateStore, node_id: &str) -> Option<NodeStatusDecision> {
-    let node = state.nodes.get(node_id)?;
+    let node = state.node_table().get(node_id)?;
     if node.status == api::NODE_STATUS_DOWN || node.status == api::NODE_STATUS_DISCONNECTED {
         return None;
     }
@@ -192,7 +192,7 @@ pub fn node_evals(state: &StateStore, node_id: &str, now: i64) -> Vec<api::Evalu
         }
     }
     // System jobs must cover a node that (re)appears.
-    for j in state.jobs.values() {
+    for j in state.job_table().values() {
         if j.job_type == api::JOB_TYPE_SYSTEM || j.job_type == api::JOB_TYPE_SYSBATCH {
             jobs.insert((j.ns().to_string(), j.id.clone()));
         }
@@ -200,18 +200,10 @@ pub fn node_evals(state: &StateStore, node_id: &str, now: i64) -> Vec<api::Evalu
     jobs.into_iter()
         .filter_map(|(ns, id)| {
             let job = state.job(&ns, &id)?;
+            let trigger = api::TRIGGER_NODE_UPDATE;
             Some(api::Evaluation {
-                id: api::new_id(),
-                namespace: ns,
-                priority: job.priority,
-                eval_type: job.job_type.clone(),
-                triggered_by: api::TRIGGER_NODE_UPDATE.into(),
-                job_id: id,
                 node_id: node_id.to_string(),
-                status: api::EVAL_STATUS_PENDING.into(),
-                create_time: now,
-                modify_time: now,
-                ..Default::default()
+                ..api::Evaluation::new_for_job(&job, trigger, now, api::new_id())
             })
         })
         .collect()
@@ -221,7 +213,7 @@ pub fn node_evals(state: &StateStore, node_id: &str, now: i64) -> Vec<api::Evalu
 pub async fn expire(server: &Arc<Server>) {
     for node_id in server.heartbeats.take_expired() {
         let state = server.snapshot();
-        let Some(node) = state.nodes.get(&node_id) else {
+        let Some(node) = state.node_table().get(&node_id) else {
             continue;
         };
         let Some(decision) = missed_heartbeat(&state, &node_id) else {
@@ -255,7 +247,7 @@ pub async fn expire_disconnects(server: &Arc<Server>) {
     let state = server.snapshot();
     let now = now_nanos();
     let due: Vec<_> = state
-        .nodes
+        .node_table()
         .values()
         .filter(|n| n.status == api::NODE_STATUS_DISCONNECTED)
         .filter_map(|n| Some((n.id.clone(), disconnect_expiry(&state, n, now)?)))
@@ -300,9 +292,9 @@ mod tests {
         let mut s = StateStore::default();
         let node = mock::node("n1");
         for j in jobs {
-            s.put_alloc(mock::alloc(j, "web", 0, &node));
+            crate::fsm::test_put_alloc(&mut s, mock::alloc(j, "web", 0, &node));
         }
-        s.nodes.insert(node.id.clone(), Arc::new(node));
+        crate::fsm::test_put_node(&mut s, node);
         s
     }
 
@@ -312,7 +304,7 @@ mod tests {
 
     /// Applies a decision for `n1` as the leader would, at `now`.
     fn commit(s: &mut StateStore, index: u64, d: NodeStatusDecision, now: i64) {
-        let if_status = Some(s.nodes["n1"].status.clone());
+        let if_status = Some(s.node_table()["n1"].status.clone());
         apply(
             s,
             index,
@@ -348,9 +340,9 @@ mod tests {
         let mut s = state_with(&[without, system]);
         // A finished alloc of a group with a window does not hold the node either.
         let done = job("done", api::JOB_TYPE_BATCH, Some(30));
-        let mut a = mock::alloc(&done, "web", 0, &s.nodes["n1"]);
+        let mut a = mock::alloc(&done, "web", 0, &s.node_table()["n1"]);
         a.client_status = api::ALLOC_CLIENT_COMPLETE.into();
-        s.put_alloc(a);
+        crate::fsm::test_put_alloc(&mut s, a);
         let d = missed_heartbeat(&s, "n1").unwrap();
         assert_eq!(d.status, api::NODE_STATUS_DOWN);
         assert!(d.alloc_updates.is_empty());
@@ -360,9 +352,9 @@ mod tests {
     fn nodes_already_down_or_disconnected_are_left_to_their_windows() {
         let mut s = state_with(&[job("with", api::JOB_TYPE_SERVICE, Some(30))]);
         for status in [api::NODE_STATUS_DOWN, api::NODE_STATUS_DISCONNECTED] {
-            let mut n = (*s.nodes["n1"]).clone();
+            let mut n = (*s.node_table()["n1"]).clone();
             n.status = status.into();
-            s.nodes.insert("n1".into(), Arc::new(n));
+            crate::fsm::test_put_node(&mut s, n);
             assert_eq!(missed_heartbeat(&s, "n1"), None);
         }
         assert_eq!(missed_heartbeat(&s, "gone"), None);
@@ -375,10 +367,10 @@ mod tests {
         let t0 = 1_700_000_000 * SECOND + SECOND / 2;
         let d = missed_heartbeat(&s, "n1").unwrap();
         commit(&mut s, 2, d, t0);
-        let node = s.nodes["n1"].clone();
+        let node = s.node_table()["n1"].clone();
         assert_eq!(node.status, api::NODE_STATUS_DISCONNECTED);
         assert_eq!(
-            s.allocs[&alloc_id(&with)].client_status,
+            s.alloc_table()[&alloc_id(&with)].client_status,
             api::ALLOC_CLIENT_UNKNOWN
         );
 
@@ -390,13 +382,13 @@ mod tests {
         assert_eq!(d.alloc_updates.len(), 1);
         assert_eq!(d.alloc_updates[0].client_status, api::ALLOC_CLIENT_LOST);
         commit(&mut s, 3, d, t0 + 31 * SECOND);
-        assert_eq!(s.nodes["n1"].status, api::NODE_STATUS_DOWN);
+        assert_eq!(s.node_table()["n1"].status, api::NODE_STATUS_DOWN);
         assert_eq!(
-            s.allocs[&alloc_id(&with)].client_status,
+            s.alloc_table()[&alloc_id(&with)].client_status,
             api::ALLOC_CLIENT_LOST
         );
         assert_eq!(
-            disconnect_expiry(&s, &s.nodes["n1"], t0 + 60 * SECOND),
+            disconnect_expiry(&s, &s.node_table()["n1"], t0 + 60 * SECOND),
             None
         );
     }
@@ -411,20 +403,23 @@ mod tests {
         assert_eq!(d.alloc_updates.len(), 2);
         commit(&mut s, 2, d, t0);
 
-        let node = s.nodes["n1"].clone();
+        let node = s.node_table()["n1"].clone();
         let d = disconnect_expiry(&s, &node, t0 + 10 * SECOND).unwrap();
         assert_eq!(d.status, api::NODE_STATUS_DISCONNECTED);
         assert_eq!(d.alloc_updates.len(), 1);
         assert_eq!(d.alloc_updates[0].id, alloc_id(&short));
         commit(&mut s, 3, d, t0 + 10 * SECOND);
         // Only the allocation changed: the node keeps its disconnect time.
-        assert_eq!(s.nodes["n1"].status_updated_at, node.status_updated_at);
         assert_eq!(
-            s.allocs[&alloc_id(&long)].client_status,
+            s.node_table()["n1"].status_updated_at,
+            node.status_updated_at
+        );
+        assert_eq!(
+            s.alloc_table()[&alloc_id(&long)].client_status,
             api::ALLOC_CLIENT_UNKNOWN
         );
 
-        let d = disconnect_expiry(&s, &s.nodes["n1"], t0 + 62 * SECOND).unwrap();
+        let d = disconnect_expiry(&s, &s.node_table()["n1"], t0 + 62 * SECOND).unwrap();
         assert_eq!(d.status, api::NODE_STATUS_DOWN);
         assert_eq!(d.alloc_updates[0].id, alloc_id(&long));
     }
@@ -435,11 +430,11 @@ mod tests {
         let mut s = state_with(std::slice::from_ref(&with));
         let d = missed_heartbeat(&s, "n1").unwrap();
         commit(&mut s, 2, d, SECOND);
-        let late = disconnect_expiry(&s, &s.nodes["n1"], 10 * SECOND).unwrap();
+        let late = disconnect_expiry(&s, &s.node_table()["n1"], 10 * SECOND).unwrap();
         // The node heartbeats and its client reports before the decision commits.
-        let mut n = (*s.nodes["n1"]).clone();
+        let mut n = (*s.node_table()["n1"]).clone();
         n.status = api::NODE_STATUS_READY.into();
-        s.nodes.insert("n1".into(), Arc::new(n));
+        crate::fsm::test_put_node(&mut s, n);
         apply(
             &mut s,
             3,
@@ -453,9 +448,9 @@ mod tests {
             },
             &mut Effects::default(),
         );
-        assert_eq!(s.nodes["n1"].status, api::NODE_STATUS_READY);
+        assert_eq!(s.node_table()["n1"].status, api::NODE_STATUS_READY);
         assert_eq!(
-            s.allocs[&alloc_id(&with)].client_status,
+            s.alloc_table()[&alloc_id(&with)].client_status,
             api::ALLOC_CLIENT_UNKNOWN
         );
     }

@@ -11,6 +11,7 @@ pub mod drainer;
 pub mod fsm;
 pub mod heartbeat;
 pub mod http;
+mod leader;
 pub mod plan_apply;
 pub mod raft;
 pub mod state;
@@ -207,7 +208,6 @@ pub struct Server {
     /// Snapshots received from a leader and installed (a lagging follower catching up).
     pub snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
     log_store: LogStore,
-    db: sled::Db,
 }
 
 /// Connects the FSM's apply hook to the broker without a reference cycle.
@@ -329,7 +329,7 @@ impl Server {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let s = rx.borrow_and_update().clone();
-            if s.index >= index {
+            if s.index() >= index {
                 return s;
             }
             if tokio::time::timeout_at(deadline, rx.changed())
@@ -440,7 +440,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
     }
     tracing::info!("server shutting down");
     let _ = server.raft.shutdown().await;
-    server.db.flush_async().await.ok();
+    server.log_store.flush().await.ok();
     res.map_err(Into::into)
 }
 
@@ -461,6 +461,43 @@ fn peer_ips(server: Arc<Server>) -> http::listen::Exempt {
 }
 
 type Listener = tokio::net::TcpListener;
+
+/// Raft timings from the server's configuration.
+fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
+    let et = config.election_timeout.as_millis() as u64;
+    let raft_config = openraft::Config {
+        cluster_name: "drover".into(),
+        heartbeat_interval: (et / 4).max(50),
+        election_timeout_min: et,
+        election_timeout_max: et * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
+        max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
+        ..Default::default()
+    }
+    .validate()?;
+    Ok(raft_config)
+}
+
+/// Bind the HTTP listener (and the Raft RPC one when it has its own port), recording the
+/// addresses actually bound (port 0 picks a free one).
+async fn bind_listeners(config: &mut ServerConfig) -> anyhow::Result<(Listener, Option<Listener>)> {
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
+    config.http_addr = listener.local_addr()?;
+    let rpc_listener = match config.rpc_addr {
+        Some(addr) if addr != config.http_addr => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for Raft RPC: {e}"))?;
+            config.rpc_addr = Some(l.local_addr()?);
+            Some(l)
+        }
+        _ => None,
+    };
+
+    Ok((listener, rpc_listener))
+}
 
 /// Open storage, start Raft and the leader's services; returns the bound listeners
 /// (HTTP, and Raft RPC when it has its own port).
@@ -496,17 +533,7 @@ pub async fn start(
         snapshots_installed.clone(),
     )?;
 
-    let et = config.election_timeout.as_millis() as u64;
-    let raft_config = openraft::Config {
-        cluster_name: "drover".into(),
-        heartbeat_interval: (et / 4).max(50),
-        election_timeout_min: et,
-        election_timeout_max: et * 2,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),
-        max_in_snapshot_log_to_keep: config.logs_kept_after_snapshot,
-        ..Default::default()
-    }
-    .validate()?;
+    let raft_config = raft_config(&config)?;
     let raft = Raft::new(
         node_id,
         Arc::new(raft_config),
@@ -519,21 +546,8 @@ pub async fn start(
     .await?;
 
     // Bind before initialising so the advertised address answers.
-    let listener = tokio::net::TcpListener::bind(config.http_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.http_addr))?;
     let mut config = config;
-    config.http_addr = listener.local_addr()?;
-    let rpc_listener = match config.rpc_addr {
-        Some(addr) if addr != config.http_addr => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for Raft RPC: {e}"))?;
-            config.rpc_addr = Some(l.local_addr()?);
-            Some(l)
-        }
-        _ => None,
-    };
+    let (listener, rpc_listener) = bind_listeners(&mut config).await?;
 
     if config.bootstrap_expect <= 1 && config.join.is_empty() && !raft.is_initialized().await? {
         let mut members = BTreeMap::new();
@@ -558,65 +572,13 @@ pub async fn start(
         last_leader_contact: std::sync::Mutex::new(None),
         snapshots_installed,
         log_store,
-        db,
     });
     tokio::spawn(plan_apply::run(server.clone(), plan_rx));
     for i in 0..server.config.workers.max(1) {
         tokio::spawn(worker::run(server.clone(), i));
     }
-    tokio::spawn(leadership_loop(server.clone()));
+    tokio::spawn(leader::leadership_loop(server.clone()));
     Ok((server, listener, rpc_listener))
-}
-
-/// Turn the leader's services on and off as leadership comes and goes.
-async fn leadership_loop(server: Arc<Server>) {
-    let mut metrics = server.raft.metrics();
-    let mut leading = false;
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut last_unblock = tokio::time::Instant::now();
-    loop {
-        tokio::select! {
-            r = metrics.changed() => if r.is_err() { return },
-            _ = tick.tick() => {}
-        }
-        let is_leader = server.is_leader();
-        if is_leader && !leading {
-            leading = true;
-            // Wait until this leader has applied everything committed before it took over.
-            let _ = server.write(Command::Noop).await;
-            establish_leadership(&server);
-        } else if !is_leader && leading {
-            leading = false;
-            tracing::info!("lost leadership");
-            server.broker.set_enabled(false);
-            server.heartbeats.clear();
-        }
-        if leading {
-            let now = now_nanos();
-            server.broker.promote_delayed(now);
-            heartbeat::expire(&server).await;
-            heartbeat::expire_disconnects(&server).await;
-            drainer::run_once(&server).await;
-            // A safety net for capacity changes the broker did not hear about.
-            if last_unblock.elapsed() > Duration::from_secs(10) {
-                last_unblock = tokio::time::Instant::now();
-                server.broker.unblock_all();
-            }
-        }
-    }
-}
-
-fn establish_leadership(server: &Arc<Server>) {
-    tracing::info!(node_id = server.node_id, "gained leadership");
-    server.broker.set_enabled(true);
-    let state = server.snapshot();
-    let now = now_nanos();
-    for e in state.evals.values() {
-        if e.status == api::EVAL_STATUS_PENDING || e.status == api::EVAL_STATUS_BLOCKED {
-            server.broker.enqueue(e.clone(), now);
-        }
-    }
-    server.heartbeats.initialize(&state);
 }
 
 #[cfg(test)]

@@ -78,6 +78,20 @@ pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, BTreeMap<Strin
     (accepted, refused)
 }
 
+fn log_refusals(eval_id: &str, accepted: usize, refusals: &BTreeMap<String, String>) {
+    for (node, why) in refusals {
+        tracing::debug!(eval_id = %eval_id, node = %node, "plan refused for a node: {why}");
+    }
+    if let Some((_, first)) = refusals.iter().next() {
+        tracing::info!(
+            eval_id = %eval_id,
+            accepted,
+            refused = refusals.len(),
+            "plan partly refused; the worker re-plans the rest: {first}"
+        );
+    }
+}
+
 async fn apply_one(
     server: &Arc<Server>,
     plan: Plan,
@@ -95,7 +109,7 @@ async fn apply_one(
             if job.is_none() {
                 job = a.job.as_deref().cloned();
             }
-            if !state.allocs.contains_key(&a.id) {
+            if !state.alloc_table().contains_key(&a.id) {
                 placed += 1;
             }
             a.job = None;
@@ -118,24 +132,12 @@ async fn apply_one(
         .collect();
     result.node_update = plan.node_update.clone();
     let complete = refusals.is_empty();
-    if !complete {
-        for (node, why) in &refusals {
-            tracing::debug!(eval_id = %plan.eval_id, node = %node, "plan refused for a node: {why}");
-        }
-        if let Some((_, first)) = refusals.iter().next() {
-            tracing::info!(
-                eval_id = %plan.eval_id,
-                accepted = accepted.len(),
-                refused = refusals.len(),
-                "plan partly refused; the worker re-plans the rest: {first}"
-            );
-        }
-    }
+    log_refusals(&plan.eval_id, accepted.len(), &refusals);
     if !complete && allocs.is_empty() && stops.is_empty() {
         // Nothing of the plan fits and nothing stops: no entry to write. The worker
         // re-plans from the state this refusal was decided on.
-        result.alloc_index = state.index;
-        result.refresh_index = state.index.max(1);
+        result.alloc_index = state.index();
+        result.refresh_index = state.index().max(1);
         result.rejected_nodes = refusals.keys().cloned().collect();
         return Ok(AppliedPlan {
             result,
@@ -304,7 +306,7 @@ mod tests {
         let first = plan(vec![alloc(&a, "a1", "n1")]);
         commit(&mut state, 2, &first, &["n1".to_string()]);
         let mut replace = plan(vec![alloc(&a, "a2", "n1")]);
-        let mut stopped = (*state.allocs["a1"]).clone();
+        let mut stopped = (*state.alloc_table()["a1"]).clone();
         stopped.desired_status = api::ALLOC_DESIRED_STOP.into();
         replace.node_update.insert("n1".into(), vec![stopped]);
         let (accepted, refused) = evaluate(&state, &replace);

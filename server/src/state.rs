@@ -99,23 +99,23 @@ impl From<StateData> for StateStore {
 #[serde(from = "StateData", into = "StateData")]
 pub struct StateStore {
     /// The Raft index of the last applied entry.
-    pub index: u64,
-    pub tables: TableIndexes,
-    pub jobs: OrdMap<JobKey, Arc<Job>>,
+    index: u64,
+    tables: TableIndexes,
+    jobs: OrdMap<JobKey, Arc<Job>>,
     /// Every version of every job, keyed `(namespace, id, version)`.
-    pub job_versions: OrdMap<(String, String, u64), Arc<Job>>,
-    pub allocs: OrdMap<String, Arc<Allocation>>,
-    pub evals: OrdMap<String, Arc<Evaluation>>,
-    pub nodes: OrdMap<String, Arc<Node>>,
+    job_versions: OrdMap<(String, String, u64), Arc<Job>>,
+    allocs: OrdMap<String, Arc<Allocation>>,
+    evals: OrdMap<String, Arc<Evaluation>>,
+    nodes: OrdMap<String, Arc<Node>>,
     /// Secondary indexes, rebuilt on snapshot restore.
-    pub allocs_by_job: OrdSet<(String, String, String)>,
-    pub allocs_by_node: OrdSet<(String, String)>,
-    pub evals_by_job: OrdSet<(String, String, String)>,
+    allocs_by_job: OrdSet<(String, String, String)>,
+    allocs_by_node: OrdSet<(String, String)>,
+    evals_by_job: OrdSet<(String, String, String)>,
 }
 
 impl StateStore {
     /// Rebuild the secondary indexes (after deserialising a snapshot).
-    pub fn reindex(&mut self) {
+    fn reindex(&mut self) {
         self.allocs_by_job = self
             .allocs
             .values()
@@ -131,6 +131,33 @@ impl StateStore {
             .values()
             .map(|e| (e.namespace.clone(), e.job_id.clone(), e.id.clone()))
             .collect();
+    }
+
+    /// The Raft index of the last applied entry.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// The index each table was last written at (what blocking queries wait on).
+    pub fn tables(&self) -> &TableIndexes {
+        &self.tables
+    }
+
+    /// The current version of every job, by `(namespace, id)`.
+    pub fn job_table(&self) -> &OrdMap<JobKey, Arc<Job>> {
+        &self.jobs
+    }
+
+    pub fn alloc_table(&self) -> &OrdMap<String, Arc<Allocation>> {
+        &self.allocs
+    }
+
+    pub fn eval_table(&self) -> &OrdMap<String, Arc<Evaluation>> {
+        &self.evals
+    }
+
+    pub fn node_table(&self) -> &OrdMap<String, Arc<Node>> {
+        &self.nodes
     }
 
     pub fn job(&self, ns: &str, id: &str) -> Option<Arc<Job>> {
@@ -176,20 +203,14 @@ impl StateStore {
             .collect()
     }
 
-    // ---- writes (FSM only) ----
-
-    pub(crate) fn put_alloc(&mut self, a: Allocation) {
-        self.allocs_by_job
-            .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
-        self.allocs_by_node
-            .insert((a.node_id.clone(), a.id.clone()));
-        self.allocs.insert(a.id.clone(), Arc::new(a));
-    }
-
-    pub(crate) fn put_eval(&mut self, e: Evaluation) {
-        self.evals_by_job
-            .insert((e.namespace.clone(), e.job_id.clone(), e.id.clone()));
-        self.evals.insert(e.id.clone(), Arc::new(e));
+    /// A copy for export (`operator snapshot save`) with each node that holds a secret
+    /// passed through `redact`; the store itself is unchanged.
+    pub fn export_with_nodes(&self, redact: impl Fn(&Node) -> Node) -> StateStore {
+        let mut out = self.clone();
+        for n in self.nodes.values().filter(|n| !n.secret_id.is_empty()) {
+            out.nodes.insert(n.id.clone(), Arc::new(redact(n)));
+        }
+        out
     }
 
     /// Allocation counts per task group and client status, as `GET /v1/job/:id/summary`.
@@ -270,6 +291,108 @@ impl StateStore {
     }
 }
 
+/// The only way to change a `StateStore`: typed writes that keep the table indexes.
+///
+/// It can be built only with a [`crate::fsm::WriteToken`], which only the FSM can make, so
+/// every state change goes through `fsm::apply` (a test in `fsm` checks that no other
+/// module names the constructor). Reads go through `Deref` to the store.
+pub struct StateWriter<'a> {
+    state: &'a mut StateStore,
+    index: u64,
+}
+
+impl<'a> StateWriter<'a> {
+    /// Start applying the Raft entry at `index`: the store's index moves to it.
+    pub fn new(state: &'a mut StateStore, index: u64, _: crate::fsm::WriteToken) -> Self {
+        state.index = index;
+        StateWriter { state, index }
+    }
+
+    /// The index of the entry being applied.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    pub fn upsert_node(&mut self, node: Node) {
+        self.state.nodes.insert(node.id.clone(), Arc::new(node));
+        self.state.tables.nodes = self.index;
+    }
+
+    pub fn upsert_alloc(&mut self, a: Allocation) {
+        let s = &mut *self.state;
+        s.allocs_by_job
+            .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
+        s.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
+        s.allocs.insert(a.id.clone(), Arc::new(a));
+        s.tables.allocs = self.index;
+    }
+
+    /// Write an evaluation and return the stored copy.
+    pub fn upsert_eval(&mut self, e: Evaluation) -> Arc<Evaluation> {
+        let s = &mut *self.state;
+        s.evals_by_job
+            .insert((e.namespace.clone(), e.job_id.clone(), e.id.clone()));
+        let e = Arc::new(e);
+        s.evals.insert(e.id.clone(), e.clone());
+        s.tables.evals = self.index;
+        e
+    }
+
+    /// Replace a job's current entry (its status, its stop flag) without a new version.
+    pub fn upsert_job(&mut self, job: Arc<Job>) {
+        self.state
+            .jobs
+            .insert((job.ns().to_string(), job.id.clone()), job);
+        self.state.tables.jobs = self.index;
+    }
+
+    /// Write a job as its current entry and as the version it carries.
+    pub fn upsert_job_version(&mut self, job: Arc<Job>) {
+        self.state.job_versions.insert(
+            (job.ns().to_string(), job.id.clone(), job.version),
+            job.clone(),
+        );
+        self.upsert_job(job);
+    }
+
+    /// Forget a job and every version of it.
+    pub fn delete_job(&mut self, ns: &str, id: &str) {
+        let s = &mut *self.state;
+        s.jobs.remove(&(ns.to_string(), id.to_string()));
+        let lo = (ns.to_string(), id.to_string(), 0);
+        let hi = (ns.to_string(), id.to_string(), u64::MAX);
+        let versions: Vec<_> = s
+            .job_versions
+            .range(lo..=hi)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in versions {
+            s.job_versions.remove(&k);
+        }
+        s.tables.jobs = self.index;
+    }
+
+    /// Replace the whole state with a saved one; every table counts as written now.
+    pub fn restore(&mut self, mut restored: StateStore) {
+        restored.reindex();
+        restored.index = self.index;
+        restored.tables = TableIndexes {
+            jobs: self.index,
+            allocs: self.index,
+            evals: self.index,
+            nodes: self.index,
+        };
+        *self.state = restored;
+    }
+}
+
+impl std::ops::Deref for StateWriter<'_> {
+    type Target = StateStore;
+    fn deref(&self) -> &StateStore {
+        self.state
+    }
+}
+
 impl scheduler::State for StateStore {
     fn index(&self) -> u64 {
         self.index
@@ -294,6 +417,7 @@ impl scheduler::State for StateStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsm::test_writer;
 
     #[test]
     fn state_round_trips_through_json_sharing_job_versions() {
@@ -303,15 +427,11 @@ mod tests {
             version: 3,
             ..Default::default()
         });
-        let mut s = StateStore {
-            index: 9,
-            ..Default::default()
-        };
-        s.jobs.insert(("default".into(), "web".into()), job.clone());
-        s.job_versions
-            .insert(("default".into(), "web".into(), 3), job.clone());
+        let mut s = StateStore::default();
+        let mut w = test_writer(&mut s, 9);
+        w.upsert_job_version(job.clone());
         for i in 0..3 {
-            s.put_alloc(Allocation {
+            w.upsert_alloc(Allocation {
                 id: format!("a{i}"),
                 namespace: "default".into(),
                 job_id: "web".into(),
@@ -320,7 +440,7 @@ mod tests {
                 ..Default::default()
             });
         }
-        s.put_eval(Evaluation {
+        w.upsert_eval(Evaluation {
             id: "e1".into(),
             namespace: "default".into(),
             job_id: "web".into(),
@@ -330,15 +450,15 @@ mod tests {
         // One copy of the job for the allocations, however many share it.
         assert_eq!(text.matches("\"Version\":3").count(), 3);
         let back: StateStore = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.index, 9);
+        assert_eq!(back.index(), 9);
         assert_eq!(back.allocs_for_job("default", "web").len(), 3);
         assert_eq!(back.allocs_for_node("n1").len(), 3);
         assert_eq!(back.evals_for_job("default", "web").len(), 1);
-        let a = &back.allocs["a1"];
+        let a = &back.alloc_table()["a1"];
         assert_eq!(a.job.as_ref().unwrap().version, 3);
         assert!(Arc::ptr_eq(
             a.job.as_ref().unwrap(),
-            back.allocs["a2"].job.as_ref().unwrap()
+            back.alloc_table()["a2"].job.as_ref().unwrap()
         ));
     }
 
@@ -358,9 +478,11 @@ mod tests {
     }
 
     fn put_allocs(s: &mut StateStore, job: &Arc<Job>, n: usize, client_status: &str) {
-        let base = s.allocs.len();
+        let base = s.alloc_table().len();
+        let index = s.index() + 1;
+        let mut w = test_writer(s, index);
         for i in base..base + n {
-            s.put_alloc(Allocation {
+            w.upsert_alloc(Allocation {
                 id: format!("a{i}"),
                 namespace: "default".into(),
                 job_id: job.id.clone(),
@@ -377,13 +499,13 @@ mod tests {
     fn summary_counts_every_wanted_unplaced_allocation_as_queued() {
         let job = counted_job(10);
         let mut s = StateStore::default();
-        s.jobs.insert(("default".into(), "web".into()), job.clone());
+        test_writer(&mut s, 1).upsert_job(job.clone());
         // Nothing placed yet (the evaluation has not run): all ten are queued.
         assert_eq!(s.job_summary(&job).summary["g"].queued, 10);
         put_allocs(&mut s, &job, 6, api::ALLOC_CLIENT_RUNNING);
         put_allocs(&mut s, &job, 1, api::ALLOC_CLIENT_PENDING);
         // An evaluation that failed with nothing queued does not hide the missing three.
-        s.put_eval(Evaluation {
+        test_writer(&mut s, 9).upsert_eval(Evaluation {
             id: "e1".into(),
             namespace: "default".into(),
             job_id: "web".into(),
@@ -415,7 +537,7 @@ mod tests {
             .into_iter()
             .enumerate()
         {
-            s.put_eval(Evaluation {
+            test_writer(&mut s, i as u64 + 1).upsert_eval(Evaluation {
                 id: format!("e{i}"),
                 namespace: "default".into(),
                 job_id: "web".into(),

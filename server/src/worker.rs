@@ -3,6 +3,7 @@
 
 use crate::fsm::Command;
 use crate::plan_apply::{AppliedPlan, PlanRequest};
+use crate::state::StateStore;
 use crate::{now_nanos, Server, WriteError};
 use api::Evaluation;
 use rand::Rng;
@@ -96,6 +97,26 @@ fn fail_with_follow_up(eval: &Evaluation, why: &str, queued: &QueuedAllocs) -> V
 
 type QueuedAllocs = std::collections::BTreeMap<String, u64>;
 
+/// Run the scheduler on a snapshot. Placement is CPU-bound (thousands of nodes), so it
+/// runs off the async runtime, as `job plan` does, and heartbeats and HTTP are not
+/// starved meanwhile.
+async fn schedule_blocking(
+    state: Arc<StateStore>,
+    eval: Evaluation,
+    config: scheduler::SchedulerConfig,
+    seed: u64,
+) -> Result<api::Plan, String> {
+    tokio::task::spawn_blocking(move || {
+        scheduler::schedule(&*state, &eval, &config, seed).map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap_or_else(|e| Err(format!("the scheduler did not finish: {e}")))
+}
+
+/// Schedule one evaluation until its plan is committed. One loop on purpose (hence its
+/// length): each attempt re-reads state at the applier's refresh index, switches from
+/// bin-packing to spreading after a fruitless refusal, and gives up (failed + follow-up)
+/// after too many attempts; splitting it would scatter that retry state.
 async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), WriteError> {
     let mut min_index = eval.modify_index;
     let packing = scheduler::SchedulerConfig::default();
@@ -114,24 +135,24 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
         let state = server
             .wait_for_index(min_index, Duration::from_secs(5))
             .await;
-        if state.index < min_index {
+        if state.index() < min_index {
             return Err(WriteError::Raft(format!(
                 "the state did not reach index {min_index} within 5s; retrying evaluation {}",
                 eval.id
             )));
         }
         // The scheduler has no clock: "now" (for reschedule delays) comes in the eval.
-        let mut input = (**eval).clone();
+        let mut input: Evaluation = (**eval).clone();
         input.modify_time = now_nanos();
         // A fresh seed per attempt: a new node order, so racing workers spread out.
         let seed: u64 = rand::random();
         tracing::trace!(eval_id = %eval.id, attempt, seed, "scheduling");
         let config = if without_progress == 0 {
-            &packing
+            packing.clone()
         } else {
-            &spreading
+            spreading.clone()
         };
-        let mut plan = match scheduler::schedule(&*state, &input, config, seed) {
+        let mut plan = match schedule_blocking(state.clone(), input, config, seed).await {
             Ok(p) => p,
             Err(e) => {
                 let mut failed = (**eval).clone();
@@ -147,46 +168,8 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
             }
         };
         let now = now_nanos();
-        let mut update = (**eval).clone();
-        update.status = api::EVAL_STATUS_COMPLETE.into();
-        update.status_description.clear();
-        update.failed_tg_allocs = plan.failed_tg_allocs.clone();
-        update.queued_allocations = plan.queued_allocations.clone();
-        update.snapshot_index = state.index;
-        update.modify_time = now;
         last_queued = plan.queued_allocations.clone();
-        if eval.status == api::EVAL_STATUS_BLOCKED {
-            // Still unplaceable: the blocked eval stays blocked instead of spawning another.
-            if plan
-                .create_evals
-                .iter()
-                .any(|e| e.status == api::EVAL_STATUS_BLOCKED)
-            {
-                plan.create_evals
-                    .retain(|e| e.status != api::EVAL_STATUS_BLOCKED);
-                update.status = api::EVAL_STATUS_BLOCKED.into();
-            }
-        } else if let Some(b) = plan
-            .create_evals
-            .iter()
-            .find(|e| e.status == api::EVAL_STATUS_BLOCKED)
-        {
-            update.blocked_eval = b.id.clone();
-        }
-        for e in &mut plan.create_evals {
-            e.create_time = now;
-            e.modify_time = now;
-        }
-        // Older blocked evals of this job are superseded by this one's outcome.
-        for old in state.evals_for_job(&eval.namespace, &eval.job_id) {
-            if old.status == api::EVAL_STATUS_BLOCKED && old.id != eval.id {
-                let mut c = (*old).clone();
-                c.status = api::EVAL_STATUS_CANCELED.into();
-                c.status_description = format!("superseded by evaluation {}", eval.id);
-                c.modify_time = now;
-                plan.create_evals.push(c);
-            }
-        }
+        let update = settle(eval, &mut plan, &state, now);
         if plan.is_no_op() {
             server
                 .write(Command::UpsertEvals {
@@ -232,6 +215,52 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
     let why =
         format!("plan was still partly refused after {MAX_ATTEMPTS} attempts: {last_refusal}");
     give_up(server, eval, &why, &last_queued).await
+}
+
+/// The evaluation's own update for a plan computed from `state`: complete (or still
+/// blocked), with what the plan could not place; blocked evaluations of the same job that
+/// this one supersedes are cancelled in the same plan.
+fn settle(eval: &Evaluation, plan: &mut api::Plan, state: &StateStore, now: i64) -> Evaluation {
+    let mut update = eval.clone();
+    update.status = api::EVAL_STATUS_COMPLETE.into();
+    update.status_description.clear();
+    update.failed_tg_allocs = plan.failed_tg_allocs.clone();
+    update.queued_allocations = plan.queued_allocations.clone();
+    update.snapshot_index = state.index();
+    update.modify_time = now;
+    if eval.status == api::EVAL_STATUS_BLOCKED {
+        // Still unplaceable: the blocked eval stays blocked instead of spawning another.
+        if plan
+            .create_evals
+            .iter()
+            .any(|e| e.status == api::EVAL_STATUS_BLOCKED)
+        {
+            plan.create_evals
+                .retain(|e| e.status != api::EVAL_STATUS_BLOCKED);
+            update.status = api::EVAL_STATUS_BLOCKED.into();
+        }
+    } else if let Some(b) = plan
+        .create_evals
+        .iter()
+        .find(|e| e.status == api::EVAL_STATUS_BLOCKED)
+    {
+        update.blocked_eval = b.id.clone();
+    }
+    for e in &mut plan.create_evals {
+        e.create_time = now;
+        e.modify_time = now;
+    }
+    // Older blocked evals of this job are superseded by this one's outcome.
+    for old in state.evals_for_job(&eval.namespace, &eval.job_id) {
+        if old.status == api::EVAL_STATUS_BLOCKED && old.id != eval.id {
+            let mut c = (*old).clone();
+            c.status = api::EVAL_STATUS_CANCELED.into();
+            c.status_description = format!("superseded by evaluation {}", eval.id);
+            c.modify_time = now;
+            plan.create_evals.push(c);
+        }
+    }
+    update
 }
 
 async fn give_up(

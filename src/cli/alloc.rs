@@ -3,7 +3,7 @@
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, rfc3339, table, time_cell};
 use crate::cli::job::narrow;
 use api::{Allocation, AllocationListStub, Client, QueryOptions, TaskEvent};
-use client_agent::http::{urlencode, ClientApi, ExecResponse};
+use client_agent::http::{ClientApi, ExecResponse};
 use client_agent::stats::AllocResourceUsage;
 
 #[derive(Debug, clap::Args)]
@@ -275,7 +275,7 @@ pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<i32> {
     let base = format!(
         "/v1/client/fs/logs/{}?task={}&type={kind}&plain=true",
         alloc.id,
-        urlencode(&task)
+        api::url::encode(&task)
     );
     let mut out = std::io::stdout();
     let mut print = |b: &[u8]| {

@@ -5,7 +5,7 @@ use crate::cli::alloc::{alloc_table, AllocTableKind};
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, table};
 use crate::cli::job::narrow;
 use api::{Allocation, AllocationListStub, Client, Node, NodeListStub, QueryOptions};
-use client_agent::http::{urlencode, ClientApi};
+use client_agent::http::ClientApi;
 use client_agent::stats::{mhz_per_core, HostStats};
 
 #[derive(Debug, clap::Args)]
@@ -124,7 +124,7 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     );
     if args.stats {
         let api = ClientApi::new(client.address());
-        let path = format!("/v1/client/stats?node_id={}", urlencode(&node.id));
+        let path = format!("/v1/client/stats?node_id={}", api::url::encode(&node.id));
         match api.json("GET", &path, None).await {
             Ok(v) => {
                 let host: HostStats = serde_json::from_value(v)

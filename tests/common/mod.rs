@@ -264,3 +264,27 @@ impl DevAgent {
         self.spawn();
     }
 }
+
+impl DevAgent {
+    /// Starts the agent again after [`DevAgent::kill9`] and waits (up to `timeout`) for its
+    /// own word that it reattached to `tasks` running tasks: one "reattached to running
+    /// task" log line each, written by this run. A task it found dead instead fails at once.
+    pub fn restart_and_wait_reattached(&mut self, tasks: usize, timeout: Duration) {
+        let before = self.log().len();
+        self.restart_after_kill();
+        wait_for(
+            &format!("the restarted agent to reattach to {tasks} task(s)"),
+            timeout,
+            || {
+                self.check_alive();
+                let log = self.log();
+                let since = log.get(before..).unwrap_or_default();
+                assert!(
+                    !since.contains("task exited while the agent was away"),
+                    "a task did not survive the agent restart; log:\n{since}"
+                );
+                (since.matches("reattached to running task").count() >= tasks).then_some(())
+            },
+        );
+    }
+}

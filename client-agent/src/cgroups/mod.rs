@@ -11,6 +11,8 @@
 //! Task cgroups live under a `drover` parent: `<mount>/<controller>/drover/<name>` on v1,
 //! `<mount>/drover/<name>` on v2.
 
+#[cfg(test)]
+pub mod fake;
 pub mod v1;
 pub mod v2;
 

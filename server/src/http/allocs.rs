@@ -5,14 +5,14 @@ use api::AllocationListStub;
 use axum::extract::{Path, Query, State};
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let out: Vec<AllocationListStub> = state
-        .allocs
+        .alloc_table()
         .values()
         .filter(|a| q.prefix_matches(&a.id))
         .map(|a| AllocationListStub::from_alloc(a))
         .collect();
-    Ok(reply(&srv, state.tables.allocs, &out))
+    Ok(reply(&srv, state.tables().allocs, &out))
 }
 
 pub async fn get_alloc(
@@ -20,18 +20,23 @@ pub async fn get_alloc(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let a = state
-        .allocs
+        .alloc_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("alloc {id:?} not found")))?;
-    Ok(reply(&srv, state.tables.allocs, &**a))
+    Ok(reply(&srv, state.tables().allocs, &**a))
 }
 
 pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.evals).await?;
-    let out = super::newest_first(state.evals.values().filter(|e| q.prefix_matches(&e.id)));
-    Ok(reply(&srv, state.tables.evals, &out))
+    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
+    let out = super::newest_first(
+        state
+            .eval_table()
+            .values()
+            .filter(|e| q.prefix_matches(&e.id)),
+    );
+    Ok(reply(&srv, state.tables().evals, &out))
 }
 
 pub async fn get_eval(
@@ -39,12 +44,12 @@ pub async fn get_eval(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.evals).await?;
+    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
     let e = state
-        .evals
+        .eval_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("eval {id:?} not found")))?;
-    Ok(reply(&srv, state.tables.evals, &**e))
+    Ok(reply(&srv, state.tables().evals, &**e))
 }
 
 pub async fn eval_allocs(
@@ -52,12 +57,12 @@ pub async fn eval_allocs(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let out: Vec<AllocationListStub> = state
-        .allocs
+        .alloc_table()
         .values()
         .filter(|a| a.eval_id == id)
         .map(|a| AllocationListStub::from_alloc(a))
         .collect();
-    Ok(reply(&srv, state.tables.allocs, &out))
+    Ok(reply(&srv, state.tables().allocs, &out))
 }

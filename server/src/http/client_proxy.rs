@@ -7,10 +7,11 @@
 //! the node the state store places the allocation on, and the answer streams back as
 //! it comes, so `follow=true` log streams work through any server.
 
+use super::relay::{self, Relay};
 use super::{ApiErr, AppState, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -73,7 +74,7 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
     // `?node_id=` naming another node's agent: do not let our own client answer for it.
     let for_other_node = node_id_param(parts.uri.query()).is_some_and(|id| {
         srv.snapshot()
-            .nodes
+            .node_table()
             .get(id)
             .is_some_and(|n| n.http_addr != srv.config.http_addr.to_string())
     });
@@ -101,7 +102,7 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
     let node_id = match alloc_of(&path) {
         Some(alloc) => {
             let a = state
-                .allocs
+                .alloc_table()
                 .get(alloc)
                 .ok_or_else(|| ApiErr::not_found(format!("Unknown allocation \"{alloc}\"")))?;
             a.node_id.clone()
@@ -116,7 +117,7 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
         },
     };
     let node = state
-        .nodes
+        .node_table()
         .get(&node_id)
         .ok_or_else(|| ApiErr::not_found(format!("Unknown node \"{node_id}\"")))?;
     if node.http_addr.is_empty() {
@@ -125,42 +126,20 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
             format!("node {node_id} has no HTTP address to reach its client API"),
         ));
     }
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
-        .map_err(|_| ApiErr::bad_request("unsupported method"))?;
-    let mut out = client()
-        .request(method, format!("http://{}{pq}", node.http_addr))
-        .header(PROXIED_HEADER, "1")
-        .body(bytes.to_vec());
-    if let Some(ct) = parts.headers.get("content-type") {
-        out = out.header("content-type", ct.as_bytes());
-    }
-    let resp = out.send().await.map_err(|e| {
+    let relay = Relay {
+        client: client(),
+        addr: &node.http_addr,
+        mark: PROXIED_HEADER,
+        // Log streams with `follow=true` last as long as the reader wants.
+        timeout: None,
+    };
+    let resp = relay.send(&parts, bytes).await.map_err(|e| {
         ApiErr(
             StatusCode::BAD_GATEWAY,
             format!("node {node_id} at {} did not answer: {e}", node.http_addr),
         )
     })?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut r = Response::builder().status(status);
-    if let Some(ct) = resp.headers().get("content-type") {
-        if let Ok(v) = HeaderValue::from_bytes(ct.as_bytes()) {
-            r = r.header(HeaderName::from_static("content-type"), v);
-        }
-    }
-    let stream = futures_util::stream::unfold(resp, |mut resp| async move {
-        match resp.chunk().await {
-            Ok(Some(c)) => Some((Ok::<_, std::io::Error>(c), resp)),
-            Ok(None) => None,
-            Err(e) => Some((Err(std::io::Error::other(e)), resp)),
-        }
-    });
-    r.body(Body::from_stream(stream))
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+    Ok(relay::streamed(resp))
 }
 
 #[cfg(test)]

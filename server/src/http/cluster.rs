@@ -29,7 +29,7 @@ pub async fn hold_elections(State(srv): State<AppState>, Query(q): Query<HoldQue
         tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
         s.raft.runtime_config().elect(true);
     });
-    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({})))
+    Ok(reply(&srv, srv.snapshot().index(), &serde_json::json!({})))
 }
 
 /// Stand for election now (the target side of a leadership transfer).
@@ -39,7 +39,7 @@ pub async fn elect(State(srv): State<AppState>) -> ApiResult {
         .elect()
         .await
         .map_err(|e| ApiErr(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
-    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({})))
+    Ok(reply(&srv, srv.snapshot().index(), &serde_json::json!({})))
 }
 
 pub async fn join(State(srv): State<AppState>, body: Bytes) -> ApiResult {
@@ -69,7 +69,7 @@ pub async fn join(State(srv): State<AppState>, body: Bytes) -> ApiResult {
         return Ok((status, r.text().await.unwrap_or_default()).into_response());
     }
     cluster::add_server(&srv, req).await?;
-    Ok(reply(&srv, srv.snapshot().index, &serde_json::json!({})))
+    Ok(reply(&srv, srv.snapshot().index(), &serde_json::json!({})))
 }
 
 /// `GET /v1/operator/raft/configuration`, Nomad's shape.
@@ -93,7 +93,7 @@ pub async fn raft_configuration(State(srv): State<AppState>) -> ApiResult {
         .collect();
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({ "Servers": servers, "Index": m.membership_config.log_id().map(|l| l.index).unwrap_or(0) }),
     ))
 }
@@ -130,7 +130,7 @@ pub async fn remove_peer(State(srv): State<AppState>, Query(q): Query<PeerQuery>
     let removed = cluster::remove_server(&srv, id, q.address.as_deref()).await?;
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({ "Removed": removed.to_string() }),
     ))
 }
@@ -144,7 +144,7 @@ pub async fn transfer_leadership(
     crate::cluster::transfer_leadership(&srv, target).await?;
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({ "Leader": target.to_string() }),
     ))
 }
@@ -156,12 +156,8 @@ pub async fn snapshot_save(
     Query(_q): Query<QueryParams>,
 ) -> ApiResult {
     let state = srv.snapshot();
-    let mut out = (*state).clone();
-    for n in state.nodes.values().filter(|n| !n.secret_id.is_empty()) {
-        out.nodes
-            .insert(n.id.clone(), std::sync::Arc::new(super::nodes::redacted(n)));
-    }
-    Ok(reply(&srv, state.index, &out))
+    let out = state.export_with_nodes(super::nodes::redacted);
+    Ok(reply(&srv, state.index(), &out))
 }
 
 /// `PUT /v1/operator/snapshot`: replace the cluster's state with a saved one (through Raft).
@@ -225,7 +221,7 @@ pub async fn members(State(srv): State<AppState>) -> ApiResult {
         .collect();
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({
             "ServerName": srv.config.name,
             "ServerRegion": srv.config.region,

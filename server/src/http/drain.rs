@@ -39,7 +39,7 @@ pub async fn drain(State(srv): State<AppState>, Path(id): Path<String>, body: By
     let req: DrainRequest = parse_body(&body)?;
     let state = srv.snapshot();
     let node = state
-        .nodes
+        .node_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
     let now = now_nanos();
@@ -125,7 +125,7 @@ pub async fn eligibility(
     }
     let state = srv.snapshot();
     let node = state
-        .nodes
+        .node_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
     if node.drain && req.eligibility == api::NODE_ELIGIBLE {
@@ -156,25 +156,14 @@ pub async fn eligibility(
 pub async fn stop_alloc(State(srv): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let state = srv.snapshot();
     let alloc = state
-        .allocs
+        .alloc_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("alloc {id:?} not found")))?;
     let job = state
         .job(&alloc.namespace, &alloc.job_id)
         .ok_or_else(|| ApiErr::not_found(format!("job {:?} not found", alloc.job_id)))?;
     let now = now_nanos();
-    let eval = api::Evaluation {
-        id: api::new_id(),
-        namespace: alloc.namespace.clone(),
-        priority: job.priority,
-        eval_type: job.job_type.clone(),
-        triggered_by: "alloc-stop".into(),
-        job_id: job.id.clone(),
-        status: api::EVAL_STATUS_PENDING.into(),
-        create_time: now,
-        modify_time: now,
-        ..Default::default()
-    };
+    let eval = api::Evaluation::new_for_job(&job, "alloc-stop", now, api::new_id());
     let eval_id = eval.id.clone();
     let resp = srv
         .write(Command::AllocDesiredTransitions {

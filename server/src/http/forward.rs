@@ -2,10 +2,11 @@
 //! `?stale`, to the leader's RPC listener and relays the answer. Only the RPC listener
 //! honours the forwarded mark (the public router strips it).
 
+use super::relay::{self, Relay};
 use super::{ApiErr, AppState, MAX_BODY_BYTES};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::OnceLock;
@@ -53,7 +54,7 @@ fn client() -> &'static reqwest::Client {
 
 /// May a request be sent again when the first try's outcome is unknown (the leader died
 /// or stepped down while it ran)? Reads, and job registrations: the FSM keeps the version
-/// of a job whose spec did not change (`fsm::specs_equal`), so a repeat is a no-op.
+/// of a job whose spec did not change (`api::diff::is_new_version`), so a repeat is a no-op.
 fn retry_safe(method: &Method, path: &str) -> bool {
     let registration = path == "/v1/jobs"
         || path
@@ -187,30 +188,15 @@ async fn proxy(leader: &str, req: Request) -> Result<Response, Failure> {
                 format!("request body: {e}"),
             ))
         })?;
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let method = reqwest::Method::from_bytes(parts.method.as_str().as_bytes())
-        .map_err(|_| Failure::NotSent(ApiErr::bad_request("unsupported method")))?;
-    let mut out = client()
-        .request(method, format!("http://{leader}{pq}"))
-        .header(FORWARDED_HEADER, "1")
+    // The token (if any) and a client agent's node secret travel with the other headers.
+    let relay = Relay {
+        client: client(),
+        addr: leader,
+        mark: FORWARDED_HEADER,
         // Blocking queries may wait up to ten minutes.
-        .timeout(Duration::from_secs(660))
-        .body(bytes.to_vec());
-    if let Some(ct) = parts.headers.get("content-type") {
-        out = out.header("content-type", ct.as_bytes());
-    }
-    if let Some(token) = parts.headers.get(TOKEN_HEADER) {
-        out = out.header(TOKEN_HEADER, token.as_bytes());
-    }
-    // A client agent's node secret travels with its request to the leader.
-    if let Some(secret) = parts.headers.get(api::NODE_SECRET_HEADER) {
-        out = out.header(api::NODE_SECRET_HEADER, secret.as_bytes());
-    }
-    let resp = out.send().await.map_err(|e| {
+        timeout: Some(Duration::from_secs(660)),
+    };
+    let resp = relay.send(&parts, bytes).await.map_err(|e| {
         let err = ApiErr(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no cluster leader: the leader at {leader} did not answer ({e})"),
@@ -221,28 +207,13 @@ async fn proxy(leader: &str, req: Request) -> Result<Response, Failure> {
             Failure::Unknown(err)
         }
     })?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let headers = resp.headers().clone();
-    let body = resp.bytes().await.map_err(|e| {
+    // Read whole: an answer broken off by a failover is then a request to try again.
+    relay::buffered(resp).await.map_err(|e| {
         Failure::Unknown(ApiErr(
             StatusCode::BAD_GATEWAY,
             format!("the leader at {leader} broke off its answer: {e}"),
         ))
-    })?;
-    let mut r = Response::builder().status(status);
-    for (k, v) in headers.iter() {
-        let name = k.as_str();
-        if name == "content-type" || name.starts_with("x-nomad-") {
-            if let (Ok(k), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_bytes(v.as_bytes()),
-            ) {
-                r = r.header(k, v);
-            }
-        }
-    }
-    r.body(Body::from(body))
-        .map_err(|e| Failure::Unknown(ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+    })
 }
 
 #[cfg(test)]

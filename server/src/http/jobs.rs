@@ -12,35 +12,24 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.jobs.max(s.tables.allocs)).await?;
+    let state = blocking(&srv, &q, |s| s.tables().jobs.max(s.tables().allocs)).await?;
     let ns = q.namespace();
     let all_ns = ns == "*";
     let out: Vec<JobListStub> = state
-        .jobs
+        .job_table()
         .values()
         .filter(|j| (all_ns || j.ns() == ns) && q.prefix_matches(&j.id))
         .map(|j| JobListStub::from_job(j, Some(state.job_summary(j))))
         .collect();
     Ok(reply(
         &srv,
-        state.tables.jobs.max(state.tables.allocs),
+        state.tables().jobs.max(state.tables().allocs),
         &out,
     ))
 }
 
 fn new_eval(job: &Job, trigger: &str, now: i64) -> Evaluation {
-    Evaluation {
-        id: api::new_id(),
-        namespace: job.ns().to_string(),
-        priority: job.priority,
-        eval_type: job.job_type.clone(),
-        triggered_by: trigger.into(),
-        job_id: job.id.clone(),
-        status: api::EVAL_STATUS_PENDING.into(),
-        create_time: now,
-        modify_time: now,
-        ..Default::default()
-    }
+    Evaluation::new_for_job(job, trigger, now, api::new_id())
 }
 
 async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<String>) -> ApiResult {
@@ -148,9 +137,9 @@ pub async fn get_job(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.jobs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().jobs).await?;
     let job = find_job(&state, &q, &id)?;
-    Ok(reply(&srv, state.tables.jobs, &*job))
+    Ok(reply(&srv, state.tables().jobs, &*job))
 }
 
 pub async fn deregister(
@@ -192,13 +181,13 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let out: Vec<AllocationListStub> = state
         .allocs_for_job(q.namespace(), &id)
         .iter()
         .map(|a| AllocationListStub::from_alloc(a))
         .collect();
-    Ok(reply(&srv, state.tables.allocs, &out))
+    Ok(reply(&srv, state.tables().allocs, &out))
 }
 
 pub async fn evaluations(
@@ -206,9 +195,9 @@ pub async fn evaluations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.evals).await?;
+    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
     let out = super::newest_first(state.evals_for_job(q.namespace(), &id).iter());
-    Ok(reply(&srv, state.tables.evals, &out))
+    Ok(reply(&srv, state.tables().evals, &out))
 }
 
 pub async fn summary(
@@ -216,11 +205,11 @@ pub async fn summary(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.jobs.max(s.tables.allocs)).await?;
+    let state = blocking(&srv, &q, |s| s.tables().jobs.max(s.tables().allocs)).await?;
     let job = find_job(&state, &q, &id)?;
     Ok(reply(
         &srv,
-        state.tables.allocs.max(state.tables.jobs),
+        state.tables().allocs.max(state.tables().jobs),
         &state.job_summary(&job),
     ))
 }
@@ -230,7 +219,7 @@ pub async fn versions(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.jobs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().jobs).await?;
     let versions: Vec<Job> = state
         .job_versions(q.namespace(), &id)
         .iter()
@@ -241,10 +230,10 @@ pub async fn versions(
     }
     Ok(reply(
         &srv,
-        state.tables.jobs,
+        state.tables().jobs,
         &api::JobVersionsResponse {
             versions,
-            index: state.tables.jobs,
+            index: state.tables().jobs,
         },
     ))
 }
@@ -277,7 +266,7 @@ pub async fn parse(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     };
     let parsed = jobspecs::parse_str_with_inputs(&req.job_hcl, "input.hcl", &inputs)
         .map_err(|d| ApiErr::bad_request(d.to_string()))?;
-    Ok(reply(&srv, srv.snapshot().index, &parsed.job))
+    Ok(reply(&srv, srv.snapshot().index(), &parsed.job))
 }
 
 /// The `Variables` of a parse request: HCL `name = value` lines like a variables file,
@@ -298,7 +287,7 @@ pub async fn validate(State(srv): State<AppState>, body: Bytes) -> ApiResult {
     let errs = job_problems(&srv, &job);
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({
             "DriverConfigValidated": true,
             "ValidationErrors": errs,

@@ -17,6 +17,7 @@ pub mod listen;
 mod nodes;
 mod plan;
 mod raft_rpc;
+mod relay;
 mod status;
 
 use crate::state::StateStore;

@@ -17,14 +17,14 @@ use std::collections::BTreeSet;
 const TRIGGER_RECONNECT: &str = "reconnect";
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
+    let state = blocking(&srv, &q, |s| s.tables().nodes).await?;
     let out: Vec<NodeListStub> = state
-        .nodes
+        .node_table()
         .values()
         .filter(|n| q.prefix_matches(&n.id))
         .map(|n| NodeListStub::from_node(n))
         .collect();
-    Ok(reply(&srv, state.tables.nodes, &out))
+    Ok(reply(&srv, state.tables().nodes, &out))
 }
 
 pub async fn get_node(
@@ -32,12 +32,12 @@ pub async fn get_node(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.nodes).await?;
+    let state = blocking(&srv, &q, |s| s.tables().nodes).await?;
     let n = state
-        .nodes
+        .node_table()
         .get(&id)
         .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
-    Ok(reply(&srv, state.tables.nodes, &redacted(n)))
+    Ok(reply(&srv, state.tables().nodes, &redacted(n)))
 }
 
 /// A node as public reads show it: without its secret (Nomad redacts `SecretID` too).
@@ -95,13 +95,13 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables.allocs).await?;
+    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let out: Vec<Allocation> = state
         .allocs_for_node(&id)
         .iter()
         .map(|a| (**a).clone())
         .collect();
-    Ok(reply(&srv, state.tables.allocs, &out))
+    Ok(reply(&srv, state.tables().allocs, &out))
 }
 
 fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
@@ -142,7 +142,7 @@ pub async fn register(State(srv): State<AppState>, headers: HeaderMap, body: Byt
     let state = srv.snapshot();
     // A known node re-registers with its secret; a new one (or one from before secrets)
     // is given a fresh secret, chosen here on the leader and carried in the command.
-    node.secret_id = match state.nodes.get(&node.id) {
+    node.secret_id = match state.node_table().get(&node.id) {
         Some(old) if !old.secret_id.is_empty() => {
             check_secret(old, &headers, "registration")?;
             old.secret_id.clone()
@@ -150,7 +150,7 @@ pub async fn register(State(srv): State<AppState>, headers: HeaderMap, body: Byt
         _ => api::new_id(),
     };
     let changed = state
-        .nodes
+        .node_table()
         .get(&node.id)
         .is_none_or(|old| old.status != api::NODE_STATUS_READY);
     let evals = if changed {
@@ -180,13 +180,13 @@ pub async fn heartbeat(
     headers: HeaderMap,
 ) -> ApiResult {
     let state = srv.snapshot();
-    let Some(node) = state.nodes.get(&id) else {
+    let Some(node) = state.node_table().get(&id) else {
         return Err(ApiErr::not_found(format!(
             "node {id:?} not found; register it first"
         )));
     };
     check_secret(node, &headers, "heartbeat")?;
-    let mut index = state.index;
+    let mut index = state.index();
     if node.status != api::NODE_STATUS_READY {
         let now = now_nanos();
         let resp = srv
@@ -206,40 +206,20 @@ pub async fn heartbeat(
     Ok(reply(&srv, index, &heartbeat_reply(&srv, index)))
 }
 
-pub async fn update_allocs(
-    State(srv): State<AppState>,
-    Path(node_id): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult {
-    let req: AllocUpdateRequest = parse_body(&body)?;
-    let state = srv.snapshot();
-    let Some(node) = state.nodes.get(&node_id) else {
-        return Err(ApiErr::not_found(format!(
-            "node {node_id:?} not found; register it first"
-        )));
-    };
-    check_secret(node, &headers, "allocation update")?;
-    let now = now_nanos();
-    if state
-        .nodes
-        .get(&node_id)
-        .is_some_and(|n| n.status == api::NODE_STATUS_DISCONNECTED)
-    {
-        // Accepted now, a report would make an `unknown` alloc look running on a node the
-        // scheduler still treats as away (and stops). The agent retries; its heartbeat
-        // reconnects the node first.
-        return Err(ApiErr(
-            StatusCode::CONFLICT,
-            format!(
-                "node {node_id} is disconnected; it must heartbeat before reporting allocations"
-            ),
-        ));
-    }
+/// The jobs to evaluate again because of a node's alloc reports, with the trigger.
+type Retriggers = BTreeSet<(String, String, &'static str)>;
+
+/// The reports a node may make (its own allocations, client statuses it may set), and the
+/// jobs whose allocations ended on their own or came back from `unknown`.
+fn checked_updates(
+    state: &crate::state::StateStore,
+    node_id: &str,
+    reports: Vec<api::AllocClientUpdate>,
+) -> Result<(Vec<api::AllocClientUpdate>, Retriggers), ApiErr> {
     let mut updates = Vec::new();
     let mut jobs_to_eval = BTreeSet::new();
-    for u in req.alloc {
-        let Some(old) = state.allocs.get(&u.id) else {
+    for u in reports {
+        let Some(old) = state.alloc_table().get(&u.id) else {
             continue;
         };
         if old.node_id != node_id {
@@ -280,11 +260,47 @@ pub async fn update_allocs(
         }
         updates.push(u);
     }
+    Ok((updates, jobs_to_eval))
+}
+
+pub async fn update_allocs(
+    State(srv): State<AppState>,
+    Path(node_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let req: AllocUpdateRequest = parse_body(&body)?;
+    let state = srv.snapshot();
+    let Some(node) = state.node_table().get(&node_id) else {
+        return Err(ApiErr::not_found(format!(
+            "node {node_id:?} not found; register it first"
+        )));
+    };
+    check_secret(node, &headers, "allocation update")?;
+    let now = now_nanos();
+    if state
+        .node_table()
+        .get(&node_id)
+        .is_some_and(|n| n.status == api::NODE_STATUS_DISCONNECTED)
+    {
+        // Accepted now, a report would make an `unknown` alloc look running on a node the
+        // scheduler still treats as away (and stops). The agent retries; its heartbeat
+        // reconnects the node first.
+        return Err(ApiErr(
+            StatusCode::CONFLICT,
+            format!(
+                "node {node_id} is disconnected; it must heartbeat before reporting allocations"
+            ),
+        ));
+    }
+    let (updates, jobs_to_eval) = checked_updates(&state, &node_id, req.alloc)?;
     if updates.is_empty() {
         return Ok(reply(
             &srv,
-            state.index,
-            &api::WriteResponse { index: state.index },
+            state.index(),
+            &api::WriteResponse {
+                index: state.index(),
+            },
         ));
     }
     let mut seen = BTreeSet::new();
@@ -293,18 +309,12 @@ pub async fn update_allocs(
         .filter(|(ns, id, _)| seen.insert((ns.clone(), id.clone())))
         .filter_map(|(ns, id, trigger)| {
             let job = state.job(&ns, &id)?;
-            Some(api::Evaluation {
-                id: api::new_id(),
-                namespace: ns,
-                priority: job.priority,
-                eval_type: job.job_type.clone(),
-                triggered_by: trigger.into(),
-                job_id: id,
-                status: api::EVAL_STATUS_PENDING.into(),
-                create_time: now,
-                modify_time: now,
-                ..Default::default()
-            })
+            Some(api::Evaluation::new_for_job(
+                &job,
+                trigger,
+                now,
+                api::new_id(),
+            ))
         })
         .collect();
     let resp = srv

@@ -9,7 +9,7 @@
 
 use super::{parse_body, reply, ApiErr, ApiResult, AppState};
 use crate::state::StateStore;
-use api::diff::{annotate, job_diff, DesiredUpdates, DiffType, PlanAnnotations};
+use api::diff::{annotate, job_diff, DesiredUpdates, PlanAnnotations};
 use api::{Allocation, Evaluation, Job, JobPlanRequest, JobPlanResponse, Node, Plan};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -76,39 +76,18 @@ pub async fn plan(State(srv): State<AppState>, Path(id): Path<String>, body: Byt
     let state = srv.snapshot();
     let current = state.job(job.ns(), &job.id);
     let mut diff = job_diff(current.as_deref(), &job);
-    // The version and modify index registration would give the job: an unchanged job
-    // keeps its own, so the scheduler sees nothing to update.
-    let next_index = state.index + 1;
-    match &current {
-        Some(old) if diff.diff_type == DiffType::None => {
-            job.version = old.version;
-            job.job_modify_index = old.job_modify_index;
-        }
-        Some(old) => {
-            job.version = old.version + 1;
-            job.job_modify_index = next_index;
-        }
-        None => {
-            job.version = 0;
-            job.job_modify_index = next_index;
-        }
-    }
-    job.create_index = current.as_ref().map_or(next_index, |j| j.create_index);
+    // The version and indexes registration would give the job (the FSM's own rule): an
+    // unchanged job keeps its own, so the scheduler sees nothing to update.
+    let next_index = state.index() + 1;
+    crate::fsm::assign_version(&state, &mut job, next_index);
     job.modify_index = next_index;
     job.submit_time = crate::now_nanos();
     let job = Arc::new(job);
 
+    let now = crate::now_nanos();
     let eval = Evaluation {
-        id: api::new_id(),
-        namespace: job.ns().to_string(),
-        priority: job.priority,
-        eval_type: job.job_type.clone(),
-        triggered_by: api::TRIGGER_JOB_REGISTER.into(),
-        job_id: job.id.clone(),
         job_modify_index: job.job_modify_index,
-        status: api::EVAL_STATUS_PENDING.into(),
-        modify_time: crate::now_nanos(),
-        ..Default::default()
+        ..Evaluation::new_for_job(&job, api::TRIGGER_JOB_REGISTER, now, api::new_id())
     };
     let planned = PlanState {
         inner: state.clone(),
@@ -141,7 +120,7 @@ pub async fn plan(State(srv): State<AppState>, Path(id): Path<String>, body: Byt
         created_evals: plan.create_evals.clone(),
         warnings: String::new(),
     };
-    Ok(reply(&srv, state.index, &resp))
+    Ok(reply(&srv, state.index(), &resp))
 }
 
 /// Per group, what the plan would do to the job's allocations, in Nomad's terms.

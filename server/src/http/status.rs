@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 pub async fn leader(State(srv): State<AppState>) -> ApiResult {
     let addr = srv.leader_addr().unwrap_or_default();
-    Ok(reply(&srv, srv.snapshot().index, &addr))
+    Ok(reply(&srv, srv.snapshot().index(), &addr))
 }
 
 pub async fn peers(State(srv): State<AppState>) -> ApiResult {
@@ -22,13 +22,13 @@ pub async fn peers(State(srv): State<AppState>) -> ApiResult {
                 .map(|n| n.http_addr.clone())
         })
         .collect();
-    Ok(reply(&srv, srv.snapshot().index, &peers))
+    Ok(reply(&srv, srv.snapshot().index(), &peers))
 }
 
 pub async fn regions(State(srv): State<AppState>) -> ApiResult {
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &vec![srv.config.region.clone()],
     ))
 }
@@ -99,14 +99,14 @@ pub async fn agent_self(State(srv): State<AppState>) -> ApiResult {
         },
         stats,
     };
-    Ok(reply(&srv, srv.snapshot().index, &body))
+    Ok(reply(&srv, srv.snapshot().index(), &body))
 }
 
 pub async fn health(State(srv): State<AppState>) -> ApiResult {
     let ok = srv.raft.metrics().borrow().current_leader.is_some();
     Ok(reply(
         &srv,
-        srv.snapshot().index,
+        srv.snapshot().index(),
         &serde_json::json!({ "server": { "ok": ok, "message": if ok { "ok" } else { "no cluster leader" } } }),
     ))
 }

@@ -1,0 +1,561 @@
+//! The `exec` driver: runs a command isolated in its own PID, mount, IPC and UTS
+//! namespaces, pivot_root'ed into its task directory, in its own cgroup with memory and
+//! CPU limits, as an unprivileged user with a small capability set.
+//!
+//! Task config: `command` (string, required), `args` (list of strings), both
+//! interpolated, and `cap_add` / `cap_drop` (lists of capability names). Inside the
+//! task's root, the host paths of [`ExecConfig::chroot_env`] are bind-mounted read-only
+//! (Nomad's default set: /bin, /etc, /lib, /lib32, /lib64, /sbin, /usr), the group's
+//! shared directory is at `/alloc`, the task's own at `/local`, `/secrets`, `/tmp` (all
+//! `nosuid,nodev`), with a minimal `/dev` and a `/proc` that shows only the task's
+//! processes. The process launch itself is in [`super::isolate`]; cgroups in
+//! [`crate::cgroups`].
+//!
+//! Who a task runs as, as in Nomad: its `user`, else the agent's `default_user`
+//! (`nobody`); users on the agent's `user.denylist` (default `root,Administrator`) are
+//! refused. Its capabilities: Nomad's default set changed by `cap_add` / `cap_drop`,
+//! within the agent's `allow_caps` (see [`super::caps`]); `no_new_privs` is always set.
+//!
+//! The handle's pid is the task's init process (PID 1 of its namespace). The driver state
+//! names its cgroup, so a restarted agent finds both again. Stopping signals every process
+//! in the cgroup, then SIGKILLs init (which takes the whole namespace with it) and
+//! whatever is left in the cgroup; the cgroup is removed when the task ends, after
+//! reading whether the OOM killer struck.
+//!
+//! This file is the driver (start, wait, stop, signal, recover); beside it: `config`
+//! (the agent's settings and who a task may run as), `enter` (running a command inside a
+//! live task) and `usage` (reading the task cgroup's counters). The launch itself is in
+//! [`super::isolate`].
+
+mod config;
+mod enter;
+mod usage;
+
+pub use config::{ExecConfig, DEFAULT_USER_DENYLIST};
+
+use config::lookup_user;
+use enter::enter_task;
+use usage::cgroup_usage;
+
+use super::caps::{self, CapSet};
+use super::isolate::{self, Bind, Launched, Spec};
+use super::process::{self, parse_signal};
+use super::{
+    Driver, DriverError, ExitResult, FsIsolation, TaskContext, TaskHandle,
+    EXIT_UNKNOWN_AFTER_RECOVERY,
+};
+use crate::cgroups::{self, Cgroup, Hierarchy, Limits};
+use api::DriverInfo;
+use async_trait::async_trait;
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+use tokio::sync::watch;
+
+pub const NAME: &str = "exec";
+
+/// How often a recovered task is checked for liveness.
+const RECOVERED_POLL: Duration = Duration::from_millis(250);
+/// How long to wait for the task to vanish after SIGKILL.
+const AFTER_KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// What the handle remembers besides the pid.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct ExecState {
+    cgroup: String,
+    cgroup_version: String,
+    /// The cgroup's directories, for people and tests.
+    cgroup_paths: Vec<PathBuf>,
+    /// The task's capability set (bits), which commands run in the task get too.
+    #[serde(default)]
+    caps: u64,
+}
+
+#[derive(Debug)]
+pub struct ExecDriver {
+    config: ExecConfig,
+    hierarchy: Result<Hierarchy, String>,
+    /// Exit results of the tasks this driver started, keyed by (pid, start time).
+    children: super::process::Children,
+}
+
+impl ExecDriver {
+    pub fn new(config: ExecConfig) -> Self {
+        ExecDriver {
+            config,
+            hierarchy: cgroups::detect(),
+            children: Default::default(),
+        }
+    }
+
+    fn hierarchy(&self) -> Result<&Hierarchy, DriverError> {
+        self.hierarchy
+            .as_ref()
+            .map_err(|e| DriverError::Start(format!("exec driver unavailable: {e}")))
+    }
+
+    fn cgroup_of(&self, handle: &TaskHandle) -> Option<Box<dyn Cgroup>> {
+        let st: ExecState = serde_json::from_value(handle.driver_state.clone()).ok()?;
+        Some(self.hierarchy.as_ref().ok()?.cgroup(&st.cgroup))
+    }
+
+    /// What to launch for the task: its command as its user, with its capabilities, its
+    /// root's binds and its log files; the task's own directories are chowned to it.
+    fn spec(&self, ctx: &TaskContext) -> Result<(Spec, String, CapSet), DriverError> {
+        let command = command(ctx)?;
+        let args = string_list(ctx, "args")?;
+        let user_name = match ctx.task.user.trim() {
+            "" => self.config.default_user.as_str(),
+            name => name,
+        };
+        let u = lookup_user(user_name)?;
+        self.config.check_user(&ctx.task.name, user_name, &u)?;
+        let task_caps = caps::task_set(
+            self.config.allow_caps,
+            &string_list(ctx, "cap_add")?,
+            &string_list(ctx, "cap_drop")?,
+        )
+        .map_err(|e| DriverError::Config(format!("{NAME}: task {:?}: {e}", ctx.task.name)))?;
+        // The task writes to its own directories.
+        for d in [&ctx.dirs.local, &ctx.dirs.tmp, &ctx.dirs.secrets] {
+            nix::unistd::chown(
+                d,
+                Some(nix::unistd::Uid::from_raw(u.uid)),
+                Some(nix::unistd::Gid::from_raw(u.gid)),
+            )
+            .map_err(|e| DriverError::Start(format!("chown {}: {e}", d.display())))?;
+        }
+        let user = Some(u);
+        let stdout = open_log(&ctx.dirs.stdout)?;
+        let stderr = open_log(&ctx.dirs.stderr)?;
+        let mut binds: Vec<Bind> = self
+            .config
+            .chroot_env
+            .iter()
+            .map(|(src, dst)| Bind {
+                source: src.clone(),
+                target: dst.clone(),
+                readonly: true,
+            })
+            .collect();
+        binds.push(Bind {
+            source: ctx.dirs.shared.clone(),
+            target: "/alloc".into(),
+            readonly: false,
+        });
+        let spec = Spec {
+            root: ctx.dirs.dir.clone(),
+            binds,
+            command: command.clone(),
+            args,
+            env: ctx
+                .env
+                .vars
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            cwd: "/".into(),
+            user,
+            caps: task_caps,
+            stdout,
+            stderr,
+        };
+        Ok((spec, command, task_caps))
+    }
+}
+
+fn string_list(ctx: &TaskContext, key: &str) -> Result<Vec<String>, DriverError> {
+    match ctx.task.config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(vec![]),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => Ok(ctx.env.interpolate(s)),
+                serde_json::Value::Number(n) => Ok(n.to_string()),
+                serde_json::Value::Bool(b) => Ok(b.to_string()),
+                other => Err(DriverError::Config(format!(
+                    "{NAME}: config {key:?} must be a list of strings, got {other}"
+                ))),
+            })
+            .collect(),
+        Some(other) => Err(DriverError::Config(format!(
+            "{NAME}: config {key:?} must be a list of strings, got {other}"
+        ))),
+    }
+}
+
+fn command(ctx: &TaskContext) -> Result<String, DriverError> {
+    match ctx.task.config.get("command") {
+        Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(ctx.env.interpolate(s)),
+        Some(other) if !other.is_null() => Err(DriverError::Config(format!(
+            "{NAME}: config \"command\" must be a string, got {other}"
+        ))),
+        _ => Err(DriverError::Config(format!(
+            "{NAME}: config \"command\" is missing"
+        ))),
+    }
+}
+
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, DriverError> {
+    crate::allocdir::open_log_append(path)
+        .map_err(|e| DriverError::Start(format!("opening log file {}: {e}", path.display())))
+}
+
+/// Waits for our child `pid` to exit, without a thread: a pidfd becomes readable when
+/// the process exits. Returns its raw wait status.
+async fn wait_child(pid: i32) -> std::io::Result<i32> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain syscall; the fd it returns is owned below.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+    if fd >= 0 {
+        // SAFETY: `fd` is a new pidfd nobody else owns.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: the OwnedFd stays open and the same for the AsyncFd's whole life.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE)
+        };
+        if let Ok(afd) = registered {
+            let _ = afd.readable().await;
+        }
+    }
+    // Exited already (or no pidfd on this kernel: then this thread blocks until it does).
+    tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child.
+            let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+            if r == pid {
+                return Ok(status);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINTR) {
+                return Err(e);
+            }
+        }
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Reaps init, reads the task's status, cleans its cgroup up, and tells the result.
+async fn reap(pid: i32, mut status_pipe: std::fs::File, cg: Box<dyn Cgroup>) -> ExitResult {
+    let init_status = wait_child(pid).await;
+    // init wrote the task's status before exiting; the pipe is closed now.
+    let task_status = tokio::task::spawn_blocking(move || {
+        let mut buf = [0u8; 4];
+        status_pipe
+            .read_exact(&mut buf)
+            .ok()
+            .map(|_| i32::from_ne_bytes(buf))
+    })
+    .await
+    .ok()
+    .flatten();
+    let oom = match cgroups::destroy(cg.as_ref()).await {
+        Ok(oom) => oom,
+        Err(e) => {
+            tracing::warn!(cgroup = cg.name(), error = %e, "cannot remove the task's cgroup");
+            cg.oom_killed()
+        }
+    };
+    let mut res = match (task_status, init_status) {
+        (Some(st), _) | (None, Ok(st)) => {
+            let (exit_code, signal) = isolate::decode_status(st);
+            ExitResult {
+                exit_code,
+                signal,
+                ..Default::default()
+            }
+        }
+        (None, Err(e)) => ExitResult {
+            exit_code: -1,
+            err: Some(format!("waiting for the task failed: {e}")),
+            ..Default::default()
+        },
+    };
+    res.oom_killed = oom;
+    res
+}
+
+#[async_trait]
+impl Driver for ExecDriver {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    async fn fingerprint(&self) -> Option<DriverInfo> {
+        let unhealthy = |why: String| {
+            Some(DriverInfo {
+                detected: true,
+                healthy: false,
+                health_description: why,
+                attributes: Default::default(),
+            })
+        };
+        if !nix::unistd::geteuid().is_root() {
+            return unhealthy(
+                "the exec driver needs the agent to run as root (namespaces, chroot, cgroups)"
+                    .into(),
+            );
+        }
+        let h = match &self.hierarchy {
+            Ok(h) => h,
+            Err(e) => return unhealthy(format!("the exec driver needs cgroups: {e}")),
+        };
+        let h2 = h.clone();
+        match tokio::task::spawn_blocking(move || h2.probe()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return unhealthy(e),
+            Err(e) => return unhealthy(format!("cgroup probe failed: {e}")),
+        }
+        Some(DriverInfo {
+            detected: true,
+            healthy: true,
+            health_description: "Healthy".into(),
+            attributes: Default::default(),
+        })
+    }
+
+    fn fs_isolation(&self) -> FsIsolation {
+        FsIsolation::Chroot
+    }
+
+    async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError> {
+        let hierarchy = self.hierarchy()?.clone();
+        let (spec, command, task_caps) = self.spec(ctx)?;
+
+        let res = ctx.task.resources.clone().unwrap_or_default();
+        let limits = Limits::from_resources(&res);
+        let cg_name = format!("{}.{}", ctx.alloc_id, ctx.task.name);
+        // A cgroup left over from a start that crashed half-way is ours to clear.
+        let stale = hierarchy.cgroup(&cg_name);
+        if stale.exists() {
+            let _ = cgroups::destroy(stale.as_ref()).await;
+        }
+        let launched = tokio::task::spawn_blocking(move || -> Result<_, DriverError> {
+            let cg = hierarchy
+                .create(&cg_name, &limits)
+                .map_err(|e| DriverError::Start(format!("creating the task's cgroup: {e}")))?;
+            let res = isolate::launch(spec, |pid| {
+                cg.add_process(pid)?;
+                // Better the OOM killer picks the task than its init. Lowering the score
+                // needs CAP_SYS_RESOURCE; without it an OOM kill of init still ends the
+                // task and is still reported, so this is best effort.
+                if let Err(e) = std::fs::write(format!("/proc/{pid}/oom_score_adj"), "-1000") {
+                    tracing::debug!(pid, error = %e, "cannot protect the task's init from the OOM killer");
+                }
+                Ok(())
+            });
+            match res {
+                Ok(l) => Ok((l, cg)),
+                Err(e) => {
+                    let _ = cg.remove();
+                    let msg = format!("failed to start command {command}: {e}");
+                    Err(match e.kind() {
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                            DriverError::Config(msg)
+                        }
+                        _ => DriverError::Start(msg),
+                    })
+                }
+            }
+        })
+        .await
+        .map_err(|e| DriverError::Start(format!("starting the task: {e}")))??;
+        let (Launched { pid, status }, cg) = launched;
+        let start_time = process::start_time(pid).unwrap_or(0);
+        let state = ExecState {
+            cgroup: cg.name().to_string(),
+            cgroup_version: self.hierarchy()?.version().to_string(),
+            cgroup_paths: cg.paths(),
+            caps: task_caps.bits(),
+        };
+        let (tx, rx) = watch::channel(None);
+        self.children.insert(pid, start_time, rx);
+        tokio::spawn(async move {
+            let res = reap(pid, status, cg).await;
+            let _ = tx.send(Some(res));
+        });
+        Ok(TaskHandle {
+            driver: NAME.into(),
+            task_id: ctx.task_id(),
+            pid,
+            pgid: pid,
+            start_time,
+            driver_state: serde_json::to_value(state).unwrap_or_default(),
+        })
+    }
+
+    async fn wait(&self, handle: &TaskHandle) -> ExitResult {
+        if let Some(mut rx) = self.children.get(handle) {
+            let res = match rx.wait_for(|r| r.is_some()).await {
+                Ok(r) => r.clone().expect("checked by wait_for"),
+                Err(_) => ExitResult {
+                    exit_code: -1,
+                    err: Some("the task reaper went away".into()),
+                    ..Default::default()
+                },
+            };
+            self.children.forget(handle);
+            return res;
+        }
+        // Recovered after an agent restart: not our child, so its status is unknown.
+        while process::is_same_process_alive(handle.pid, handle.start_time) {
+            tokio::time::sleep(RECOVERED_POLL).await;
+        }
+        let oom = match self.cgroup_of(handle) {
+            Some(cg) => cgroups::destroy(cg.as_ref()).await.unwrap_or(false),
+            None => false,
+        };
+        ExitResult {
+            exit_code: -1,
+            err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
+            oom_killed: oom,
+            ..Default::default()
+        }
+    }
+
+    async fn stop(
+        &self,
+        handle: &TaskHandle,
+        signal: &str,
+        timeout: Duration,
+    ) -> Result<(), DriverError> {
+        let sig = process::kill_signal_or_term(signal);
+        let cg = self.cgroup_of(handle);
+        let alive = || process::is_same_process_alive(handle.pid, handle.start_time);
+        let init = nix::unistd::Pid::from_raw(handle.pid);
+        if alive() {
+            match &cg {
+                // Everything but init, which would forward it to the task a second time.
+                Some(cg) if !cg.procs().is_empty() => {
+                    cgroups::signal_all(cg.as_ref(), sig, Some(handle.pid))
+                }
+                _ => {
+                    let _ = nix::sys::signal::kill(init, sig);
+                }
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            while alive() && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if alive() {
+                // PID 1 dying takes its whole namespace with it.
+                let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
+            }
+        }
+        if let Some(cg) = &cg {
+            cgroups::signal_all(cg.as_ref(), Signal::SIGKILL, None);
+            if !cgroups::wait_empty(cg.as_ref(), AFTER_KILL_WAIT).await {
+                return Err(DriverError::Signal(format!(
+                    "processes {:?} are still in the task's cgroup after SIGKILL",
+                    cg.procs()
+                )));
+            }
+        }
+        let deadline = tokio::time::Instant::now() + AFTER_KILL_WAIT;
+        while alive() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(DriverError::Signal(format!(
+                    "task init process {} is still alive after SIGKILL",
+                    handle.pid
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
+    async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
+        let sig = parse_signal(signal)
+            .ok_or_else(|| DriverError::Signal(format!("unknown signal {signal:?}")))?;
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Signal("the task is not running".into()));
+        }
+        // init forwards it to the task.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(handle.pid), sig)
+            .map_err(|e| DriverError::Signal(format!("sending {sig} to the task: {e}")))
+    }
+
+    /// Enters the task's mount, PID, IPC and UTS namespaces and its root, as the task's
+    /// user, with the task's environment, then runs `cmd` there.
+    async fn exec(
+        &self,
+        handle: &TaskHandle,
+        cmd: &[String],
+        timeout: Duration,
+    ) -> Result<super::ExecOutput, DriverError> {
+        if cmd.is_empty() {
+            return Err(DriverError::Exec("no command given".into()));
+        }
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        let caps = serde_json::from_value::<ExecState>(handle.driver_state.clone())
+            .map(|s| CapSet::from_bits(s.caps))
+            .unwrap_or(CapSet::EMPTY);
+        let child = enter_task(handle.pid, cmd, caps)?;
+        super::collect_output(child, timeout).await
+    }
+
+    async fn usage(&self, handle: &TaskHandle) -> Result<super::UsageSample, DriverError> {
+        let st: ExecState = serde_json::from_value(handle.driver_state.clone())
+            .map_err(|e| DriverError::Exec(format!("the task handle names no cgroup: {e}")))?;
+        if !process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Err(DriverError::Exec("the task is not running".into()));
+        }
+        Ok(cgroup_usage(&st.cgroup_paths))
+    }
+
+    async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {
+        if self.children.get(handle).is_some() {
+            return Ok(true);
+        }
+        if process::is_same_process_alive(handle.pid, handle.start_time) {
+            return Ok(true);
+        }
+        // Gone while the agent was away: clear what it left.
+        if let Some(cg) = self.cgroup_of(handle) {
+            if let Err(e) = cgroups::destroy(cg.as_ref()).await {
+                tracing::warn!(cgroup = cg.name(), error = %e, "cannot remove a dead task's cgroup");
+            }
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroups::fake::FakeCgroup;
+
+    /// removing the cgroup, and reports the task's own status (the one init passes on).
+    #[tokio::test]
+    async fn reaping_empties_the_cgroup_reports_its_oom_kill_and_removes_it() {
+        use std::io::Write;
+        use std::os::unix::process::ExitStatusExt;
+        let cg = FakeCgroup::new("a1.web");
+        let mut straggler = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        cg.add_process(straggler.id() as i32).unwrap();
+        cg.set_oom_killed();
+        // init's stand-in exits at once; like init, the pipe carries the task's raw wait
+        // status (exit code 3).
+        let init = std::process::Command::new("true").spawn().unwrap().id() as i32;
+        let (mut w, r) = std::os::unix::net::UnixStream::pair().unwrap();
+        w.write_all(&(3i32 << 8).to_ne_bytes()).unwrap();
+        drop(w);
+        let status_pipe = std::fs::File::from(std::os::fd::OwnedFd::from(r));
+        let res = reap(init, status_pipe, Box::new(cg.clone())).await;
+        let left = straggler.wait().unwrap();
+        assert_eq!(left.signal(), Some(libc::SIGKILL), "{left:?}");
+        assert_eq!((res.exit_code, res.signal), (3, 0), "{res:?}");
+        assert!(res.oom_killed, "{res:?}");
+        assert!(!cg.exists());
+        assert_eq!(cg.removals(), 1);
+    }
+}

@@ -1,0 +1,316 @@
+//! Durable Raft storage in sled: the log, the vote, and FSM snapshots.
+//!
+//! Every sled call of the server lives in this module (`store/`), so swapping the engine
+//! (redb, fjall) stays a change to this directory only. Writes that Raft relies on
+//! (appends, votes) are flushed to disk before they are acknowledged: sled alone only
+//! syncs every 500 ms.
+//!
+//! A damaged data dir is never served silently:
+//! - every stored record (log entry, vote, committed index, purge point, snapshot and its
+//!   meta) is sealed with a CRC-32 of its bytes, checked on every read;
+//! - sled stops its own recovery at the first damaged segment and quietly drops what
+//!   follows, so a small side file (`raft.marks`, two checksummed slots written in turn)
+//!   records the newest vote and the last log index flushed; a sled that comes back with
+//!   less than that lost acknowledged data;
+//! - [`open_verified`] reads everything once at startup: every record's checksum, a log
+//!   contiguous from the snapshot to its last entry, a committed index the log covers.
+//!
+//! One concern per file:
+//! - this file: the sled database, its keys, and the log store ([`LogStore`], openraft's
+//!   `RaftLogStorage`);
+//! - `records.rs`: the checksummed record framing ([`seal`], [`unseal`], [`Damage`]);
+//! - `marks.rs`: the `raft.marks` side file ([`Marks`]);
+//! - `verify.rs`: the startup checks ([`open_verified`]);
+//! - `machine.rs`: the state machine ([`StateMachine`], openraft's `RaftStateMachine`),
+//!   the snapshot builder and the once-token table ([`OnceTable`]).
+
+// openraft's traits fix `StorageError` (large) as the error type; our helpers match them.
+#![allow(clippy::result_large_err)]
+
+mod machine;
+mod marks;
+mod records;
+mod verify;
+
+pub use machine::{ApplyHook, OnceTable, SnapshotBuilder, StateMachine};
+pub use marks::{MarkState, Marks};
+pub use records::{seal, unseal, Damage};
+pub use verify::{open_verified, Verified};
+
+use super::{io_err, LogId, NodeId, StorageError, TypeConfig};
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{Entry, LogState, RaftLogReader, Vote};
+use records::{decode, decode_entry, log_key};
+use serde::{Deserialize, Serialize};
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_PURGED: &[u8] = b"last_purged";
+const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+
+/// The sled database inside a data dir.
+pub const SLED_DIR: &str = "raft.sled";
+/// The side file with the vote and the last flushed log index.
+pub const MARKS_FILE: &str = "raft.marks";
+
+/// Open (or create) a sled database. A panic inside sled's recovery (it has a few on
+/// damaged files) is turned into an error.
+pub fn open_db(dir: &Path) -> Result<sled::Db, String> {
+    let cfg = sled::Config::new()
+        .path(dir)
+        .mode(sled::Mode::HighThroughput)
+        // sled caches up to 1 GiB by default; the state lives in memory already.
+        .cache_capacity(32 * 1024 * 1024);
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open())) {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(p) => Err(p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .map(|m| format!("sled panicked while recovering: {m}"))
+            .unwrap_or_else(|| "sled panicked while recovering".into())),
+    }
+}
+
+fn get_json<T: for<'de> Deserialize<'de>>(
+    tree: &sled::Tree,
+    key: &[u8],
+) -> Result<Option<T>, StorageError> {
+    match tree.get(key).map_err(|e| io_err(false, e))? {
+        None => Ok(None),
+        Some(v) => decode(&String::from_utf8_lossy(key), &v)
+            .map(Some)
+            .map_err(|e| io_err(false, e)),
+    }
+}
+
+fn put_json<T: Serialize>(tree: &sled::Tree, key: &[u8], v: &T) -> Result<(), StorageError> {
+    let bytes = serde_json::to_vec(v).map_err(|e| io_err(true, e))?;
+    tree.insert(key, seal(&bytes))
+        .map_err(|e| io_err(true, e))?;
+    Ok(())
+}
+
+/// The Raft log and vote. Cheap to clone: sled trees are reference-counted.
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    logs: sled::Tree,
+    meta: sled::Tree,
+    marks: Marks,
+}
+
+impl LogStore {
+    pub fn new(db: &sled::Db, marks: Marks) -> Result<Self, sled::Error> {
+        Ok(LogStore {
+            db: db.clone(),
+            logs: db.open_tree("logs")?,
+            meta: db.open_tree("meta")?,
+            marks,
+        })
+    }
+
+    /// Bytes sled uses on disk, for the load harness.
+    pub fn disk_size(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flush everything sled still buffers (the committed-index hint, purges), for a clean
+    /// shutdown; appends and votes were flushed when they were written.
+    pub async fn flush(&self) -> Result<(), StorageError> {
+        self.db.flush_async().await.map_err(|e| io_err(true, e))?;
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        use std::ops::Bound;
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for kv in self.logs.range(start.to_be_bytes()..) {
+            let (k, v) = kv.map_err(|e| io_err(false, e))?;
+            let idx = log_key(&k).map_err(|e| io_err(false, e))?;
+            if !range.contains(&idx) {
+                break;
+            }
+            out.push(decode_entry(&k, &v).map_err(|e| io_err(false, e))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = get_json(&self.meta, KEY_PURGED)?;
+        let last = match self.logs.last().map_err(|e| io_err(false, e))? {
+            Some((k, v)) => Some(decode_entry(&k, &v).map_err(|e| io_err(false, e))?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError> {
+        put_json(&self.meta, KEY_VOTE, vote)?;
+        self.db.flush_async().await.map_err(|e| io_err(true, e))?;
+        let vote = *vote;
+        self.marks.update(|m| m.vote = Some(vote)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError> {
+        get_json(&self.meta, KEY_VOTE)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        // A hint for faster recovery; losing it only means re-applying from the snapshot.
+        put_json(&self.meta, KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(get_json::<Option<LogId>>(&self.meta, KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        let mut last = None;
+        for e in entries {
+            let bytes = serde_json::to_vec(&e).map_err(|e| io_err(true, e))?;
+            batch.insert(&e.log_id.index.to_be_bytes(), seal(&bytes));
+            last = Some(e.log_id.index);
+        }
+        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        // Group commit: one fsync covers every entry of this append; then the marks
+        // record how far the log reaches, so a sled that loses its tail is caught.
+        let res = match self.db.flush_async().await {
+            Ok(_) => match last {
+                Some(l) => self
+                    .marks
+                    .update(|m| m.last_index = Some(m.last_index.map_or(l, |p| p.max(l))))
+                    .await
+                    .map_err(std::io::Error::other),
+                None => Ok(()),
+            },
+            Err(e) => Err(std::io::Error::other(e)),
+        };
+        callback.log_io_completed(res);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Lower the mark first: a crash in between leaves sled ahead of it, which is fine.
+        let below = log_id.index.checked_sub(1);
+        self.marks
+            .update(|m| {
+                if m.last_index > below {
+                    m.last_index = below;
+                }
+            })
+            .await?;
+        let keys: Vec<_> = self
+            .logs
+            .range(log_id.index.to_be_bytes()..)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(true, e))?;
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        self.db.flush_async().await.map_err(|e| io_err(true, e))?;
+        Ok(())
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        put_json(&self.meta, KEY_PURGED, &log_id)?;
+        let keys: Vec<_> = self
+            .logs
+            .range(..=log_id.index.to_be_bytes())
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(true, e))?;
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    /// Every `.rs` file under `dir`, recursively.
+    fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                rust_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn no_server_code_outside_the_store_module_names_sled() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let store = src.join("raft").join("store");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        assert!(
+            files.iter().any(|f| f.starts_with(&store)),
+            "the scan found no file of the store module under {}",
+            src.display()
+        );
+        let offenders: Vec<String> = files
+            .iter()
+            .filter(|f| !f.starts_with(&store))
+            .flat_map(|f| {
+                let text = std::fs::read_to_string(f).unwrap();
+                let rel = f.strip_prefix(&src).unwrap().display().to_string();
+                text.lines()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains("sled::") && !l.trim_start().starts_with("//"))
+                    .map(|(n, l)| format!("{rel}:{}: {}", n + 1, l.trim()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert!(
+            offenders.is_empty(),
+            "sled is used outside server/src/raft/store/ (move the call into the store module):\n{}",
+            offenders.join("\n")
+        );
+    }
+}

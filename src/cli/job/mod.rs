@@ -1,0 +1,271 @@
+//! `drover job ...`: run, plan, status, stop, inspect, validate and allocs.
+
+use crate::cli::alloc::{alloc_table, AllocTableKind};
+use crate::cli::format::{api_error, now_nanos};
+use crate::cli::{is_stdin, parse_key_value};
+use api::{Client, Job, JobListStub, QueryOptions};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+mod plan;
+mod run;
+mod status;
+mod stop;
+
+pub use plan::plan;
+pub use run::{run, validate};
+use status::job_list_table;
+pub use status::{list, status};
+pub use stop::stop;
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Return as soon as the job is registered, without following its evaluation.
+    #[arg(long)]
+    pub detach: bool,
+    /// Show full identifiers.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Register only if the job's modify index is still N (0: only if it does not exist).
+    #[arg(long = "check-index", value_name = "N")]
+    pub check_index: Option<u64>,
+    /// Set a jobspec variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// Print the job as JSON instead of submitting it.
+    #[arg(long)]
+    pub output: bool,
+    /// The job file (HCL or JSON); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Show full identifiers and exact times.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Only the header block, no summary or allocations.
+    #[arg(long)]
+    pub short: bool,
+    /// A job ID or prefix; without it, list all jobs.
+    #[arg(value_name = "JOB")]
+    pub job: Option<String>,
+}
+
+impl StatusArgs {
+    pub fn for_id(job: String, verbose: bool) -> Self {
+        StatusArgs {
+            verbose,
+            short: false,
+            job: Some(job),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StopArgs {
+    /// Also remove the job from the cluster's state.
+    #[arg(long)]
+    pub purge: bool,
+    /// Return as soon as the job is deregistered; print the evaluation ID.
+    #[arg(long)]
+    pub detach: bool,
+    /// Do not ask for confirmation when JOB is only a prefix.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Show full identifiers.
+    #[arg(long)]
+    pub verbose: bool,
+    #[arg(value_name = "JOB")]
+    pub job: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[arg(value_name = "JOB")]
+    pub job: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Set a jobspec variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// The job file (HCL or JSON); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+/// `job plan`: exits 0 when no allocation would be created or destroyed, 1 when some
+/// would, 255 on an error (Nomad's codes).
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// Also show the fields of added and removed jobs, groups and tasks.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Set a jobspec variable (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub vars: Vec<(String, String)>,
+    /// Read jobspec variables from a file of `name = value` lines, or JSON (repeatable).
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    /// The job file (HCL or JSON); `-` reads standard input.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AllocsArgs {
+    /// Show full identifiers and exact times.
+    #[arg(long)]
+    pub verbose: bool,
+    #[arg(value_name = "JOB")]
+    pub job: String,
+}
+
+/// Parse a job file (or stdin) with its variables: `NOMAD_VAR_<name>` from the
+/// environment, then the variables files, then `-var` values, later ones winning. The
+/// error is ready to print.
+pub fn load_job(
+    path: &Path,
+    vars: &[(String, String)],
+    var_files: &[PathBuf],
+) -> Result<Job, String> {
+    let inputs = jobspecs::VarInputs {
+        cli: vars.iter().cloned().collect(),
+        files: var_files.to_vec(),
+        env: jobspecs::VarInputs::env_vars(),
+        values: Vec::new(),
+    };
+    let shown = if is_stdin(path) {
+        "<stdin>".to_string()
+    } else {
+        path.display().to_string()
+    };
+    let parsed = if is_stdin(path) {
+        let mut src = String::new();
+        std::io::stdin()
+            .read_to_string(&mut src)
+            .map_err(|e| format!("Error reading job file from standard input: {e}"))?;
+        // As in Nomad's CLI, `file()` in a job read from standard input is relative to
+        // the working directory.
+        jobspecs::parse_str_with_files(
+            &src,
+            &shown,
+            &inputs,
+            jobspecs::Files::RelativeTo(PathBuf::new()),
+        )
+    } else {
+        jobspecs::parse_file_with_inputs(path, &inputs)
+    };
+    let parsed = parsed.map_err(|d| format!("Error parsing job file {shown}:\n{d}"))?;
+    // What Drover accepted but does not act on yet must not pass silently.
+    for w in &parsed.warnings {
+        eprintln!("Warning: {w}");
+    }
+    Ok(parsed.job)
+}
+
+/// `{"Job": ...}`, pretty, as `-output` and `inspect` print it.
+fn job_json(job: &Job) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(
+        &serde_json::json!({ "Job": job }),
+    )?)
+}
+
+/// Jobs whose ID starts with `prefix`; just the one if an ID equals it.
+pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<JobListStub>> {
+    let opts = QueryOptions {
+        prefix: Some(prefix.to_string()),
+        ..Default::default()
+    };
+    let (jobs, _) = client
+        .jobs(&opts)
+        .await
+        .map_err(|e| api_error("querying jobs", e))?;
+    Ok(narrow(jobs, prefix, |j| &j.id))
+}
+
+/// Keep what starts with `prefix` (in case a server ignores `?prefix=`), and only the
+/// exact match if there is one.
+pub fn narrow<T>(items: Vec<T>, prefix: &str, id: impl Fn(&T) -> &str) -> Vec<T> {
+    let mut items: Vec<T> = items
+        .into_iter()
+        .filter(|i| id(i).starts_with(prefix))
+        .collect();
+    if let Some(pos) = items.iter().position(|i| id(i) == prefix) {
+        return vec![items.swap_remove(pos)];
+    }
+    items
+}
+
+/// The one job ID `prefix` names; `None` when no job matches. Several matches are an
+/// error listing them.
+pub async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Option<String>> {
+    let mut jobs = matching(client, prefix).await?;
+    match jobs.len() {
+        0 => Ok(None),
+        1 => Ok(Some(jobs.remove(0).id)),
+        _ => anyhow::bail!("Prefix matched multiple jobs\n\n{}", job_list_table(&jobs)),
+    }
+}
+
+fn not_found(prefix: &str) -> anyhow::Result<i32> {
+    eprintln!("No job(s) with prefix or ID {prefix:?} found");
+    Ok(1)
+}
+
+pub async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<i32> {
+    let Some(id) = resolve(client, &args.job).await? else {
+        return not_found(&args.job);
+    };
+    let job = match client.job(&id).await {
+        Ok((job, _)) => job,
+        Err(e) if e.is_not_found() => return not_found(&args.job),
+        Err(e) => return Err(api_error("inspecting job", e)),
+    };
+    println!("{}", job_json(&job)?);
+    Ok(0)
+}
+
+pub async fn allocs(client: &Client, args: AllocsArgs) -> anyhow::Result<i32> {
+    let Some(id) = resolve(client, &args.job).await? else {
+        return not_found(&args.job);
+    };
+    let (mut allocs, _) = client
+        .job_allocations(&id, &QueryOptions::default())
+        .await
+        .map_err(|e| api_error("querying job allocations", e))?;
+    allocs.sort_by_key(|a| std::cmp::Reverse(a.create_index));
+    if allocs.is_empty() {
+        println!("No allocations placed");
+    } else {
+        println!(
+            "{}",
+            alloc_table(&allocs, args.verbose, now_nanos(), AllocTableKind::Job)
+        );
+    }
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_id_wins_over_longer_prefix_matches() {
+        let ids = vec!["web".to_string(), "web-2".to_string(), "api".to_string()];
+        assert_eq!(narrow(ids.clone(), "web", |s| s), vec!["web".to_string()]);
+        assert_eq!(
+            narrow(ids, "we", |s| s),
+            vec!["web".to_string(), "web-2".to_string()]
+        );
+    }
+}
