@@ -182,6 +182,19 @@ pub fn kill_signal_or_term(signal: &str) -> Signal {
     })
 }
 
+/// Sends the task's process (its init, for exec) a named signal, after checking that the
+/// pid still belongs to the process the handle recorded (a reused pid is never signalled).
+pub fn signal_task(handle: &super::TaskHandle, signal: &str) -> Result<(), super::DriverError> {
+    use super::DriverError;
+    let sig = parse_signal(signal)
+        .ok_or_else(|| DriverError::Signal(format!("unknown signal {signal:?}")))?;
+    if !is_same_process_alive(handle.pid, handle.start_time) {
+        return Err(DriverError::Signal("the task is not running".into()));
+    }
+    signal::kill(Pid::from_raw(handle.pid), sig)
+        .map_err(|e| DriverError::Signal(format!("sending {sig} to the task: {e}")))
+}
+
 /// Parses a signal name as jobspecs write it: `SIGTERM`, `TERM`, `sigint` or a number.
 pub fn parse_signal(name: &str) -> Option<Signal> {
     let n = name.trim();

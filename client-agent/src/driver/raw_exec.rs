@@ -12,7 +12,7 @@
 //! A process reattached after an agent restart is not our child: it is watched by
 //! polling, and its exit status is unknown.
 
-use super::process::{self, parse_signal};
+use super::process;
 use super::{Driver, DriverError, ExitResult, TaskContext, TaskHandle};
 use crate::driver::EXIT_UNKNOWN_AFTER_RECOVERY;
 use api::DriverInfo;
@@ -266,13 +266,7 @@ impl Driver for RawExecDriver {
     }
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
-        let sig = parse_signal(signal)
-            .ok_or_else(|| DriverError::Signal(format!("unknown signal {signal:?}")))?;
-        if !process::is_same_process_alive(handle.pid, handle.start_time) {
-            return Err(DriverError::Signal("the task is not running".into()));
-        }
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(handle.pid), sig)
-            .map_err(|e| DriverError::Signal(format!("sending {sig} to the task: {e}")))
+        process::signal_task(handle, signal)
     }
 
     async fn recover(&self, handle: &TaskHandle) -> Result<bool, DriverError> {

@@ -27,6 +27,20 @@ fn fs_path(p: Option<&str>) -> Result<PathBuf, HttpErr> {
     allocdir::relative("path", raw.trim_start_matches('/')).map_err(|e| HttpErr::bad_request(e.0))
 }
 
+/// What every fs route starts from: the alloc dir's root, the checked relative path, and
+/// the path as the caller wrote it (for messages; `shown_default` when none was given).
+fn fs_target(
+    h: &ClientHandle,
+    alloc: &str,
+    q: &PathQuery,
+    shown_default: &str,
+) -> Result<(PathBuf, PathBuf, String), HttpErr> {
+    let view = find_alloc(h, alloc)?;
+    let rel = fs_path(q.path.as_deref())?;
+    let shown = q.path.clone().unwrap_or_else(|| shown_default.into());
+    Ok((view.alloc_dir.root.clone(), rel, shown))
+}
+
 /// Whether `rel` (relative to the alloc root) is in, or is, a task's `secrets` directory.
 /// Compared without regard to case, as Nomad does.
 fn is_secret(rel: &Path) -> bool {
@@ -167,10 +181,7 @@ pub(super) async fn cat(
     UrlPath(alloc): UrlPath<String>,
     Query(q): Query<PathQuery>,
 ) -> HttpResult {
-    let view = find_alloc(&h, &alloc)?;
-    let rel = fs_path(q.path.as_deref())?;
-    let shown = q.path.clone().unwrap_or_default();
-    let root = view.alloc_dir.root.clone();
+    let (root, rel, shown) = fs_target(&h, &alloc, &q, "")?;
     let file = blocking(move || open_regular(&root, &rel, &shown, &alloc)).await?;
     Ok(file_body(file, None))
 }
@@ -190,12 +201,9 @@ pub(super) async fn readat(
     UrlPath(alloc): UrlPath<String>,
     Query(q): Query<PathQuery>,
 ) -> HttpResult {
-    let view = find_alloc(&h, &alloc)?;
-    let rel = fs_path(q.path.as_deref())?;
+    let (root, rel, shown) = fs_target(&h, &alloc, &q, "")?;
     let offset = parse_u64("offset", q.offset.as_deref())?.unwrap_or(0);
     let limit = parse_u64("limit", q.limit.as_deref())?;
-    let shown = q.path.clone().unwrap_or_default();
-    let root = view.alloc_dir.root.clone();
     let file = blocking(move || {
         use std::io::{Seek, SeekFrom};
         let mut f = open_regular(&root, &rel, &shown, &alloc)?;
@@ -259,10 +267,7 @@ pub(super) async fn ls(
     UrlPath(alloc): UrlPath<String>,
     Query(q): Query<PathQuery>,
 ) -> HttpResult {
-    let view = find_alloc(&h, &alloc)?;
-    let rel = fs_path(q.path.as_deref())?;
-    let shown = q.path.clone().unwrap_or_else(|| "/".into());
-    let root = view.alloc_dir.root.clone();
+    let (root, rel, shown) = fs_target(&h, &alloc, &q, "/")?;
     let out = blocking(move || {
         let (fd, st) = open_in_alloc(&root, &rel, &shown, &alloc)?;
         if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
@@ -297,10 +302,7 @@ pub(super) async fn stat(
     UrlPath(alloc): UrlPath<String>,
     Query(q): Query<PathQuery>,
 ) -> HttpResult {
-    let view = find_alloc(&h, &alloc)?;
-    let rel = fs_path(q.path.as_deref())?;
-    let shown = q.path.clone().unwrap_or_else(|| "/".into());
-    let root = view.alloc_dir.root.clone();
+    let (root, rel, shown) = fs_target(&h, &alloc, &q, "/")?;
     let info = blocking(move || {
         let (_fd, st) = open_in_alloc(&root, &rel, &shown, &alloc)?;
         let name = rel

@@ -39,7 +39,7 @@ use usage::cgroup_usage;
 
 use super::caps::{self, CapSet};
 use super::isolate::{self, Bind, Launched, Spec};
-use super::process::{self, parse_signal};
+use super::process;
 use super::{
     Driver, DriverError, ExitResult, FsIsolation, TaskContext, TaskHandle,
     EXIT_UNKNOWN_AFTER_RECOVERY,
@@ -469,14 +469,8 @@ impl Driver for ExecDriver {
     }
 
     async fn signal(&self, handle: &TaskHandle, signal: &str) -> Result<(), DriverError> {
-        let sig = parse_signal(signal)
-            .ok_or_else(|| DriverError::Signal(format!("unknown signal {signal:?}")))?;
-        if !process::is_same_process_alive(handle.pid, handle.start_time) {
-            return Err(DriverError::Signal("the task is not running".into()));
-        }
         // init forwards it to the task.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(handle.pid), sig)
-            .map_err(|e| DriverError::Signal(format!("sending {sig} to the task: {e}")))
+        process::signal_task(handle, signal)
     }
 
     /// Enters the task's mount, PID, IPC and UTS namespaces and its root, as the task's
