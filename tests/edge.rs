@@ -162,6 +162,12 @@ fn a_dev_agent_without_an_rpc_port_serves_no_peer_routes() {
 
 fn node_secret_of(agent: &DevAgent) -> (String, String) {
     let dir = agent.data_dir().join("client");
+    // The agent writes its secret once the servers answer its registration.
+    wait_for(
+        "the agent to keep its node secret",
+        Duration::from_secs(30),
+        || dir.join("node-secret").exists().then_some(()),
+    );
     let id = std::fs::read_to_string(dir.join("node-id")).unwrap();
     let secret = std::fs::read_to_string(dir.join("node-secret")).unwrap();
     (id.trim().to_string(), secret.trim().to_string())

@@ -216,6 +216,32 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     }
 }
 
+/// A task `config` key that holds a list of strings (numbers and booleans are written
+/// out, strings interpolated); absent or null is empty. `driver` names the error's source.
+pub(crate) fn config_string_list(
+    ctx: &TaskContext,
+    driver: &str,
+    key: &str,
+) -> Result<Vec<String>, DriverError> {
+    match ctx.task.config.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(vec![]),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => Ok(ctx.env.interpolate(s)),
+                serde_json::Value::Number(n) => Ok(n.to_string()),
+                serde_json::Value::Bool(b) => Ok(b.to_string()),
+                other => Err(DriverError::Config(format!(
+                    "{driver}: config {key:?} must be a list of strings, got {other}"
+                ))),
+            })
+            .collect(),
+        Some(other) => Err(DriverError::Config(format!(
+            "{driver}: config {key:?} must be a list of strings, got {other}"
+        ))),
+    }
+}
+
 /// Waits for `cmd` (spawned with piped stdout and stderr, in its own process group) up to
 /// `timeout`, collecting its output; on timeout the whole group is killed.
 pub(crate) async fn collect_output(

@@ -73,25 +73,7 @@ fn command_and_args(ctx: &TaskContext) -> Result<(PathBuf, Vec<String>), DriverE
             ))
         }
     };
-    let args = match cfg.get("args") {
-        None | Some(serde_json::Value::Null) => vec![],
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => Ok(ctx.env.interpolate(s)),
-                serde_json::Value::Number(n) => Ok(n.to_string()),
-                serde_json::Value::Bool(b) => Ok(b.to_string()),
-                other => Err(DriverError::Config(format!(
-                    "raw_exec: config \"args\" must be a list of strings, got {other}"
-                ))),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(other) => {
-            return Err(DriverError::Config(format!(
-                "raw_exec: config \"args\" must be a list of strings, got {other}"
-            )))
-        }
-    };
+    let args = super::config_string_list(ctx, "raw_exec", "args")?;
     let path = PathBuf::from(&command);
     let path = if path.is_relative() && command.contains('/') {
         ctx.dirs.dir.join(path)

@@ -105,7 +105,7 @@ impl ExecDriver {
     /// root's binds and its log files; the task's own directories are chowned to it.
     fn spec(&self, ctx: &TaskContext) -> Result<(Spec, String, CapSet), DriverError> {
         let command = command(ctx)?;
-        let args = string_list(ctx, "args")?;
+        let args = super::config_string_list(ctx, NAME, "args")?;
         let user_name = match ctx.task.user.trim() {
             "" => self.config.default_user.as_str(),
             name => name,
@@ -114,8 +114,8 @@ impl ExecDriver {
         self.config.check_user(&ctx.task.name, user_name, &u)?;
         let task_caps = caps::task_set(
             self.config.allow_caps,
-            &string_list(ctx, "cap_add")?,
-            &string_list(ctx, "cap_drop")?,
+            &super::config_string_list(ctx, NAME, "cap_add")?,
+            &super::config_string_list(ctx, NAME, "cap_drop")?,
         )
         .map_err(|e| DriverError::Config(format!("{NAME}: task {:?}: {e}", ctx.task.name)))?;
         // The task writes to its own directories.
@@ -163,26 +163,6 @@ impl ExecDriver {
             stderr,
         };
         Ok((spec, command, task_caps))
-    }
-}
-
-fn string_list(ctx: &TaskContext, key: &str) -> Result<Vec<String>, DriverError> {
-    match ctx.task.config.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(vec![]),
-        Some(serde_json::Value::Array(items)) => items
-            .iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => Ok(ctx.env.interpolate(s)),
-                serde_json::Value::Number(n) => Ok(n.to_string()),
-                serde_json::Value::Bool(b) => Ok(b.to_string()),
-                other => Err(DriverError::Config(format!(
-                    "{NAME}: config {key:?} must be a list of strings, got {other}"
-                ))),
-            })
-            .collect(),
-        Some(other) => Err(DriverError::Config(format!(
-            "{NAME}: config {key:?} must be a list of strings, got {other}"
-        ))),
     }
 }
 

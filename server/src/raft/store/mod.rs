@@ -65,7 +65,21 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, String> {
         .mode(sled::Mode::HighThroughput)
         // sled caches up to 1 GiB by default; the state lives in memory already.
         .cache_capacity(32 * 1024 * 1024);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cfg.open())) {
+    // sled's background flusher can hold the file lock for a moment after the last handle
+    // of an earlier open in this process is dropped: wait briefly for it, never forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let open = || loop {
+        match cfg.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(e)) => Err(e.to_string()),
         Err(p) => Err(p
