@@ -497,6 +497,22 @@ impl Client {
         )
         .await
     }
+
+    /// Registers and deregisters service instances of this node's allocations
+    /// (`PUT /v1/internal/node/:id/services`, to a server's RPC listener).
+    pub async fn update_services(
+        &self,
+        node_id: &str,
+        secret: &str,
+        update: &crate::ServiceUpdateRequest,
+    ) -> Result<WriteResponse, ApiError> {
+        self.put_with_headers(
+            &format!("/v1/internal/node/{}/services", encode(node_id)),
+            update,
+            &secret_header(secret),
+        )
+        .await
+    }
 }
 
 fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {

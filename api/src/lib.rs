@@ -14,6 +14,7 @@ pub mod eval;
 pub mod job;
 pub mod node;
 pub mod plan;
+pub mod service;
 #[cfg(feature = "client")]
 pub mod url;
 pub mod wire;
@@ -26,6 +27,7 @@ pub use eval::*;
 pub use job::*;
 pub use node::*;
 pub use plan::*;
+pub use service::*;
 pub use wire::*;
 
 /// Seconds to nanoseconds, the unit of every duration in Nomad's JSON.

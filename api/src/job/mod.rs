@@ -4,10 +4,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 mod policies;
+mod service;
 mod summary;
 mod validate;
 
 pub use policies::*;
+pub use service::*;
 pub use summary::*;
 pub use validate::*;
 
@@ -355,33 +357,6 @@ pub struct ParameterizedJobConfig {
     pub payload: String,
     pub meta_required: Vec<String>,
     pub meta_optional: Vec<String>,
-}
-
-/// A service a group or task offers (recorded; Drover does not register services yet).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct Service {
-    pub name: String,
-    pub port_label: String,
-    pub tags: Vec<String>,
-    /// "consul" or "nomad".
-    pub provider: String,
-    pub checks: Vec<ServiceCheck>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
-pub struct ServiceCheck {
-    pub name: String,
-    /// "http", "tcp", "grpc" or "script".
-    #[serde(rename = "Type")]
-    pub check_type: String,
-    pub path: String,
-    pub port_label: String,
-    /// Nanoseconds.
-    pub interval: i64,
-    /// Nanoseconds.
-    pub timeout: i64,
 }
 
 /// A volume a group asks for (`volume "name" { type = "host" ... }`).
