@@ -235,6 +235,15 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         if let Some(d) = env_duration("DROVER_RPC_HOLD_TIMEOUT_MS") {
             cfg.rpc_hold_timeout = d;
         }
+        if let Some(d) = env_duration("DROVER_EVENT_HEARTBEAT_MS") {
+            cfg.event_heartbeat = d;
+        }
+        if let Some(n) = std::env::var("DROVER_EVENT_BUFFER_SIZE")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+        {
+            cfg.event_buffer_size = n;
+        }
         if let Some(n) = server_block.job_max_count {
             cfg.job_max_count = n;
         }

@@ -161,12 +161,20 @@ job "flaky" {
             .any(|e| e["WaitUntil"].as_i64().unwrap_or(0) > 0),
         "{evals:#}"
     );
-    // Attempts exhausted: nothing more is placed, the job is dead.
-    std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(allocs(&cluster, "flaky").len(), 3);
+    // Attempts exhausted: the job is dead, which a batch job only is once none of its
+    // evaluations is pending (a delayed reschedule is a pending eval with a WaitUntil),
+    // so the scheduler has settled; it placed nothing more.
     wait_for("the job to be dead", Duration::from_secs(20), || {
         (cluster.get("/v1/job/flaky")["Status"] == "dead").then_some(())
     });
+    let evals: Vec<api::Evaluation> =
+        serde_json::from_value(cluster.get("/v1/job/flaky/evaluations")).unwrap();
+    let unsettled: Vec<_> = evals.iter().filter(|e| !e.terminal()).collect();
+    assert!(
+        unsettled.is_empty(),
+        "evaluations still to run: {unsettled:#?}"
+    );
+    assert_eq!(allocs(&cluster, "flaky").len(), 3);
 }
 
 fn healthy(a: &Value) -> bool {

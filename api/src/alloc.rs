@@ -39,6 +39,9 @@ pub struct Allocation {
     pub task_group: String,
     pub resources: Option<Resources>,
     pub task_resources: BTreeMap<String, Resources>,
+    /// What the scheduler gave the allocation on its node, host ports included.
+    #[serde(rename = "AllocatedResources")]
+    pub allocated_resources: Option<crate::alloc_resources::AllocatedResources>,
     pub desired_status: String,
     pub desired_description: String,
     pub client_status: String,
@@ -56,6 +59,9 @@ pub struct Allocation {
     pub desired_transition: DesiredTransition,
     /// Health as the client judged it (`migrate`/`update` health checks).
     pub deployment_status: Option<AllocDeploymentStatus>,
+    /// The deployment that placed it (service jobs with an `update` block).
+    #[serde(rename = "DeploymentID")]
+    pub deployment_id: String,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,
@@ -197,6 +203,8 @@ pub struct AllocationListStub {
     pub client_description: String,
     pub task_states: BTreeMap<String, TaskState>,
     pub deployment_status: Option<AllocDeploymentStatus>,
+    #[serde(rename = "DeploymentID")]
+    pub deployment_id: String,
     pub follow_up_eval_id: String,
     pub create_index: u64,
     pub modify_index: u64,
@@ -227,6 +235,7 @@ impl AllocationListStub {
             client_description: a.client_description.clone(),
             task_states: a.task_states.clone(),
             deployment_status: a.deployment_status.clone(),
+            deployment_id: a.deployment_id.clone(),
             follow_up_eval_id: a.followup_eval_id.clone(),
             create_index: a.create_index,
             modify_index: a.modify_index,

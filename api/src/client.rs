@@ -513,6 +513,78 @@ impl Client {
         )
         .await
     }
+
+    // ---- services (provider = "nomad") ----
+
+    /// `GET /v1/services`: per namespace, each service name and its tags. `namespace`
+    /// `None` means `default`, `Some("*")` every namespace.
+    pub async fn services(
+        &self,
+        namespace: Option<&str>,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<crate::ServiceRegistrationListStub>, QueryMeta), ApiError> {
+        self.get(&with_namespace("/v1/services", namespace), opts)
+            .await
+    }
+
+    /// `GET /v1/service/:name`: the registered instances of a service.
+    pub async fn service(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<crate::ServiceRegistration>, QueryMeta), ApiError> {
+        let path = format!("/v1/service/{}", encode(name));
+        self.get(&with_namespace(&path, namespace), opts).await
+    }
+
+    /// `DELETE /v1/service/:name/:id`: remove one registration.
+    pub async fn delete_service(
+        &self,
+        name: &str,
+        id: &str,
+        namespace: Option<&str>,
+    ) -> Result<WriteResponse, ApiError> {
+        let query: Vec<(String, String)> = namespace
+            .map(|ns| vec![("namespace".to_string(), ns.to_string())])
+            .unwrap_or_default();
+        self.delete(
+            &format!("/v1/service/{}/{}", encode(name), encode(id)),
+            &query,
+        )
+        .await
+    }
+
+    /// `GET /v1/job/:id/services`.
+    pub async fn job_services(
+        &self,
+        job_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<crate::ServiceRegistration>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/services", encode(job_id)), opts)
+            .await
+    }
+
+    /// `GET /v1/allocation/:id/services`.
+    pub async fn allocation_services(
+        &self,
+        alloc_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<crate::ServiceRegistration>, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/allocation/{}/services", encode(alloc_id)),
+            opts,
+        )
+        .await
+    }
+}
+
+/// `path?namespace=<ns>` when a namespace is given.
+fn with_namespace(path: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{path}?namespace={}", encode(ns)),
+        None => path.to_string(),
+    }
 }
 
 fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {
@@ -524,6 +596,310 @@ fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {
 }
 
 pub use crate::wire::JobVersionsResponse;
+
+// ---- the event stream ----
+
+/// One line of `GET /v1/event/stream`: the events of one Raft entry, or a heartbeat (`{}`:
+/// no index, no events), or the server's last line when the stream fell behind (`Error`).
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct EventFrame {
+    pub index: u64,
+    pub events: Vec<StreamEvent>,
+    pub error: Option<String>,
+}
+
+impl EventFrame {
+    pub fn is_heartbeat(&self) -> bool {
+        self.index == 0 && self.events.is_empty() && self.error.is_none()
+    }
+}
+
+/// One event, as Nomad's event stream sends it.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct StreamEvent {
+    pub topic: String,
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub key: String,
+    pub namespace: String,
+    pub filter_keys: Option<Vec<String>>,
+    pub index: u64,
+    /// `{"Job": ...}`, `{"Allocation": ...}`, `{"Service": ...}`, ...
+    pub payload: serde_json::Value,
+}
+
+/// An open event stream: [`EventStream::next`] reads it line by line.
+pub struct EventStream {
+    resp: reqwest::Response,
+    addr: String,
+    buf: Vec<u8>,
+}
+
+/// The longest line an event stream may send before the client gives up on it.
+const MAX_EVENT_LINE: usize = 64 * 1024 * 1024;
+
+impl EventStream {
+    /// The next frame (heartbeats included); `None` once the server ended the stream.
+    pub async fn next(&mut self) -> Option<Result<EventFrame, ApiError>> {
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                return Some(serde_json::from_slice(&line).map_err(|e| ApiError::Decode {
+                    addr: self.addr.clone(),
+                    message: format!("an event stream line that is not a frame: {e}"),
+                }));
+            }
+            if self.buf.len() > MAX_EVENT_LINE {
+                return Some(Err(ApiError::Decode {
+                    addr: self.addr.clone(),
+                    message: format!("an event stream line longer than {MAX_EVENT_LINE} bytes"),
+                }));
+            }
+            match self.resp.chunk().await {
+                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
+                Ok(None) => return None,
+                Err(e) => {
+                    return Some(Err(ApiError::Decode {
+                        addr: self.addr.clone(),
+                        message: format!("the event stream broke off: {e}"),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// `GET /v1/event/stream`: events from `index` on (0: all the server still buffers)
+    /// on `topics` (`"Job:web"`, `"Service:*"`; none means every topic) in `namespace`
+    /// (`None`: default, `"*"`: all). The stream stays open until it is dropped.
+    pub async fn event_stream(
+        &self,
+        topics: &[&str],
+        index: u64,
+        namespace: Option<&str>,
+    ) -> Result<EventStream, ApiError> {
+        let mut query: Vec<(String, String)> = topics
+            .iter()
+            .map(|t| ("topic".to_string(), t.to_string()))
+            .collect();
+        if index > 0 {
+            query.push(("index".into(), index.to_string()));
+        }
+        if let Some(ns) = namespace {
+            query.push(("namespace".into(), ns.to_string()));
+        }
+        // The request's timeout covers the whole body: a stream has none to speak of.
+        let forever = Duration::from_secs(100 * 365 * 24 * 3600);
+        let (resp, addr) = self
+            .send::<()>(
+                reqwest::Method::GET,
+                "/v1/event/stream",
+                &query,
+                None,
+                forever,
+                &[],
+            )
+            .await?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let message = resp.text().await.unwrap_or_default().trim().to_string();
+            return Err(ApiError::Status { status, message });
+        }
+        Ok(EventStream {
+            resp,
+            addr,
+            buf: Vec::new(),
+        })
+    }
+}
+
+// ---- deployments, versions, scaling ----
+
+impl Client {
+    pub async fn deployments(
+        &self,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<crate::Deployment>, QueryMeta), ApiError> {
+        self.get("/v1/deployments", opts).await
+    }
+
+    pub async fn deployment(
+        &self,
+        id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(crate::Deployment, QueryMeta), ApiError> {
+        self.get(&format!("/v1/deployment/{}", encode(id)), opts)
+            .await
+    }
+
+    pub async fn deployment_allocations(
+        &self,
+        id: &str,
+    ) -> Result<(Vec<crate::AllocationListStub>, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/deployment/allocations/{}", encode(id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+
+    /// Promote the canaries of every group (`groups` empty) or of the named ones.
+    pub async fn promote_deployment(
+        &self,
+        id: &str,
+        groups: &[String],
+    ) -> Result<crate::DeploymentUpdateResponse, ApiError> {
+        let req = crate::DeploymentPromoteRequest {
+            deployment_id: id.to_string(),
+            all: groups.is_empty(),
+            groups: groups.to_vec(),
+        };
+        self.put(&format!("/v1/deployment/promote/{}", encode(id)), &req)
+            .await
+    }
+
+    pub async fn fail_deployment(
+        &self,
+        id: &str,
+    ) -> Result<crate::DeploymentUpdateResponse, ApiError> {
+        let req = crate::DeploymentFailRequest {
+            deployment_id: id.to_string(),
+        };
+        self.put(&format!("/v1/deployment/fail/{}", encode(id)), &req)
+            .await
+    }
+
+    /// Pause (`true`) or resume (`false`) a deployment.
+    pub async fn pause_deployment(
+        &self,
+        id: &str,
+        pause: bool,
+    ) -> Result<crate::DeploymentUpdateResponse, ApiError> {
+        let req = crate::DeploymentPauseRequest {
+            deployment_id: id.to_string(),
+            pause,
+        };
+        self.put(&format!("/v1/deployment/pause/{}", encode(id)), &req)
+            .await
+    }
+
+    pub async fn set_deployment_alloc_health(
+        &self,
+        id: &str,
+        healthy: &[String],
+        unhealthy: &[String],
+    ) -> Result<crate::DeploymentUpdateResponse, ApiError> {
+        let req = crate::DeploymentAllocHealthRequest {
+            deployment_id: id.to_string(),
+            healthy_allocation_ids: healthy.to_vec(),
+            unhealthy_allocation_ids: unhealthy.to_vec(),
+        };
+        self.put(
+            &format!("/v1/deployment/allocation-health/{}", encode(id)),
+            &req,
+        )
+        .await
+    }
+
+    pub async fn job_deployments(
+        &self,
+        job_id: &str,
+    ) -> Result<(Vec<crate::Deployment>, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/job/{}/deployments", encode(job_id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+
+    /// The job's newest deployment, if it has one.
+    pub async fn job_latest_deployment(
+        &self,
+        job_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Option<crate::Deployment>, QueryMeta), ApiError> {
+        self.get(&format!("/v1/job/{}/deployment", encode(job_id)), opts)
+            .await
+    }
+
+    /// Every version of a job, newest first, each with its diff to the one before.
+    pub async fn job_versions_with_diffs(
+        &self,
+        id: &str,
+    ) -> Result<(JobVersionsResponse, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/job/{}/versions?diffs=true", encode(id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+
+    /// Register version `version`'s spec again as the job's next version.
+    pub async fn revert_job(
+        &self,
+        job_id: &str,
+        version: u64,
+        enforce_prior_version: Option<u64>,
+    ) -> Result<JobRegisterResponse, ApiError> {
+        let req = crate::JobRevertRequest {
+            job_id: job_id.to_string(),
+            job_version: version,
+            enforce_prior_version,
+        };
+        self.put(&format!("/v1/job/{}/revert", encode(job_id)), &req)
+            .await
+    }
+
+    pub async fn set_job_stability(
+        &self,
+        job_id: &str,
+        version: u64,
+        stable: bool,
+    ) -> Result<crate::JobStabilityResponse, ApiError> {
+        let req = crate::JobStabilityRequest {
+            job_id: job_id.to_string(),
+            job_version: version,
+            stable,
+        };
+        self.put(&format!("/v1/job/{}/stable", encode(job_id)), &req)
+            .await
+    }
+
+    /// Set a group's count (a new job version).
+    pub async fn scale_job(
+        &self,
+        job_id: &str,
+        group: &str,
+        count: i64,
+        message: &str,
+    ) -> Result<JobRegisterResponse, ApiError> {
+        let req = crate::ScalingRequest {
+            count: Some(count),
+            target: [("Group".to_string(), group.to_string())].into(),
+            message: message.to_string(),
+            ..Default::default()
+        };
+        self.put(&format!("/v1/job/{}/scale", encode(job_id)), &req)
+            .await
+    }
+
+    pub async fn job_scale_status(
+        &self,
+        job_id: &str,
+    ) -> Result<(crate::JobScaleStatus, QueryMeta), ApiError> {
+        self.get(
+            &format!("/v1/job/{}/scale", encode(job_id)),
+            &QueryOptions::default(),
+        )
+        .await
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -576,5 +952,18 @@ mod tests {
         assert!(errs.iter().any(|e| e.contains("contains a space")));
         assert!(errs.iter().any(|e| e.contains("job type")));
         assert!(errs.iter().any(|e| e.contains("no task groups")));
+    }
+
+    #[test]
+    fn event_stream_lines_decode_as_frames_and_heartbeats() {
+        let beat: EventFrame = serde_json::from_str("{}").unwrap();
+        assert!(beat.is_heartbeat());
+        let line = r#"{"Index":7,"Events":[{"Topic":"Job","Type":"JobRegistered","Key":"web","Namespace":"default","FilterKeys":null,"Index":7,"Payload":{"Job":{"ID":"web"}}}]}"#;
+        let f: EventFrame = serde_json::from_str(line).unwrap();
+        assert!(!f.is_heartbeat());
+        assert_eq!((f.index, f.events[0].kind.as_str()), (7, "JobRegistered"));
+        assert_eq!(f.events[0].payload["Job"]["ID"], "web");
+        let lagged: EventFrame = serde_json::from_str(r#"{"Error":"fell behind"}"#).unwrap();
+        assert_eq!(lagged.error.as_deref(), Some("fell behind"));
     }
 }

@@ -15,6 +15,9 @@ pub const TRIGGER_NODE_UPDATE: &str = "node-update";
 pub const TRIGGER_ALLOC_FAILURE: &str = "alloc-failure";
 pub const TRIGGER_QUEUED_ALLOCS: &str = "queued-allocs";
 pub const TRIGGER_RETRY_FAILED_ALLOC: &str = "alloc-failure";
+pub const TRIGGER_DEPLOYMENT_WATCHER: &str = "deployment-watcher";
+pub const TRIGGER_ALLOC_HEALTH: &str = "alloc-health";
+pub const TRIGGER_JOB_SCALING: &str = "job-scaling";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
@@ -39,6 +42,9 @@ pub struct Evaluation {
     pub next_eval: String,
     pub previous_eval: String,
     pub blocked_eval: String,
+    /// The deployment whose progress triggered it.
+    #[serde(rename = "DeploymentID")]
+    pub deployment_id: String,
     #[serde(rename = "FailedTGAllocs")]
     pub failed_tg_allocs: BTreeMap<String, AllocMetric>,
     pub queued_allocations: BTreeMap<String, u64>,

@@ -6,8 +6,10 @@
 //! because clients such as python-nomad send only the fields they care about.
 
 pub mod alloc;
+pub mod alloc_resources;
 #[cfg(feature = "client")]
 pub mod client;
+pub mod deployment;
 pub mod diff;
 pub mod duration;
 pub mod eval;
@@ -20,8 +22,10 @@ pub mod url;
 pub mod wire;
 
 pub use alloc::*;
+pub use alloc_resources::*;
 #[cfg(feature = "client")]
 pub use client::{ApiError, Client, QueryMeta, QueryOptions};
+pub use deployment::*;
 pub use diff::{DesiredUpdates, DiffType, JobDiff, JobPlanRequest, JobPlanResponse};
 pub use eval::*;
 pub use job::*;

@@ -24,6 +24,10 @@ pub struct Plan {
     pub queued_allocations: BTreeMap<String, u64>,
     /// The state index the scheduler read.
     pub snapshot_index: u64,
+    /// A deployment this plan starts (a new version of a service job with `update`).
+    pub deployment: Option<crate::deployment::Deployment>,
+    /// Status changes of other deployments (an older version's, cancelled).
+    pub deployment_updates: Vec<crate::deployment::DeploymentStatusUpdate>,
 }
 
 impl Plan {
@@ -31,6 +35,8 @@ impl Plan {
         self.node_allocation.values().all(Vec::is_empty)
             && self.node_update.values().all(Vec::is_empty)
             && self.create_evals.is_empty()
+            && self.deployment.is_none()
+            && self.deployment_updates.is_empty()
     }
 
     pub fn placements(&self) -> usize {

@@ -119,5 +119,39 @@ pub struct JobsParseRequest {
 #[serde(rename_all = "PascalCase", default)]
 pub struct JobVersionsResponse {
     pub versions: Vec<Job>,
+    /// With `?diffs=true`: each version against the one before it (newest first, one
+    /// fewer than the versions).
+    pub diffs: Option<Vec<crate::diff::JobDiff>>,
     pub index: u64,
+}
+
+/// Removes every `null` member of the objects in `v`, recursively. Nomad's clients send
+/// `null` for empty lists and maps (`nomad job run -output`, python-nomad); Drover's
+/// structs default every missing field, so a member that is `null` means the same as one
+/// that is absent. The one place that decides this, for job files and API bodies.
+pub fn strip_nulls(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, v| !v.is_null());
+            m.values_mut().for_each(strip_nulls);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod null_tests {
+    #[test]
+    fn null_members_read_as_absent_ones() {
+        let mut v = serde_json::json!({"Job": {"ID": "x", "Meta": null, "TaskGroups": [{"Name": "g", "Networks": null}]}});
+        super::strip_nulls(&mut v);
+        assert_eq!(
+            v,
+            serde_json::json!({"Job": {"ID": "x", "TaskGroups": [{"Name": "g"}]}})
+        );
+        let req: super::JobRegisterRequest = serde_json::from_value(v).unwrap();
+        assert_eq!(req.job.unwrap().id, "x");
+    }
 }

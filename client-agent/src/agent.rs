@@ -11,6 +11,7 @@ use crate::config::AgentConfig;
 use crate::fingerprint;
 use crate::handle::ClientHandle;
 use crate::reporter::PendingUpdates;
+use crate::services::ServiceRegistry;
 use crate::state::{LocalAllocState, StateStore};
 use anyhow::Context;
 use api::{Allocation, Client, Node, QueryOptions};
@@ -29,7 +30,7 @@ const DEFAULT_TTL: Duration = Duration::from_secs(10);
 const FINAL_FLUSH: Duration = Duration::from_secs(2);
 
 /// Exponential backoff: `base * 2^attempt`, at most `max`.
-fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
+pub(crate) fn backoff(base: Duration, max: Duration, attempt: u32) -> Duration {
     base.saturating_mul(1u32 << attempt.min(16)).min(max)
 }
 
@@ -442,6 +443,7 @@ pub async fn run_with(
     let store = StateStore::new(&config.data_dir);
     let secret = NodeSecret::load(&config.data_dir)?;
     let updates = PendingUpdates::new();
+    let services = ServiceRegistry::new();
     let shutdown = shutdown.child_token();
     let client = Client::with_addresses(&config.servers);
 
@@ -455,6 +457,7 @@ pub async fn run_with(
             store: store.clone(),
             updates: updates.clone(),
             ports: crate::ports::PortAllocator::new(),
+            services: services.clone(),
             shutdown: shutdown.clone(),
         },
         by_id: BTreeMap::new(),
@@ -495,12 +498,23 @@ pub async fn run_with(
         updates.clone(),
         shutdown.clone(),
     ));
+    // Service registrations go through the same client and node secret as status.
+    let registrations = tokio::spawn(services.sync_loop(
+        client.clone(),
+        node.id.clone(),
+        {
+            let secret = secret.clone();
+            move || secret.get()
+        },
+        shutdown.clone(),
+    ));
     watch_allocs(&client, &node.id, &mut runners, &shutdown).await;
 
     tracing::info!("client agent shutting down; tasks keep running");
     runners.join_all().await;
     let _ = heartbeats.await;
     let _ = reports.await;
+    let _ = registrations.await;
     let last = updates.take();
     if !last.is_empty() {
         let _ = tokio::time::timeout(

@@ -21,6 +21,7 @@ pub mod logs;
 pub mod ports;
 pub mod reporter;
 pub mod restart;
+pub mod services;
 pub mod state;
 pub mod stats;
 pub mod task_runner;

@@ -1,14 +1,19 @@
 //! Host ports for an allocation's `network` block, and the `NOMAD_*` variables that name
 //! them.
 //!
-//! The scheduler does not assign dynamic ports yet, so the agent does it here: each
-//! dynamic port gets a host port from [`DYNAMIC_PORT_RANGE`] that nothing on the host
-//! listens on (TCP or UDP) and that no other allocation of this agent holds. Static
-//! (`reserved_ports`) and already assigned ports keep their value. The assignment is kept
-//! in the allocation's local state, so a restarted agent gives its tasks the same ports.
+//! The scheduler decides host ports: an allocation carries them in
+//! `AllocatedResources.Shared.Ports`, and [`from_allocated`] turns them into the
+//! [`AllocatedPort`]s the tasks get, as they are (the servers' plan applier has made sure
+//! no other allocation on this node holds them).
 //!
-//! This is the one place that decides host ports on the client: when the servers take
-//! this over, the alloc runner reads the ports from the allocation instead.
+//! [`PortAllocator`] is only the fallback for an allocation placed by servers that did
+//! not assign ports (no `AllocatedResources`): each dynamic port gets a host port from
+//! [`DYNAMIC_PORT_RANGE`] that nothing on the host listens on (TCP or UDP) and that no
+//! other allocation of this agent holds; static ports keep their value. Ports the servers
+//! assigned are reserved in it too, so the fallback never hands them out.
+//!
+//! Either way the ports are kept in the allocation's local state, so a restarted agent
+//! gives its tasks the same ports.
 
 use api::NetworkResource;
 use serde::{Deserialize, Serialize};
@@ -16,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
-/// Where dynamic host ports come from (Nomad's default range is 20000-32000 too).
-pub const DYNAMIC_PORT_RANGE: RangeInclusive<u16> = 20000..=32000;
+/// Where dynamic host ports come from: the scheduler's range (Nomad's default).
+pub const DYNAMIC_PORT_RANGE: RangeInclusive<u16> = api::DYNAMIC_PORT_MIN..=api::DYNAMIC_PORT_MAX;
 
 /// One port of the group's network, with its host port decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +47,54 @@ pub enum PortError {
     InvalidStatic { label: String, port: i64 },
     #[error("no free dynamic port left in {start}-{end} for {label:?}", start = DYNAMIC_PORT_RANGE.start(), end = DYNAMIC_PORT_RANGE.end())]
     Exhausted { label: String },
+    #[error("the servers assigned port {port} to {label:?}, which is not a valid port number")]
+    InvalidAssigned { label: String, port: i64 },
+}
+
+/// The port inside the task's network namespace for a `to` of a job or of the servers'
+/// assignment: `-1` is the host port itself; anything else not a port number means the
+/// task uses the host port (0).
+fn to_of(to: i64, value: u16) -> u16 {
+    match to {
+        -1 => value,
+        t if (1..=65535).contains(&t) => t as u16,
+        _ => 0,
+    }
+}
+
+/// The ports the servers assigned to an allocation (`AllocatedResources.Shared.Ports`),
+/// checked: every host port a valid port number and every label once. A mapping without
+/// a host IP gets `host_ip`.
+pub fn from_allocated(
+    ports: &[api::AllocatedPortMapping],
+    host_ip: &str,
+) -> Result<Vec<AllocatedPort>, PortError> {
+    let mut labels = BTreeSet::new();
+    ports
+        .iter()
+        .map(|p| {
+            if !labels.insert(p.label.as_str()) {
+                return Err(PortError::DuplicateLabel(p.label.clone()));
+            }
+            let value = u16::try_from(p.value)
+                .ok()
+                .filter(|v| *v > 0)
+                .ok_or_else(|| PortError::InvalidAssigned {
+                    label: p.label.clone(),
+                    port: p.value,
+                })?;
+            Ok(AllocatedPort {
+                label: p.label.clone(),
+                value,
+                to: to_of(p.to, value),
+                host_ip: if p.host_ip.is_empty() {
+                    host_ip.to_string()
+                } else {
+                    p.host_ip.clone()
+                },
+            })
+        })
+        .collect()
 }
 
 /// Hands out dynamic host ports; shared by every alloc runner of an agent.
@@ -83,13 +136,6 @@ impl PortAllocator {
         let mut out: Vec<AllocatedPort> = Vec::new();
         let mut mine = BTreeSet::new();
         let mut labels = BTreeSet::new();
-        let to_of = |to: i64, value: u16| -> u16 {
-            match to {
-                -1 => value,
-                t if (1..=65535).contains(&t) => t as u16,
-                _ => 0,
-            }
-        };
         for net in networks {
             let ip = if net.ip.is_empty() { host_ip } else { &net.ip };
             for p in &net.reserved_ports {
@@ -262,6 +308,42 @@ mod tests {
             .assign(&[net(vec![("x", 70000)], vec![])], "127.0.0.1")
             .unwrap_err();
         assert!(err.to_string().contains("70000"), "{err}");
+    }
+
+    #[test]
+    fn ports_the_servers_assigned_are_taken_as_they_are_and_checked() {
+        let mapping = |label: &str, value: i64, to: i64, ip: &str| api::AllocatedPortMapping {
+            label: label.into(),
+            value,
+            to,
+            host_ip: ip.into(),
+        };
+        let ports = from_allocated(
+            &[
+                mapping("http", 23456, 0, "10.0.0.5"),
+                mapping("grpc", 24000, -1, ""),
+                mapping("admin", 9999, 8080, "10.0.0.5"),
+            ],
+            "127.0.0.1",
+        )
+        .unwrap();
+        assert_eq!(ports[0].value, 23456);
+        assert_eq!(ports[0].to, 0);
+        assert_eq!(
+            (ports[1].to, ports[1].host_ip.as_str()),
+            (24000, "127.0.0.1")
+        );
+        assert_eq!(ports[2].to, 8080);
+        let env = env_vars(&ports);
+        assert_eq!(env["NOMAD_PORT_http"], "23456");
+        assert_eq!(env["NOMAD_HOST_PORT_http"], "23456");
+        assert_eq!(env["NOMAD_ADDR_http"], "10.0.0.5:23456");
+
+        let err = from_allocated(&[mapping("x", 70000, 0, "")], "127.0.0.1").unwrap_err();
+        assert!(err.to_string().contains("70000"), "{err}");
+        let err =
+            from_allocated(&[mapping("x", 1, 0, ""), mapping("x", 2, 0, "")], "").unwrap_err();
+        assert_eq!(err, PortError::DuplicateLabel("x".into()));
     }
 
     #[test]

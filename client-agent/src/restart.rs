@@ -156,13 +156,24 @@ mod tests {
         }
     }
 
+    /// What `decide` says after a run of a `job_type` task that exited with `code`.
+    fn exited(
+        p: &RestartPolicy,
+        job_type: &str,
+        code: i64,
+        t: &mut RestartTracker,
+        now: i64,
+    ) -> Decision {
+        decide(p, job_type, Outcome::Exited(&exit(code)), t, now)
+    }
+
     #[test]
     fn batch_success_completes_without_restart() {
         let mut t = RestartTracker::default();
-        let d = decide(
+        let d = exited(
             &policy(3, 60, 1, "fail"),
             JOB_TYPE_BATCH,
-            Outcome::Exited(&exit(0)),
+            0,
             &mut t,
             secs(1000),
         );
@@ -179,10 +190,10 @@ mod tests {
     #[test]
     fn service_exit_zero_is_restarted() {
         let mut t = RestartTracker::default();
-        let d = decide(
+        let d = exited(
             &policy(2, 60, 15, "fail"),
             JOB_TYPE_SERVICE,
-            Outcome::Exited(&exit(0)),
+            0,
             &mut t,
             secs(1000),
         );
@@ -201,22 +212,10 @@ mod tests {
         let mut t = RestartTracker::default();
         let now = secs(10_000);
         for i in 0..2 {
-            let d = decide(
-                &p,
-                JOB_TYPE_SERVICE,
-                Outcome::Exited(&exit(1)),
-                &mut t,
-                now + secs(i),
-            );
+            let d = exited(&p, JOB_TYPE_SERVICE, 1, &mut t, now + secs(i));
             assert!(matches!(d, Decision::Restart { .. }), "attempt {i}: {d:?}");
         }
-        let d = decide(
-            &p,
-            JOB_TYPE_SERVICE,
-            Outcome::Exited(&exit(1)),
-            &mut t,
-            now + secs(5),
-        );
+        let d = exited(&p, JOB_TYPE_SERVICE, 1, &mut t, now + secs(5));
         assert_eq!(
             d,
             Decision::NoRestart {
@@ -232,28 +231,16 @@ mod tests {
         let mut t = RestartTracker::default();
         let now = secs(10_000);
         assert!(matches!(
-            decide(&p, JOB_TYPE_BATCH, Outcome::Exited(&exit(1)), &mut t, now),
+            exited(&p, JOB_TYPE_BATCH, 1, &mut t, now),
             Decision::Restart { .. }
         ));
         // A second failure 61s later is in a new interval: allowed again.
         assert!(matches!(
-            decide(
-                &p,
-                JOB_TYPE_BATCH,
-                Outcome::Exited(&exit(1)),
-                &mut t,
-                now + secs(61)
-            ),
+            exited(&p, JOB_TYPE_BATCH, 1, &mut t, now + secs(61)),
             Decision::Restart { .. }
         ));
         assert!(matches!(
-            decide(
-                &p,
-                JOB_TYPE_BATCH,
-                Outcome::Exited(&exit(1)),
-                &mut t,
-                now + secs(62)
-            ),
+            exited(&p, JOB_TYPE_BATCH, 1, &mut t, now + secs(62)),
             Decision::NoRestart { failed: true, .. }
         ));
     }
@@ -263,14 +250,8 @@ mod tests {
         let p = policy(1, 60, 2, "delay");
         let mut t = RestartTracker::default();
         let now = secs(10_000);
-        decide(&p, JOB_TYPE_SERVICE, Outcome::Exited(&exit(1)), &mut t, now);
-        let d = decide(
-            &p,
-            JOB_TYPE_SERVICE,
-            Outcome::Exited(&exit(1)),
-            &mut t,
-            now + secs(20),
-        );
+        exited(&p, JOB_TYPE_SERVICE, 1, &mut t, now);
+        let d = exited(&p, JOB_TYPE_SERVICE, 1, &mut t, now + secs(20));
         assert_eq!(
             d,
             Decision::Restart {
@@ -279,13 +260,7 @@ mod tests {
             }
         );
         // After the wait the count starts over.
-        let d = decide(
-            &p,
-            JOB_TYPE_SERVICE,
-            Outcome::Exited(&exit(1)),
-            &mut t,
-            now + secs(61),
-        );
+        let d = exited(&p, JOB_TYPE_SERVICE, 1, &mut t, now + secs(61));
         assert_eq!(
             d,
             Decision::Restart {
@@ -298,10 +273,10 @@ mod tests {
     #[test]
     fn zero_attempts_and_unrecoverable_errors_fail_at_once() {
         let mut t = RestartTracker::default();
-        let d = decide(
+        let d = exited(
             &policy(0, 60, 1, "fail"),
             JOB_TYPE_SERVICE,
-            Outcome::Exited(&exit(1)),
+            1,
             &mut t,
             secs(5),
         );

@@ -48,6 +48,9 @@ pub enum TaskCommand {
     Restart { reply: Reply },
     /// Send a signal to the running task.
     Signal { signal: String, reply: Reply },
+    /// Restart the running task because a check failed (`check_restart`); `reason`
+    /// names the check. Counts against the restart policy, like a failure.
+    CheckRestart { reason: String },
 }
 
 pub struct TaskRunner {
@@ -141,6 +144,8 @@ impl TaskRunner {
                 let _ = reply.send(Err("the task is not running".into()));
                 stay
             }
+            // Not running: nothing to restart.
+            TaskCommand::CheckRestart { .. } => stay,
         }
     }
 
@@ -186,6 +191,9 @@ impl TaskRunner {
                         cmd = Self::next_command(&mut self.commands) => match cmd {
                             TaskCommand::Kill { reason } => Phase::Kill(reason),
                             TaskCommand::Restart { reply } => Phase::Restart(handle, reply),
+                            TaskCommand::CheckRestart { reason } => {
+                                self.check_restart(handle, reason).await
+                            }
                             TaskCommand::Signal { signal, reply } => {
                                 let res = driver.signal(&handle, &signal).await;
                                 self.push_event(events::event(
@@ -246,6 +254,39 @@ impl TaskRunner {
         self.emit();
         let _ = reply.send(Ok(()));
         Phase::Start
+    }
+
+    /// Stops the running task because a check kept failing, then lets the restart policy
+    /// decide (Nomad counts these restarts as failures).
+    async fn check_restart(&mut self, handle: TaskHandle, reason: String) -> Phase {
+        let driver = self.driver.clone().expect("a started task has a driver");
+        tracing::info!(alloc = %self.alloc.id, task = %self.task.name, %reason, "restarting the task: its check failed");
+        self.push_event(events::event(events::RESTART_SIGNALED, reason.clone()));
+        let timeout = self.task.kill_timeout();
+        self.push_event(events::killing(timeout));
+        self.emit();
+        if let Err(e) = driver.stop(&handle, &self.task.kill_signal, timeout).await {
+            tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %e, "cannot stop the task for its check restart");
+            return Phase::Wait(handle);
+        }
+        if let Ok(res) = tokio::time::timeout(WAIT_AFTER_STOP, driver.wait(&handle)).await {
+            self.push_event(events::terminated(&res));
+        }
+        self.state.handle = None;
+        let unhealthy = ExitResult {
+            exit_code: -1,
+            signal: 0,
+            err: Some(reason),
+            oom_killed: false,
+        };
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::Exited(&unhealthy),
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
     }
 
     fn artifact_failed(&mut self, msg: String) -> Phase {

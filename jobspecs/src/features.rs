@@ -1,6 +1,7 @@
-//! Lowering of the Nomad features Drover records but does not act on yet (`periodic`,
-//! `parameterized`, `service` with its checks, host `volume`s), and the positioned
-//! errors for the features Drover rejects on purpose.
+//! Lowering of the Nomad features beyond tasks and placement: `periodic`,
+//! `parameterized` and host `volume`s (recorded, not acted on yet), `service` blocks with
+//! their checks (registered and checked when `provider = "nomad"`, recorded otherwise),
+//! and the positioned errors for the features Drover rejects on purpose.
 //!
 //! Rejected on purpose: Consul Connect (`connect` in a service), Vault (`vault` blocks)
 //! and CSI (`volume` of type "csi", `csi_plugin`). Each ties the job to a HashiCorp
@@ -11,8 +12,10 @@
 use crate::parts::child;
 use crate::reader::Reader;
 use crate::schema;
-use api::{ParameterizedJobConfig, PeriodicConfig, Service, ServiceCheck, VolumeRequest};
-use hcl_edit::structure::Block;
+use api::{
+    CheckRestart, ParameterizedJobConfig, PeriodicConfig, Service, ServiceCheck, VolumeRequest,
+};
+use hcl_edit::structure::{Block, Structure};
 use hcl_edit::Span;
 
 /// A feature Drover rejects on purpose: what it is, why, and what to do instead.
@@ -161,32 +164,65 @@ impl Reader<'_> {
         p
     }
 
-    /// A group's or task's `service` block. An empty name is filled in later, when the
-    /// job's name is known.
+    /// A group's or task's `service` block, with every Nomad attribute and block. Names
+    /// and other defaults are filled in by `api::Job::canonicalize`; Nomad's rules for
+    /// one service (`api::Service::problems`) are reported here, at the attribute.
     pub fn service(&mut self, b: &Block, path: &str) -> Service {
         self.no_label(b, path);
         let path = child(path, b);
         let (attrs, blocks) = self.items(&b.body, &path, &schema::SERVICE);
-        let mut s = Service {
-            provider: "consul".into(),
-            ..Service::default()
-        };
+        let mut s = Service::default();
         for a in attrs {
             match a.key.as_str() {
                 "name" => set(&mut s.name, self.string(a, &path)),
                 "port" => set(&mut s.port_label, self.string(a, &path)),
                 "tags" => set(&mut s.tags, self.string_list(a, &path)),
+                "canary_tags" => set(&mut s.canary_tags, self.string_list(a, &path)),
+                "enable_tag_override" => set(&mut s.enable_tag_override, self.bool(a, &path)),
+                "address" => set(&mut s.address, self.string(a, &path)),
+                "address_mode" => set(
+                    &mut s.address_mode,
+                    self.one_of(a, &path, api::SERVICE_ADDRESS_MODES),
+                ),
+                "on_update" => set(
+                    &mut s.on_update,
+                    self.one_of(a, &path, api::ON_UPDATE_MODES),
+                ),
                 "provider" => set(
                     &mut s.provider,
-                    self.one_of(a, &path, schema::SERVICE_PROVIDERS),
+                    self.one_of(a, &path, api::SERVICE_PROVIDERS),
                 ),
+                "task" => set(&mut s.task_name, self.string(a, &path)),
+                "cluster" => set(&mut s.cluster, self.string(a, &path)),
+                "meta" => set(&mut s.meta, self.string_map(a, &path)),
+                "canary_meta" => set(&mut s.canary_meta, self.string_map(a, &path)),
                 _ => {}
             }
         }
+        // The service's check_restart is the base of each check's own, so it is read first.
+        let restart_block = blocks
+            .iter()
+            .copied()
+            .rfind(|blk| blk.ident.as_str() == "check_restart");
+        if let Some(blk) = restart_block {
+            s.check_restart = Some(self.check_restart(blk, &path, api::CheckRestart::new()));
+        }
+        let mut check_blocks = Vec::new();
         let mut rejected = false;
         for blk in blocks {
             match blk.ident.as_str() {
-                "check" => s.checks.push(self.check(blk, &path)),
+                "check" => {
+                    s.checks
+                        .push(self.check(blk, &path, s.check_restart.as_ref()));
+                    check_blocks.push(blk);
+                }
+                "check_restart" if !std::ptr::eq(blk, restart_block.unwrap_or(blk)) => self.error(
+                    blk.ident.span(),
+                    &path,
+                    "a service takes one check_restart block",
+                ),
+                "meta" => s.meta.extend(self.string_map_block(blk, &path)),
+                "canary_meta" => s.canary_meta.extend(self.string_map_block(blk, &path)),
                 "connect" => {
                     self.reject(blk.ident.span(), &path, &CONNECT);
                     rejected = true;
@@ -194,44 +230,166 @@ impl Reader<'_> {
                 _ => {}
             }
         }
-        if !rejected {
+        for p in s.problems() {
+            let (body_block, at_path) = match p.check {
+                Some(i) => (check_blocks[i], child(&path, check_blocks[i])),
+                None => (b, path.clone()),
+            };
+            let mut span = field_span(body_block, p.field);
+            if span.is_none() && p.field == "check_restart" {
+                span = restart_block.and_then(|r| r.ident.span());
+            }
+            let span = span.or_else(|| body_block.ident.span());
+            self.error(span, &at_path, p.message);
+        }
+        if !rejected && s.provider() == api::SERVICE_PROVIDER_CONSUL {
             self.warning(
                 b.ident.span(),
                 &path,
-                "Drover does not register services or run their checks yet; \
-                 the service is recorded in the job only",
+                "Drover registers only `provider = \"nomad\"` services; this consul service \
+                 is recorded in the job, but not registered and its checks are not run",
             );
         }
         s
     }
 
-    fn check(&mut self, b: &Block, path: &str) -> ServiceCheck {
+    /// A `check` block; `service_restart` is its service's `check_restart`, which the
+    /// check's own overrides attribute by attribute.
+    fn check(
+        &mut self,
+        b: &Block,
+        path: &str,
+        service_restart: Option<&CheckRestart>,
+    ) -> ServiceCheck {
         self.no_label(b, path);
         let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::CHECK);
+        let (attrs, blocks) = self.items(&b.body, &path, &schema::CHECK);
         let mut c = ServiceCheck::default();
         for a in attrs {
             match a.key.as_str() {
                 "name" => set(&mut c.name, self.string(a, &path)),
-                "type" => set(
-                    &mut c.check_type,
-                    self.one_of(a, &path, schema::CHECK_TYPES),
-                ),
+                "type" => set(&mut c.check_type, self.string(a, &path)),
+                "command" => set(&mut c.command, self.string(a, &path)),
+                "args" => set(&mut c.args, self.string_list(a, &path)),
                 "path" => set(&mut c.path, self.string(a, &path)),
+                "protocol" => set(&mut c.protocol, self.one_of(a, &path, api::CHECK_PROTOCOLS)),
                 "port" => set(&mut c.port_label, self.string(a, &path)),
+                "address_mode" => set(&mut c.address_mode, self.string(a, &path)),
                 "interval" => set(&mut c.interval, self.duration(a, &path)),
                 "timeout" => set(&mut c.timeout, self.duration(a, &path)),
+                "initial_status" => set(&mut c.initial_status, self.string(a, &path)),
+                "tls_server_name" => set(&mut c.tls_server_name, self.string(a, &path)),
+                "tls_skip_verify" => set(&mut c.tls_skip_verify, self.bool(a, &path)),
+                "method" => set(&mut c.method, self.string(a, &path)),
+                "header" => {
+                    if let Some(v) = self.value(a, &path) {
+                        self.header_values(&v, a, &path, &mut c);
+                    }
+                }
+                "body" => set(&mut c.body, self.string(a, &path)),
+                "success_before_passing" => set(&mut c.success_before_passing, self.int(a, &path)),
+                "failures_before_critical" => {
+                    set(&mut c.failures_before_critical, self.int(a, &path))
+                }
+                "failures_before_warning" => {
+                    set(&mut c.failures_before_warning, self.int(a, &path))
+                }
+                "on_update" => set(
+                    &mut c.on_update,
+                    self.one_of(a, &path, api::ON_UPDATE_MODES),
+                ),
+                "grpc_service" => set(&mut c.grpc_service, self.string(a, &path)),
+                "grpc_use_tls" => set(&mut c.grpc_use_tls, self.bool(a, &path)),
+                "expose" => set(&mut c.expose, self.bool(a, &path)),
+                "task" => set(&mut c.task_name, self.string(a, &path)),
                 _ => {}
             }
         }
-        if c.check_type.is_empty() && !b.body.has_attribute("type") {
-            self.error(
-                b.ident.span(),
-                &path,
-                "a check needs a `type` (http, tcp, grpc or script)",
-            );
+        // Without its own check_restart a check takes its service's, as in Nomad.
+        c.check_restart = service_restart.cloned();
+        for blk in blocks {
+            match blk.ident.as_str() {
+                "check_restart" => {
+                    let base = service_restart.cloned().unwrap_or_else(CheckRestart::new);
+                    c.check_restart = Some(self.check_restart(blk, &path, base));
+                }
+                "header" => {
+                    self.no_label(blk, &path);
+                    let hpath = child(&path, blk);
+                    for s in blk.body.iter() {
+                        match s {
+                            Structure::Attribute(a) => {
+                                if let Some(v) = self.value(a, &hpath) {
+                                    let one = serde_json::json!({ a.key.as_str(): v });
+                                    self.header_values(&one, a, &hpath, &mut c);
+                                }
+                            }
+                            Structure::Block(inner) => self.error(
+                                inner.ident.span(),
+                                &hpath,
+                                "only `Name = [\"value\", ...]` lines go in a header block",
+                            ),
+                        }
+                    }
+                }
+                _ => {}
+            }
         }
         c
+    }
+
+    /// Headers from `{ Name = ["value", ...] }` into the check; a lone string is one value.
+    fn header_values(
+        &mut self,
+        v: &serde_json::Value,
+        a: &hcl_edit::structure::Attribute,
+        path: &str,
+        c: &mut ServiceCheck,
+    ) {
+        let Some(map) = v.as_object() else {
+            self.error(
+                a.value.span(),
+                path,
+                "header must be a map of header names to lists of values",
+            );
+            return;
+        };
+        for (name, values) in map {
+            let list = match values {
+                serde_json::Value::Array(items) => items
+                    .iter()
+                    .map(crate::value::to_str)
+                    .collect::<Option<Vec<_>>>(),
+                other => crate::value::to_str(other).map(|s| vec![s]),
+            };
+            match list {
+                Some(list) => {
+                    c.header.entry(name.clone()).or_default().extend(list);
+                }
+                None => self.error(
+                    a.value.span(),
+                    path,
+                    format!("header {name:?} must be a list of strings"),
+                ),
+            }
+        }
+    }
+
+    /// `check_restart { limit grace ignore_warnings }` over `base`.
+    fn check_restart(&mut self, b: &Block, path: &str, base: CheckRestart) -> CheckRestart {
+        self.no_label(b, path);
+        let path = child(path, b);
+        let (attrs, _) = self.items(&b.body, &path, &schema::CHECK_RESTART);
+        let mut r = base;
+        for a in attrs {
+            match a.key.as_str() {
+                "limit" => set(&mut r.limit, self.int_max(a, &path, api::MAX_AMOUNT)),
+                "grace" => set(&mut r.grace, self.duration(a, &path)),
+                "ignore_warnings" => set(&mut r.ignore_warnings, self.bool(a, &path)),
+                _ => {}
+            }
+        }
+        r
     }
 
     /// A group's `volume "name" { ... }`: host volumes are recorded, CSI is rejected.
@@ -278,34 +436,22 @@ impl Reader<'_> {
     }
 }
 
-/// Nomad's default service and check names, once the job's name is known.
+/// Nomad's default service and check names, once the job's name is known; decided by
+/// `api::Job::canonicalize_services`.
 pub fn default_service_names(job: &mut api::Job) {
-    let job_name = if job.name.is_empty() {
-        job.id.clone()
-    } else {
-        job.name.clone()
-    };
-    for g in &mut job.task_groups {
-        let group_default = format!("{job_name}-{}", g.name);
-        name_services(&mut g.services, &group_default);
-        for t in &mut g.tasks {
-            let task_default = format!("{job_name}-{}-{}", g.name, t.name);
-            name_services(&mut t.services, &task_default);
-        }
-    }
+    job.canonicalize_services();
 }
 
-fn name_services(services: &mut [Service], default: &str) {
-    for s in services {
-        if s.name.is_empty() {
-            s.name = default.to_string();
-        }
-        for c in &mut s.checks {
-            if c.name.is_empty() {
-                c.name = format!("service: {:?} check", s.name);
-            }
-        }
+/// Where `field` is set in `b`'s body: the attribute's value, or the nested block.
+fn field_span(b: &Block, field: &str) -> Option<std::ops::Range<usize>> {
+    if field.is_empty() {
+        return None;
     }
+    b.body.iter().find_map(|s| match s {
+        Structure::Attribute(a) if a.key.as_str() == field => a.value.span(),
+        Structure::Block(inner) if inner.ident.as_str() == field => inner.ident.span(),
+        _ => None,
+    })
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {

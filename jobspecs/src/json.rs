@@ -26,7 +26,7 @@ pub fn parse(src: &str, file: &str) -> Result<(api::Job, usize), Diagnostics> {
             )
             .into());
     }
-    strip_nulls(&mut value);
+    api::wire::strip_nulls(&mut value);
     // A group without a count runs one allocation, as in Nomad.
     if let Some(Value::Array(groups)) = value.get_mut("TaskGroups") {
         for g in groups.iter_mut().filter_map(Value::as_object_mut) {
@@ -36,15 +36,4 @@ pub fn parse(src: &str, file: &str) -> Result<(api::Job, usize), Diagnostics> {
     let job: api::Job = serde_json::from_value(value)
         .map_err(|e| sm.at(Some(job_offset..job_offset), format!("invalid job: {e}")))?;
     Ok((job, job_offset))
-}
-
-fn strip_nulls(v: &mut Value) {
-    match v {
-        Value::Object(m) => {
-            m.retain(|_, v| !v.is_null());
-            m.values_mut().for_each(strip_nulls);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_nulls),
-        _ => {}
-    }
 }

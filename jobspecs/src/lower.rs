@@ -2,7 +2,7 @@
 //! with the positioned checks that need the source (duplicate names, drivers, counts).
 
 use crate::features::{default_service_names, CSI, VAULT};
-use crate::parts::{child, default_migrate, default_update};
+use crate::parts::{child, default_migrate, default_update, set};
 use crate::reader::Reader;
 use crate::schema::{self, DRIVERS, DRIVERS_NOT_YET};
 use api::{Job, ReschedulePolicy, RestartPolicy, Task, TaskGroup};
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 impl Reader<'_> {
     /// Lowers a `job "id" { ... }` block. Groups are read after the job's own settings,
     /// so that job-level `update`, `migrate` and `reschedule` and the job type are known.
+    // Long on purpose: one match arm per attribute and block the schema allows.
     pub fn job(&mut self, b: &Block) -> Job {
         let id = self.label(b, "").unwrap_or_default();
         if let (Some(label), Some(m)) = (b.labels.first(), api::job_id_problem(&id)) {
@@ -143,6 +144,8 @@ impl Reader<'_> {
         }
     }
 
+    // Long on purpose: one match arm per attribute and block the schema allows, so the
+    // whole block reads as one table.
     fn group(&mut self, b: &Block, job_path: &str, name: String, inh: &Inherited) -> TaskGroup {
         let path = child(job_path, b);
         let mut g = TaskGroup {
@@ -231,23 +234,7 @@ impl Reader<'_> {
             .restart_policy
             .clone()
             .unwrap_or_else(|| RestartPolicy::default_for(inh.job_type));
-        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
-        for t in tasks {
-            let Some(name) = self.label(t, &path) else {
-                continue;
-            };
-            if let Some(line) = seen.get(&name) {
-                let msg = format!("task {name:?} is defined twice (first on line {line})");
-                self.error(t.labels[0].span(), &path, msg);
-                continue;
-            }
-            seen.insert(name.clone(), self.line_of(t));
-            if let Some(m) = api::task_name_problem(&name) {
-                self.error(t.labels[0].span(), &path, m);
-            }
-            let task = self.task(t, &path, name, &group_restart);
-            g.tasks.push(task);
-        }
+        g.tasks = self.tasks(&tasks, &path, &group_restart);
         if g.tasks.is_empty() {
             self.error(
                 b.ident.span(),
@@ -258,6 +245,30 @@ impl Reader<'_> {
         g
     }
 
+    /// A group's `task` blocks, each named once, over the group's restart policy.
+    fn tasks(&mut self, blocks: &[&Block], path: &str, restart: &RestartPolicy) -> Vec<Task> {
+        let mut tasks = Vec::new();
+        let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+        for t in blocks {
+            let Some(name) = self.label(t, path) else {
+                continue;
+            };
+            if let Some(line) = seen.get(&name) {
+                let msg = format!("task {name:?} is defined twice (first on line {line})");
+                self.error(t.labels[0].span(), path, msg);
+                continue;
+            }
+            seen.insert(name.clone(), self.line_of(t));
+            if let Some(m) = api::task_name_problem(&name) {
+                self.error(t.labels[0].span(), path, m);
+            }
+            tasks.push(self.task(t, path, name, restart));
+        }
+        tasks
+    }
+
+    // Long on purpose, like `job` and `group`: one match arm per attribute and block the
+    // schema allows, so the whole block reads as one table.
     fn task(&mut self, b: &Block, group_path: &str, name: String, restart: &RestartPolicy) -> Task {
         let path = child(group_path, b);
         let mut t = Task {
@@ -300,6 +311,7 @@ impl Reader<'_> {
                 }
                 "user" => set(&mut t.user, self.string(a, &path)),
                 "kill_timeout" => set(&mut t.kill_timeout, self.duration(a, &path)),
+                "shutdown_delay" => t.shutdown_delay = self.duration(a, &path),
                 "kill_signal" => set(&mut t.kill_signal, self.string(a, &path)),
                 "leader" => set(&mut t.leader, self.bool(a, &path)),
                 "env" => set(&mut t.env, self.string_map(a, &path)),
@@ -358,10 +370,4 @@ struct Inherited<'a> {
     update: Option<api::UpdateStrategy>,
     reschedule: Option<ReschedulePolicy>,
     migrate: Option<api::MigrateStrategy>,
-}
-
-fn set<T>(slot: &mut T, value: Option<T>) {
-    if let Some(v) = value {
-        *slot = v;
-    }
 }

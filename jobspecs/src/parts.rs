@@ -3,12 +3,12 @@
 //! lifecycle and logs.
 
 use crate::reader::Reader;
-use crate::schema::{self, OPERATORS};
+use crate::schema::{self, Schema, OPERATORS};
 use api::{
     Affinity, Constraint, EphemeralDisk, Lifecycle, LogConfig, MigrateStrategy, NetworkResource,
     Port, ReschedulePolicy, Resources, RestartPolicy, Spread, SpreadTarget, UpdateStrategy,
 };
-use hcl_edit::structure::Block;
+use hcl_edit::structure::{Attribute, Block};
 use hcl_edit::Span;
 use std::collections::BTreeMap;
 
@@ -46,10 +46,22 @@ pub fn child(path: &str, b: &Block) -> String {
 }
 
 impl Reader<'_> {
-    pub fn constraint(&mut self, b: &Block, path: &str) -> Option<Constraint> {
+    /// Opens block `b` at `path`, which takes no label: its own path, and its attributes
+    /// and blocks checked against `schema`.
+    pub(crate) fn unlabelled<'b>(
+        &mut self,
+        b: &'b Block,
+        path: &str,
+        schema: &Schema,
+    ) -> (String, Vec<&'b Attribute>, Vec<&'b Block>) {
         self.no_label(b, path);
         let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::CONSTRAINT);
+        let (attrs, blocks) = self.items(&b.body, &path, schema);
+        (path, attrs, blocks)
+    }
+
+    pub fn constraint(&mut self, b: &Block, path: &str) -> Option<Constraint> {
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::CONSTRAINT);
         let mut c = Constraint {
             operand: "=".into(),
             ..Constraint::default()
@@ -82,9 +94,7 @@ impl Reader<'_> {
     }
 
     pub fn affinity(&mut self, b: &Block, path: &str) -> Option<Affinity> {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::AFFINITY);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::AFFINITY);
         let mut aff = Affinity {
             operand: "=".into(),
             weight: 50,
@@ -118,9 +128,7 @@ impl Reader<'_> {
     }
 
     pub fn spread(&mut self, b: &Block, path: &str) -> Option<Spread> {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, blocks) = self.items(&b.body, &path, &schema::SPREAD);
+        let (path, attrs, blocks) = self.unlabelled(b, path, &schema::SPREAD);
         let mut s = Spread {
             weight: 50,
             ..Spread::default()
@@ -174,9 +182,7 @@ impl Reader<'_> {
 
     /// A `restart` block over `base` (the group's policy, or the job type's default).
     pub fn restart(&mut self, b: &Block, path: &str, base: RestartPolicy) -> RestartPolicy {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::RESTART);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::RESTART);
         let mut r = base;
         for a in attrs {
             match a.key.as_str() {
@@ -197,9 +203,7 @@ impl Reader<'_> {
         path: &str,
         base: ReschedulePolicy,
     ) -> ReschedulePolicy {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::RESCHEDULE);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::RESCHEDULE);
         let mut r = base;
         for a in attrs {
             match a.key.as_str() {
@@ -219,9 +223,7 @@ impl Reader<'_> {
     }
 
     pub fn ephemeral_disk(&mut self, b: &Block, path: &str) -> EphemeralDisk {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::EPHEMERAL_DISK);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::EPHEMERAL_DISK);
         let mut d = EphemeralDisk::default();
         for a in attrs {
             match a.key.as_str() {
@@ -235,9 +237,7 @@ impl Reader<'_> {
     }
 
     pub fn update(&mut self, b: &Block, path: &str, base: UpdateStrategy) -> UpdateStrategy {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::UPDATE);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::UPDATE);
         let mut u = base;
         for a in attrs {
             match a.key.as_str() {
@@ -263,9 +263,7 @@ impl Reader<'_> {
     }
 
     pub fn migrate(&mut self, b: &Block, path: &str, base: MigrateStrategy) -> MigrateStrategy {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::MIGRATE);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::MIGRATE);
         let mut m = base;
         for a in attrs {
             match a.key.as_str() {
@@ -292,9 +290,7 @@ impl Reader<'_> {
         path: &str,
         seen_ports: &mut BTreeMap<String, usize>,
     ) -> NetworkResource {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, blocks) = self.items(&b.body, &path, &schema::NETWORK);
+        let (path, attrs, blocks) = self.unlabelled(b, path, &schema::NETWORK);
         let mut n = NetworkResource::default();
         for a in attrs {
             match a.key.as_str() {
@@ -360,9 +356,7 @@ impl Reader<'_> {
     /// A task's `resources`; cpu below 1 MHz and memory below 10 MB are errors here,
     /// where they can be pointed at, before defaults hide them.
     pub fn resources(&mut self, b: &Block, path: &str) -> Resources {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::RESOURCES);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::RESOURCES);
         let mut r = Resources {
             cpu: 0,
             memory_mb: 0,
@@ -408,9 +402,7 @@ impl Reader<'_> {
     }
 
     pub fn lifecycle(&mut self, b: &Block, path: &str) -> Lifecycle {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::LIFECYCLE);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::LIFECYCLE);
         let mut l = Lifecycle::default();
         for a in attrs {
             match a.key.as_str() {
@@ -430,9 +422,7 @@ impl Reader<'_> {
     }
 
     pub fn artifact(&mut self, b: &Block, path: &str) -> api::TaskArtifact {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, blocks) = self.items(&b.body, &path, &schema::ARTIFACT);
+        let (path, attrs, blocks) = self.unlabelled(b, path, &schema::ARTIFACT);
         let mut art = api::TaskArtifact::default();
         for a in attrs {
             match a.key.as_str() {
@@ -464,9 +454,7 @@ impl Reader<'_> {
     }
 
     pub fn logs(&mut self, b: &Block, path: &str) -> LogConfig {
-        self.no_label(b, path);
-        let path = child(path, b);
-        let (attrs, _) = self.items(&b.body, &path, &schema::LOGS);
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::LOGS);
         let mut l = LogConfig::default();
         for a in attrs {
             match a.key.as_str() {
@@ -492,7 +480,8 @@ impl Reader<'_> {
 }
 
 /// Assigns a value read without error; a failed read was already reported.
-fn set<T>(slot: &mut T, value: Option<T>) {
+/// Writes `value` into `slot` when there is one (a bad or missing value keeps the default).
+pub(crate) fn set<T>(slot: &mut T, value: Option<T>) {
     if let Some(v) = value {
         *slot = v;
     }

@@ -130,6 +130,7 @@ pub const TASK: Schema = Schema {
         "user",
         "kill_timeout",
         "kill_signal",
+        "shutdown_delay",
         "leader",
         "env",
         "meta",
@@ -160,7 +161,6 @@ pub const TASK: Schema = Schema {
         "action",
         "schedule",
         "kind",
-        "shutdown_delay",
         "secret",
         "max_run_duration",
     ],
@@ -179,51 +179,60 @@ pub const PARAMETERIZED: Schema = Schema {
 };
 
 pub const SERVICE: Schema = Schema {
-    attrs: &["name", "port", "tags", "provider"],
-    blocks: &["check", "connect"],
-    ignored: &[
+    attrs: &[
+        "name",
+        "port",
+        "tags",
+        "canary_tags",
+        "enable_tag_override",
         "address",
         "address_mode",
-        "canary_tags",
-        "canary_meta",
-        "enable_tag_override",
-        "meta",
-        "tagged_addresses",
-        "task",
         "on_update",
-        "check_restart",
-        "identity",
-        "kind",
-        "weights",
+        "provider",
+        "task",
         "cluster",
+        "meta",
+        "canary_meta",
     ],
+    blocks: &["check", "check_restart", "connect", "meta", "canary_meta"],
+    ignored: &["tagged_addresses", "identity", "kind", "weights"],
 };
 
 pub const CHECK: Schema = Schema {
-    attrs: &["name", "type", "path", "port", "interval", "timeout"],
-    blocks: &[],
-    ignored: &[
+    attrs: &[
+        "name",
+        "type",
+        "command",
+        "args",
+        "path",
         "protocol",
+        "port",
+        "address_mode",
+        "interval",
+        "timeout",
+        "initial_status",
+        "tls_server_name",
+        "tls_skip_verify",
         "method",
         "header",
         "body",
-        "command",
-        "args",
-        "task",
-        "expose",
-        "address_mode",
-        "grpc_service",
-        "grpc_use_tls",
-        "tls_skip_verify",
-        "tls_server_name",
-        "initial_status",
         "success_before_passing",
         "failures_before_critical",
         "failures_before_warning",
-        "check_restart",
         "on_update",
-        "notes",
+        "grpc_service",
+        "grpc_use_tls",
+        "expose",
+        "task",
     ],
+    blocks: &["check_restart", "header"],
+    ignored: &["notes"],
+};
+
+pub const CHECK_RESTART: Schema = Schema {
+    attrs: &["limit", "grace", "ignore_warnings"],
+    blocks: &[],
+    ignored: &[],
 };
 
 pub const VOLUME: Schema = Schema {
@@ -238,8 +247,6 @@ pub const VOLUME: Schema = Schema {
     ],
 };
 
-pub const CHECK_TYPES: &[&str] = &["http", "tcp", "grpc", "script"];
-pub const SERVICE_PROVIDERS: &[&str] = &["consul", "nomad"];
 pub const PAYLOAD_MODES: &[&str] = &["optional", "required", "forbidden"];
 
 pub const RESOURCES: Schema = Schema {

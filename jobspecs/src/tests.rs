@@ -120,7 +120,7 @@ fn nomad_blocks_not_implemented_are_warnings() {
     assert_eq!(ignored.len(), 3, "{ignored:?}");
     assert!(parsed.warnings[0]
         .message
-        .contains("does not register services"));
+        .contains("Drover registers only `provider = \"nomad\"` services"));
     assert_eq!(parsed.job.task_groups[0].tasks[0].services[0].name, "x");
 }
 
@@ -816,7 +816,10 @@ fn group_services_volumes_and_disconnect_settings_lower() {
     }
     task "server" {
       driver = "exec"
-      service { name = "metrics" }
+      service {
+        name     = "metrics"
+        provider = "nomad"
+      }
     }
   }
 }
@@ -845,7 +848,7 @@ fn group_services_volumes_and_disconnect_settings_lower() {
     assert_eq!(g.volumes["data"].source, "shared");
     assert!(g.volumes["data"].read_only);
     assert_eq!(g.tasks[0].services[0].name, "metrics");
-    assert_eq!(g.tasks[0].services[0].provider, "consul");
+    assert_eq!(g.tasks[0].services[0].provider, "nomad");
 }
 
 #[test]
@@ -1128,5 +1131,232 @@ fn port_labels_and_volume_names_are_checked_at_the_label() {
         text.contains("t.hcl:6:12: ")
             && text.contains("volume name \"../v\" cannot include slashes"),
         "{d}"
+    );
+}
+
+/// A job with group network port "http" around a group-level service body.
+fn with_service(service_body: &str) -> String {
+    format!(
+        "job \"web\" {{\n  group \"api\" {{\n    network {{\n      port \"http\" {{}}\n    }}\n    service {{\n{service_body}\n    }}\n    task \"server\" {{\n      driver = \"exec\"\n    }}\n  }}\n}}\n"
+    )
+}
+
+#[test]
+fn every_service_and_check_attribute_is_read_with_nomads_defaults() {
+    let job = ok(&with_service(
+        r#"      name                = "api-v1"
+      port                = "http"
+      provider            = "nomad"
+      tags                = ["v1"]
+      canary_tags         = ["canary"]
+      enable_tag_override = true
+      address             = "10.0.0.9"
+      task                = "server"
+      on_update           = "require_healthy"
+      meta {
+        team = "core"
+      }
+      canary_meta {
+        stage = "canary"
+      }
+      check_restart {
+        limit = 3
+        grace = "30s"
+      }
+      check {
+        name     = "ready"
+        type     = "http"
+        path     = "/ready"
+        protocol = "https"
+        method   = "POST"
+        body     = "{}"
+        interval = "5s"
+        timeout  = "1s"
+        tls_skip_verify = true
+        header {
+          X-Token = ["a", "b"]
+        }
+        check_restart {
+          limit = 1
+        }
+      }
+      check {
+        type     = "tcp"
+        port     = 8080
+        interval = "10s"
+        timeout  = "2s"
+      }"#,
+    ));
+    let s = &job.task_groups[0].services[0];
+    assert_eq!(s.name, "api-v1");
+    assert_eq!(
+        (s.port_label.as_str(), s.provider.as_str()),
+        ("http", "nomad")
+    );
+    assert_eq!(
+        (s.tags.clone(), s.canary_tags.clone()),
+        (vec!["v1".to_string()], vec!["canary".to_string()])
+    );
+    assert!(s.enable_tag_override);
+    assert_eq!(
+        (s.address.as_str(), s.address_mode.as_str()),
+        ("10.0.0.9", "auto")
+    );
+    assert_eq!(
+        (s.task_name.as_str(), s.on_update.as_str()),
+        ("server", "require_healthy")
+    );
+    assert_eq!(s.meta["team"], "core");
+    assert_eq!(s.canary_meta["stage"], "canary");
+    assert_eq!(s.namespace, "default");
+    let ready = &s.checks[0];
+    assert_eq!(
+        (
+            ready.protocol.as_str(),
+            ready.method.as_str(),
+            ready.body.as_str()
+        ),
+        ("https", "POST", "{}")
+    );
+    assert!(ready.tls_skip_verify);
+    assert_eq!(ready.header["X-Token"], vec!["a", "b"]);
+    assert_eq!(
+        ready.task_name, "server",
+        "inherited from the service's task"
+    );
+    assert_eq!(
+        ready.on_update, "require_healthy",
+        "inherited from the service"
+    );
+    // The check's limit over the service's grace.
+    assert_eq!(
+        ready.check_restart,
+        Some(api::CheckRestart {
+            limit: 1,
+            grace: 30_000_000_000,
+            ignore_warnings: false
+        })
+    );
+    let tcp = &s.checks[1];
+    assert_eq!(tcp.name, "service: \"api-v1\" check");
+    assert_eq!(tcp.port_label, "8080");
+    assert_eq!((tcp.protocol.as_str(), tcp.method.as_str()), ("", ""));
+    assert_eq!(tcp.check_restart.as_ref().map(|c| c.limit), Some(3));
+}
+
+#[test]
+fn on_update_ignore_with_an_inherited_check_restart_is_refused_at_the_block() {
+    // Nomad merges the service's check_restart into every check, and a readiness check
+    // (on_update = "ignore") must not restart its task.
+    let errs = errors_of(
+        &with_service(
+            "      provider = \"nomad\"\n      port = \"http\"\n      check_restart {\n        limit = 2\n      }\n      check {\n        type      = \"tcp\"\n        interval  = \"5s\"\n        timeout   = \"1s\"\n        on_update = \"ignore\"\n      }",
+        ),
+        &Default::default(),
+    );
+    assert_eq!(
+        errs,
+        vec!["9:7 in job \"web\" > group \"api\" > service > check: on_update value \"ignore\" is not compatible with check_restart"],
+    );
+}
+
+#[test]
+fn nomad_check_rules_are_errors_at_the_attribute() {
+    let errs = errors_of(
+        &with_service(
+            "      provider = \"nomad\"\n      port = \"http\"\n      name = \"my_api\"\n      check {\n        type     = \"grpc\"\n        interval = \"500ms\"\n        timeout  = \"1s\"\n      }\n      check {\n        type     = \"http\"\n        interval = \"5s\"\n        timeout  = \"1s\"\n        failures_before_critical = 3\n      }",
+        ),
+        &Default::default(),
+    );
+    let want = [
+        "9:14 in job \"web\" > group \"api\" > service: Service name must be valid per RFC 1123",
+        "11:20 in job \"web\" > group \"api\" > service > check: invalid check type (\"grpc\"), must be one of http, tcp",
+        "12:20 in job \"web\" > group \"api\" > service > check: interval (500ms) cannot be lower than 1s",
+        "15:7 in job \"web\" > group \"api\" > service > check: http type must have http path",
+        "19:36 in job \"web\" > group \"api\" > service > check: failures_before_critical may only be set for Consul service checks",
+    ];
+    assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    for (got, want) in errs.iter().zip(want) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} does not start with {want:?}"
+        );
+    }
+}
+
+#[test]
+fn group_wide_service_rules_are_reported_for_the_job() {
+    // A port that no network defines, and two providers in one group: rules that need
+    // the whole group are checked after lowering.
+    let src = "job \"web\" {\n  group \"api\" {\n    service {\n      provider = \"nomad\"\n      port     = \"www\"\n    }\n    task \"server\" {\n      driver = \"exec\"\n      service {\n        name = \"metrics\"\n      }\n    }\n  }\n}\n";
+    let errs = errors_of(src, &Default::default());
+    assert_eq!(errs.len(), 2, "{errs:#?}");
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "task group \"api\": Multiple service providers used: task group services must use the same provider"
+        )),
+        "{errs:#?}"
+    );
+    assert!(
+        errs.iter().any(|e| e.contains(
+            "port label \"www\" referenced by services web-api does not exist"
+        )),
+        "{errs:#?}"
+    );
+}
+
+#[test]
+fn consul_services_are_recorded_with_one_warning_each() {
+    let src = with_service("      port = \"http\"\n      check {\n        type     = \"script\"\n        command  = \"/bin/true\"\n        interval = \"5s\"\n        timeout  = \"1s\"\n      }");
+    let parsed = parse_str_full(&src, "t.hcl", &BTreeMap::new()).unwrap();
+    assert_eq!(parsed.warnings.len(), 1, "{:?}", parsed.warnings);
+    let w = &parsed.warnings[0];
+    assert_eq!((w.line, w.column), (6, 5));
+    assert!(
+        w.message
+            .contains("registers only `provider = \"nomad\"` services"),
+        "{w:?}"
+    );
+    let s = &parsed.job.task_groups[0].services[0];
+    assert_eq!(
+        (s.provider.as_str(), s.name.as_str()),
+        ("consul", "web-api")
+    );
+}
+
+#[test]
+fn json_services_get_the_same_defaults_and_rules() {
+    let src = r#"{"Job": {"ID": "web", "TaskGroups": [{"Name": "api",
+      "Networks": [{"DynamicPorts": [{"Label": "http"}]}],
+      "Services": [{"PortLabel": "http", "Provider": "nomad",
+        "CheckRestart": {"Limit": 2},
+        "Checks": [{"Type": "http", "Path": "/h", "Interval": 5000000000, "Timeout": 1000000000}]}],
+      "Tasks": [{"Name": "server", "Driver": "exec"}]}]}}"#;
+    let job = parse_str(src, "t.json").unwrap();
+    let s = &job.task_groups[0].services[0];
+    assert_eq!(
+        (s.name.as_str(), s.address_mode.as_str()),
+        ("web-api", "auto")
+    );
+    let c = &s.checks[0];
+    assert_eq!(c.name, "service: \"web-api\" check");
+    assert_eq!(c.check_restart.as_ref().map(|r| r.limit), Some(2));
+
+    let bad = src.replace("\"Type\": \"http\"", "\"Type\": \"script\"");
+    let d = parse_str(&bad, "t.json").unwrap_err().to_string();
+    assert!(
+        d.contains("invalid check type (\"script\"), must be one of http, tcp"),
+        "{d}"
+    );
+}
+
+#[test]
+fn task_shutdown_delay_is_read() {
+    let job = ok(&with_task(
+        "driver = \"raw_exec\"\n shutdown_delay = \"4s\"\n config { command = \"true\" }",
+    ));
+    assert_eq!(
+        job.task_groups[0].tasks[0].shutdown_delay,
+        Some(api::secs(4))
     );
 }

@@ -8,6 +8,7 @@
 //! - (e) one service job of 10 allocations on 5,000 nodes already running 20,000
 //!   allocations: what bin-packing's per-evaluation pass over every node's allocations
 //!   costs (a job of 10 scores ~130 nodes, but reads the usage of all 5,000)
+//! - (f) as (a), every allocation with two dynamic ports: what assigning host ports costs
 //!
 //! Nodes come in a handful of computed classes, as real fleets do, so the feasibility memo
 //! is exercised. Run with `cargo bench -p scheduler --bench placement`.
@@ -67,11 +68,35 @@ fn with_preferences(mut job: api::Job) -> api::Job {
 }
 
 fn one_big_service_job(c: &mut Criterion) {
-    let job = service("web", 10_000);
+    big_service_job(
+        c,
+        "a: service, 10,000 allocs on 5,000 nodes",
+        service("web", 10_000),
+    );
+}
+
+fn one_big_service_job_with_ports(c: &mut Criterion) {
+    let mut job = service("web", 10_000);
+    let port = |label: &str| api::Port {
+        label: label.into(),
+        ..Default::default()
+    };
+    job.task_groups[0].networks = vec![api::NetworkResource {
+        dynamic_ports: vec![port("http"), port("metrics")],
+        ..Default::default()
+    }];
+    big_service_job(
+        c,
+        "f: service, 10,000 allocs with 2 dynamic ports on 5,000 nodes",
+        job,
+    );
+}
+
+fn big_service_job(c: &mut Criterion, name: &str, job: api::Job) {
     let state = cluster(5_000).with_jobs([job.clone()]);
     let eval = mock::eval(&job);
     let config = SchedulerConfig::default();
-    let mut group = c.benchmark_group("a: service, 10,000 allocs on 5,000 nodes");
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(10_000));
     let mut seed = 0u64;
     group.bench_function("binpack", |b| {
@@ -164,6 +189,7 @@ criterion_group! {
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(5));
-    targets = one_big_service_job, small_jobs, system_job, small_job_on_a_busy_cluster
+    targets = one_big_service_job, small_jobs, system_job, small_job_on_a_busy_cluster,
+        one_big_service_job_with_ports
 }
 criterion_main!(benches);

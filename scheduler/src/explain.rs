@@ -25,6 +25,9 @@ pub fn explain(metric: &AllocMetric) -> Vec<String> {
                     has_have(n)
                 )
             }
+            crate::ports::DIMENSION_NO_DYNAMIC_PORT => {
+                format!("{} {} no free dynamic port left", nodes(n), has_have(n))
+            }
             d => format!("{} exhausted {d}", nodes(n)),
         };
         reasons.push((n, sentence));

@@ -27,6 +27,7 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
         node_health: &health,
         eval_id: &b.eval.id,
         now: b.eval.modify_time,
+        deployment: b.state.latest_deployment(job.ns(), &job.id).as_deref(),
     });
 
     b.expect_groups(job);
@@ -107,10 +108,18 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
                 (PlacementReason::Reschedule, Some(old)) => vec![old.node_id.clone()],
                 _ => vec![],
             };
-            match selector.select(&mut b.usage, &penalty) {
+            let chosen = match selector.select(&mut b.usage, &penalty) {
                 Ok(node) => {
                     let canary = placement.reason == PlacementReason::Canary;
-                    b.place(job, group, placement.name.clone(), &node, previous, canary);
+                    match b.place(job, group, placement.name.clone(), &node, previous, canary) {
+                        Ok(()) => Ok(node),
+                        Err(e) => Err(Box::new(selector.exhausted_metric(&node, &e))),
+                    }
+                }
+                Err(metric) => Err(metric),
+            };
+            match chosen {
+                Ok(node) => {
                     job_nodes.push(node.clone());
                     match (placement.reason, previous) {
                         (PlacementReason::DestructiveUpdate, Some(old)) => {

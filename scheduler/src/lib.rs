@@ -9,6 +9,7 @@
 //! - [`reconcile`] / [`reconcile_system`]: what changes (plain data buckets)
 //! - [`feasible`]: which nodes may run a group at all (small checkers, memoised per class)
 //! - [`usage`]: what each node already holds, and whether an ask fits
+//! - [`ports`]: host ports (and the rest of `AllocatedResources`) for a new allocation
 //! - [`rank`]: how good a node is (small scorers)
 //! - [`select`]: the placement chain for one group, assembled in one place
 //! - `generic` (service, batch) and `system` (system, sysbatch): the schedulers
@@ -17,12 +18,14 @@
 //! - [`mock`]: an in-memory [`State`] and fixtures, for this crate's tests and the server's
 
 pub mod constraint;
+pub mod deployment;
 pub mod explain;
 pub mod feasible;
 mod generic;
 pub mod limits;
 pub mod mock;
 mod plan_builder;
+pub mod ports;
 pub mod rank;
 pub mod reconcile;
 pub mod reconcile_system;
@@ -50,6 +53,11 @@ pub trait State {
     fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<api::Allocation>>;
     /// All allocations on a node, terminal ones included.
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<api::Allocation>>;
+    /// The job's newest deployment (any status), if it has one.
+    fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<Arc<api::Deployment>> {
+        let _ = (namespace, job_id);
+        None
+    }
 }
 
 /// How the fit scorer ranks nodes.
@@ -131,7 +139,17 @@ pub fn schedule(
             }
         },
     }
-    Ok(builder.finish(job.as_deref().filter(|j| !j.stop)))
+    let live_job = job.as_deref().filter(|j| !j.stop);
+    // Drawn only for jobs that roll out under deployments, so other plans keep their IDs.
+    let deployment_id = live_job
+        .filter(|j| deployment::wants_deployment(j))
+        .map(|_| builder.new_id());
+    let mut plan = builder.finish(live_job);
+    if let (Some(job), Some(id)) = (live_job, deployment_id) {
+        let latest = state.latest_deployment(job.ns(), &job.id);
+        deployment::attach(&mut plan, job, latest.as_deref(), eval, || id);
+    }
+    Ok(plan)
 }
 
 /// A stopped or deregistered job: every allocation still meant to run is stopped.
@@ -144,6 +162,7 @@ fn stop_all<S: State>(b: &mut plan_builder::PlanBuilder<'_, S>, namespace: &str,
         node_health: &Default::default(),
         eval_id: &b.eval.id,
         now: b.eval.modify_time,
+        deployment: None,
     });
     for s in &recon.stop {
         b.stop(&s.alloc, s.description);

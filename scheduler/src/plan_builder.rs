@@ -2,7 +2,7 @@
 //! the run wants created. Also owns the run's seeded RNG (allocation and evaluation IDs
 //! come from it) and the per-node usage that later placements must see.
 
-use crate::usage::ClusterUsage;
+use crate::usage::{ClusterUsage, Exhausted};
 use crate::{SchedulerConfig, State};
 use api::{AllocMetric, Allocation, Evaluation, Job, Node, Plan, Resources, TaskGroup};
 use rand::RngCore;
@@ -107,7 +107,9 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             .push(alloc);
     }
 
-    /// A new allocation of `group` on `node`.
+    /// A new allocation of `group` on `node`, its dynamic ports given host ports there.
+    /// Fails only when the node has too few free dynamic ports, which the selection's fit
+    /// check has already ruled out.
     pub fn place(
         &mut self,
         job: &Arc<Job>,
@@ -116,9 +118,11 @@ impl<'s, S: State> PlanBuilder<'s, S> {
         node: &Node,
         previous: Option<&Allocation>,
         canary: bool,
-    ) {
+    ) -> Result<(), Exhausted> {
+        let allocated =
+            crate::ports::allocate(group, node, self.usage.node(&node.id), &mut self.rng)?;
         let mut resources = group.combined_resources();
-        resources.networks = group.networks.clone();
+        resources.networks = allocated.shared.networks.clone();
         let task_resources: BTreeMap<String, Resources> = group
             .tasks
             .iter()
@@ -136,6 +140,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             task_group: group.name.clone(),
             resources: Some(resources),
             task_resources,
+            allocated_resources: Some(allocated),
             desired_status: api::ALLOC_DESIRED_RUN.into(),
             client_status: api::ALLOC_CLIENT_PENDING.into(),
             previous_allocation: previous.map(|p| p.id.clone()).unwrap_or_default(),
@@ -147,9 +152,13 @@ impl<'s, S: State> PlanBuilder<'s, S> {
         };
         self.usage.place(&alloc);
         self.push_alloc(alloc);
+        Ok(())
     }
 
-    /// The allocation keeps running where it is, on the new job version.
+    /// The allocation keeps running where it is, on the new job version, with the host
+    /// ports it holds: an in-place update never changes the network block (the reconciler
+    /// makes that a destructive update). An allocation placed before the servers assigned
+    /// ports keeps none here, and its agent keeps the ones it chose.
     pub fn update_in_place(&mut self, alloc: &Allocation, job: &Arc<Job>) {
         let mut updated = alloc.clone();
         updated.job = Some(job.clone());

@@ -298,6 +298,7 @@ mod tests {
             memory_mb,
             disk_mb: 0,
             reserved_ports: vec![],
+            ..Default::default()
         }
     }
 

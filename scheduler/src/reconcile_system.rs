@@ -4,9 +4,10 @@
 //! node; the system scheduler then checks that node's feasibility and room.
 
 use crate::reconcile::{
-    alloc_name, update_kind, NodeHealth, StopAlloc, UpdateKind, DESC_JOB_STOPPED, DESC_NOT_NEEDED,
+    alloc_name, of_current_groups, running_job, update_kind, NodeHealth, StopAlloc, UpdateKind,
+    DESC_NOT_NEEDED,
 };
-use api::{Allocation, Job, Node};
+use api::{Allocation, Job, Node, TaskGroup};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -47,31 +48,17 @@ pub struct SystemReconciliation {
 
 pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliation {
     let mut out = SystemReconciliation::default();
-    let Some(job) = input.job.filter(|j| !j.stop) else {
-        out.stop = input
-            .allocs
-            .iter()
-            .filter(|a| !a.terminal())
-            .map(|a| StopAlloc {
-                alloc: a.clone(),
-                description: DESC_JOB_STOPPED,
-            })
-            .collect();
-        return out;
+    let job = match running_job(input.job, input.allocs) {
+        Ok(job) => job,
+        Err(stop) => {
+            out.stop = stop;
+            return out;
+        }
     };
 
     // (group, node) -> allocations, oldest first.
     let mut by_slot: BTreeMap<(&str, &str), Vec<Arc<Allocation>>> = BTreeMap::new();
-    for alloc in input.allocs {
-        if job.task_group(&alloc.task_group).is_none() {
-            if !alloc.terminal() {
-                out.stop.push(StopAlloc {
-                    alloc: alloc.clone(),
-                    description: DESC_NOT_NEEDED,
-                });
-            }
-            continue;
-        }
+    for alloc in of_current_groups(job, input.allocs, &mut out.stop) {
         by_slot
             .entry((&alloc.task_group, &alloc.node_id))
             .or_default()
@@ -92,70 +79,8 @@ pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliatio
                 continue;
             }
             handled.insert(*node_id);
-            let health = input
-                .node_health
-                .get(*node_id)
-                .copied()
-                .unwrap_or(NodeHealth::Lost);
-            let mut live = allocs.iter().filter(|a| !a.terminal());
-            let first_live = live.next();
-            for extra in live {
-                out.stop.push(StopAlloc {
-                    alloc: extra.clone(),
-                    description: DESC_NOT_NEEDED,
-                });
-            }
-            if let Some(alloc) = first_live {
-                if health == NodeHealth::Lost {
-                    out.lost.push(alloc.clone());
-                    continue;
-                }
-                out.ignore
-                    .extend(allocs.iter().filter(|a| a.terminal()).cloned());
-                if health == NodeHealth::Draining && alloc.desired_transition.should_migrate() {
-                    out.migrate.push(alloc.clone());
-                    continue;
-                }
-                match update_kind(alloc.job.as_deref(), job, &group.name) {
-                    UpdateKind::None => out.ignore.push(alloc.clone()),
-                    // A node that takes no new work keeps the old version running.
-                    UpdateKind::Destructive if health != NodeHealth::Ready => {
-                        out.ignore.push(alloc.clone())
-                    }
-                    UpdateKind::InPlace => out.inplace_update.push(alloc.clone()),
-                    UpdateKind::Destructive => {
-                        out.destructive_update.push(alloc.clone());
-                        out.place.push(SystemPlacement {
-                            node_id: node_id.to_string(),
-                            group: group.name.clone(),
-                            name: name.clone(),
-                            previous: Some(alloc.clone()),
-                        });
-                    }
-                }
-                continue;
-            }
-            // No live allocation here: a finished or failed one of the current version
-            // holds the node (sysbatch runs once; a failing system task is not retried in
-            // a loop), anything else leaves it open.
-            out.ignore.extend(allocs.iter().cloned());
-            let settled = allocs.iter().any(|a| {
-                !a.desired_stop()
-                    && matches!(
-                        a.client_status.as_str(),
-                        api::ALLOC_CLIENT_COMPLETE | api::ALLOC_CLIENT_FAILED
-                    )
-                    && update_kind(a.job.as_deref(), job, &group.name) != UpdateKind::Destructive
-            });
             let is_candidate = candidate_ids.contains(*node_id);
-            if !settled && is_candidate {
-                out.place.push(SystemPlacement {
-                    node_id: node_id.to_string(),
-                    group: group.name.clone(),
-                    name: name.clone(),
-                    previous: allocs.last().cloned(),
-                });
-            }
+            reconcile_slot(job, group, node_id, allocs, input, is_candidate, &mut out);
         }
         for node in input.candidates {
             if !handled.contains(node.id.as_str()) {
@@ -173,10 +98,89 @@ pub fn reconcile_system(input: &SystemReconcileInput<'_>) -> SystemReconciliatio
     out
 }
 
+/// One group's allocations on one node (oldest first): the one live allocation kept,
+/// updated, migrated or marked lost, extras stopped, and a placement when the node is a
+/// candidate and nothing holds it.
+fn reconcile_slot(
+    job: &Job,
+    group: &TaskGroup,
+    node_id: &str,
+    allocs: &[Arc<Allocation>],
+    input: &SystemReconcileInput<'_>,
+    is_candidate: bool,
+    out: &mut SystemReconciliation,
+) {
+    let name = alloc_name(&job.id, &group.name, 0);
+    let health = input
+        .node_health
+        .get(node_id)
+        .copied()
+        .unwrap_or(NodeHealth::Lost);
+    let mut live = allocs.iter().filter(|a| !a.terminal());
+    let first_live = live.next();
+    for extra in live {
+        out.stop.push(StopAlloc {
+            alloc: extra.clone(),
+            description: DESC_NOT_NEEDED,
+        });
+    }
+    if let Some(alloc) = first_live {
+        if health == NodeHealth::Lost {
+            out.lost.push(alloc.clone());
+            return;
+        }
+        out.ignore
+            .extend(allocs.iter().filter(|a| a.terminal()).cloned());
+        if health == NodeHealth::Draining && alloc.desired_transition.should_migrate() {
+            out.migrate.push(alloc.clone());
+            return;
+        }
+        match update_kind(alloc.job.as_deref(), job, &group.name) {
+            UpdateKind::None => out.ignore.push(alloc.clone()),
+            // A node that takes no new work keeps the old version running.
+            UpdateKind::Destructive if health != NodeHealth::Ready => {
+                out.ignore.push(alloc.clone())
+            }
+            UpdateKind::InPlace => out.inplace_update.push(alloc.clone()),
+            UpdateKind::Destructive => {
+                out.destructive_update.push(alloc.clone());
+                out.place.push(SystemPlacement {
+                    node_id: node_id.to_string(),
+                    group: group.name.clone(),
+                    name: name.clone(),
+                    previous: Some(alloc.clone()),
+                });
+            }
+        }
+        return;
+    }
+    // No live allocation here: a finished or failed one of the current version
+    // holds the node (sysbatch runs once; a failing system task is not retried in
+    // a loop), anything else leaves it open.
+    out.ignore.extend(allocs.iter().cloned());
+    let settled = allocs.iter().any(|a| {
+        !a.desired_stop()
+            && matches!(
+                a.client_status.as_str(),
+                api::ALLOC_CLIENT_COMPLETE | api::ALLOC_CLIENT_FAILED
+            )
+            && update_kind(a.job.as_deref(), job, &group.name) != UpdateKind::Destructive
+    });
+    if !settled && is_candidate {
+        out.place.push(SystemPlacement {
+            node_id: node_id.to_string(),
+            group: group.name.clone(),
+            name: name.clone(),
+            previous: allocs.last().cloned(),
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::mock;
+    use crate::reconcile::DESC_JOB_STOPPED;
     use api::{ALLOC_CLIENT_COMPLETE, ALLOC_CLIENT_FAILED, JOB_TYPE_SYSBATCH, JOB_TYPE_SYSTEM};
 
     fn run(job: Option<&Job>, allocs: &[Allocation], nodes: &[Node]) -> SystemReconciliation {

@@ -1,8 +1,8 @@
 //! Node selection for one task group: the placement chain assembled in one place.
 //!
 //! source (candidate nodes in seeded random order) -> feasibility (drivers, constraints,
-//! distinct_hosts, distinct_property, spread max skew) -> fit (cpu, memory, disk, static
-//! ports) -> score (fit, job anti-affinity, reschedule penalty, affinity, spread) -> limit
+//! distinct_hosts, distinct_property, spread max skew) -> fit (cpu, memory, disk, host
+//! ports, free dynamic ports) -> score (fit, job anti-affinity, reschedule penalty, affinity, spread) -> limit
 //! (stop after a few scored options) -> the highest score, ties to the first seen.
 //!
 //! With the spread algorithm each placement resumes where the last one stopped, and only
@@ -191,6 +191,14 @@ impl<'j> GroupSelector<'j> {
             nodes_excluded: self.nodes_excluded.clone(),
             ..Default::default()
         }
+    }
+
+    /// The failure metric of a placement whose chosen node turned out to be out of room
+    /// after all (its dynamic ports could not be assigned).
+    pub fn exhausted_metric(&self, node: &Node, why: &crate::usage::Exhausted) -> AllocMetric {
+        let mut metric = self.empty_metric();
+        Self::count(&mut metric, node, &NodeVerdict::Exhausted(why.dimension()));
+        metric
     }
 
     /// Counts a placement on `node` for spread scores and the hard limits.

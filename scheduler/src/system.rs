@@ -74,17 +74,18 @@ pub(crate) fn schedule_system<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<Jo
         if let Some(old) = replaced {
             b.usage.stop(old);
         }
-        let verdict = selector.check_node(node, b.usage.node(&node.id));
+        let verdict = match selector.check_node(node, b.usage.node(&node.id)) {
+            NodeVerdict::Fits => {
+                let previous = placement.previous.as_deref();
+                match b.place(job, group, placement.name.clone(), node, previous, false) {
+                    Ok(()) => NodeVerdict::Fits,
+                    Err(e) => NodeVerdict::Exhausted(e.dimension()),
+                }
+            }
+            other => other,
+        };
         match &verdict {
             NodeVerdict::Fits => {
-                b.place(
-                    job,
-                    group,
-                    placement.name.clone(),
-                    node,
-                    placement.previous.as_deref(),
-                    false,
-                );
                 selector.record(node);
                 if let Some(old) = replaced {
                     b.stop(old, DESC_UPDATING);

@@ -1,4 +1,4 @@
-//! What each node already runs: resources, static ports and allocations per job group.
+//! What each node already runs: resources, host ports and allocations per job group.
 //!
 //! Usage is the snapshot's non-terminal allocations on the node, minus the ones this plan
 //! stops, plus the ones this plan places. It is loaded lazily per node, so an evaluation
@@ -45,10 +45,15 @@ pub struct Ask {
     pub disk_mb: i64,
     /// Static (reserved) host ports.
     pub reserved_ports: Vec<i64>,
+    /// Host ports the scheduler already assigned to the allocation's dynamic ports.
+    pub dynamic_ports: Vec<i64>,
+    /// Dynamic ports still to be given a host port (a new allocation's).
+    pub unassigned_dynamic: u32,
 }
 
 impl Ask {
-    /// What a new allocation of `group` asks for.
+    /// What a new allocation of `group` asks for: its dynamic ports get host ports once
+    /// a node is chosen ([`crate::ports::allocate`]).
     pub fn for_group(group: &TaskGroup) -> Ask {
         let r = group.combined_resources();
         Ask {
@@ -56,25 +61,54 @@ impl Ask {
             memory_mb: r.memory_mb,
             disk_mb: r.disk_mb,
             reserved_ports: group_reserved_ports(group),
+            dynamic_ports: Vec::new(),
+            unassigned_dynamic: group_networks(group)
+                .map(|n| n.dynamic_ports.len() as u32)
+                .sum(),
         }
     }
 
-    /// What an existing allocation holds. Ports come from the group of the job version it
-    /// runs, because the combined resources do not carry networks.
+    /// What an existing allocation holds. Ports come from its `AllocatedResources`, or
+    /// for an allocation placed before the scheduler assigned ports, the static ports of
+    /// the group of the job version it runs (its dynamic ports are the agent's secret).
     pub fn of_alloc(alloc: &Allocation) -> Ask {
         let (cpu, memory_mb, disk_mb) = alloc_resources(alloc);
-        let reserved_ports = alloc
-            .job
-            .as_ref()
-            .and_then(|job| job.task_group(&alloc.task_group))
-            .map(group_reserved_ports)
-            .unwrap_or_default();
+        let (mut reserved_ports, mut dynamic_ports) = (Vec::new(), Vec::new());
+        match &alloc.allocated_resources {
+            Some(r) => {
+                for (port, fixed) in r.host_ports() {
+                    if fixed {
+                        reserved_ports.push(port);
+                    } else {
+                        dynamic_ports.push(port);
+                    }
+                }
+            }
+            None => {
+                reserved_ports = alloc
+                    .job
+                    .as_ref()
+                    .and_then(|job| job.task_group(&alloc.task_group))
+                    .map(group_reserved_ports)
+                    .unwrap_or_default();
+            }
+        }
         Ask {
             cpu,
             memory_mb,
             disk_mb,
             reserved_ports,
+            dynamic_ports,
+            unassigned_dynamic: 0,
         }
+    }
+
+    /// Every host port the ask names: static ones, then assigned dynamic ones.
+    pub fn host_ports(&self) -> impl Iterator<Item = i64> + '_ {
+        self.reserved_ports
+            .iter()
+            .chain(&self.dynamic_ports)
+            .copied()
     }
 }
 
@@ -88,17 +122,19 @@ fn alloc_resources(alloc: &Allocation) -> (i64, i64, i64) {
     }
 }
 
-/// Static ports of the group's networks and of its tasks' networks.
-pub fn group_reserved_ports(group: &TaskGroup) -> Vec<i64> {
+/// The group's networks and its tasks' networks.
+pub fn group_networks(group: &TaskGroup) -> impl Iterator<Item = &api::NetworkResource> {
     let task_networks = group
         .tasks
         .iter()
         .filter_map(|t| t.resources.as_ref())
         .flat_map(|r| r.networks.iter());
-    group
-        .networks
-        .iter()
-        .chain(task_networks)
+    group.networks.iter().chain(task_networks)
+}
+
+/// Static ports of the group's networks and of its tasks' networks.
+pub fn group_reserved_ports(group: &TaskGroup) -> Vec<i64> {
+    group_networks(group)
         .flat_map(|n| n.reserved_ports.iter())
         .map(|p| p.value)
         .filter(|&v| v > 0)
@@ -140,8 +176,12 @@ pub struct NodeUsage {
     pub cpu: i64,
     pub memory_mb: i64,
     pub disk_mb: i64,
-    /// Port -> number of allocations holding it (more than one only in a broken state).
-    pub ports: HashMap<i64, u32>,
+    /// Host port -> number of allocations holding it (more than one only in a broken
+    /// state): static ports and the dynamic ports the scheduler assigned.
+    pub ports: FastMap<i64, u32>,
+    /// How many distinct ports of `ports` lie in the dynamic range
+    /// ([`crate::ports::DYNAMIC_PORTS`]), so the free ones are counted without a scan.
+    pub dynamic_range_used: u32,
     /// Live allocations per job group, for anti-affinity and distinct_hosts.
     pub groups: HashMap<GroupKey, u32>,
     /// Live service and batch allocations ([`is_packed`]): bin-packing fills nodes that
@@ -155,10 +195,37 @@ impl NodeUsage {
         self.cpu += ask.cpu;
         self.memory_mb += ask.memory_mb;
         self.disk_mb += ask.disk_mb;
-        for p in &ask.reserved_ports {
-            *self.ports.entry(*p).or_default() += 1;
+        for p in ask.host_ports() {
+            self.hold_port(p);
         }
         *self.groups.entry(key).or_default() += 1;
+    }
+
+    /// Counts one more holder of a host port.
+    pub fn hold_port(&mut self, port: i64) {
+        let holders = self.ports.entry(port).or_default();
+        *holders += 1;
+        if *holders == 1 && crate::ports::DYNAMIC_PORTS.contains(&port) {
+            self.dynamic_range_used += 1;
+        }
+    }
+
+    /// Counts one holder of a host port fewer.
+    pub fn release_port(&mut self, port: i64) {
+        if let Some(n) = self.ports.get_mut(&port) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.ports.remove(&port);
+                if crate::ports::DYNAMIC_PORTS.contains(&port) {
+                    self.dynamic_range_used = self.dynamic_range_used.saturating_sub(1);
+                }
+            }
+        }
+    }
+
+    /// Ports of the dynamic range no allocation on the node holds.
+    pub fn free_dynamic_ports(&self) -> i64 {
+        crate::ports::dynamic_range_size() - i64::from(self.dynamic_range_used)
     }
 
     fn remove(&mut self, key: GroupKey, ask: &Ask, packed: bool) {
@@ -166,13 +233,8 @@ impl NodeUsage {
         self.cpu -= ask.cpu;
         self.memory_mb -= ask.memory_mb;
         self.disk_mb -= ask.disk_mb;
-        for p in &ask.reserved_ports {
-            if let Some(n) = self.ports.get_mut(p) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.ports.remove(p);
-                }
-            }
+        for p in ask.host_ports() {
+            self.release_port(p);
         }
         if let Some(n) = self.groups.get_mut(&key) {
             *n = n.saturating_sub(1);
@@ -227,6 +289,14 @@ pub enum Exhausted {
     },
     /// A static port the node already hands to another allocation (or the ask twice).
     Port(i64),
+    /// A host port the scheduler assigned to a dynamic port, which another allocation
+    /// took meanwhile (or the ask holds twice).
+    DynamicPort(i64),
+    /// Fewer free host ports in the dynamic range than the ask has dynamic ports.
+    NoDynamicPort {
+        asked: u32,
+        free: i64,
+    },
 }
 
 impl Exhausted {
@@ -237,6 +307,8 @@ impl Exhausted {
             Exhausted::Memory { .. } => "memory",
             Exhausted::Disk { .. } => "disk",
             Exhausted::Port(_) => "network: reserved port collision",
+            Exhausted::DynamicPort(_) => "network: port collision",
+            Exhausted::NoDynamicPort { .. } => crate::ports::DIMENSION_NO_DYNAMIC_PORT,
         }
     }
 }
@@ -266,13 +338,25 @@ impl fmt::Display for Exhausted {
                 f,
                 "static port {p} is already reserved on the node by another allocation"
             ),
+            Exhausted::DynamicPort(p) => write!(
+                f,
+                "dynamic port {p} was assigned to it but is already taken on the node by another allocation"
+            ),
+            Exhausted::NoDynamicPort { asked, free } => write!(
+                f,
+                "dynamic port selection failed: it asks {asked} dynamic ports and {free} of {}-{} are free",
+                crate::ports::DYNAMIC_PORTS.start(),
+                crate::ports::DYNAMIC_PORTS.end()
+            ),
         }
     }
 }
 
 /// Whether an ask fits on a node that already holds `usage`: CPU, memory and disk within
-/// what the node may hand out, and no static port taken twice. The one place that
-/// decides "fits", for the scheduler's placements and the plan applier's re-check.
+/// what the node may hand out, no host port (static, or dynamic already assigned) taken
+/// twice, and enough free ports in the dynamic range for the dynamic ports still to
+/// assign. The one place that decides "fits", for the scheduler's placements and the
+/// plan applier's re-check.
 pub fn check_fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), Exhausted> {
     let (cpu, memory_mb, disk_mb) = node.allocatable();
     if usage.cpu + ask.cpu > cpu {
@@ -293,10 +377,26 @@ pub fn check_fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), Exhaus
             free: (disk_mb - usage.disk_mb).max(0),
         });
     }
-    let mut wanted = HashSet::new();
-    for p in &ask.reserved_ports {
-        if usage.ports.contains_key(p) || !wanted.insert(*p) {
-            return Err(Exhausted::Port(*p));
+    // Asks hold a handful of ports: a linear scan beats building a set.
+    let mut in_range = 0i64;
+    for (i, p) in ask.host_ports().enumerate() {
+        let twice = ask.host_ports().take(i).any(|q| q == p);
+        if usage.ports.contains_key(&p) || twice {
+            return Err(if i < ask.reserved_ports.len() {
+                Exhausted::Port(p)
+            } else {
+                Exhausted::DynamicPort(p)
+            });
+        }
+        in_range += i64::from(crate::ports::DYNAMIC_PORTS.contains(&p));
+    }
+    if ask.unassigned_dynamic > 0 {
+        let free = usage.free_dynamic_ports() - in_range;
+        if free < i64::from(ask.unassigned_dynamic) {
+            return Err(Exhausted::NoDynamicPort {
+                asked: ask.unassigned_dynamic,
+                free: free.max(0),
+            });
         }
     }
     Ok(())
@@ -547,6 +647,7 @@ mod tests {
             memory_mb: 100,
             disk_mb: 0,
             reserved_ports: vec![],
+            ..Default::default()
         };
         assert_eq!(fit(&node, &usage, &ask), Err("cpu"));
         let ask = Ask {
@@ -571,6 +672,7 @@ mod tests {
             memory_mb: 300,
             disk_mb: 0,
             reserved_ports: vec![],
+            ..Default::default()
         };
         assert_eq!(fit(&node, &NodeUsage::default(), &ask), Err("memory"));
     }
@@ -585,6 +687,7 @@ mod tests {
             memory_mb: 1,
             disk_mb: 0,
             reserved_ports: vec![8080],
+            ..Default::default()
         };
         assert_eq!(
             fit(&node, &usage, &ask),
@@ -652,6 +755,88 @@ mod tests {
         // Once the plan stops the holder, the port is free for the newcomer.
         let stopping = HashSet::from([held.id.as_str()]);
         assert_eq!(check_node_plan(&state, "n1", &stopping, &[wanted]), Ok(()));
+    }
+
+    /// An allocation of `job` on `node` whose dynamic port `http` was assigned `port`.
+    fn alloc_with_dynamic_port(
+        job: &std::sync::Arc<api::Job>,
+        index: u64,
+        node: &Node,
+        port: i64,
+    ) -> Allocation {
+        let mut alloc = mock::alloc(job, "web", index, node);
+        alloc.allocated_resources = Some(api::AllocatedResources {
+            shared: api::AllocatedSharedResources {
+                networks: vec![api::NetworkResource {
+                    dynamic_ports: vec![api::Port {
+                        label: "http".into(),
+                        value: port,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        alloc
+    }
+
+    #[test]
+    fn plan_check_refuses_a_dynamic_port_another_plan_took_meanwhile_and_names_it() {
+        let node = mock::node("n1");
+        let a = std::sync::Arc::new(mock::job("a", api::JOB_TYPE_SERVICE));
+        let b = std::sync::Arc::new(mock::job("b", api::JOB_TYPE_SERVICE));
+        // Two workers planned from the same empty snapshot and both drew port 23456.
+        let first = alloc_with_dynamic_port(&a, 0, &node, 23_456);
+        let second = alloc_with_dynamic_port(&b, 0, &node, 23_456);
+        let mut state = mock::MemState::new().with_nodes([node.clone()]);
+        let none = HashSet::new();
+        assert_eq!(
+            check_node_plan(&state, "n1", &none, std::slice::from_ref(&first)),
+            Ok(())
+        );
+        assert_eq!(
+            check_node_plan(&state, "n1", &none, std::slice::from_ref(&second)),
+            Ok(())
+        );
+        // The first plan is committed; the second no longer fits.
+        state.upsert_alloc(first.clone());
+        let refusal =
+            check_node_plan(&state, "n1", &none, std::slice::from_ref(&second)).unwrap_err();
+        assert_eq!(refusal.exhausted(), Some(&Exhausted::DynamicPort(23_456)));
+        let sentence = refusal.to_string();
+        assert!(sentence.contains("dynamic port 23456"), "{sentence}");
+        assert!(sentence.contains("b.web[0]"), "{sentence}");
+        // Another port on the same node is fine, and so is the same port elsewhere.
+        let other = alloc_with_dynamic_port(&b, 0, &node, 23_457);
+        assert_eq!(check_node_plan(&state, "n1", &none, &[other]), Ok(()));
+        // Within one plan, two placements may not share a port either.
+        let twins = [
+            alloc_with_dynamic_port(&b, 0, &node, 24_000),
+            alloc_with_dynamic_port(&b, 1, &node, 24_000),
+        ];
+        let refusal = check_node_plan(&state, "n1", &none, &twins).unwrap_err();
+        assert_eq!(refusal.exhausted(), Some(&Exhausted::DynamicPort(24_000)));
+    }
+
+    #[test]
+    fn usage_counts_free_dynamic_ports_as_allocs_come_and_go() {
+        let node = mock::node("n1");
+        let job = std::sync::Arc::new(mock::job("a", api::JOB_TYPE_SERVICE));
+        let held = alloc_with_dynamic_port(&job, 0, &node, 20_000);
+        let outside = job_with_static_port("s", 8080);
+        let state = mock::MemState::new()
+            .with_nodes([node.clone()])
+            .with_allocs([held.clone(), mock::alloc(&outside, "web", 0, &node)]);
+        let mut usage = ClusterUsage::new(&state);
+        let all = crate::ports::dynamic_range_size();
+        assert_eq!(usage.node("n1").free_dynamic_ports(), all - 1);
+        assert!(usage.node("n1").ports.contains_key(&8080));
+        usage.stop(&held);
+        assert_eq!(usage.node("n1").free_dynamic_ports(), all);
+        usage.unstop(&held);
+        assert_eq!(usage.node("n1").free_dynamic_ports(), all - 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The leader's services, turned on and off as leadership comes and goes.
 
 use crate::fsm::Command;
-use crate::{drainer, heartbeat, now_nanos, Server};
+use crate::{deployments, drainer, heartbeat, now_nanos, Server};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +34,7 @@ pub(crate) async fn leadership_loop(server: Arc<Server>) {
             heartbeat::expire(&server).await;
             heartbeat::expire_disconnects(&server).await;
             drainer::run_once(&server).await;
+            deployments::run_once(&server).await;
             // A safety net for capacity changes the broker did not hear about.
             if last_unblock.elapsed() > Duration::from_secs(10) {
                 last_unblock = tokio::time::Instant::now();

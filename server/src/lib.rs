@@ -7,7 +7,9 @@
 
 pub mod broker;
 pub mod cluster;
+pub mod deployments;
 pub mod drainer;
+pub mod events;
 pub mod fsm;
 pub mod heartbeat;
 pub mod http;
@@ -89,6 +91,11 @@ pub struct ServerConfig {
     /// `server { job_max_source_size }`: the largest job source (HCL plus variables, in
     /// bytes) `PUT /v1/jobs/parse` takes. Nomad's default is "1M".
     pub job_max_source_size: usize,
+    /// Events the event stream keeps for subscribers that start from an older index or
+    /// read slowly (Nomad's `event_buffer_size`); 0 keeps none.
+    pub event_buffer_size: usize,
+    /// How often `GET /v1/event/stream` sends its `{}` heartbeat (Nomad: 30 seconds).
+    pub event_heartbeat: Duration,
 }
 
 impl ServerConfig {
@@ -120,6 +127,8 @@ impl ServerConfig {
             rpc_bound: None,
             job_max_count: api::DEFAULT_JOB_MAX_COUNT,
             job_max_source_size: DEFAULT_JOB_MAX_SOURCE_SIZE,
+            event_buffer_size: 10_000,
+            event_heartbeat: Duration::from_secs(30),
         }
     }
 
@@ -201,6 +210,8 @@ pub struct Server {
     pub raft: Raft,
     pub state: watch::Receiver<Arc<StateStore>>,
     pub broker: Arc<EvalBroker>,
+    /// The event stream's buffer (every server publishes what it applies).
+    pub events: Arc<events::EventBroker>,
     pub heartbeats: Arc<Heartbeats>,
     pub plans: mpsc::Sender<plan_apply::PlanRequest>,
     /// When the leader last reached this server (followers), for `X-Nomad-LastContact`.
@@ -210,13 +221,15 @@ pub struct Server {
     log_store: LogStore,
 }
 
-/// Connects the FSM's apply hook to the broker without a reference cycle.
+/// Connects the FSM's apply hook to the brokers without a reference cycle.
 struct Hook {
     broker: Arc<EvalBroker>,
+    events: Arc<events::EventBroker>,
 }
 
 impl ApplyHook for Hook {
-    fn applied(&self, _state: &Arc<StateStore>, effects: Effects) {
+    fn applied(&self, _state: &Arc<StateStore>, mut effects: Effects) {
+        self.events.publish(std::mem::take(&mut effects.events));
         let now = now_nanos();
         for e in effects.evals {
             self.broker.enqueue(e, now);
@@ -404,6 +417,12 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         );
     }
     let (server, listener, rpc_listener) = start(config).await?;
+    // Event streams never end by themselves: end them so shutdown need not wait for them.
+    let (events, token) = (server.events.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        token.cancelled().await;
+        events.close();
+    });
     let mut rpc_task = None;
     if let Some(rpc) = rpc_listener {
         let addr = rpc.local_addr()?;
@@ -522,6 +541,7 @@ pub async fn start(
     );
     let log_store = LogStore::new(&db, marks)?;
     let broker = EvalBroker::new();
+    let event_broker = events::EventBroker::new(config.event_buffer_size);
     let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
     let snapshots_installed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sm = StateMachine::open(
@@ -529,6 +549,7 @@ pub async fn start(
         tx,
         Arc::new(Hook {
             broker: broker.clone(),
+            events: event_broker.clone(),
         }),
         snapshots_installed.clone(),
     )?;
@@ -567,6 +588,7 @@ pub async fn start(
         raft,
         state: rx,
         broker,
+        events: event_broker,
         heartbeats,
         plans: plan_tx,
         last_leader_contact: std::sync::Mutex::new(None),

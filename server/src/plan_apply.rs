@@ -53,7 +53,8 @@ pub async fn run(server: Arc<Server>, mut rx: mpsc::Receiver<PlanRequest>) {
 /// Which nodes of the plan still fit on the newest state, and why the others do not.
 ///
 /// "Fits" is decided by the scheduler's own check ([`scheduler::usage::check_node_plan`]:
-/// CPU, memory, disk and static ports beside what the node holds now), so the applier
+/// CPU, memory, disk and host ports, static and dynamic, beside what the node holds now),
+/// so the applier
 /// and the scheduler cannot disagree; this module does no resource arithmetic.
 pub fn evaluate(state: &StateStore, plan: &Plan) -> (Vec<String>, BTreeMap<String, String>) {
     let mut accepted = Vec::new();
@@ -152,6 +153,8 @@ async fn apply_one(
         eval: if complete { eval_update } else { None },
         create_evals: if complete { plan.create_evals } else { vec![] },
         now: now_nanos(),
+        deployment: plan.deployment.map(Box::new),
+        deployment_updates: plan.deployment_updates,
     };
     let resp = server.write(cmd).await?;
     result.alloc_index = resp.index;
@@ -260,6 +263,8 @@ mod tests {
             eval: None,
             create_evals: vec![],
             now: 1,
+            deployment: None,
+            deployment_updates: vec![],
         };
         apply(state, index, cmd, &mut Effects::default());
     }
@@ -312,6 +317,69 @@ mod tests {
         let (accepted, refused) = evaluate(&state, &replace);
         assert!(refused.is_empty(), "{refused:?}");
         assert_eq!(accepted, vec!["n1".to_string()]);
+    }
+
+    /// The allocation `alloc(job, id, node)` makes, with its dynamic port `http` assigned
+    /// host port `port` (as the scheduler does) and no static port.
+    fn alloc_with_dynamic_port(job: &Arc<api::Job>, id: &str, node: &str, port: i64) -> Allocation {
+        let mut a = alloc(job, id, node);
+        a.allocated_resources = Some(api::AllocatedResources {
+            shared: api::AllocatedSharedResources {
+                networks: vec![api::NetworkResource {
+                    dynamic_ports: vec![api::Port {
+                        label: "http".into(),
+                        value: port,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ports: vec![api::AllocatedPortMapping {
+                    label: "http".into(),
+                    value: port,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        a
+    }
+
+    #[test]
+    fn second_plan_for_the_same_dynamic_port_on_a_node_is_refused_naming_the_port() {
+        let mut state = StateStore::default();
+        for (i, n) in ["n1", "n2"].into_iter().enumerate() {
+            let cmd = Command::UpsertNode {
+                node: node(n),
+                evals: vec![],
+            };
+            apply(&mut state, 1 + i as u64, cmd, &mut Effects::default());
+        }
+        // Two workers planned from the same snapshot; their seeds drew the same dynamic
+        // port on n1 (static ports play no part: the jobs reserve different ones).
+        let a = Arc::new(job("a", 8080));
+        let b = Arc::new(job("b", 8081));
+        let first = plan(vec![alloc_with_dynamic_port(&a, "a1", "n1", 24_680)]);
+        let second = plan(vec![
+            alloc_with_dynamic_port(&b, "b1", "n1", 24_680),
+            alloc_with_dynamic_port(&b, "b2", "n2", 24_680),
+        ]);
+        let (accepted, refused) = evaluate(&state, &first);
+        assert_eq!(accepted, vec!["n1".to_string()]);
+        assert!(refused.is_empty(), "{refused:?}");
+        commit(&mut state, 3, &first, &accepted);
+        let stored = &state.alloc_table()["a1"];
+        assert_eq!(
+            stored.allocated_ports()[0].value,
+            24_680,
+            "the FSM keeps it"
+        );
+
+        let (accepted, refused) = evaluate(&state, &second);
+        assert_eq!(accepted, vec!["n2".to_string()], "the port is free on n2");
+        let why = &refused["n1"];
+        assert!(why.contains("dynamic port 24680"), "{why}");
+        assert!(why.contains("b.web[0]"), "{why}");
     }
 
     /// "Fits" is decided in one place, the scheduler: the applier must not grow a second

@@ -3,10 +3,15 @@
 //! Only the FSM (`fsm.rs`) mutates a `StateStore`; everyone else reads an immutable
 //! `Arc<StateStore>` published after each applied batch of Raft entries.
 
-use api::{Allocation, Evaluation, Job, JobSummary, Node, TaskGroupSummary};
+use api::{
+    Allocation, Deployment, Evaluation, Job, JobSummary, Node, ServiceRegistration,
+    TaskGroupSummary,
+};
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+
+use crate::events::Event;
 
 /// `(namespace, job id)`.
 pub type JobKey = (String, String);
@@ -18,6 +23,12 @@ pub struct TableIndexes {
     pub allocs: u64,
     pub evals: u64,
     pub nodes: u64,
+    /// Service registrations (`provider = "nomad"`); absent from older snapshots.
+    #[serde(default)]
+    pub services: u64,
+    /// Deployments; absent from older snapshots.
+    #[serde(default)]
+    pub deployments: u64,
 }
 
 /// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
@@ -33,6 +44,12 @@ struct StateData {
     allocs: Vec<(Option<usize>, Allocation)>,
     evals: Vec<Arc<Evaluation>>,
     nodes: Vec<Arc<Node>>,
+    /// Absent from snapshots taken before services were kept.
+    #[serde(default)]
+    services: Vec<Arc<ServiceRegistration>>,
+    /// Absent from snapshots taken before deployments were kept.
+    #[serde(default)]
+    deployments: Vec<Arc<Deployment>>,
 }
 
 impl From<StateStore> for StateData {
@@ -62,6 +79,8 @@ impl From<StateStore> for StateData {
             allocs,
             evals: s.evals.values().cloned().collect(),
             nodes: s.nodes.values().cloned().collect(),
+            services: s.services.values().cloned().collect(),
+            deployments: s.deployments.values().cloned().collect(),
         }
     }
 }
@@ -90,6 +109,12 @@ impl From<StateData> for StateStore {
         for n in d.nodes {
             s.nodes.insert(n.id.clone(), n);
         }
+        for r in d.services {
+            s.services.insert(service_key(&r), r);
+        }
+        for dep in d.deployments {
+            s.deployments.insert(dep.id.clone(), dep);
+        }
         s.reindex();
         s
     }
@@ -111,6 +136,59 @@ pub struct StateStore {
     allocs_by_job: OrdSet<(String, String, String)>,
     allocs_by_node: OrdSet<(String, String)>,
     evals_by_job: OrdSet<(String, String, String)>,
+    /// Service registrations keyed `(namespace, service name, registration ID)`.
+    services: OrdMap<ServiceKey, Arc<ServiceRegistration>>,
+    /// Registration ID -> its key in `services`.
+    service_ids: OrdMap<String, ServiceKey>,
+    /// `(alloc ID, registration ID)`.
+    services_by_alloc: OrdSet<(String, String)>,
+    /// Deployments by ID.
+    deployments: OrdMap<String, Arc<Deployment>>,
+    /// `(namespace, job ID, create index, deployment ID)`: a job's deployments, oldest first.
+    deployments_by_job: OrdSet<(String, String, u64, String)>,
+}
+
+/// `(namespace, service name, registration ID)`.
+pub type ServiceKey = (String, String, String);
+
+fn service_key(r: &ServiceRegistration) -> ServiceKey {
+    (r.namespace.clone(), r.service_name.clone(), r.id.clone())
+}
+
+/// A registration's event on the `Service` topic (keyed by ID; `Service:<job>` and
+/// `Service:<name>` match it too).
+fn service_event(r: &Arc<ServiceRegistration>, kind: &'static str) -> Event {
+    use crate::events::{Payload, Topic};
+    Event::new(
+        Topic::Service,
+        &r.id,
+        &r.namespace,
+        Payload::other("Service", r.clone()),
+    )
+    .with_filter_keys([r.job_id.as_str(), r.service_name.as_str()])
+    .with_type(kind)
+}
+
+fn deployment_key(d: &Deployment) -> (String, String, u64, String) {
+    (
+        d.namespace.clone(),
+        d.job_id.clone(),
+        d.create_index,
+        d.id.clone(),
+    )
+}
+
+/// A deployment's event on the `Deployment` topic (keyed by ID; `Deployment:<job>` too).
+fn deployment_event(d: &Arc<Deployment>, kind: &'static str) -> Event {
+    use crate::events::{Payload, Topic};
+    Event::new(
+        Topic::Deployment,
+        &d.id,
+        &d.namespace,
+        Payload::other("Deployment", d.clone()),
+    )
+    .with_filter_keys([d.job_id.as_str()])
+    .with_type(kind)
 }
 
 impl StateStore {
@@ -130,6 +208,21 @@ impl StateStore {
             .evals
             .values()
             .map(|e| (e.namespace.clone(), e.job_id.clone(), e.id.clone()))
+            .collect();
+        self.service_ids = self
+            .services
+            .iter()
+            .map(|(k, r)| (r.id.clone(), k.clone()))
+            .collect();
+        self.services_by_alloc = self
+            .services
+            .values()
+            .map(|r| (r.alloc_id.clone(), r.id.clone()))
+            .collect();
+        self.deployments_by_job = self
+            .deployments
+            .values()
+            .map(|d| deployment_key(d))
             .collect();
     }
 
@@ -201,6 +294,71 @@ impl StateStore {
             .take_while(|(n, j, _)| n == ns && j == job_id)
             .filter_map(|(_, _, id)| self.evals.get(id).cloned())
             .collect()
+    }
+
+    /// Every service registration, ordered by namespace, service name and ID.
+    pub fn service_table(&self) -> &OrdMap<ServiceKey, Arc<ServiceRegistration>> {
+        &self.services
+    }
+
+    /// One registration by its ID.
+    pub fn service(&self, id: &str) -> Option<Arc<ServiceRegistration>> {
+        let key = self.service_ids.get(id)?;
+        self.services.get(key).cloned()
+    }
+
+    /// The instances of service `name` in namespace `ns`, ordered by ID.
+    pub fn services_named(&self, ns: &str, name: &str) -> Vec<Arc<ServiceRegistration>> {
+        let lo = (ns.to_string(), name.to_string(), String::new());
+        self.services
+            .range(lo..)
+            .take_while(|((n, s, _), _)| n == ns && s == name)
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The registrations of one allocation, ordered by ID.
+    pub fn services_for_alloc(&self, alloc_id: &str) -> Vec<Arc<ServiceRegistration>> {
+        let lo = (alloc_id.to_string(), String::new());
+        self.services_by_alloc
+            .range(lo..)
+            .take_while(|(a, _)| a == alloc_id)
+            .filter_map(|(_, id)| self.service(id))
+            .collect()
+    }
+
+    /// Every deployment, by ID.
+    pub fn deployment_table(&self) -> &OrdMap<String, Arc<Deployment>> {
+        &self.deployments
+    }
+
+    pub fn deployment(&self, id: &str) -> Option<Arc<Deployment>> {
+        self.deployments.get(id).cloned()
+    }
+
+    /// A job's deployments, newest first.
+    pub fn deployments_for_job(&self, ns: &str, job_id: &str) -> Vec<Arc<Deployment>> {
+        let lo = (ns.to_string(), job_id.to_string(), 0, String::new());
+        let mut v: Vec<_> = self
+            .deployments_by_job
+            .range(lo..)
+            .take_while(|(n, j, _, _)| n == ns && j == job_id)
+            .filter_map(|(_, _, _, id)| self.deployments.get(id).cloned())
+            .collect();
+        v.reverse();
+        v
+    }
+
+    /// A job's newest deployment.
+    pub fn latest_deployment(&self, ns: &str, job_id: &str) -> Option<Arc<Deployment>> {
+        self.deployments_for_job(ns, job_id).into_iter().next()
+    }
+
+    /// The allocations a deployment placed.
+    pub fn allocs_for_deployment(&self, d: &Deployment) -> Vec<Arc<Allocation>> {
+        let mut v = self.allocs_for_job(&d.namespace, &d.job_id);
+        v.retain(|a| a.deployment_id == d.id);
+        v
     }
 
     /// A copy for export (`operator snapshot save`) with each node that holds a secret
@@ -299,13 +457,19 @@ impl StateStore {
 pub struct StateWriter<'a> {
     state: &'a mut StateStore,
     index: u64,
+    /// What this entry changed, for the event stream (`crate::events`; the FSM types them).
+    events: Vec<Event>,
 }
 
 impl<'a> StateWriter<'a> {
     /// Start applying the Raft entry at `index`: the store's index moves to it.
     pub fn new(state: &'a mut StateStore, index: u64, _: crate::fsm::WriteToken) -> Self {
         state.index = index;
-        StateWriter { state, index }
+        StateWriter {
+            state,
+            index,
+            events: Vec::new(),
+        }
     }
 
     /// The index of the entry being applied.
@@ -314,7 +478,9 @@ impl<'a> StateWriter<'a> {
     }
 
     pub fn upsert_node(&mut self, node: Node) {
-        self.state.nodes.insert(node.id.clone(), Arc::new(node));
+        let node = Arc::new(node);
+        self.record(Event::node(&node));
+        self.state.nodes.insert(node.id.clone(), node);
         self.state.tables.nodes = self.index;
     }
 
@@ -323,8 +489,10 @@ impl<'a> StateWriter<'a> {
         s.allocs_by_job
             .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
         s.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
-        s.allocs.insert(a.id.clone(), Arc::new(a));
+        let a = Arc::new(a);
+        s.allocs.insert(a.id.clone(), a.clone());
         s.tables.allocs = self.index;
+        self.record(Event::alloc(&a));
     }
 
     /// Write an evaluation and return the stored copy.
@@ -335,11 +503,13 @@ impl<'a> StateWriter<'a> {
         let e = Arc::new(e);
         s.evals.insert(e.id.clone(), e.clone());
         s.tables.evals = self.index;
+        self.record(Event::eval(&e));
         e
     }
 
     /// Replace a job's current entry (its status, its stop flag) without a new version.
     pub fn upsert_job(&mut self, job: Arc<Job>) {
+        self.record(Event::job(&job));
         self.state
             .jobs
             .insert((job.ns().to_string(), job.id.clone()), job);
@@ -358,7 +528,7 @@ impl<'a> StateWriter<'a> {
     /// Forget a job and every version of it.
     pub fn delete_job(&mut self, ns: &str, id: &str) {
         let s = &mut *self.state;
-        s.jobs.remove(&(ns.to_string(), id.to_string()));
+        let old = s.jobs.remove(&(ns.to_string(), id.to_string()));
         let lo = (ns.to_string(), id.to_string(), 0);
         let hi = (ns.to_string(), id.to_string(), u64::MAX);
         let versions: Vec<_> = s
@@ -370,6 +540,124 @@ impl<'a> StateWriter<'a> {
             s.job_versions.remove(&k);
         }
         s.tables.jobs = self.index;
+        if let Some(j) = old {
+            self.record(Event::job(&j));
+        }
+    }
+
+    /// Add or update a service registration; its create and modify indexes are set here.
+    /// Returns false (and writes nothing) when an identical registration is stored, so an
+    /// agent re-sending what it registered does not wake watchers.
+    pub fn upsert_service(&mut self, mut r: ServiceRegistration) -> bool {
+        let old = self.service(&r.id);
+        if let Some(old) = &old {
+            r.create_index = old.create_index;
+            r.modify_index = old.modify_index;
+            if **old == r {
+                return false;
+            }
+            // A renamed service (or moved namespace) leaves its old key.
+            self.remove_service(old);
+        } else {
+            r.create_index = self.index;
+        }
+        r.modify_index = self.index;
+        let s = &mut *self.state;
+        let key = service_key(&r);
+        s.service_ids.insert(r.id.clone(), key.clone());
+        s.services_by_alloc
+            .insert((r.alloc_id.clone(), r.id.clone()));
+        let r = Arc::new(r);
+        s.services.insert(key, r.clone());
+        s.tables.services = self.index;
+        self.record(service_event(&r, "ServiceRegistration"));
+        true
+    }
+
+    /// Delete a service registration by ID; false when there was none.
+    pub fn delete_service(&mut self, id: &str) -> bool {
+        match self.service(id) {
+            Some(old) => {
+                self.remove_service(&old);
+                self.state.tables.services = self.index;
+                self.record(service_event(&old, "ServiceDeregistration"));
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove_service(&mut self, r: &ServiceRegistration) {
+        let s = &mut *self.state;
+        s.services.remove(&service_key(r));
+        s.service_ids.remove(&r.id);
+        s.services_by_alloc
+            .remove(&(r.alloc_id.clone(), r.id.clone()));
+    }
+
+    /// Add or replace a deployment; its create and modify indexes are set here. `kind`
+    /// types its event (`DeploymentStatusUpdate`, `DeploymentPromotion`, ...).
+    pub fn upsert_deployment(&mut self, mut d: Deployment, kind: &'static str) -> Arc<Deployment> {
+        match self.state.deployments.get(&d.id) {
+            Some(old) => {
+                d.create_index = old.create_index;
+                self.state.deployments_by_job.remove(&deployment_key(old));
+            }
+            None => d.create_index = self.index,
+        }
+        d.modify_index = self.index;
+        let s = &mut *self.state;
+        s.deployments_by_job.insert(deployment_key(&d));
+        let d = Arc::new(d);
+        s.deployments.insert(d.id.clone(), d.clone());
+        s.tables.deployments = self.index;
+        self.record(deployment_event(&d, kind));
+        d
+    }
+
+    /// Mark one version of a job stable (or not); the current entry too when it is that
+    /// version. False when the version is unknown.
+    pub fn set_job_stable(&mut self, ns: &str, id: &str, version: u64, stable: bool) -> bool {
+        let key = (ns.to_string(), id.to_string(), version);
+        let Some(v) = self.state.job_versions.get(&key).cloned() else {
+            return false;
+        };
+        if v.stable != stable {
+            let mut j = (*v).clone();
+            j.stable = stable;
+            self.state.job_versions.insert(key, Arc::new(j));
+            self.state.tables.jobs = self.index;
+        }
+        if let Some(cur) = self.job(ns, id).filter(|c| c.version == version) {
+            if cur.stable != stable {
+                let mut j = (*cur).clone();
+                j.stable = stable;
+                self.upsert_job(Arc::new(j));
+            }
+        }
+        true
+    }
+
+    /// Forget a job's deployments (the job was purged).
+    pub fn delete_job_deployments(&mut self, ns: &str, job_id: &str) {
+        for d in self.deployments_for_job(ns, job_id) {
+            let s = &mut *self.state;
+            s.deployments_by_job.remove(&deployment_key(&d));
+            s.deployments.remove(&d.id);
+            s.tables.deployments = self.index;
+        }
+    }
+
+    /// Record a change for the event stream, at this entry's index. The FSM gives it the
+    /// command's type unless it has one (`Event::with_type`).
+    pub fn record(&mut self, mut event: Event) {
+        event.index = self.index;
+        self.events.push(event);
+    }
+
+    /// The changes recorded so far (the FSM hands them to `Effects::events`).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// Replace the whole state with a saved one; every table counts as written now.
@@ -381,6 +669,8 @@ impl<'a> StateWriter<'a> {
             allocs: self.index,
             evals: self.index,
             nodes: self.index,
+            services: self.index,
+            deployments: self.index,
         };
         *self.state = restored;
     }
@@ -411,6 +701,9 @@ impl scheduler::State for StateStore {
     }
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
         self.allocs_for_node(node_id)
+    }
+    fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<Arc<Deployment>> {
+        StateStore::latest_deployment(self, namespace, job_id)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `drover alloc status`, and the allocation tables the job and node views share.
 
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, rfc3339, table, time_cell};
-use crate::cli::job::narrow;
-use api::{Allocation, AllocationListStub, Client, QueryOptions, TaskEvent};
+use crate::cli::lookup::{self, Kind};
+use api::{Allocation, AllocationListStub, Client, TaskEvent};
 use client_agent::http::{ClientApi, ExecResponse};
 use client_agent::stats::AllocResourceUsage;
 
@@ -96,40 +96,32 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<Alloc
     if prefix.is_empty() {
         anyhow::bail!("An allocation ID (or a prefix of one) is required");
     }
-    let opts = QueryOptions {
-        prefix: Some(prefix.to_string()),
-        ..Default::default()
-    };
-    let (allocs, _) = client
-        .allocations(&opts)
-        .await
-        .map_err(|e| api_error("querying allocations", e))?;
-    Ok(narrow(allocs, prefix, |a| &a.id))
+    lookup::matching(
+        Kind::Alloc,
+        prefix,
+        |o| async move { client.allocations(&o).await },
+        |a| &a.id,
+    )
+    .await
+}
+
+/// The allocation table listing the allocations a prefix matched.
+fn matches_table(allocs: &[AllocationListStub], verbose: bool) -> String {
+    alloc_table(allocs, verbose, now_nanos(), AllocTableKind::Any)
 }
 
 pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     let verbose = args.verbose;
-    let mut matches = matching(client, &args.alloc).await?;
-    let id = match matches.len() {
-        0 => {
-            eprintln!("No allocation(s) with prefix or ID {:?} found", args.alloc);
-            return Ok(1);
-        }
-        1 => matches.remove(0).id,
-        _ => {
-            eprintln!(
-                "Prefix matched multiple allocations\n\n{}",
-                alloc_table(&matches, verbose, now_nanos(), AllocTableKind::Any)
-            );
-            return Ok(1);
-        }
+    let matches = matching(client, &args.alloc).await?;
+    let table = |m: &[AllocationListStub]| matches_table(m, verbose);
+    let Some(AllocationListStub { id, .. }) =
+        lookup::one_or_tell(Kind::Alloc, &args.alloc, matches, table)
+    else {
+        return Ok(1);
     };
     let alloc = match client.allocation(&id).await {
         Ok((a, _)) => a,
-        Err(e) if e.is_not_found() => {
-            eprintln!("No allocation(s) with prefix or ID {:?} found", args.alloc);
-            return Ok(1);
-        }
+        Err(e) if e.is_not_found() => return Ok(lookup::not_found(Kind::Alloc, &args.alloc)),
         Err(e) => return Err(api_error("querying allocation", e)),
     };
     print!("{}", render_alloc(&alloc, verbose, now_nanos()));
@@ -202,15 +194,8 @@ fn mib(bytes: u64) -> String {
 
 /// The one allocation `prefix` names, with its job; an error sentence otherwise.
 async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Allocation> {
-    let mut matches = matching(client, prefix).await?;
-    let id = match matches.len() {
-        0 => anyhow::bail!("No allocation(s) with prefix or ID {prefix:?} found"),
-        1 => matches.remove(0).id,
-        _ => anyhow::bail!(
-            "Prefix matched multiple allocations\n\n{}",
-            alloc_table(&matches, false, now_nanos(), AllocTableKind::Any)
-        ),
-    };
+    let matches = matching(client, prefix).await?;
+    let id = lookup::one(Kind::Alloc, prefix, matches, |m| matches_table(m, false))?.id;
     let (alloc, _) = client
         .allocation(&id)
         .await
@@ -373,20 +358,38 @@ pub struct RestartArgs {
     pub task: Option<String>,
 }
 
-pub async fn restart(client: &Client, args: RestartArgs) -> anyhow::Result<i32> {
-    let alloc = resolve(client, &args.alloc).await?;
-    let task = match args.task.as_deref() {
+/// Asks the agent running the allocation the user named to `action` (`restart`,
+/// `signal`) it, or only its task `task`; `body` is the request for the task's name
+/// (empty for every task), `doing` names the action in the error. Returns the allocation
+/// and that name.
+async fn task_action(
+    client: &Client,
+    alloc: &str,
+    task: Option<&str>,
+    (action, doing): (&str, &str),
+    body: impl FnOnce(&str) -> serde_json::Value,
+) -> anyhow::Result<(Allocation, String)> {
+    let alloc = resolve(client, alloc).await?;
+    let task = match task {
         Some(t) => task_of(&alloc, Some(t))?,
         None => String::new(),
     };
     let api = ClientApi::new(client.address());
     api.json(
         "PUT",
-        &format!("/v1/client/allocation/{}/restart", alloc.id),
-        Some(&serde_json::json!({"TaskName": task})),
+        &format!("/v1/client/allocation/{}/{action}", alloc.id),
+        Some(&body(&task)),
     )
     .await
-    .map_err(|e| anyhow::anyhow!("Error restarting allocation: {e}"))?;
+    .map_err(|e| anyhow::anyhow!("Error {doing} allocation: {e}"))?;
+    Ok((alloc, task))
+}
+
+pub async fn restart(client: &Client, args: RestartArgs) -> anyhow::Result<i32> {
+    let body = |task: &str| serde_json::json!({ "TaskName": task });
+    let action = ("restart", "restarting");
+    let (alloc, task) =
+        task_action(client, &args.alloc, args.task.as_deref(), action, body).await?;
     if task.is_empty() {
         println!("Restarted the tasks of allocation {}", alloc.id);
     } else {
@@ -408,19 +411,9 @@ pub struct SignalArgs {
 }
 
 pub async fn signal(client: &Client, args: SignalArgs) -> anyhow::Result<i32> {
-    let alloc = resolve(client, &args.alloc).await?;
-    let task = match args.task.as_deref() {
-        Some(t) => task_of(&alloc, Some(t))?,
-        None => String::new(),
-    };
-    let api = ClientApi::new(client.address());
-    api.json(
-        "PUT",
-        &format!("/v1/client/allocation/{}/signal", alloc.id),
-        Some(&serde_json::json!({"Task": task, "Signal": args.signal})),
-    )
-    .await
-    .map_err(|e| anyhow::anyhow!("Error signalling allocation: {e}"))?;
+    let body = |task: &str| serde_json::json!({ "Task": task, "Signal": args.signal });
+    let action = ("signal", "signalling");
+    let (alloc, _) = task_action(client, &args.alloc, args.task.as_deref(), action, body).await?;
     println!("Sent {} to allocation {}", args.signal, alloc.id);
     Ok(0)
 }
@@ -536,84 +529,4 @@ pub fn event_description(e: &TaskEvent) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use api::TaskState;
-
-    const S: i64 = 1_000_000_000;
-
-    fn alloc() -> Allocation {
-        let mut a = Allocation {
-            id: "0af996ed-1111-2222-3333-444444444444".into(),
-            eval_id: "be9bde98-1111-2222-3333-444444444444".into(),
-            name: "example.cache[0]".into(),
-            node_id: "43c0b14e-1111-2222-3333-444444444444".into(),
-            node_name: "n1".into(),
-            job_id: "example".into(),
-            client_status: "running".into(),
-            desired_status: "run".into(),
-            create_time: 100 * S,
-            modify_time: 110 * S,
-            ..Default::default()
-        };
-        a.task_states.insert(
-            "redis".into(),
-            TaskState {
-                state: "running".into(),
-                events: vec![
-                    TaskEvent {
-                        event_type: "Received".into(),
-                        time: 100 * S,
-                        ..Default::default()
-                    },
-                    TaskEvent {
-                        event_type: "Started".into(),
-                        time: 101 * S,
-                        display_message: "Task started by client".into(),
-                        ..Default::default()
-                    },
-                ],
-                ..Default::default()
-            },
-        );
-        a
-    }
-
-    #[test]
-    fn alloc_page_has_header_and_newest_events_first() {
-        let out = render_alloc(&alloc(), false, 120 * S);
-        assert!(out.starts_with("ID                  = 0af996ed\n"));
-        assert!(out.contains("Client Description  = <none>\n"));
-        assert!(out.contains("Created             = 20s ago\n"));
-        assert!(out.contains("\nTask \"redis\" is \"running\"\nRecent Events:\nTime"));
-        let started = out.find("Started").unwrap();
-        let received = out.find("Received").unwrap();
-        assert!(started < received, "{out}");
-    }
-
-    #[test]
-    fn terminated_events_show_the_exit_code() {
-        let e = TaskEvent {
-            event_type: "Terminated".into(),
-            exit_code: 137,
-            signal: 9,
-            ..Default::default()
-        };
-        assert_eq!(event_description(&e), "Exit Code: 137, Signal: 9");
-    }
-
-    #[test]
-    fn job_tables_show_nodes_and_node_tables_show_jobs() {
-        let stub = AllocationListStub::from_alloc(&alloc());
-        let job = alloc_table(
-            std::slice::from_ref(&stub),
-            false,
-            120 * S,
-            AllocTableKind::Job,
-        );
-        assert!(job.starts_with("ID        Node ID   Task Group"), "{job}");
-        let node = alloc_table(&[stub], false, 120 * S, AllocTableKind::Node);
-        assert!(node.starts_with("ID        Job ID   Task Group"), "{node}");
-        assert!(node.contains("running  20s ago  10s ago"), "{node}");
-    }
-}
+mod tests;

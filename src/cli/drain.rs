@@ -1,7 +1,8 @@
 //! `drover node drain` and `drover node eligibility`.
 
 use super::format::{api_error, now_rfc3339};
-use super::node::matching;
+use super::lookup::{self, Kind};
+use super::node::{matching, node_list_table};
 use api::{Client, Node, QueryOptions};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -90,18 +91,12 @@ async fn resolve(client: &Client, node: Option<&str>, self_node: bool) -> anyhow
         anyhow::bail!("name the node (ID or prefix), or pass -self");
     };
     let found = matching(client, prefix).await?;
-    match found.as_slice() {
-        [] => anyhow::bail!("No node(s) with prefix or id {prefix:?} found"),
-        [one] => Ok(client
-            .node(&one.id)
-            .await
-            .map_err(|e| api_error("reading node", e))?
-            .0),
-        many => anyhow::bail!(
-            "Prefix {prefix:?} matched {} nodes; give more of the ID",
-            many.len()
-        ),
-    }
+    let one = lookup::one(Kind::Node, prefix, found, |m| node_list_table(m, false))?;
+    Ok(client
+        .node(&one.id)
+        .await
+        .map_err(|e| api_error("reading node", e))?
+        .0)
 }
 
 pub async fn eligibility(client: &Client, args: EligibilityArgs) -> anyhow::Result<i32> {

@@ -1,9 +1,9 @@
 //! `drover eval status`: one evaluation, and why its placements failed if they did.
 
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, table, time_cell};
-use crate::cli::job::narrow;
+use crate::cli::lookup::{self, Kind};
 use crate::cli::monitor::render_metric;
-use api::{Client, Evaluation, QueryOptions};
+use api::{Client, Evaluation};
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -17,56 +17,49 @@ pub struct StatusArgs {
 
 /// Evaluations whose ID starts with `prefix`; just the one if an ID equals it.
 pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<Evaluation>> {
-    let opts = QueryOptions {
-        prefix: Some(prefix.to_string()),
-        ..Default::default()
-    };
-    let (evals, _) = client
-        .evaluations(&opts)
-        .await
-        .map_err(|e| api_error("querying evaluations", e))?;
-    Ok(narrow(evals, prefix, |e| &e.id))
+    lookup::matching(
+        Kind::Eval,
+        prefix,
+        |o| async move { client.evaluations(&o).await },
+        |e| &e.id,
+    )
+    .await
+}
+
+/// The evaluation table listing the evaluations a prefix matched.
+fn eval_table(evals: &[Evaluation], verbose: bool) -> String {
+    let rows = evals
+        .iter()
+        .map(|e| {
+            vec![
+                id(&e.id, verbose).to_string(),
+                e.priority.to_string(),
+                e.triggered_by.clone(),
+                e.job_id.clone(),
+                e.status.clone(),
+                (!e.failed_tg_allocs.is_empty()).to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID",
+            "Priority",
+            "Triggered By",
+            "Job ID",
+            "Status",
+            "Placement Failures",
+        ],
+        rows,
+    )
 }
 
 pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     let verbose = args.verbose;
-    let mut matches = matching(client, &args.eval).await?;
-    let eval = match matches.len() {
-        0 => {
-            eprintln!("No evaluation(s) with prefix or ID {:?} found", args.eval);
-            return Ok(1);
-        }
-        1 => matches.remove(0),
-        _ => {
-            let rows = matches
-                .iter()
-                .map(|e| {
-                    vec![
-                        id(&e.id, verbose).to_string(),
-                        e.priority.to_string(),
-                        e.triggered_by.clone(),
-                        e.job_id.clone(),
-                        e.status.clone(),
-                        (!e.failed_tg_allocs.is_empty()).to_string(),
-                    ]
-                })
-                .collect();
-            eprintln!(
-                "Prefix matched multiple evaluations\n\n{}",
-                table(
-                    &[
-                        "ID",
-                        "Priority",
-                        "Triggered By",
-                        "Job ID",
-                        "Status",
-                        "Placement Failures"
-                    ],
-                    rows
-                )
-            );
-            return Ok(1);
-        }
+    let matches = matching(client, &args.eval).await?;
+    let table = |m: &[Evaluation]| eval_table(m, verbose);
+    let Some(eval) = lookup::one_or_tell(Kind::Eval, &args.eval, matches, table) else {
+        return Ok(1);
     };
     // The list may carry a trimmed copy; the single read is authoritative.
     let eval = match client.evaluation(&eval.id).await {

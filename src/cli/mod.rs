@@ -7,13 +7,16 @@
 
 pub mod agent;
 pub mod alloc;
+pub mod deployment;
 pub mod drain;
 pub mod eval;
 pub mod format;
 pub mod job;
+pub mod lookup;
 pub mod monitor;
 pub mod node;
 pub mod operator;
+pub mod service;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -63,6 +66,16 @@ pub enum Command {
         #[command(subcommand)]
         cmd: EvalCommand,
     },
+    /// Work with deployments: list, status, promote, fail, pause, resume.
+    Deployment {
+        #[command(subcommand)]
+        cmd: deployment::DeploymentCommand,
+    },
+    /// Work with services registered with `provider = "nomad"`.
+    Service {
+        #[command(subcommand)]
+        cmd: service::ServiceCommand,
+    },
     /// Work with the cluster's servers.
     Server {
         #[command(subcommand)]
@@ -111,6 +124,14 @@ pub enum JobCommand {
     Plan(job::PlanArgs),
     /// List a job's allocations.
     Allocs(job::AllocsArgs),
+    /// List a job's versions (-p: with their changes).
+    History(job::HistoryArgs),
+    /// Run an earlier version of a job again.
+    Revert(job::RevertArgs),
+    /// Set the count of a job's task group.
+    Scale(job::ScaleArgs),
+    /// Promote the canaries of a job's latest deployment.
+    Promote(job::PromoteArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -276,6 +297,10 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             JobCommand::Validate(a) => job::validate(a),
             JobCommand::Plan(a) => job::plan(&client, a).await,
             JobCommand::Allocs(a) => job::allocs(&client, a).await,
+            JobCommand::History(a) => job::history(&client, a).await,
+            JobCommand::Revert(a) => job::revert(&client, a).await,
+            JobCommand::Scale(a) => job::scale(&client, a).await,
+            JobCommand::Promote(a) => job::promote(&client, a).await,
         },
         Command::Run(a) => job::run(&client, a).await,
         Command::Stop(a) => job::stop(&client, a).await,
@@ -313,6 +338,8 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             cmd: EvalCommand::Status(a),
         } => eval::status(&client, a).await,
         Command::Status(a) => status(&client, a).await,
+        Command::Service { cmd } => service::run(&client, cmd).await,
+        Command::Deployment { cmd } => deployment::run(&client, cmd).await,
         Command::Server {
             cmd: operator::ServerCommand::Members,
         } => operator::members(&client).await,

@@ -3,7 +3,7 @@
 
 use crate::cli::alloc::{alloc_table, AllocTableKind};
 use crate::cli::format::{api_error, id, kv, now_nanos, or_none, table};
-use crate::cli::job::narrow;
+use crate::cli::lookup::{self, Kind};
 use api::{Allocation, AllocationListStub, Client, Node, NodeListStub, QueryOptions};
 use client_agent::http::ClientApi;
 use client_agent::stats::{mhz_per_core, HostStats};
@@ -24,15 +24,13 @@ pub struct StatusArgs {
 
 /// Nodes whose ID starts with `prefix`; just the one if an ID equals it.
 pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<NodeListStub>> {
-    let opts = QueryOptions {
-        prefix: Some(prefix.to_string()),
-        ..Default::default()
-    };
-    let (nodes, _) = client
-        .nodes(&opts)
-        .await
-        .map_err(|e| api_error("querying nodes", e))?;
-    Ok(narrow(nodes, prefix, |n| &n.id))
+    lookup::matching(
+        Kind::Node,
+        prefix,
+        |o| async move { client.nodes(&o).await },
+        |n| &n.id,
+    )
+    .await
 }
 
 fn bool_word(b: bool) -> String {
@@ -89,27 +87,16 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     };
-    let mut matches = matching(client, &prefix).await?;
-    let node_id = match matches.len() {
-        0 => {
-            eprintln!("No node(s) with prefix or ID {prefix:?} found");
-            return Ok(1);
-        }
-        1 => matches.remove(0).id,
-        _ => {
-            eprintln!(
-                "Prefix matched multiple nodes\n\n{}",
-                node_list_table(&matches, verbose)
-            );
-            return Ok(1);
-        }
+    let matches = matching(client, &prefix).await?;
+    let table = |m: &[NodeListStub]| node_list_table(m, verbose);
+    let Some(NodeListStub { id: node_id, .. }) =
+        lookup::one_or_tell(Kind::Node, &prefix, matches, table)
+    else {
+        return Ok(1);
     };
     let node = match client.node(&node_id).await {
         Ok((n, _)) => n,
-        Err(e) if e.is_not_found() => {
-            eprintln!("No node(s) with prefix or ID {prefix:?} found");
-            return Ok(1);
-        }
+        Err(e) if e.is_not_found() => return Ok(lookup::not_found(Kind::Node, &prefix)),
         Err(e) => return Err(api_error("querying node", e)),
     };
     let (allocs, _) = client

@@ -99,110 +99,120 @@ pub async fn operator(client: &Client, cmd: OperatorCommand) -> anyhow::Result<i
     match cmd {
         OperatorCommand::Raft {
             cmd: RaftCommand::ListPeers,
-        } => {
-            let (v, _): (Value, _) = client
-                .get("/v1/operator/raft/configuration", &QueryOptions::default())
-                .await
-                .map_err(|e| api_error("reading the Raft configuration", e))?;
-            let rows = v["Servers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|s| {
-                    let state = if s["Leader"] == true {
-                        "leader"
-                    } else {
-                        "follower"
-                    };
-                    vec![
-                        s["Node"].as_str().unwrap_or("").to_string(),
-                        s["ID"].as_str().unwrap_or("").to_string(),
-                        s["Address"].as_str().unwrap_or("").to_string(),
-                        state.to_string(),
-                        s["Voter"].to_string(),
-                        s["RaftProtocol"].as_str().unwrap_or("").to_string(),
-                    ]
-                })
-                .collect();
-            println!(
-                "{}",
-                table(
-                    &["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
-                    rows
-                )
-            );
-            Ok(0)
-        }
+        } => list_peers(client).await,
         OperatorCommand::Raft {
             cmd: RaftCommand::RemovePeer(p),
-        } => {
-            let q = peer_query(&p)?;
-            let v: Value = client
-                .delete("/v1/operator/raft/peer", &q)
-                .await
-                .map_err(|e| api_error("removing the peer", e))?;
-            println!(
-                "Removed peer with ID {}",
-                v["Removed"].as_str().unwrap_or("?")
-            );
-            Ok(0)
-        }
+        } => remove_peer(client, p).await,
         OperatorCommand::Raft {
             cmd: RaftCommand::TransferLeadership(p),
-        } => {
-            let q = peer_query(&p)?;
-            let path = format!(
-                "/v1/operator/raft/transfer-leadership?{}",
-                q.iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect::<Vec<_>>()
-                    .join("&")
-            );
-            let v: Value = client
-                .put(&path, &serde_json::json!({}))
-                .await
-                .map_err(|e| api_error("transferring leadership", e))?;
-            println!(
-                "Leadership transferred to server {}",
-                v["Leader"].as_str().unwrap_or("?")
-            );
-            Ok(0)
-        }
+        } => transfer_leadership(client, p).await,
         OperatorCommand::Snapshot {
             cmd: SnapshotCommand::Save { file },
-        } => {
-            let (v, meta): (Value, _) = client
-                .get("/v1/operator/snapshot", &QueryOptions::default())
-                .await
-                .map_err(|e| api_error("saving a snapshot", e))?;
-            let bytes = serde_json::to_vec(&v)?;
-            let tmp = file.with_extension("partial");
-            std::fs::write(&tmp, &bytes)?;
-            std::fs::rename(&tmp, &file)?;
-            println!(
-                "State file written to {} ({} bytes, index {})",
-                file.display(),
-                bytes.len(),
-                meta.last_index
-            );
-            Ok(0)
-        }
+        } => snapshot_save(client, file).await,
         OperatorCommand::Snapshot {
             cmd: SnapshotCommand::Restore { file },
-        } => {
-            let text = std::fs::read(&file)
-                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let v: Value = serde_json::from_slice(&text)
-                .map_err(|e| anyhow::anyhow!("{} is not a Drover snapshot: {e}", file.display()))?;
-            let _: Value = client
-                .put("/v1/operator/snapshot", &v)
-                .await
-                .map_err(|e| api_error("restoring the snapshot", e))?;
-            println!("Snapshot restored");
-            Ok(0)
-        }
+        } => snapshot_restore(client, file).await,
     }
+}
+
+async fn list_peers(client: &Client) -> anyhow::Result<i32> {
+    let (v, _): (Value, _) = client
+        .get("/v1/operator/raft/configuration", &QueryOptions::default())
+        .await
+        .map_err(|e| api_error("reading the Raft configuration", e))?;
+    let rows = v["Servers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| {
+            let state = if s["Leader"] == true {
+                "leader"
+            } else {
+                "follower"
+            };
+            vec![
+                s["Node"].as_str().unwrap_or("").to_string(),
+                s["ID"].as_str().unwrap_or("").to_string(),
+                s["Address"].as_str().unwrap_or("").to_string(),
+                state.to_string(),
+                s["Voter"].to_string(),
+                s["RaftProtocol"].as_str().unwrap_or("").to_string(),
+            ]
+        })
+        .collect();
+    println!(
+        "{}",
+        table(
+            &["Node", "ID", "Address", "State", "Voter", "RaftProtocol"],
+            rows
+        )
+    );
+    Ok(0)
+}
+
+async fn remove_peer(client: &Client, p: PeerArgs) -> anyhow::Result<i32> {
+    let q = peer_query(&p)?;
+    let v: Value = client
+        .delete("/v1/operator/raft/peer", &q)
+        .await
+        .map_err(|e| api_error("removing the peer", e))?;
+    println!(
+        "Removed peer with ID {}",
+        v["Removed"].as_str().unwrap_or("?")
+    );
+    Ok(0)
+}
+
+async fn transfer_leadership(client: &Client, p: PeerArgs) -> anyhow::Result<i32> {
+    let q = peer_query(&p)?;
+    let path = format!(
+        "/v1/operator/raft/transfer-leadership?{}",
+        q.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    let v: Value = client
+        .put(&path, &serde_json::json!({}))
+        .await
+        .map_err(|e| api_error("transferring leadership", e))?;
+    println!(
+        "Leadership transferred to server {}",
+        v["Leader"].as_str().unwrap_or("?")
+    );
+    Ok(0)
+}
+
+async fn snapshot_save(client: &Client, file: PathBuf) -> anyhow::Result<i32> {
+    let (v, meta): (Value, _) = client
+        .get("/v1/operator/snapshot", &QueryOptions::default())
+        .await
+        .map_err(|e| api_error("saving a snapshot", e))?;
+    let bytes = serde_json::to_vec(&v)?;
+    let tmp = file.with_extension("partial");
+    std::fs::write(&tmp, &bytes)?;
+    std::fs::rename(&tmp, &file)?;
+    println!(
+        "State file written to {} ({} bytes, index {})",
+        file.display(),
+        bytes.len(),
+        meta.last_index
+    );
+    Ok(0)
+}
+
+async fn snapshot_restore(client: &Client, file: PathBuf) -> anyhow::Result<i32> {
+    let text =
+        std::fs::read(&file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let v: Value = serde_json::from_slice(&text)
+        .map_err(|e| anyhow::anyhow!("{} is not a Drover snapshot: {e}", file.display()))?;
+    let _: Value = client
+        .put("/v1/operator/snapshot", &v)
+        .await
+        .map_err(|e| api_error("restoring the snapshot", e))?;
+    println!("Snapshot restored");
+    Ok(0)
 }
 
 fn peer_query(p: &PeerArgs) -> anyhow::Result<Vec<(String, String)>> {

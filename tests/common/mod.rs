@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod loadgen;
 pub mod proxy;
 
 use std::net::TcpListener;
@@ -24,6 +25,27 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
+}
+
+/// The real interpreter behind `python3` (a pyenv shim may not run under a bare env).
+/// `None` (with a loud note) on a developer's machine without it; under `CI=true` a
+/// missing python3 fails the test instead of skipping it.
+pub fn python3() -> Option<String> {
+    let found = Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|p| !p.is_empty());
+    if found.is_none() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 is missing, and CI=true: the service tests must run in CI"
+        );
+        eprintln!("\n!!!!! SKIPPED: python3 is missing !!!!!\n");
+    }
+    found
 }
 
 /// Poll `f` until it returns `Some`, or panic with `what` after `timeout`.

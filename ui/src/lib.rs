@@ -1,57 +1,92 @@
-//! Drover's web UI: an axum `Router` mounted at `/ui` by the server.
+//! Drover's web UI: server-rendered pages (maud) mounted at `/ui` by the server.
 //!
-//! This is the placeholder of the walking skeleton: one server-rendered page that says
-//! what is running and links to the API. The full UI is its own piece of work; it will
-//! grow here as server-rendered pages with embedded assets (no npm build step).
+//! Every page reads the server's state snapshot directly (`Extension<server::http::AppState>`,
+//! added by `server::http::router`), is readable without JavaScript, and escapes all user
+//! text. Actions are plain form POSTs that run the `/v1` handlers themselves (see
+//! [`actions`]), so they get the same validation, forwarding and errors. One CSS and one JS
+//! file are embedded (`assets`); `live` is the one server-sent-events stream per tab that
+//! tells the script to re-fetch the page when the state moves.
 
-use axum::response::Html;
-use axum::routing::get;
+pub mod actions;
+pub mod assets;
+pub mod fmt;
+pub mod layout;
+pub mod live;
+pub mod pages;
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
 use axum::Router;
 
-const INDEX: &str = r#"<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Drover</title>
-<style>
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1d2430; }
-h1 { font-size: 1.6rem; } code { background: #f0f2f5; padding: 0 .3rem; border-radius: 3px; }
-table { border-collapse: collapse; width: 100%; } td, th { text-align: left; padding: .3rem .6rem; border-bottom: 1px solid #e3e6ea; }
-</style>
-</head>
-<body>
-<h1>Drover</h1>
-<p>A workload orchestrator that speaks Nomad's language. Version <code>VERSION</code>.</p>
-<h2>Jobs</h2>
-<table id="jobs"><thead><tr><th>ID</th><th>Type</th><th>Status</th></tr></thead><tbody></tbody></table>
-<p>API: <a href="/v1/jobs">/v1/jobs</a> · <a href="/v1/nodes">/v1/nodes</a> · <a href="/v1/allocations">/v1/allocations</a> · <a href="/v1/agent/self">/v1/agent/self</a></p>
-<script>
-fetch('/v1/jobs').then(r => r.json()).then(jobs => {
-  const body = document.querySelector('#jobs tbody');
-  for (const j of jobs) {
-    const tr = document.createElement('tr');
-    for (const v of [j.ID, j.Type, j.Status]) { const td = document.createElement('td'); td.textContent = v; tr.appendChild(td); }
-    body.appendChild(tr);
-  }
-}).catch(() => {});
-</script>
-</body>
-</html>
-"#;
+/// The server handle every page reads from.
+pub type Srv = axum::Extension<server::http::AppState>;
 
-async fn index() -> Html<String> {
-    Html(INDEX.replace("VERSION", env!("CARGO_PKG_VERSION")))
-}
+/// No inline scripts or styles: only the embedded files under `/ui/assets/` run.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \
+    base-uri 'none'";
 
-/// The UI's routes, generic over the host's state so it can be nested anywhere.
-pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The UI's routes. The host nests them at `/ui` and adds the server handle as an
+/// `Extension` (`server::http::router` does both).
+pub fn router() -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/", get(|| async { Redirect::to("/ui/jobs") }))
+        .route("/assets/{name}", get(assets::serve))
+        .route("/live", get(live::stream))
+        .route("/search", get(pages::search::search))
+        .route("/jobs", get(pages::jobs::list))
+        .route("/jobs/{id}", get(pages::job::show))
+        .route("/jobs/{id}/stop", post(actions::stop_job))
+        .route("/allocations/{id}", get(pages::alloc::show))
+        .route("/clients", get(pages::clients::list))
+        .route("/clients/{id}", get(pages::clients::show))
+        .route("/clients/{id}/eligibility", post(actions::eligibility))
+        .route("/clients/{id}/drain", post(actions::drain))
+        .route("/servers", get(pages::servers::list))
+        .route("/evaluations", get(pages::evals::list))
+        .route("/evaluations/{id}", get(pages::evals::show))
+        .fallback(pages::not_found)
         .method_not_allowed_fallback(|| async {
             (
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
-                "the web UI only answers GET",
+                "this address of the web UI does not take that method: pages answer GET, \
+                 actions are POSTs to their own addresses",
             )
         })
+        .layer(axum::middleware::from_fn(security_headers))
+}
+
+/// Headers on every UI answer: the CSP, no sniffing, no framing, no referrer off-site.
+async fn security_headers(req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    resp
+}
+
+/// A rendered page as an HTML response (not cached: it is a snapshot).
+pub fn html(markup: maud::Markup) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        markup.into_string(),
+    )
+        .into_response()
 }

@@ -101,6 +101,28 @@ impl Job {
         for g in &mut self.task_groups {
             g.canonicalize(&job_type);
         }
+        self.canonicalize_services();
+    }
+
+    /// Nomad's service defaults (names, modes, check names...), the one place they are
+    /// decided; part of `canonicalize`.
+    pub fn canonicalize_services(&mut self) {
+        let job_name = if self.name.is_empty() {
+            self.id.clone()
+        } else {
+            self.name.clone()
+        };
+        let namespace = self.ns().to_string();
+        for g in &mut self.task_groups {
+            for s in &mut g.services {
+                s.canonicalize(&job_name, &g.name, None, &namespace);
+            }
+            for t in &mut g.tasks {
+                for s in &mut t.services {
+                    s.canonicalize(&job_name, &g.name, Some(&t.name), &namespace);
+                }
+            }
+        }
     }
 }
 
@@ -194,6 +216,8 @@ pub struct Task {
     /// Files fetched into the task directory before the task starts.
     pub artifacts: Vec<TaskArtifact>,
     pub services: Vec<Service>,
+    /// Nanoseconds between deregistering the task's services and killing it.
+    pub shutdown_delay: Option<i64>,
 }
 
 impl Task {

@@ -1,4 +1,7 @@
 //! The client's health verdict on an allocation, for the drainer and deployments.
+//!
+//! With `health_check = "checks"` (the default) and service checks in the group, every
+//! check must pass as well; `"task_states"` looks at the tasks only.
 
 use super::AllocRunner;
 use crate::events;
@@ -17,6 +20,8 @@ pub(super) struct HealthTracker {
     deadline: Instant,
     /// Since when each task has been running without a restart.
     running_since: BTreeMap<String, Instant>,
+    /// The service checks must pass too.
+    checks: bool,
 }
 
 impl HealthTracker {
@@ -27,10 +32,13 @@ impl HealthTracker {
             min_healthy: Duration::ZERO,
             deadline: Instant::now(),
             running_since: BTreeMap::new(),
+            checks: false,
         }
     }
 
-    pub(super) fn new(job: &api::Job, group: &api::TaskGroup) -> Self {
+    /// The tracker of `group`'s allocation; `has_checks`: the group's services have
+    /// checks that count for health.
+    pub(super) fn new(job: &api::Job, group: &api::TaskGroup, has_checks: bool) -> Self {
         let pick = |m: Option<i64>, u: Option<i64>, default: Duration| {
             m.filter(|n| *n > 0)
                 .or(u.filter(|n| *n > 0))
@@ -55,6 +63,7 @@ impl HealthTracker {
             min_healthy,
             deadline: Instant::now() + deadline,
             running_since: BTreeMap::new(),
+            checks: has_checks && uses_checks(group),
         }
     }
 
@@ -85,7 +94,25 @@ impl HealthTracker {
     }
 }
 
+/// Whether the group's health is judged with its checks: `health_check = "checks"`
+/// (Nomad's default) in its update block, or in its migrate block when it has none.
+fn uses_checks(group: &api::TaskGroup) -> bool {
+    let mode = group
+        .update
+        .as_ref()
+        .map(|u| u.health_check.as_str())
+        .filter(|m| !m.is_empty())
+        .or_else(|| group.migrate.as_ref().map(|m| m.health_check.as_str()))
+        .unwrap_or("");
+    mode.is_empty() || mode == "checks"
+}
+
 impl AllocRunner {
+    /// Whether the checks the verdict waits for pass (true when it waits for none).
+    fn checks_pass(&self) -> bool {
+        !self.health.checks || self.services.checks_healthy()
+    }
+
     /// When the health verdict may change by itself next (min_healthy_time reached or the
     /// deadline passed); `None` when decided or not judged.
     pub(super) fn next_health_check(&self) -> Option<Instant> {
@@ -97,7 +124,9 @@ impl AllocRunner {
             .running_since
             .values()
             .map(|since| *since + self.health.min_healthy)
-            .max();
+            .max()
+            // Failing checks: their next result, not the clock, may change the verdict.
+            .filter(|_| self.checks_pass());
         Some(match ready {
             Some(r) => r.min(self.health.deadline),
             None => self.health.deadline,
@@ -139,7 +168,7 @@ impl AllocRunner {
             }
         }
         if verdict.is_none() {
-            if all_ready {
+            if all_ready && self.checks_pass() {
                 verdict = Some(true);
             } else if now >= self.health.deadline {
                 verdict = Some(false);

@@ -8,12 +8,15 @@
 //!
 //! This file holds the runner's loop and its [`Phase`]; the concerns it delegates live
 //! beside it: `status` (client status and reports), `health` (the health verdict),
-//! `control` (restart and signal requests) and `ports` (the group's host ports).
+//! `control` (restart and signal requests), `ports` (the group's host ports) and
+//! `stopping` (deregistering services and `shutdown_delay` before the kill). Services
+//! and their checks live in [`crate::services`].
 
 mod control;
 mod health;
 mod ports;
 mod status;
+mod stopping;
 #[cfg(test)]
 mod tests;
 
@@ -26,6 +29,7 @@ use crate::events;
 use crate::lifecycle::{self, Role};
 use crate::ports::PortAllocator;
 use crate::reporter::PendingUpdates;
+use crate::services::{AllocServices, CheckResults, ServiceRegistry};
 use crate::state::{LocalAllocState, LocalTaskState, StateStore};
 use crate::task_runner::{TaskCommand, TaskRunner, TaskUpdate};
 use api::{AllocClientUpdate, Allocation, Node, RestartPolicy, TaskState};
@@ -48,6 +52,8 @@ pub struct AllocRunnerDeps {
     pub updates: PendingUpdates,
     /// Hands out the host ports of the groups' network blocks.
     pub ports: PortAllocator,
+    /// Where the allocations' service registrations go to reach the servers.
+    pub services: ServiceRegistry,
     /// Agent shutdown: stop watching, leave the tasks running.
     pub shutdown: CancellationToken,
 }
@@ -59,6 +65,8 @@ pub struct AllocView {
     pub state: watch::Receiver<Arc<LocalAllocState>>,
     pub control: mpsc::UnboundedSender<AllocControl>,
     pub alloc_dir: AllocDir,
+    /// The latest result of each of its service checks, by check ID.
+    pub checks: watch::Receiver<CheckResults>,
 }
 
 /// The agent's side of a running alloc runner.
@@ -139,6 +147,9 @@ struct AllocRunner {
     roles: BTreeMap<String, Role>,
     gates: lifecycle::Gates,
     health: HealthTracker,
+    services: AllocServices,
+    /// The graceful stop in progress (deregistration, then `shutdown_delay`).
+    stopping: stopping::GracefulStop,
 }
 
 /// Starts the runner of an allocation: a new one (`restored == false`) or one restored
@@ -149,6 +160,8 @@ pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> A
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let destroy = CancellationToken::new();
     let alloc_dir = AllocDir::new(&deps.data_dir, &local.alloc.id);
+    let (checks_tx, checks_rx) = watch::channel(CheckResults::default());
+    let services = AllocServices::new(&local.alloc.id, deps.services.clone(), checks_tx);
     let runner = AllocRunner {
         deps,
         local,
@@ -162,6 +175,8 @@ pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> A
         roles: BTreeMap::new(),
         gates: lifecycle::Gates::new(),
         health: HealthTracker::disabled(),
+        services,
+        stopping: stopping::GracefulStop::default(),
     };
     let join = tokio::spawn(runner.run(restored));
     AllocRunnerHandle {
@@ -172,6 +187,7 @@ pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> A
             state: state_rx,
             control: control_tx,
             alloc_dir,
+            checks: checks_rx,
         },
     }
 }
@@ -184,8 +200,17 @@ impl AllocRunner {
     /// Kills every live task but `except`. Poststop tasks that have not run yet are
     /// spared (their turn comes once the others are dead) unless the alloc is destroyed.
     fn kill_all(&mut self, reason: impl Fn(&str) -> Option<api::TaskEvent>, except: Option<&str>) {
+        self.kill_where(reason, |name| Some(name) != except);
+    }
+
+    /// [`Self::kill_all`] for the tasks `pick` chooses.
+    fn kill_where(
+        &mut self,
+        reason: impl Fn(&str) -> Option<api::TaskEvent>,
+        pick: impl Fn(&str) -> bool,
+    ) {
         for (name, tx) in &self.commands {
-            if Some(name.as_str()) == except {
+            if !pick(name) {
                 continue;
             }
             let unstarted_poststop = self.roles.get(name) == Some(&Role::Poststop)
@@ -210,9 +235,11 @@ impl AllocRunner {
         }
     }
 
-    /// Moves to `Stopping` and kills every task but `except` (see [`Self::kill_all`]).
+    /// Moves to `Stopping` and kills every task but `except` (see [`Self::kill_all`])
+    /// at once, deregistering the services without waiting (a task failed).
     fn stop(&mut self, reason: impl Fn(&str) -> Option<api::TaskEvent>, except: Option<&str>) {
         self.phase = Phase::Stopping;
+        self.services.stop();
         self.kill_all(reason, except);
     }
 
@@ -228,10 +255,11 @@ impl AllocRunner {
         let (tasks, upd_rx) = self.start_tasks(&job, &group, restored);
         self.update_gates();
         self.health.count_running_from_now(&self.local.tasks);
+        self.start_services(restored);
         self.report();
         self.persist();
         if self.local.alloc.desired_stop() {
-            self.stop(|_| None, None);
+            self.stop_gracefully(&group, Phase::Stopping);
         }
         self.watch(&group, tasks, upd_rx).await;
         if self.phase == Phase::Destroying {
@@ -250,7 +278,14 @@ impl AllocRunner {
     ) -> (JoinSet<()>, mpsc::UnboundedReceiver<TaskUpdate>) {
         let alloc_dir = AllocDir::new(&self.deps.data_dir, self.alloc_id());
         let ports = self.ports(group);
-        self.health = HealthTracker::new(job, group);
+        let planned = crate::services::plan(
+            &self.local.alloc,
+            group,
+            &self.deps.node,
+            ports.as_deref().unwrap_or(&[]),
+        );
+        self.services.set_plan(planned, self.is_canary());
+        self.health = HealthTracker::new(job, group, self.services.has_health_checks());
         self.roles = group
             .tasks
             .iter()
@@ -319,6 +354,8 @@ impl AllocRunner {
         let mut alloc_open = true;
         loop {
             let health_check = self.next_health_check();
+            let next_kill = self.stopping.next_kill();
+            let deregistering = self.stopping.deregistering();
             tokio::select! {
                 biased;
                 _ = self.deps.shutdown.cancelled() => break,
@@ -330,8 +367,7 @@ impl AllocRunner {
                 }
                 Some(ctl) = self.control_rx.recv() => self.control(ctl),
                 _ = self.destroy.cancelled(), if self.phase != Phase::Destroying => {
-                    self.phase = Phase::Destroying;
-                    self.kill_all(|_| None, None);
+                    self.stop_gracefully(group, Phase::Destroying);
                 }
                 changed = self.alloc_rx.changed(), if alloc_open => {
                     if changed.is_err() {
@@ -339,8 +375,13 @@ impl AllocRunner {
                         alloc_open = false;
                         continue;
                     }
-                    self.alloc_changed();
+                    self.alloc_changed(group);
                 }
+                _ = self.stopping.deregistered(), if deregistering => self.deregistered(group),
+                _ = tokio::time::sleep_until(next_kill.unwrap_or_else(std::time::Instant::now).into()), if next_kill.is_some() => {
+                    self.kill_due();
+                }
+                (id, outcome) = self.services.next_outcome() => self.check_result(&id, outcome),
                 upd = upd_rx.recv() => match upd {
                     Some(u) => self.task_changed(group, u),
                     None => {
@@ -368,17 +409,35 @@ impl AllocRunner {
 
     /// Takes the server's newer version of the allocation; stops the tasks if it is to
     /// stop.
-    fn alloc_changed(&mut self) {
+    fn alloc_changed(&mut self, group: &api::TaskGroup) {
         let new = self.alloc_rx.borrow_and_update().clone();
         self.local.alloc.desired_status = new.desired_status.clone();
         self.local.alloc.desired_description = new.desired_description.clone();
         self.local.alloc.modify_index = new.modify_index;
         self.local.alloc.alloc_modify_index = new.alloc_modify_index;
+        // Promotion clears the canary flag; the health verdict stays ours.
+        if let Some(ds) = &new.deployment_status {
+            self.local
+                .alloc
+                .deployment_status
+                .get_or_insert_with(Default::default)
+                .canary = ds.canary;
+        }
+        self.services.set_canary(self.is_canary());
         if new.desired_stop() && !self.phase.killing() {
             tracing::info!(alloc = %self.alloc_id(), desired = %new.desired_status, "stopping allocation");
-            self.stop(|_| None, None);
+            self.stop_gracefully(group, Phase::Stopping);
         }
         self.persist();
+    }
+
+    /// An unpromoted canary (its services carry their `canary_tags`).
+    fn is_canary(&self) -> bool {
+        self.local
+            .alloc
+            .deployment_status
+            .as_ref()
+            .is_some_and(|d| d.canary)
     }
 
     /// Removes what the destroyed allocation leaves: its ports, pending updates, local
@@ -411,11 +470,9 @@ impl AllocRunner {
             .tasks
             .get(&name)
             .is_some_and(|old| old.state.restarts != u.state.state.restarts);
-        self.health.task_changed(
-            &name,
-            u.state.state.state == api::TASK_STATE_RUNNING,
-            restarted,
-        );
+        let running = u.state.state.state == api::TASK_STATE_RUNNING;
+        self.health.task_changed(&name, running, restarted);
+        self.services.task_changed(&name, running, restarted);
         self.local.tasks.insert(u.task, u.state);
         if now_dead && !self.phase.killing() {
             let leader = group.tasks.iter().any(|t| t.name == name && t.leader);

@@ -36,6 +36,7 @@ impl Fixture {
             store: StateStore::new(tmp.path()),
             updates: crate::reporter::PendingUpdates::new(),
             ports: PortAllocator::new(),
+            services: crate::services::ServiceRegistry::new(),
             shutdown: CancellationToken::new(),
         };
         Fixture {
@@ -324,4 +325,193 @@ async fn restart_reattaches_live_tasks_and_restarts_dead_ones() {
     assert!(!process::group_alive(new_dies.pgid));
     assert!(f.state(&a.id).is_none());
     assert!(!f.deps.data_dir.join("alloc").join(&a.id).exists());
+}
+
+/// Acknowledges the registry's requests as servers would, until the test ends.
+fn ack_registrations(f: &Fixture) -> tokio::task::JoinHandle<()> {
+    let reg = f.deps.services.clone();
+    tokio::spawn(async move {
+        loop {
+            reg.ack_all();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+}
+
+fn nomad_service(name: &str, port: &str, checks: Vec<api::ServiceCheck>) -> api::Service {
+    api::Service {
+        name: name.into(),
+        port_label: port.into(),
+        provider: "nomad".into(),
+        checks,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn desired_stop_deregisters_services_then_waits_shutdown_delay_before_the_kill() {
+    let f = Fixture::new(true);
+    let acks = ack_registrations(&f);
+    let mut a = alloc(
+        "service",
+        &[("t", "exec sleep 60")],
+        quick_policy(0, "fail"),
+    );
+    let mut job = (**a.job.as_ref().unwrap()).clone();
+    job.task_groups[0].services = vec![nomad_service("web", "", vec![])];
+    job.task_groups[0].shutdown_delay = Some(1_000_000_000);
+    a.job = Some(Arc::new(job));
+    let h = spawn(f.deps.clone(), local(&a), false);
+    f.wait_state(&a.id, |s| s.client_status == ALLOC_CLIENT_RUNNING)
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while f.deps.services.desired(&a.id).is_empty() {
+        assert!(Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        f.deps.services.desired(&a.id)[0].id,
+        format!("_nomad-task-{}-group-g-web-", a.id)
+    );
+
+    let mut stop = a.clone();
+    stop.desired_status = api::ALLOC_DESIRED_STOP.into();
+    stop.alloc_modify_index += 1;
+    let stopped_at = Instant::now();
+    h.update(Arc::new(stop));
+    while !f.deps.services.desired(&a.id).is_empty() {
+        assert!(Instant::now() < deadline, "never deregistered");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let st = f.state(&a.id).unwrap();
+    assert_eq!(
+        st.tasks["t"].state.state,
+        api::TASK_STATE_RUNNING,
+        "deregistered before the task is killed"
+    );
+    let st = f
+        .wait_state(&a.id, |s| s.client_status == ALLOC_CLIENT_COMPLETE)
+        .await;
+    assert!(
+        stopped_at.elapsed() >= Duration::from_secs(1),
+        "killed before shutdown_delay"
+    );
+    let types = event_types(&st.tasks["t"]);
+    let waiting = types.iter().position(|e| e == "Waiting for shutdown delay");
+    let killing = types.iter().position(|e| e == "Killing");
+    assert!(waiting.is_some() && waiting < killing, "{types:?}");
+    acks.abort();
+    h.destroy();
+    h.join().await;
+}
+
+#[tokio::test]
+async fn a_check_failing_check_restart_limit_times_restarts_the_task_within_its_policy() {
+    let f = Fixture::new(true);
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let check = api::ServiceCheck {
+        name: "alive".into(),
+        check_type: "tcp".into(),
+        interval: 100_000_000,
+        timeout: 500_000_000,
+        check_restart: Some(api::CheckRestart {
+            limit: 2,
+            grace: 0,
+            ignore_warnings: false,
+        }),
+        ..Default::default()
+    };
+    let mut a = alloc(
+        "service",
+        &[("t", "exec sleep 60")],
+        quick_policy(1, "fail"),
+    );
+    let mut job = (**a.job.as_ref().unwrap()).clone();
+    job.task_groups[0].tasks[0].services =
+        vec![nomad_service("web", &closed_port.to_string(), vec![check])];
+    a.job = Some(Arc::new(job));
+    let h = spawn(f.deps.clone(), local(&a), false);
+    // One restart is allowed; the second time the check fails the task for good.
+    let st = f
+        .wait_state(&a.id, |s| s.client_status == ALLOC_CLIENT_FAILED)
+        .await;
+    let t = &st.tasks["t"];
+    assert_eq!(t.state.restarts, 1);
+    let signalled: Vec<_> = t
+        .state
+        .events
+        .iter()
+        .filter(|e| e.event_type == "Restart Signaled")
+        .collect();
+    assert!(!signalled.is_empty(), "{:?}", event_types(t));
+    assert!(
+        signalled[0].display_message.contains("\"alive\""),
+        "{:?}",
+        signalled[0]
+    );
+    assert!(f.deps.services.desired(&a.id).is_empty(), "never passed");
+    h.destroy();
+    h.join().await;
+}
+
+#[tokio::test]
+async fn health_waits_for_passing_checks_unless_health_check_is_task_states() {
+    let f = Fixture::new(true);
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let open = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open_port = open.local_addr().unwrap().port();
+    let with_check = |port: u16, mode: &str| {
+        let mut a = alloc(
+            "service",
+            &[("t", "exec sleep 60")],
+            quick_policy(0, "fail"),
+        );
+        let mut job = (**a.job.as_ref().unwrap()).clone();
+        let g = &mut job.task_groups[0];
+        g.update = Some(api::UpdateStrategy {
+            health_check: mode.into(),
+            min_healthy_time: 100_000_000,
+            healthy_deadline: api::secs(300),
+            ..Default::default()
+        });
+        let check = api::ServiceCheck {
+            name: "alive".into(),
+            check_type: "tcp".into(),
+            interval: 100_000_000,
+            timeout: 500_000_000,
+            ..Default::default()
+        };
+        g.services = vec![nomad_service("web", &port.to_string(), vec![check])];
+        a.job = Some(Arc::new(job));
+        a
+    };
+    let failing = with_check(closed, "checks");
+    let ignored = with_check(closed, "task_states");
+    let passing = with_check(open_port, "");
+    let handles: Vec<_> = [&failing, &ignored, &passing]
+        .iter()
+        .map(|a| spawn(f.deps.clone(), local(a), false))
+        .collect();
+    let healthy = |s: &LocalAllocState| {
+        s.alloc.deployment_status.as_ref().and_then(|d| d.healthy) == Some(true)
+    };
+    f.wait_state(&ignored.id, healthy).await;
+    f.wait_state(&passing.id, healthy).await;
+    // The failing one has run as long, and longer still: its checks keep it undecided.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let st = f.state(&failing.id).unwrap();
+    assert_eq!(st.client_status, ALLOC_CLIENT_RUNNING);
+    assert_eq!(st.alloc.deployment_status.and_then(|d| d.healthy), None);
+    for h in handles {
+        h.destroy();
+        h.join().await;
+    }
 }

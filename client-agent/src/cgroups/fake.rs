@@ -1,11 +1,14 @@
-//! An in-memory cgroup for tests: the [`Cgroup`] trait without root or a mounted
-//! hierarchy. It records the limits applied and how often it was removed, can be told
-//! the OOM killer struck, and holds real process ids the test started. Like a real
-//! cgroup, a process stops being listed once it exited (a zombie is not a member).
+//! In-memory cgroups for tests: the [`Manager`] and [`Cgroup`] traits without root or a
+//! mounted hierarchy. A [`FakeCgroup`] records the limits applied and how often it was
+//! removed, can be told the OOM killer struck, and holds real process ids the test
+//! started. Like a real cgroup, a process stops being listed once it exited (a zombie is
+//! not a member). A [`FakeHierarchy`] hands out the same [`FakeCgroup`] for a name every
+//! time, so a test inspects what the code under test did through its own handle.
 
-use super::{Cgroup, Limits};
+use super::{sanitize, Cgroup, Limits, Manager, Version};
+use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 #[derive(Debug, Default)]
@@ -34,6 +37,14 @@ impl FakeCgroup {
                 exists: true,
                 ..State::default()
             })),
+        }
+    }
+
+    /// A handle on a cgroup called `name` that does not exist (yet).
+    fn absent(name: &str) -> FakeCgroup {
+        FakeCgroup {
+            name: name.to_string(),
+            state: Arc::default(),
         }
     }
 
@@ -121,5 +132,49 @@ impl Cgroup for FakeCgroup {
             st.removals += 1;
         }
         Ok(())
+    }
+}
+
+/// A cgroup hierarchy that lives in memory: one [`FakeCgroup`] per name, shared by every
+/// handle on it. Clones share the whole hierarchy.
+#[derive(Debug, Default, Clone)]
+pub struct FakeHierarchy {
+    cgroups: Arc<Mutex<BTreeMap<String, FakeCgroup>>>,
+}
+
+impl FakeHierarchy {
+    pub fn new() -> FakeHierarchy {
+        FakeHierarchy::default()
+    }
+
+    /// The cgroup `name` (named as the real hierarchy would), whether it exists or not.
+    pub fn get(&self, name: &str) -> FakeCgroup {
+        let name = sanitize(name);
+        let mut cgroups = self.cgroups.lock().unwrap_or_else(|e| e.into_inner());
+        cgroups
+            .entry(name.clone())
+            .or_insert_with(|| FakeCgroup::absent(&name))
+            .clone()
+    }
+}
+
+impl Manager for FakeHierarchy {
+    fn version(&self) -> Version {
+        Version::V2
+    }
+
+    fn mountpoint(&self) -> &Path {
+        Path::new("/fake/cgroup")
+    }
+
+    fn cgroup(&self, name: &str) -> Box<dyn Cgroup> {
+        Box::new(self.get(name))
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> io::Result<Box<dyn Cgroup>> {
+        let cg = self.get(name);
+        cg.state().exists = true;
+        cg.apply(limits)?;
+        Ok(Box::new(cg))
     }
 }

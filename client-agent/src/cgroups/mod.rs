@@ -3,7 +3,8 @@
 //! tell whether the OOM killer struck, and remove it.
 //!
 //! Both versions sit behind the [`Cgroup`] trait, one small file each ([`v1`], [`v2`]),
-//! in the manner of youki's libcgroups. Which one is used is decided at run time by
+//! in the manner of youki's libcgroups; the [`Manager`] trait (the machine's
+//! [`Hierarchy`], or `fake::FakeHierarchy` in tests) hands them out. Which one is used is decided at run time by
 //! [`detect`] from `/proc/self/mountinfo`: cgroup v1 when the `memory` controller is
 //! mounted as a v1 hierarchy (also in "hybrid" setups, where a cgroup2 tree exists without
 //! controllers), cgroup v2 when a cgroup2 mount offers `memory`.
@@ -119,33 +120,25 @@ impl Hierarchy {
             Hierarchy::V2(h) => Box::new(h.cgroup(&name)),
         }
     }
+}
 
+/// What the exec driver asks of a cgroup hierarchy: handles on task cgroups, creating one
+/// with limits, and a health probe. The machine's [`Hierarchy`] implements it, and so does
+/// `fake::FakeHierarchy`, so the driver's stop and recover paths run in unit tests
+/// without root. What is done with one cgroup (join, list, OOM, remove) is [`Cgroup`]'s;
+/// [`signal_all`], [`wait_empty`] and [`destroy`] work over any of them.
+pub trait Manager: Send + Sync + fmt::Debug {
+    fn version(&self) -> Version;
+    /// Where cgroups are mounted, for people.
+    fn mountpoint(&self) -> &Path;
+    /// A handle on the cgroup `name`, which may or may not exist.
+    fn cgroup(&self, name: &str) -> Box<dyn Cgroup>;
     /// Creates the cgroup `name` with `limits`.
-    pub fn create(&self, name: &str, limits: &Limits) -> io::Result<Box<dyn Cgroup>> {
-        let cg = match self {
-            Hierarchy::V1(h) => {
-                h.prepare()?;
-                Box::new(h.cgroup(&sanitize(name))) as Box<dyn Cgroup>
-            }
-            Hierarchy::V2(h) => {
-                h.prepare()?;
-                Box::new(h.cgroup(&sanitize(name)))
-            }
-        };
-        for p in cg.paths() {
-            std::fs::create_dir_all(&p)
-                .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", p.display())))?;
-        }
-        if let Err(e) = cg.apply(limits) {
-            let _ = cg.remove();
-            return Err(e);
-        }
-        Ok(cg)
-    }
+    fn create(&self, name: &str, limits: &Limits) -> io::Result<Box<dyn Cgroup>>;
 
     /// Checks that this agent can create, limit and remove a cgroup; the error is a
     /// sentence for the driver's health description.
-    pub fn probe(&self) -> Result<(), String> {
+    fn probe(&self) -> Result<(), String> {
         let name = format!("probe-{}", std::process::id());
         let limits = Limits {
             memory_bytes: Some(64 * 1024 * 1024),
@@ -161,6 +154,37 @@ impl Hierarchy {
         })?;
         cg.remove()
             .map_err(|e| format!("cannot remove the probe cgroup {name}: {e}"))
+    }
+}
+
+impl Manager for Hierarchy {
+    fn version(&self) -> Version {
+        Hierarchy::version(self)
+    }
+
+    fn mountpoint(&self) -> &Path {
+        Hierarchy::mountpoint(self)
+    }
+
+    fn cgroup(&self, name: &str) -> Box<dyn Cgroup> {
+        Hierarchy::cgroup(self, name)
+    }
+
+    fn create(&self, name: &str, limits: &Limits) -> io::Result<Box<dyn Cgroup>> {
+        match self {
+            Hierarchy::V1(h) => h.prepare()?,
+            Hierarchy::V2(h) => h.prepare()?,
+        }
+        let cg = Hierarchy::cgroup(self, name);
+        for p in cg.paths() {
+            std::fs::create_dir_all(&p)
+                .map_err(|e| io::Error::new(e.kind(), format!("creating {}: {e}", p.display())))?;
+        }
+        if let Err(e) = cg.apply(limits) {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
     }
 }
 
@@ -281,16 +305,8 @@ pub fn signal_all(cg: &dyn Cgroup, sig: Signal, except: Option<i32>) {
 
 /// Waits until no process is left in `cg`, polling; false if `timeout` passed first.
 pub async fn wait_empty(cg: &dyn Cgroup, timeout: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        if cg.procs().is_empty() {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let every = Duration::from_millis(25);
+    crate::driver::process::poll_until(timeout, every, || cg.procs().is_empty()).await
 }
 
 /// Kills whatever is left in `cg` and removes it. Returns whether the OOM killer had
@@ -316,14 +332,14 @@ pub async fn destroy(cg: &dyn Cgroup) -> io::Result<bool> {
         )));
     }
     // The kernel may take a moment to let go of a cgroup whose last process just died.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match cg.remove() {
-            Ok(()) => return Ok(oom),
-            Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
-            Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
-        }
-    }
+    let mut removed = Ok(());
+    let every = Duration::from_millis(25);
+    crate::driver::process::poll_until(Duration::from_secs(5), every, || {
+        removed = cg.remove();
+        removed.is_ok()
+    })
+    .await;
+    removed.map(|()| oom)
 }
 
 #[cfg(test)]

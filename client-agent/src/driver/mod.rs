@@ -97,6 +97,27 @@ impl ExitResult {
     }
 }
 
+/// A driver's fingerprint when it can run tasks, with its `driver.<name>.*` attributes.
+pub(crate) fn healthy(attributes: BTreeMap<String, String>) -> DriverInfo {
+    DriverInfo {
+        detected: true,
+        healthy: true,
+        health_description: "Healthy".into(),
+        attributes,
+    }
+}
+
+/// A driver's fingerprint when it cannot run tasks: `why`, for people; `detected` when
+/// what it needs is there but unusable.
+pub(crate) fn unhealthy(detected: bool, why: String) -> DriverInfo {
+    DriverInfo {
+        detected,
+        healthy: false,
+        health_description: why,
+        attributes: Default::default(),
+    }
+}
+
 /// The message a recovered task's exit carries: we are not its parent, so we cannot reap it.
 pub const EXIT_UNKNOWN_AFTER_RECOVERY: &str =
     "exit status unknown: task was recovered after agent restart";

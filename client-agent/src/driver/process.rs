@@ -157,17 +157,44 @@ pub fn signal_group(pgid: i32, sig: Signal) -> Result<(), Errno> {
     }
 }
 
-/// Waits until group `pgid` has no live process, polling; false if `timeout` passed first.
-pub async fn wait_group_gone(pgid: i32, timeout: Duration) -> bool {
+/// Polls `done` every `every` until it holds (true) or `timeout` has passed (false).
+/// Processes that are not our children (and cgroups) give no event to wait on.
+pub async fn poll_until(
+    timeout: Duration,
+    every: Duration,
+    mut done: impl FnMut() -> bool,
+) -> bool {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        if !group_alive(pgid) {
+        if done() {
             return true;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Waits until group `pgid` has no live process, polling; false if `timeout` passed first.
+pub async fn wait_group_gone(pgid: i32, timeout: Duration) -> bool {
+    poll_until(timeout, Duration::from_millis(50), || !group_alive(pgid)).await
+}
+
+/// How often a task recovered after an agent restart is checked for liveness.
+pub const RECOVERED_POLL: Duration = Duration::from_millis(250);
+
+/// Waits, however long it runs, until the task's own process is gone, and tells its
+/// exit as unknown. For tasks recovered after an agent restart: they are not our
+/// children, so there is no exit status to wait for.
+pub async fn recovered_exit(handle: &super::TaskHandle) -> super::ExitResult {
+    while is_same_process_alive(handle.pid, handle.start_time) {
+        tokio::time::sleep(RECOVERED_POLL).await;
+    }
+    super::ExitResult {
+        exit_code: -1,
+        err: Some(super::EXIT_UNKNOWN_AFTER_RECOVERY.into()),
+        ..Default::default()
     }
 }
 
@@ -257,8 +284,23 @@ impl Children {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn insert(&self, pid: i32, start_time: u64, rx: ExitRx) {
+    fn insert(&self, pid: i32, start_time: u64, rx: ExitRx) {
         self.lock().insert((pid, start_time), rx);
+    }
+
+    /// Records the task `pid` started at `start_time`, whose exit `reaper` yields, and
+    /// runs `reaper` in the background.
+    pub fn spawn_reaper(
+        &self,
+        pid: i32,
+        start_time: u64,
+        reaper: impl std::future::Future<Output = super::ExitResult> + Send + 'static,
+    ) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        self.insert(pid, start_time, rx);
+        tokio::spawn(async move {
+            let _ = tx.send(Some(reaper.await));
+        });
     }
 
     pub fn get(&self, handle: &super::TaskHandle) -> Option<ExitRx> {
@@ -267,5 +309,31 @@ impl Children {
 
     pub fn forget(&self, handle: &super::TaskHandle) {
         self.lock().remove(&(handle.pid, handle.start_time));
+    }
+
+    /// Waits for the exit of a task this driver spawned, then forgets it; `None` for a
+    /// task it did not spawn. `reaper` names what delivers the exit, for the error if it
+    /// went away first.
+    pub async fn wait(
+        &self,
+        handle: &super::TaskHandle,
+        reaper: &str,
+    ) -> Option<super::ExitResult> {
+        let rx = self.get(handle)?;
+        let res = await_exit(rx, reaper).await;
+        self.forget(handle);
+        Some(res)
+    }
+}
+
+/// The exit `rx` yields; an unknown exit if its sender (`reaper`) went away first.
+pub async fn await_exit(mut rx: ExitRx, reaper: &str) -> super::ExitResult {
+    match rx.wait_for(|r| r.is_some()).await {
+        Ok(r) => r.clone().expect("checked by wait_for"),
+        Err(_) => super::ExitResult {
+            exit_code: -1,
+            err: Some(format!("{reaper} went away")),
+            ..Default::default()
+        },
     }
 }

@@ -14,7 +14,6 @@
 
 use super::process;
 use super::{Driver, DriverError, ExitResult, TaskContext, TaskHandle};
-use crate::driver::EXIT_UNKNOWN_AFTER_RECOVERY;
 use api::DriverInfo;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
@@ -22,12 +21,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::sync::watch;
 
 pub const NAME: &str = "raw_exec";
 
-/// How often a recovered process is checked for liveness.
-const RECOVERED_POLL: Duration = Duration::from_millis(250);
 /// How long to wait for the group to vanish after SIGKILL.
 const AFTER_KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -137,12 +133,7 @@ impl Driver for RawExecDriver {
     }
 
     async fn fingerprint(&self) -> Option<DriverInfo> {
-        Some(DriverInfo {
-            detected: true,
-            healthy: true,
-            health_description: "Healthy".into(),
-            attributes: Default::default(),
-        })
+        Some(super::healthy(Default::default()))
     }
 
     async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError> {
@@ -179,12 +170,11 @@ impl Driver for RawExecDriver {
             as i32;
         // Our unreaped child keeps its /proc entry even if it already exited.
         let start_time = process::start_time(pid).unwrap_or(0);
-        let (tx, rx) = watch::channel(None);
-        self.children.insert(pid, start_time, rx);
-        tokio::spawn(async move {
-            let res = exit_result(child.wait().await);
-            let _ = tx.send(Some(res));
-        });
+        self.children.spawn_reaper(
+            pid,
+            start_time,
+            async move { exit_result(child.wait().await) },
+        );
         Ok(TaskHandle {
             driver: NAME.into(),
             task_id: ctx.task_id(),
@@ -196,28 +186,10 @@ impl Driver for RawExecDriver {
     }
 
     async fn wait(&self, handle: &TaskHandle) -> ExitResult {
-        if let Some(mut rx) = self.children.get(handle) {
-            let res = match rx.wait_for(|r| r.is_some()).await {
-                Ok(r) => r.clone().expect("checked by wait_for"),
-                Err(_) => ExitResult {
-                    exit_code: -1,
-                    signal: 0,
-                    err: Some("the process reaper went away".into()),
-                    oom_killed: false,
-                },
-            };
-            self.children.forget(handle);
+        if let Some(res) = self.children.wait(handle, "the process reaper").await {
             return res;
         }
-        while process::is_same_process_alive(handle.pid, handle.start_time) {
-            tokio::time::sleep(RECOVERED_POLL).await;
-        }
-        ExitResult {
-            exit_code: -1,
-            signal: 0,
-            err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
-            oom_killed: false,
-        }
+        process::recovered_exit(handle).await
     }
 
     async fn stop(
@@ -307,6 +279,7 @@ impl Driver for RawExecDriver {
 pub(crate) mod tests {
     use super::*;
     use crate::allocdir::AllocDir;
+    use crate::driver::EXIT_UNKNOWN_AFTER_RECOVERY;
     use crate::taskenv::TaskEnv;
     use std::collections::BTreeMap;
     use std::time::Instant;

@@ -11,8 +11,10 @@
 //!
 //! This file holds the router and what every handler shares (errors, finding the
 //! allocation and the task); the handlers live beside it by concern: `logs`, `fs`,
-//! `control` (stats, restart, signal) and `exec`; `client` is the CLI's side.
+//! `control` (stats, restart, signal), `checks` (service check results) and `exec`;
+//! `client` is the CLI's side.
 
+mod checks;
 mod client;
 mod control;
 mod exec;
@@ -31,6 +33,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use checks::alloc_checks;
 use control::{alloc_stats, host_stats, restart, signal};
 use exec::exec;
 use fs::{cat, ls, readat, stat};
@@ -112,6 +115,7 @@ pub fn client_router(handle: ClientHandle) -> Router {
         .route("/v1/client/fs/stat/{alloc}", get(stat))
         .route("/v1/client/fs/readat/{alloc}", get(readat))
         .route("/v1/client/allocation/{alloc}/stats", get(alloc_stats))
+        .route("/v1/client/allocation/{alloc}/checks", get(alloc_checks))
         .route("/v1/client/stats", get(host_stats))
         .route(
             "/v1/client/allocation/{alloc}/restart",

@@ -4,6 +4,7 @@
 //! buckets per task group. It decides *what* changes, never *where*: placements carry a
 //! name and the allocation they replace, and the generic scheduler picks their nodes.
 
+mod group;
 mod reschedule;
 mod update;
 
@@ -13,9 +14,10 @@ pub use update::{
     MIN_ROLLING_WAIT, TRIGGER_ROLLING_UPDATE,
 };
 
-use api::{Allocation, Job, Node, ReschedulePolicy, TaskGroup};
+use api::{Allocation, Job, Node};
+use group::reconcile_group;
 use reschedule::History;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub const DESC_NOT_NEEDED: &str = "alloc not needed due to job update";
@@ -79,6 +81,9 @@ pub struct ReconcileInput<'a> {
     /// Unix nanoseconds, from the evaluation (never a clock); 0 means unknown, which
     /// reschedules without delay.
     pub now: i64,
+    /// The job's newest deployment: promotion and pause/fail of the current version's
+    /// rollout (`crate::deployment::gate`).
+    pub deployment: Option<&'a api::Deployment>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,34 +176,61 @@ pub struct Reconciliation {
     pub stop: Vec<StopAlloc>,
 }
 
-pub fn reconcile(input: &ReconcileInput<'_>) -> Reconciliation {
-    let mut out = Reconciliation::default();
-    let Some(job) = input.job.filter(|j| !j.stop) else {
-        out.stop = input
-            .allocs
+/// The job to reconcile towards, or, when it is stopped or gone, every live allocation
+/// to stop. Both reconcilers (this one and [`crate::reconcile_system`]) start here.
+pub(crate) fn running_job<'a>(
+    job: Option<&'a Job>,
+    allocs: &[Arc<Allocation>],
+) -> Result<&'a Job, Vec<StopAlloc>> {
+    job.filter(|j| !j.stop).ok_or_else(|| {
+        allocs
             .iter()
             .filter(|a| !a.terminal())
             .map(|a| StopAlloc {
                 alloc: a.clone(),
                 description: DESC_JOB_STOPPED,
             })
-            .collect();
-        return out;
-    };
+            .collect()
+    })
+}
 
-    let mut by_group: BTreeMap<&str, Vec<Arc<Allocation>>> = BTreeMap::new();
-    for alloc in input.allocs {
+/// The allocations of groups `job` still has; a live one of a group it no longer has is
+/// pushed onto `stop`.
+pub(crate) fn of_current_groups<'a>(
+    job: &Job,
+    allocs: &'a [Arc<Allocation>],
+    stop: &mut Vec<StopAlloc>,
+) -> Vec<&'a Arc<Allocation>> {
+    let mut kept = Vec::new();
+    for alloc in allocs {
         if job.task_group(&alloc.task_group).is_some() {
-            by_group
-                .entry(&alloc.task_group)
-                .or_default()
-                .push(alloc.clone());
+            kept.push(alloc);
         } else if !alloc.terminal() {
-            out.stop.push(StopAlloc {
+            stop.push(StopAlloc {
                 alloc: alloc.clone(),
                 description: DESC_NOT_NEEDED,
             });
         }
+    }
+    kept
+}
+
+pub fn reconcile(input: &ReconcileInput<'_>) -> Reconciliation {
+    let mut out = Reconciliation::default();
+    let job = match running_job(input.job, input.allocs) {
+        Ok(job) => job,
+        Err(stop) => {
+            out.stop = stop;
+            return out;
+        }
+    };
+
+    let mut by_group: BTreeMap<&str, Vec<Arc<Allocation>>> = BTreeMap::new();
+    for alloc in of_current_groups(job, input.allocs, &mut out.stop) {
+        by_group
+            .entry(&alloc.task_group)
+            .or_default()
+            .push(alloc.clone());
     }
     let history = History::new(input.allocs);
     for group in &job.task_groups {
@@ -208,360 +240,6 @@ pub fn reconcile(input: &ReconcileInput<'_>) -> Reconciliation {
         out.groups.insert(group.name.clone(), buckets);
     }
     out
-}
-
-fn reconcile_group(
-    job: &Job,
-    group: &TaskGroup,
-    allocs: &[Arc<Allocation>],
-    input: &ReconcileInput<'_>,
-    history: &History<'_>,
-) -> GroupBuckets {
-    let mut out = GroupBuckets::default();
-    let is_batch = job.job_type == api::JOB_TYPE_BATCH;
-    let policy = group
-        .reschedule_policy
-        .clone()
-        .unwrap_or_else(|| ReschedulePolicy::default_for(&job.job_type));
-
-    // Terminal allocations that keep their name: a batch alloc that finished, or a failed
-    // one that may not be rescheduled. They count towards the group's count for good.
-    let mut settled: Vec<Arc<Allocation>> = Vec::new();
-    let mut live = Vec::new();
-    let mut lost = Vec::new();
-    let mut reschedule_now = Vec::new();
-    let mut reschedule_later = Vec::new();
-    // Failed allocations that already have a follow-up evaluation on the way.
-    let mut awaiting_followup = Vec::new();
-    // `unknown` allocations: on a node that is still disconnected, or on one that came
-    // back but whose client has not reported their real status yet. (The server marks
-    // them lost when the group's `max_client_disconnect` window ends, so an `unknown`
-    // allocation on an unhealthy node is always within its window.)
-    let mut unknown_away = Vec::new();
-    let mut unknown_back = Vec::new();
-
-    for alloc in allocs {
-        if alloc.desired_stop() {
-            out.ignore.push(alloc.clone());
-            continue;
-        }
-        match alloc.client_status.as_str() {
-            api::ALLOC_CLIENT_COMPLETE if is_batch => settled.push(alloc.clone()),
-            // A finished service alloc frees its name: the service should be running.
-            api::ALLOC_CLIENT_COMPLETE => out.ignore.push(alloc.clone()),
-            api::ALLOC_CLIENT_FAILED if history.is_replaced(alloc) => {
-                out.ignore.push(alloc.clone())
-            }
-            api::ALLOC_CLIENT_FAILED => {
-                let attempts = history.prior_attempts(alloc, policy.interval, input.now);
-                match reschedule_decision(alloc, &policy, attempts, input.eval_id, input.now) {
-                    RescheduleDecision::Now => reschedule_now.push(alloc.clone()),
-                    RescheduleDecision::Later(_) if !alloc.followup_eval_id.is_empty() => {
-                        awaiting_followup.push(alloc.clone())
-                    }
-                    RescheduleDecision::Later(wait_until) => {
-                        reschedule_later.push(DelayedReschedule {
-                            alloc: alloc.clone(),
-                            wait_until,
-                        })
-                    }
-                    RescheduleDecision::Never => settled.push(alloc.clone()),
-                }
-            }
-            api::ALLOC_CLIENT_LOST => lost.push(alloc.clone()),
-            api::ALLOC_CLIENT_UNKNOWN => match node_health(input, alloc) {
-                NodeHealth::Lost => unknown_away.push(alloc.clone()),
-                _ => unknown_back.push(alloc.clone()),
-            },
-            _ => match node_health(input, alloc) {
-                NodeHealth::Lost => lost.push(alloc.clone()),
-                NodeHealth::Ready | NodeHealth::Draining | NodeHealth::Unschedulable => {
-                    live.push(alloc.clone())
-                }
-            },
-        }
-    }
-
-    // Fill the count in priority order: what is settled, what runs, replacements for lost
-    // allocs, then reschedules. Whatever does not fit is stopped or left alone.
-    let count = group.count.max(0) as usize;
-    let mut room = count.saturating_sub(settled.len());
-    let mut names_taken: BTreeSet<u64> = settled.iter().map(|a| a.index()).collect();
-    out.ignore.extend(settled);
-
-    let (live, reconnect_stops) = resolve_reconnects(live);
-    out.stop.extend(reconnect_stops);
-    let LiveSplit {
-        mut primaries,
-        canaries,
-        duplicates,
-    } = split_live(job, group, live);
-    out.stop
-        .extend(duplicates.into_iter().map(|alloc| StopAlloc {
-            alloc,
-            description: DESC_NOT_NEEDED,
-        }));
-    let keep = primaries.len().min(room);
-    room -= keep;
-    // `primaries` are sorted by index, so the extras are the highest indices.
-    let mut canaries = canaries;
-    for alloc in primaries.drain(keep..).rev() {
-        // A canary of a name that goes away goes with it.
-        if let Some(i) = canaries.iter().position(|c| c.name == alloc.name) {
-            out.stop.push(StopAlloc {
-                alloc: canaries.remove(i),
-                description: DESC_NOT_NEEDED,
-            });
-        }
-        out.stop.push(StopAlloc {
-            alloc,
-            description: DESC_NOT_NEEDED,
-        });
-    }
-    let mut destructive = Vec::new();
-    let mut current = Vec::new();
-    for alloc in primaries {
-        names_taken.insert(alloc.index());
-        let draining = input.node_health.get(&alloc.node_id) == Some(&NodeHealth::Draining);
-        if draining && alloc.desired_transition.should_migrate() {
-            out.place
-                .push(replacement(&alloc, PlacementReason::Migrate));
-            out.migrate.push(alloc);
-            continue;
-        }
-        match update_kind(alloc.job.as_deref(), job, &group.name) {
-            UpdateKind::None => {
-                current.push(alloc.clone());
-                out.ignore.push(alloc)
-            }
-            UpdateKind::InPlace => out.inplace_update.push(alloc),
-            UpdateKind::Destructive => destructive.push(alloc),
-        }
-    }
-    let strategy = update_strategy(job, group);
-    let pacing = pace(PacingInput {
-        strategy,
-        destructive,
-        started: update_started(job, group, allocs, &current),
-        canaries,
-        current,
-        now: input.now,
-    });
-    for alloc in pacing.replace {
-        out.place
-            .push(replacement(&alloc, PlacementReason::DestructiveUpdate));
-        out.destructive_update.push(alloc);
-    }
-    for alloc in pacing.new_canaries {
-        out.place.push(Placement {
-            previous: None,
-            ..replacement(&alloc, PlacementReason::Canary)
-        });
-    }
-    for (canary, old) in pacing.promote {
-        out.ignore.push(canary);
-        out.stop.push(StopAlloc {
-            alloc: old,
-            description: DESC_CANARY_PROMOTED,
-        });
-    }
-    out.awaiting_update = pacing.wait;
-    out.canaries = pacing.unpromoted;
-    if pacing.follow_up {
-        let wait = strategy
-            .map_or(0, |s| s.min_healthy_time)
-            .max(MIN_ROLLING_WAIT);
-        out.follow_up = Some(if input.now > 0 { input.now + wait } else { 0 });
-    }
-    if pacing.hold_new_placements {
-        room = 0;
-    }
-
-    // Back from a disconnect, status not reported yet: it holds its name unless its
-    // replacement does (then the client's report decides, in `resolve_reconnects`).
-    for alloc in unknown_back {
-        if names_taken.insert(alloc.index()) {
-            room = room.saturating_sub(1);
-        }
-        out.ignore.push(alloc);
-    }
-    for alloc in lost {
-        if room > 0 && names_taken.insert(alloc.index()) {
-            room -= 1;
-            out.place.push(replacement(&alloc, PlacementReason::Lost));
-        }
-        out.lost.push(alloc);
-    }
-    for alloc in reschedule_now {
-        if room > 0 && names_taken.insert(alloc.index()) {
-            room -= 1;
-            out.place
-                .push(replacement(&alloc, PlacementReason::Reschedule));
-            out.reschedule_now.push(alloc);
-        } else {
-            out.ignore.push(alloc);
-        }
-    }
-    for alloc in awaiting_followup {
-        if room > 0 && names_taken.insert(alloc.index()) {
-            room -= 1;
-        }
-        out.ignore.push(alloc);
-    }
-    for delayed in reschedule_later {
-        if room > 0 && names_taken.insert(delayed.alloc.index()) {
-            room -= 1;
-            out.reschedule_later.push(delayed);
-        } else {
-            out.ignore.push(delayed.alloc);
-        }
-    }
-    // After reschedules: a failed replacement of a disconnected alloc keeps its own
-    // reschedule chain rather than being replaced afresh.
-    for alloc in unknown_away {
-        if room > 0 && names_taken.insert(alloc.index()) {
-            room -= 1;
-            out.place
-                .push(replacement(&alloc, PlacementReason::Disconnected));
-        }
-        out.disconnected.push(alloc);
-    }
-
-    // New allocations take the lowest free names.
-    let mut index = 0u64;
-    while room > 0 {
-        if names_taken.insert(index) {
-            room -= 1;
-            out.place.push(Placement {
-                name: alloc_name(&job.id, &group.name, index),
-                index,
-                previous: None,
-                reason: PlacementReason::Missing,
-            });
-        }
-        index += 1;
-    }
-    out.place.sort_by_key(|p| p.index);
-    out
-}
-
-fn node_health(input: &ReconcileInput<'_>, alloc: &Allocation) -> NodeHealth {
-    input
-        .node_health
-        .get(&alloc.node_id)
-        .copied()
-        .unwrap_or(NodeHealth::Lost)
-}
-
-/// Keeps one of each pair of live allocations where one replaced the other: that happens
-/// only when a node came back from a disconnect after its `unknown` allocation had been
-/// replaced elsewhere (every other replacement stops its predecessor in the same plan).
-///
-/// The rule: the original is kept and its replacement stopped when the original is
-/// running and on a job version at least as new; otherwise (it is still pending, e.g.
-/// restarting, or the job was updated meanwhile) the replacement is kept. An original that
-/// failed or completed while away is not live and never gets here; its replacement stays.
-/// Keeping the original avoids moving a workload that was fine all along.
-fn resolve_reconnects(live: Vec<Arc<Allocation>>) -> (Vec<Arc<Allocation>>, Vec<StopAlloc>) {
-    let by_id: HashMap<&str, &Arc<Allocation>> = live.iter().map(|a| (a.id.as_str(), a)).collect();
-    let mut stopped: BTreeSet<String> = BTreeSet::new();
-    let mut stops = Vec::new();
-    for newer in &live {
-        let Some(original) = by_id.get(newer.previous_allocation.as_str()) else {
-            continue;
-        };
-        if stopped.contains(&original.id) || stopped.contains(&newer.id) {
-            continue;
-        }
-        let keep_original = original.client_status == api::ALLOC_CLIENT_RUNNING
-            && original.job_version() >= newer.job_version();
-        let (loser, description) = if keep_original {
-            (newer, DESC_RECONNECTED)
-        } else {
-            (*original, DESC_REPLACED_WHILE_DISCONNECTED)
-        };
-        stopped.insert(loser.id.clone());
-        stops.push(StopAlloc {
-            alloc: loser.clone(),
-            description,
-        });
-    }
-    let live = live
-        .into_iter()
-        .filter(|a| !stopped.contains(&a.id))
-        .collect();
-    (live, stops)
-}
-
-/// A group's live allocations, one per name, apart from canaries and stray duplicates.
-struct LiveSplit {
-    primaries: Vec<Arc<Allocation>>,
-    canaries: Vec<Arc<Allocation>>,
-    duplicates: Vec<Arc<Allocation>>,
-}
-
-/// Normally each name has one live allocation. Two share a name when a canary of the
-/// current version runs beside the older allocation it is to replace; anything more is a
-/// duplicate to stop (the newest version is kept).
-fn split_live(job: &Job, group: &TaskGroup, live: Vec<Arc<Allocation>>) -> LiveSplit {
-    let mut out = LiveSplit {
-        primaries: Vec::new(),
-        canaries: Vec::new(),
-        duplicates: Vec::new(),
-    };
-    let mut by_index: BTreeMap<u64, Vec<Arc<Allocation>>> = BTreeMap::new();
-    for alloc in live {
-        by_index.entry(alloc.index()).or_default().push(alloc);
-    }
-    for (_, mut same_name) in by_index {
-        // Newest version first, then oldest allocation.
-        same_name.sort_by(|a, b| {
-            (b.job_version(), a.create_index, &a.id).cmp(&(a.job_version(), b.create_index, &b.id))
-        });
-        let kind = |a: &Allocation| update_kind(a.job.as_deref(), job, &group.name);
-        let mut rest = same_name.into_iter();
-        let Some(first) = rest.next() else { continue };
-        let mut rest: Vec<_> = rest.collect();
-        if kind(&first) == UpdateKind::None {
-            if let Some(i) = rest.iter().position(|a| kind(a) == UpdateKind::Destructive) {
-                out.primaries.push(rest.remove(i));
-                out.canaries.push(first);
-                out.duplicates.extend(rest);
-                continue;
-            }
-        }
-        out.primaries.push(first);
-        out.duplicates.extend(rest);
-    }
-    out
-}
-
-/// Replacing has started for the current version when an older allocation was stopped for
-/// it (a destructive replacement or a promoted canary) and a current one holds its name.
-fn update_started(
-    job: &Job,
-    group: &TaskGroup,
-    allocs: &[Arc<Allocation>],
-    current: &[Arc<Allocation>],
-) -> bool {
-    allocs.iter().any(|a| {
-        a.desired_stop()
-            && matches!(
-                a.desired_description.as_str(),
-                DESC_UPDATING | DESC_CANARY_PROMOTED
-            )
-            && update_kind(a.job.as_deref(), job, &group.name) == UpdateKind::Destructive
-            && current.iter().any(|c| c.name == a.name)
-    })
-}
-
-fn replacement(alloc: &Arc<Allocation>, reason: PlacementReason) -> Placement {
-    Placement {
-        name: alloc.name.clone(),
-        index: alloc.index(),
-        previous: Some(alloc.clone()),
-        reason,
-    }
 }
 
 /// `job.group[index]`, the name Nomad gives allocations.

@@ -1,6 +1,9 @@
 use super::*;
 use crate::mock;
-use api::{ALLOC_CLIENT_COMPLETE, ALLOC_CLIENT_FAILED, JOB_TYPE_BATCH, JOB_TYPE_SERVICE};
+use api::{
+    ReschedulePolicy, ALLOC_CLIENT_COMPLETE, ALLOC_CLIENT_FAILED, JOB_TYPE_BATCH, JOB_TYPE_SERVICE,
+};
+use std::collections::BTreeSet;
 
 struct Fixture {
     job: Arc<Job>,
@@ -42,6 +45,7 @@ impl Fixture {
             node_health: &health,
             eval_id,
             now,
+            deployment: None,
         });
         r.groups.get("web").cloned().unwrap_or_default()
     }
@@ -302,6 +306,7 @@ fn stopped_or_missing_job_stops_every_live_alloc() {
             node_health: &health,
             eval_id: "e",
             now: 0,
+            deployment: None,
         });
         assert!(r.groups.is_empty());
         assert_eq!(names(&r.stop), ["web.web[0]"]);
@@ -323,6 +328,7 @@ fn allocs_of_removed_groups_are_stopped() {
         node_health: &health,
         eval_id: "e",
         now: 0,
+        deployment: None,
     });
     assert_eq!(names(&r.stop), ["web.old[0]"]);
     assert_eq!(indices(&r.groups["web"].place), [0]);
@@ -748,4 +754,29 @@ fn reconnecting_never_leaves_more_live_allocs_than_the_count() {
         .count();
     assert_eq!(live_after, 3);
     assert_eq!(b.stop.len(), 2);
+}
+
+#[test]
+fn a_failed_alloc_out_of_attempts_keeps_its_name_until_a_new_version_replaces_it() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 1);
+    let mut job = (*f.job).clone();
+    job.task_groups[0].reschedule_policy = Some(ReschedulePolicy {
+        attempts: 0,
+        unlimited: false,
+        ..Default::default()
+    });
+    f.job = Arc::new(job);
+    let mut failed = f.alloc(0, 0);
+    failed.client_status = ALLOC_CLIENT_FAILED.into();
+    f.push(failed);
+    let b = f.run();
+    assert!(b.place.is_empty(), "same version: not retried");
+    // A new version (an auto-revert, say) runs under its name.
+    let mut new = (*f.job).clone();
+    new.version += 1;
+    new.task_groups[0].tasks[0]
+        .env
+        .insert("V".into(), "2".into());
+    let b = f.run_with(Some(&new), "eval", 0);
+    assert_eq!(indices(&b.place), [0]);
 }

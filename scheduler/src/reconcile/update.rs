@@ -89,6 +89,8 @@ pub struct PacingInput<'a> {
     /// current version): canaries, if any, were promoted.
     pub started: bool,
     pub now: i64,
+    /// What the current version's deployment allows (promotion, pause or failure).
+    pub gate: crate::deployment::Gate,
 }
 
 /// The pacer's decision for one group.
@@ -123,14 +125,26 @@ pub fn pace(input: PacingInput<'_>) -> Pacing {
         return out;
     };
     let healthy = |a: &Allocation| alloc_healthy(a, strategy.min_healthy_time, input.now);
+    if input.gate.halted {
+        // A paused or failed deployment: nothing new for this version until resumed.
+        out.wait = input.destructive;
+        out.unpromoted = input.canaries;
+        out.hold_new_placements = true;
+        return out;
+    }
     let mut destructive = input.destructive;
     let canary_count = strategy.canary.max(0) as usize;
     if canary_count > 0 && !input.started && !destructive.is_empty() {
         let missing = canary_count
             .min(destructive.len())
             .saturating_sub(input.canaries.len());
-        let all_healthy = input.canaries.iter().all(|c| healthy(c));
-        if missing > 0 || !strategy.auto_promote || !all_healthy {
+        // The deployment's `Promoted` decides (set by the promote API or, with
+        // `auto_promote`, by the deployment watcher); without one, auto_promote and health.
+        let promoted = match input.gate.promoted {
+            Some(p) => p,
+            None => strategy.auto_promote && input.canaries.iter().all(|c| healthy(c)),
+        };
+        if missing > 0 || !promoted {
             let has_canary = |a: &Allocation| input.canaries.iter().any(|c| c.name == a.name);
             out.new_canaries = destructive
                 .iter()
@@ -141,7 +155,8 @@ pub fn pace(input: PacingInput<'_>) -> Pacing {
             out.wait = destructive;
             out.unpromoted = input.canaries;
             out.hold_new_placements = true;
-            out.follow_up = strategy.auto_promote;
+            // With a deployment, its watcher (or the promote API) asks for the next run.
+            out.follow_up = strategy.auto_promote && input.gate.promoted.is_none();
             return out;
         }
     }

@@ -18,7 +18,7 @@ pub fn node_usage(state: &MemState) -> HashMap<&str, NodeUsage> {
         u.cpu += ask.cpu;
         u.memory_mb += ask.memory_mb;
         u.disk_mb += ask.disk_mb;
-        for p in ask.reserved_ports {
+        for p in ask.host_ports() {
             *u.ports.entry(p).or_default() += 1;
         }
     }
@@ -38,7 +38,7 @@ pub fn check_node_capacity(state: &MemState, node_id: &str) -> Result<(), String
         u.cpu += ask.cpu;
         u.memory_mb += ask.memory_mb;
         u.disk_mb += ask.disk_mb;
-        for p in ask.reserved_ports {
+        for p in ask.host_ports() {
             *u.ports.entry(p).or_default() += 1;
         }
     }

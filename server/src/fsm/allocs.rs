@@ -1,6 +1,7 @@
 //! Commands about allocations: plans, client status reports and desired transitions.
 
 use super::evals::{refresh_job_statuses, upsert_evals};
+use super::services::drop_if_terminal;
 use super::{AllocStop, Effects};
 use crate::state::{JobKey, StateWriter};
 use api::{AllocClientUpdate, Allocation, Evaluation, Job};
@@ -14,15 +15,24 @@ pub(super) struct PlanResult {
     pub eval: Option<Evaluation>,
     pub create_evals: Vec<Evaluation>,
     pub now: i64,
+    pub deployment: Option<Box<api::Deployment>>,
+    pub deployment_updates: Vec<api::DeploymentStatusUpdate>,
 }
 
 /// `Command::ApplyPlan`: what the plan applier accepted of a plan.
 pub(super) fn apply_plan(w: &mut StateWriter, p: PlanResult, fx: &mut Effects) {
     let job = p.job.map(Arc::new);
+    let mut deployments =
+        super::deployments::plan_deployments(w, p.deployment, p.deployment_updates, p.now);
     let mut touched = stop_allocs(w, p.stops, p.now, fx);
     for a in p.allocs {
+        match w.alloc_table().get(&a.id).cloned() {
+            None => deployments.placed(w, &a),
+            Some(old) => deployments.adopted(w, &old, &a, p.now),
+        }
         touched.push(place_alloc(w, a, &job, p.now));
     }
+    deployments.finish(w, p.now);
     let mut evals = p.create_evals;
     evals.extend(p.eval);
     upsert_evals(w, evals, fx);
@@ -53,6 +63,7 @@ fn stop_allocs(
         a.alloc_modify_index = w.index();
         a.modify_time = now;
         touched.push((a.namespace.clone(), a.job_id.clone()));
+        drop_if_terminal(w, &a);
         w.upsert_alloc(a);
         fx.capacity_changed = true;
     }
@@ -116,11 +127,15 @@ pub(super) fn client_alloc_update(
     fx: &mut Effects,
 ) {
     let mut touched = Vec::new();
+    let mut deployments = super::deployments::Changes::default();
     for u in updates {
-        let Some(old) = w.alloc_table().get(&u.id) else {
+        let Some(old) = w.alloc_table().get(&u.id).cloned() else {
             continue;
         };
-        let mut a = (**old).clone();
+        if let Some(healthy) = u.deployment_status.as_ref().and_then(|d| d.healthy) {
+            deployments.health(w, &old, healthy, now);
+        }
+        let mut a = (*old).clone();
         let was_terminal = a.client_terminal();
         a.client_status = u.client_status;
         a.client_description = u.client_description;
@@ -136,8 +151,10 @@ pub(super) fn client_alloc_update(
         a.modify_time = now;
         fx.capacity_changed |= !was_terminal && a.client_terminal();
         touched.push((a.namespace.clone(), a.job_id.clone()));
+        drop_if_terminal(w, &a);
         w.upsert_alloc(a);
     }
+    deployments.finish(w, now);
     upsert_evals(w, evals, fx);
     refresh_job_statuses(w, touched);
 }
@@ -189,6 +206,8 @@ mod tests {
             eval: None,
             create_evals: vec![],
             now: 5,
+            deployment: None,
+            deployment_updates: vec![],
         }
     }
 

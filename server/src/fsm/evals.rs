@@ -127,6 +127,8 @@ mod tests {
             eval: None,
             create_evals: vec![],
             now: 2,
+            deployment: None,
+            deployment_updates: vec![],
         };
         apply(&mut s, 2, plan, &mut Effects::default());
         // ApplyPlan keeps no client status for a new alloc other than what it carries.

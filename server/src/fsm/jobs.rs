@@ -1,6 +1,7 @@
 //! Commands about jobs: registration (a new version when the spec changed) and stopping.
 
 use super::evals::{job_status, upsert_evals};
+use super::services::drop_alloc_services;
 use super::{Effects, Response};
 use crate::state::{StateStore, StateWriter};
 use api::{Evaluation, Job};
@@ -47,6 +48,10 @@ pub(super) fn register_job(
 ) {
     let index = w.index();
     assign_version(w, &mut job, index);
+    // Stable is the servers' word: kept for the same version, false for a new one.
+    job.stable = w
+        .job(job.ns(), &job.id)
+        .is_some_and(|old| old.version == job.version && old.stable);
     job.modify_index = index;
     job.submit_time = now;
     job.status = job_status(w, &job);
@@ -76,6 +81,11 @@ pub(super) fn deregister_job(
     };
     if purge {
         w.delete_job(namespace, job_id);
+        w.delete_job_deployments(namespace, job_id);
+        // A purged job's instances go at once, whatever its agents still do.
+        for a in w.allocs_for_job(namespace, job_id) {
+            drop_alloc_services(w, &a.id);
+        }
     } else {
         let mut job = (*old).clone();
         job.stop = true;

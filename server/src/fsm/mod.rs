@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 mod allocs;
+mod deployments;
 mod evals;
 mod jobs;
 mod nodes;
+mod services;
 
 pub use evals::job_status;
 pub use jobs::assign_version;
@@ -72,6 +74,44 @@ pub enum Command {
         eval: Option<Evaluation>,
         create_evals: Vec<Evaluation>,
         now: i64,
+        /// A deployment the plan starts.
+        #[serde(default)]
+        deployment: Option<Box<api::Deployment>>,
+        /// Status changes of other deployments (older versions', cancelled).
+        #[serde(default)]
+        deployment_updates: Vec<api::DeploymentStatusUpdate>,
+    },
+    /// Set a deployment's status: fail, pause, resume (`running`, only from paused), or the
+    /// deployment watcher's verdict. A terminal deployment is never changed.
+    UpdateDeploymentStatus {
+        update: api::DeploymentStatusUpdate,
+        /// A version to register again in the same entry (`auto_revert`).
+        #[serde(default)]
+        job: Option<Job>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// Promote a deployment's canaries (all groups when `groups` is empty).
+    PromoteDeployment {
+        deployment_id: String,
+        groups: Vec<String>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// An operator's verdict on allocations of a deployment.
+    SetAllocHealth {
+        deployment_id: String,
+        healthy: Vec<String>,
+        unhealthy: Vec<String>,
+        eval: Option<Evaluation>,
+        now: i64,
+    },
+    /// Mark a job version stable or not (`/v1/job/:id/stable`).
+    UpdateJobStability {
+        namespace: String,
+        job_id: String,
+        version: u64,
+        stable: bool,
     },
     /// Start, update or end a node's drain.
     UpdateNodeDrain {
@@ -107,6 +147,18 @@ pub enum Command {
         updates: Vec<AllocClientUpdate>,
         evals: Vec<Evaluation>,
         now: i64,
+    },
+    /// A client agent registered and deregistered service instances of its allocations
+    /// (`provider = "nomad"`). The server fills each registration's node, namespace, job
+    /// and datacenter from its own state before proposing.
+    UpsertServices {
+        node_id: String,
+        upsert: Vec<api::ServiceRegistration>,
+        delete_ids: Vec<String>,
+    },
+    /// An operator deleted service registrations (`DELETE /v1/service/:name/:id`).
+    DeleteServices {
+        ids: Vec<String>,
     },
 }
 
@@ -149,6 +201,8 @@ pub struct Effects {
     pub evals: Vec<Arc<Evaluation>>,
     /// Capacity may have appeared (node ready, allocations stopped): unblock waiting evals.
     pub capacity_changed: bool,
+    /// What the entries changed, typed, for the event stream (`crate::events`).
+    pub events: Vec<crate::events::Event>,
 }
 
 /// Proof that the caller is the FSM: a `StateWriter` cannot be made without one, and only
@@ -184,6 +238,7 @@ pub(crate) fn test_put_node(state: &mut StateStore, n: Node) {
 /// Apply one command at `index`: the state store's only entry point for writes.
 pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects) -> Response {
     let mut w = StateWriter::new(state, index, WriteToken(()));
+    let event_type = event_type(&cmd);
     let mut resp = Response {
         index,
         ..Default::default()
@@ -248,8 +303,13 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             job_id,
             purge,
             eval,
-            now: _,
-        } => jobs::deregister_job(&mut w, &namespace, &job_id, purge, eval, fx, &mut resp),
+            now,
+        } => {
+            if !purge {
+                deployments::cancel_for_stopped_job(&mut w, &namespace, &job_id, now);
+            }
+            jobs::deregister_job(&mut w, &namespace, &job_id, purge, eval, fx, &mut resp)
+        }
         Command::UpsertEvals { evals } => evals::upsert_evals(&mut w, evals, fx),
         Command::RestoreState { state: restored } => restore_state(&mut w, *restored, fx),
         Command::ApplyPlan {
@@ -259,6 +319,8 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             eval,
             create_evals,
             now,
+            deployment,
+            deployment_updates,
         } => {
             let plan = allocs::PlanResult {
                 job,
@@ -267,16 +329,78 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
                 eval,
                 create_evals,
                 now,
+                deployment,
+                deployment_updates,
             };
             allocs::apply_plan(&mut w, plan, fx)
+        }
+        Command::UpdateDeploymentStatus {
+            update,
+            job,
+            eval,
+            now,
+        } => deployments::update_status(&mut w, update, job, eval, now, fx, &mut resp),
+        Command::PromoteDeployment {
+            deployment_id,
+            groups,
+            eval,
+            now,
+        } => deployments::promote(&mut w, &deployment_id, &groups, eval, now, fx),
+        Command::SetAllocHealth {
+            deployment_id,
+            healthy,
+            unhealthy,
+            eval,
+            now,
+        } => {
+            deployments::set_alloc_health(&mut w, &deployment_id, healthy, unhealthy, eval, now, fx)
+        }
+        Command::UpdateJobStability {
+            namespace,
+            job_id,
+            version,
+            stable,
+        } => {
+            if !w.set_job_stable(&namespace, &job_id, version, stable) {
+                resp.error = Some(format!("job {job_id:?} has no version {version}"));
+            }
         }
         Command::ClientAllocUpdate {
             updates,
             evals,
             now,
         } => allocs::client_alloc_update(&mut w, updates, evals, now, fx),
+        Command::UpsertServices {
+            node_id,
+            upsert,
+            delete_ids,
+        } => services::upsert_services(&mut w, &node_id, upsert, delete_ids),
+        Command::DeleteServices { ids } => services::delete_services(&mut w, ids),
     }
+    let events = w.take_events().into_iter();
+    fx.events.extend(events.map(|e| e.typed(event_type)));
     resp
+}
+
+/// The type of the events a command causes, whatever table they are on (Nomad types them
+/// by the Raft message). `None`: each event's topic decides (`Event::typed`).
+fn event_type(cmd: &Command) -> Option<&'static str> {
+    Some(match cmd {
+        Command::UpsertNode { .. } => "NodeRegistration",
+        Command::UpdateNodeStatus { .. } => "NodeEvent",
+        Command::UpdateNodeDrain { .. } => "NodeDrain",
+        Command::UpdateNodeEligibility { .. } => "NodeEligibility",
+        Command::RegisterJob { .. } => "JobRegistered",
+        Command::DeregisterJob { .. } => "JobDeregistered",
+        Command::UpsertEvals { .. } => "EvaluationUpdated",
+        Command::ApplyPlan { .. } => "PlanResult",
+        Command::AllocDesiredTransitions { .. } => "AllocationUpdateDesiredStatus",
+        Command::ClientAllocUpdate { .. } => "AllocationUpdated",
+        Command::PromoteDeployment { .. } => "DeploymentPromotion",
+        Command::SetAllocHealth { .. } => "DeploymentAllocHealth",
+        Command::UpdateDeploymentStatus { .. } => "DeploymentStatusUpdate",
+        _ => return None,
+    })
 }
 
 /// `Command::RestoreState`: `drover operator snapshot restore` replaces the whole state.
@@ -330,6 +454,55 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn applied_changes_come_out_as_events_typed_by_their_command() {
+        let mut s = StateStore::default();
+        let mut fx = Effects::default();
+        let eval = Evaluation {
+            id: "e1".into(),
+            namespace: "default".into(),
+            job_id: "a".into(),
+            status: api::EVAL_STATUS_PENDING.into(),
+            ..Default::default()
+        };
+        let cmd = Command::RegisterJob {
+            job: job("a", 1),
+            eval: Some(eval),
+            now: 1,
+        };
+        apply(&mut s, 3, cmd, &mut fx);
+        let seen = |fx: &Effects| -> Vec<(&str, &str, String, u64)> {
+            let e = fx.events.iter();
+            e.map(|e| (e.topic.as_str(), e.kind, e.key.clone(), e.index))
+                .collect()
+        };
+        let got = seen(&fx);
+        assert!(
+            got.contains(&("Job", "JobRegistered", "a".into(), 3)),
+            "{got:?}"
+        );
+        assert!(
+            got.contains(&("Evaluation", "JobRegistered", "e1".into(), 3)),
+            "{got:?}"
+        );
+        let mut fx = Effects::default();
+        apply(&mut s, 4, Command::Noop, &mut fx);
+        assert!(fx.events.is_empty(), "a no-op changes nothing");
+        let cmd = Command::DeregisterJob {
+            namespace: "default".into(),
+            job_id: "a".into(),
+            purge: true,
+            eval: None,
+            now: 2,
+        };
+        apply(&mut s, 5, cmd, &mut fx);
+        let got = seen(&fx);
+        assert!(
+            got.contains(&("Job", "JobDeregistered", "a".into(), 5)),
+            "{got:?}"
+        );
+    }
+
+    #[test]
     fn restoring_a_snapshot_replaces_the_state_and_requeues_its_evals() {
         let mut saved = StateStore::default();
         register(&mut saved, 4, job("a", 1));
@@ -365,7 +538,9 @@ pub(crate) mod tests {
                 jobs: 9,
                 allocs: 9,
                 evals: 9,
-                nodes: 9
+                nodes: 9,
+                services: 9,
+                deployments: 9,
             }
         );
         assert_eq!(fx.evals.len(), 1);

@@ -1,6 +1,7 @@
 //! Commands about client nodes: registration, status, drain and eligibility.
 
 use super::evals::{refresh_job_statuses, upsert_evals};
+use super::services::drop_if_terminal;
 use super::{AllocStatusChange, Effects, Response};
 use crate::state::StateWriter;
 use api::{Evaluation, Node};
@@ -102,6 +103,7 @@ pub(super) fn update_node_status(w: &mut StateWriter, c: StatusChange, fx: &mut 
         a.modify_time = c.now;
         fx.capacity_changed |= a.client_terminal();
         touched.push((a.namespace.clone(), a.job_id.clone()));
+        drop_if_terminal(w, &a);
         w.upsert_alloc(a);
     }
     refresh_job_statuses(w, touched);
@@ -269,6 +271,8 @@ mod tests {
             eval: None,
             create_evals: vec![],
             now: 1,
+            deployment: None,
+            deployment_updates: vec![],
         };
         apply(&mut s, 2, plan, &mut fx);
         let down = |if_status: &str| Command::UpdateNodeStatus {

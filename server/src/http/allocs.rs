@@ -5,6 +5,7 @@ use api::AllocationListStub;
 use axum::extract::{Path, Query, State};
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
+    let filter = q.filter()?;
     let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
     let out: Vec<AllocationListStub> = state
         .alloc_table()
@@ -12,6 +13,7 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
         .filter(|a| q.prefix_matches(&a.id))
         .map(|a| AllocationListStub::from_alloc(a))
         .collect();
+    let out = super::filter::apply(filter.as_ref(), out);
     Ok(reply(&srv, state.tables().allocs, &out))
 }
 
@@ -29,6 +31,7 @@ pub async fn get_alloc(
 }
 
 pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
+    let filter = q.filter()?;
     let state = blocking(&srv, &q, |s| s.tables().evals).await?;
     let out = super::newest_first(
         state
@@ -36,6 +39,7 @@ pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams
             .values()
             .filter(|e| q.prefix_matches(&e.id)),
     );
+    let out = super::filter::apply(filter.as_ref(), out);
     Ok(reply(&srv, state.tables().evals, &out))
 }
 

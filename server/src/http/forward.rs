@@ -26,6 +26,8 @@ fn served_locally(path: &str) -> bool {
         || path.starts_with("/v1/status/")
         || path.starts_with("/v1/client/")
         || path.starts_with("/v1/regions")
+        // Each server streams the events it applied; a relay would buffer the stream.
+        || path == "/v1/event/stream"
         || path.starts_with("/v1/internal/raft/")
         || path.starts_with("/v1/internal/cluster/")
         || path.starts_with("/v1/operator/raft/")
@@ -235,6 +237,7 @@ mod tests {
         assert!(served_locally("/v1/agent/self"));
         assert!(served_locally("/v1/internal/raft/append"));
         assert!(served_locally("/ui"));
+        assert!(served_locally("/v1/event/stream"));
         assert!(!served_locally("/v1/jobs"));
         assert!(!served_locally("/v1/internal/node/register"));
     }

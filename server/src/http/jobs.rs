@@ -12,6 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
+    let filter = q.filter()?;
     let state = blocking(&srv, &q, |s| s.tables().jobs.max(s.tables().allocs)).await?;
     let ns = q.namespace();
     let all_ns = ns == "*";
@@ -21,6 +22,7 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
         .filter(|j| (all_ns || j.ns() == ns) && q.prefix_matches(&j.id))
         .map(|j| JobListStub::from_job(j, Some(state.job_summary(j))))
         .collect();
+    let out = super::filter::apply(filter.as_ref(), out);
     Ok(reply(
         &srv,
         state.tables().jobs.max(state.tables().allocs),
@@ -214,10 +216,17 @@ pub async fn summary(
     ))
 }
 
+/// `?diffs=true` of `GET /v1/job/:id/versions`.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct DiffsParam {
+    pub diffs: Option<String>,
+}
+
 pub async fn versions(
     State(srv): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
+    Query(d): Query<DiffsParam>,
 ) -> ApiResult {
     let state = blocking(&srv, &q, |s| s.tables().jobs).await?;
     let versions: Vec<Job> = state
@@ -232,6 +241,12 @@ pub async fn versions(
         &srv,
         state.tables().jobs,
         &api::JobVersionsResponse {
+            diffs: QueryParams::flag(&d.diffs).then(|| {
+                versions
+                    .windows(2)
+                    .map(|w| api::diff::job_diff(Some(&w[1]), &w[0]))
+                    .collect()
+            }),
             versions,
             index: state.tables().jobs,
         },

@@ -10,7 +10,10 @@
 mod allocs;
 mod client_proxy;
 mod cluster;
+mod deployments;
 mod drain;
+mod events;
+pub mod filter;
 pub mod forward;
 mod jobs;
 pub mod listen;
@@ -18,6 +21,7 @@ mod nodes;
 mod plan;
 mod raft_rpc;
 mod relay;
+mod services;
 mod status;
 
 use crate::state::StateStore;
@@ -79,7 +83,16 @@ pub fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiErr> {
     if body.is_empty() {
         return Err(ApiErr::bad_request("request body is empty; expected JSON"));
     }
-    serde_json::from_slice(body).map_err(|e| ApiErr::bad_request(format!("invalid JSON body: {e}")))
+    let bad = |e: serde_json::Error| ApiErr::bad_request(format!("invalid JSON body: {e}"));
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        // Nomad's clients send `null` for empty lists and maps; read those as absent.
+        Err(first) => {
+            let mut value: serde_json::Value = serde_json::from_slice(body).map_err(bad)?;
+            api::wire::strip_nulls(&mut value);
+            serde_json::from_value(value).map_err(|_| bad(first))
+        }
+    }
 }
 
 /// Query parameters every read understands.
@@ -93,6 +106,8 @@ pub struct QueryParams {
     pub purge: Option<String>,
     /// `?consistent`: confirm leadership with a quorum before reading (linearizable).
     pub consistent: Option<String>,
+    /// `?filter=`: an expression over each listed object (`filter.rs`).
+    pub filter: Option<String>,
 }
 
 impl QueryParams {
@@ -101,6 +116,12 @@ impl QueryParams {
             None | Some("") => api::DEFAULT_NAMESPACE,
             Some(n) => n,
         }
+    }
+
+    /// The parsed `?filter=` (none when absent or blank), or a 400 naming the column.
+    /// Lists parse it before blocking, so a bad one is refused at once.
+    pub fn filter(&self) -> Result<Option<filter::Filter>, ApiErr> {
+        filter::parse_param(self.filter.as_deref()).map_err(ApiErr::bad_request)
     }
 
     pub fn prefix_matches(&self, id: &str) -> bool {
@@ -238,6 +259,7 @@ fn agent_routes() -> Router<AppState> {
         .route("/internal/node/register", put(nodes::register))
         .route("/internal/node/{id}/heartbeat", put(nodes::heartbeat))
         .route("/internal/node/{id}/allocs", put(nodes::update_allocs))
+        .route("/internal/node/{id}/services", put(services::update))
         .route("/internal/bench/noop", put(status::noop))
 }
 
@@ -262,6 +284,56 @@ fn api_routes() -> Router<AppState> {
         .route("/job/{id}/summary", get(jobs::summary))
         .route("/job/{id}/versions", get(jobs::versions))
         .route("/job/{id}/plan", put(plan::plan).post(plan::plan))
+        .route("/job/{id}/deployments", get(deployments::job_deployments))
+        .route(
+            "/job/{id}/deployment",
+            get(deployments::job_latest_deployment),
+        )
+        .route(
+            "/job/{id}/revert",
+            put(deployments::revert).post(deployments::revert),
+        )
+        .route(
+            "/job/{id}/stable",
+            put(deployments::stable).post(deployments::stable),
+        )
+        .route(
+            "/job/{id}/scale",
+            get(deployments::scale_status)
+                .put(deployments::scale)
+                .post(deployments::scale),
+        )
+        .route("/deployments", get(deployments::list))
+        .route("/deployment/{id}", get(deployments::get_deployment))
+        .route(
+            "/deployment/allocations/{id}",
+            get(deployments::allocations),
+        )
+        .route(
+            "/deployment/promote/{id}",
+            put(deployments::promote).post(deployments::promote),
+        )
+        .route(
+            "/deployment/fail/{id}",
+            put(deployments::fail).post(deployments::fail),
+        )
+        .route(
+            "/deployment/pause/{id}",
+            put(deployments::pause).post(deployments::pause),
+        )
+        .route(
+            "/deployment/allocation-health/{id}",
+            put(deployments::allocation_health).post(deployments::allocation_health),
+        )
+        .route("/event/stream", get(events::stream))
+        .route("/job/{id}/services", get(services::job_services))
+        .route("/services", get(services::list))
+        .route("/service/{name}", get(services::get_service))
+        .route(
+            "/service/{name}/{id}",
+            axum::routing::delete(services::delete),
+        )
+        .route("/allocation/{id}/services", get(services::alloc_services))
         .route("/allocations", get(allocs::list))
         .route("/allocation/{id}", get(allocs::get_alloc))
         .route("/evaluations", get(allocs::list_evals))
@@ -363,7 +435,8 @@ pub fn router(srv: AppState) -> Router {
     let mut app = Router::new().nest("/v1", v1);
     if let Some(ui) = srv.config.ui.clone() {
         app = app
-            .nest_service("/ui", ui)
+            // The UI reads this server's snapshot directly (an `Extension<AppState>`).
+            .nest_service("/ui", ui.layer(axum::Extension(srv.clone())))
             .route("/", get(|| async { axum::response::Redirect::to("/ui") }));
     }
     finish(app, srv, MAX_BODY_BYTES).layer(axum::middleware::from_fn(public_edge))

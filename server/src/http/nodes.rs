@@ -17,6 +17,7 @@ use std::collections::BTreeSet;
 const TRIGGER_RECONNECT: &str = "reconnect";
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
+    let filter = q.filter()?;
     let state = blocking(&srv, &q, |s| s.tables().nodes).await?;
     let out: Vec<NodeListStub> = state
         .node_table()
@@ -24,6 +25,7 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
         .filter(|n| q.prefix_matches(&n.id))
         .map(|n| NodeListStub::from_node(n))
         .collect();
+    let out = super::filter::apply(filter.as_ref(), out);
     Ok(reply(&srv, state.tables().nodes, &out))
 }
 
@@ -66,7 +68,11 @@ fn secrets_match(a: &str, b: &str) -> bool {
 }
 
 /// Refuses a request for `node` that does not carry the node's secret.
-fn check_secret(node: &api::Node, headers: &HeaderMap, what: &str) -> Result<(), ApiErr> {
+pub(super) fn check_secret(
+    node: &api::Node,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<(), ApiErr> {
     if node.secret_id.is_empty() {
         // Registered before nodes had secrets (or restored from a redacted snapshot): the
         // agent treats a 404 as "register again", which mints one.
@@ -250,6 +256,18 @@ fn checked_updates(
             && !old.desired_stop();
         // An alloc that was `unknown` is back: keep one copy of it or of its replacement.
         let reconnected = old.client_status == api::ALLOC_CLIENT_UNKNOWN;
+        // A deployment's allocation got its health verdict: the rollout may continue.
+        let decided = |d: &Option<api::AllocDeploymentStatus>| d.as_ref().and_then(|d| d.healthy);
+        if !old.deployment_id.is_empty()
+            && decided(&u.deployment_status).is_some()
+            && decided(&old.deployment_status).is_none()
+        {
+            jobs_to_eval.insert((
+                old.namespace.clone(),
+                old.job_id.clone(),
+                api::TRIGGER_ALLOC_HEALTH,
+            ));
+        }
         if ended || reconnected {
             let trigger = if reconnected {
                 TRIGGER_RECONNECT

@@ -2,6 +2,7 @@
 
 use crate::cli::alloc::{alloc_table, AllocTableKind};
 use crate::cli::format::{api_error, now_nanos};
+use crate::cli::lookup::{self, Kind};
 use crate::cli::{is_stdin, parse_key_value};
 use api::{Client, Job, JobListStub, QueryOptions};
 use std::io::Read;
@@ -11,12 +12,17 @@ mod plan;
 mod run;
 mod status;
 mod stop;
+mod versions;
+mod watch;
 
 pub use plan::plan;
 pub use run::{run, validate};
 use status::job_list_table;
 pub use status::{list, status};
 pub use stop::stop;
+pub use versions::{
+    history, promote, revert, scale, HistoryArgs, PromoteArgs, RevertArgs, ScaleArgs,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
@@ -182,44 +188,28 @@ fn job_json(job: &Job) -> anyhow::Result<String> {
 
 /// Jobs whose ID starts with `prefix`; just the one if an ID equals it.
 pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<JobListStub>> {
-    let opts = QueryOptions {
-        prefix: Some(prefix.to_string()),
-        ..Default::default()
-    };
-    let (jobs, _) = client
-        .jobs(&opts)
-        .await
-        .map_err(|e| api_error("querying jobs", e))?;
-    Ok(narrow(jobs, prefix, |j| &j.id))
-}
-
-/// Keep what starts with `prefix` (in case a server ignores `?prefix=`), and only the
-/// exact match if there is one.
-pub fn narrow<T>(items: Vec<T>, prefix: &str, id: impl Fn(&T) -> &str) -> Vec<T> {
-    let mut items: Vec<T> = items
-        .into_iter()
-        .filter(|i| id(i).starts_with(prefix))
-        .collect();
-    if let Some(pos) = items.iter().position(|i| id(i) == prefix) {
-        return vec![items.swap_remove(pos)];
-    }
-    items
+    lookup::matching(
+        Kind::Job,
+        prefix,
+        |o| async move { client.jobs(&o).await },
+        |j| &j.id,
+    )
+    .await
 }
 
 /// The one job ID `prefix` names; `None` when no job matches. Several matches are an
 /// error listing them.
 pub async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Option<String>> {
-    let mut jobs = matching(client, prefix).await?;
-    match jobs.len() {
-        0 => Ok(None),
-        1 => Ok(Some(jobs.remove(0).id)),
-        _ => anyhow::bail!("Prefix matched multiple jobs\n\n{}", job_list_table(&jobs)),
+    let jobs = matching(client, prefix).await?;
+    match lookup::one(Kind::Job, prefix, jobs, job_list_table) {
+        Ok(job) => Ok(Some(job.id)),
+        Err(lookup::Miss::NotFound { .. }) => Ok(None),
+        Err(many) => Err(many.into()),
     }
 }
 
 fn not_found(prefix: &str) -> anyhow::Result<i32> {
-    eprintln!("No job(s) with prefix or ID {prefix:?} found");
-    Ok(1)
+    Ok(lookup::not_found(Kind::Job, prefix))
 }
 
 pub async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<i32> {
@@ -253,19 +243,4 @@ pub async fn allocs(client: &Client, args: AllocsArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exact_id_wins_over_longer_prefix_matches() {
-        let ids = vec!["web".to_string(), "web-2".to_string(), "api".to_string()];
-        assert_eq!(narrow(ids.clone(), "web", |s| s), vec!["web".to_string()]);
-        assert_eq!(
-            narrow(ids, "we", |s| s),
-            vec!["web".to_string(), "web-2".to_string()]
-        );
-    }
 }

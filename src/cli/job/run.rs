@@ -31,7 +31,9 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
         }
         return Ok(0);
     }
-    monitor::monitor(client, &resp.eval_id, args.verbose).await
+    let code = monitor::monitor(client, &resp.eval_id, args.verbose).await?;
+    super::watch::follow_deployment(client, &job.id, resp.job_modify_index, code, args.verbose)
+        .await
 }
 
 pub fn validate(args: ValidateArgs) -> anyhow::Result<i32> {

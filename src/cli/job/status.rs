@@ -72,6 +72,16 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     };
     println!("\nSummary\n{}", summary_table(&job, &summary));
 
+    if let Ok((Some(d), _)) = client
+        .job_latest_deployment(&id, &QueryOptions::default())
+        .await
+    {
+        println!(
+            "\nLatest Deployment\n{}",
+            crate::cli::deployment::latest_block(&d, args.verbose)
+        );
+    }
+
     // Evaluations only explain failed placements; a server without them is no error.
     if let Ok((evals, _)) = client.job_evaluations(&id).await {
         if let Some(text) = placement_failure(&evals) {

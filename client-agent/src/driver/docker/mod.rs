@@ -258,14 +258,7 @@ impl Driver for DockerDriver {
     }
 
     async fn fingerprint(&self) -> Option<DriverInfo> {
-        let not_detected = |why: String| {
-            Some(DriverInfo {
-                detected: false,
-                healthy: false,
-                health_description: why,
-                attributes: Default::default(),
-            })
-        };
+        let not_detected = |why: String| Some(super::unhealthy(false, why));
         let probe = async {
             let docker = self.client().await?;
             docker.ping().await?;
@@ -277,12 +270,7 @@ impl Driver for DockerDriver {
                 if let Some(version) = v.version {
                     attributes.insert("driver.docker.version".to_string(), version);
                 }
-                Some(DriverInfo {
-                    detected: true,
-                    healthy: true,
-                    health_description: "Healthy".into(),
-                    attributes,
-                })
+                Some(super::healthy(attributes))
             }
             Ok(Err(e)) => not_detected(format!("Docker daemon not reachable: {e}")),
             Err(_) => not_detected(format!(
@@ -381,15 +369,8 @@ impl Driver for DockerDriver {
                 }
             }
         };
-        let mut rx = self.watch(&docker, &st.container_id, None, 0);
-        let res = match rx.wait_for(|r| r.is_some()).await {
-            Ok(r) => r.clone().expect("checked by wait_for"),
-            Err(_) => ExitResult {
-                exit_code: -1,
-                err: Some("the container watcher went away".into()),
-                ..Default::default()
-            },
-        };
+        let rx = self.watch(&docker, &st.container_id, None, 0);
+        let res = process::await_exit(rx, "the container watcher").await;
         self.forget(&st.container_id);
         res
     }

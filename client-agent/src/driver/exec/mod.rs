@@ -24,8 +24,8 @@
 //!
 //! This file is the driver (start, wait, stop, signal, recover); beside it: `config`
 //! (the agent's settings and who a task may run as), `enter` (running a command inside a
-//! live task) and `usage` (reading the task cgroup's counters). The launch itself is in
-//! [`super::isolate`].
+//! live task) and `usage` (reading the task cgroup's counters); `tests` runs stop, wait
+//! and recover over `cgroups::fake`. The launch itself is in [`super::isolate`].
 
 mod config;
 mod enter;
@@ -40,24 +40,19 @@ use usage::cgroup_usage;
 use super::caps::{self, CapSet};
 use super::isolate::{self, Bind, Launched, Spec};
 use super::process;
-use super::{
-    Driver, DriverError, ExitResult, FsIsolation, TaskContext, TaskHandle,
-    EXIT_UNKNOWN_AFTER_RECOVERY,
-};
-use crate::cgroups::{self, Cgroup, Hierarchy, Limits};
+use super::{Driver, DriverError, ExitResult, FsIsolation, TaskContext, TaskHandle};
+use crate::cgroups::{self, Cgroup, Limits, Manager};
 use api::DriverInfo;
 use async_trait::async_trait;
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 pub const NAME: &str = "exec";
 
-/// How often a recovered task is checked for liveness.
-const RECOVERED_POLL: Duration = Duration::from_millis(250);
 /// How long to wait for the task to vanish after SIGKILL.
 const AFTER_KILL_WAIT: Duration = Duration::from_secs(5);
 
@@ -76,29 +71,37 @@ struct ExecState {
 #[derive(Debug)]
 pub struct ExecDriver {
     config: ExecConfig,
-    hierarchy: Result<Hierarchy, String>,
+    /// The machine's cgroups, or why there are none (the driver is then unhealthy).
+    cgroups: Result<Arc<dyn Manager>, String>,
     /// Exit results of the tasks this driver started, keyed by (pid, start time).
     children: super::process::Children,
 }
 
 impl ExecDriver {
+    /// The driver over this machine's cgroup hierarchy.
     pub fn new(config: ExecConfig) -> Self {
+        let cgroups = cgroups::detect().map(|h| Arc::new(h) as Arc<dyn Manager>);
+        ExecDriver::with_cgroups(config, cgroups)
+    }
+
+    /// The driver over the given cgroups (a fake one in tests), or none with the reason.
+    pub fn with_cgroups(config: ExecConfig, cgroups: Result<Arc<dyn Manager>, String>) -> Self {
         ExecDriver {
             config,
-            hierarchy: cgroups::detect(),
+            cgroups,
             children: Default::default(),
         }
     }
 
-    fn hierarchy(&self) -> Result<&Hierarchy, DriverError> {
-        self.hierarchy
+    fn cgroups(&self) -> Result<&Arc<dyn Manager>, DriverError> {
+        self.cgroups
             .as_ref()
             .map_err(|e| DriverError::Start(format!("exec driver unavailable: {e}")))
     }
 
     fn cgroup_of(&self, handle: &TaskHandle) -> Option<Box<dyn Cgroup>> {
         let st: ExecState = serde_json::from_value(handle.driver_state.clone()).ok()?;
-        Some(self.hierarchy.as_ref().ok()?.cgroup(&st.cgroup))
+        Some(self.cgroups.as_ref().ok()?.cgroup(&st.cgroup))
     }
 
     /// What to launch for the task: its command as its user, with its capabilities, its
@@ -266,36 +269,23 @@ impl Driver for ExecDriver {
     }
 
     async fn fingerprint(&self) -> Option<DriverInfo> {
-        let unhealthy = |why: String| {
-            Some(DriverInfo {
-                detected: true,
-                healthy: false,
-                health_description: why,
-                attributes: Default::default(),
-            })
-        };
+        let unhealthy = |why: String| Some(super::unhealthy(true, why));
         if !nix::unistd::geteuid().is_root() {
             return unhealthy(
                 "the exec driver needs the agent to run as root (namespaces, chroot, cgroups)"
                     .into(),
             );
         }
-        let h = match &self.hierarchy {
-            Ok(h) => h,
+        let cgroups = match &self.cgroups {
+            Ok(m) => Arc::clone(m),
             Err(e) => return unhealthy(format!("the exec driver needs cgroups: {e}")),
         };
-        let h2 = h.clone();
-        match tokio::task::spawn_blocking(move || h2.probe()).await {
+        match tokio::task::spawn_blocking(move || cgroups.probe()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return unhealthy(e),
             Err(e) => return unhealthy(format!("cgroup probe failed: {e}")),
         }
-        Some(DriverInfo {
-            detected: true,
-            healthy: true,
-            health_description: "Healthy".into(),
-            attributes: Default::default(),
-        })
+        Some(super::healthy(Default::default()))
     }
 
     fn fs_isolation(&self) -> FsIsolation {
@@ -303,19 +293,19 @@ impl Driver for ExecDriver {
     }
 
     async fn start(&self, ctx: &TaskContext) -> Result<TaskHandle, DriverError> {
-        let hierarchy = self.hierarchy()?.clone();
+        let cgroups = Arc::clone(self.cgroups()?);
         let (spec, command, task_caps) = self.spec(ctx)?;
 
         let res = ctx.task.resources.clone().unwrap_or_default();
         let limits = Limits::from_resources(&res);
         let cg_name = format!("{}.{}", ctx.alloc_id, ctx.task.name);
         // A cgroup left over from a start that crashed half-way is ours to clear.
-        let stale = hierarchy.cgroup(&cg_name);
+        let stale = cgroups.cgroup(&cg_name);
         if stale.exists() {
             let _ = cgroups::destroy(stale.as_ref()).await;
         }
         let launched = tokio::task::spawn_blocking(move || -> Result<_, DriverError> {
-            let cg = hierarchy
+            let cg = cgroups
                 .create(&cg_name, &limits)
                 .map_err(|e| DriverError::Start(format!("creating the task's cgroup: {e}")))?;
             let res = isolate::launch(spec, |pid| {
@@ -348,16 +338,12 @@ impl Driver for ExecDriver {
         let start_time = process::start_time(pid).unwrap_or(0);
         let state = ExecState {
             cgroup: cg.name().to_string(),
-            cgroup_version: self.hierarchy()?.version().to_string(),
+            cgroup_version: self.cgroups()?.version().to_string(),
             cgroup_paths: cg.paths(),
             caps: task_caps.bits(),
         };
-        let (tx, rx) = watch::channel(None);
-        self.children.insert(pid, start_time, rx);
-        tokio::spawn(async move {
-            let res = reap(pid, status, cg).await;
-            let _ = tx.send(Some(res));
-        });
+        self.children
+            .spawn_reaper(pid, start_time, reap(pid, status, cg));
         Ok(TaskHandle {
             driver: NAME.into(),
             task_id: ctx.task_id(),
@@ -369,32 +355,15 @@ impl Driver for ExecDriver {
     }
 
     async fn wait(&self, handle: &TaskHandle) -> ExitResult {
-        if let Some(mut rx) = self.children.get(handle) {
-            let res = match rx.wait_for(|r| r.is_some()).await {
-                Ok(r) => r.clone().expect("checked by wait_for"),
-                Err(_) => ExitResult {
-                    exit_code: -1,
-                    err: Some("the task reaper went away".into()),
-                    ..Default::default()
-                },
-            };
-            self.children.forget(handle);
+        if let Some(res) = self.children.wait(handle, "the task reaper").await {
             return res;
         }
-        // Recovered after an agent restart: not our child, so its status is unknown.
-        while process::is_same_process_alive(handle.pid, handle.start_time) {
-            tokio::time::sleep(RECOVERED_POLL).await;
-        }
-        let oom = match self.cgroup_of(handle) {
+        let mut res = process::recovered_exit(handle).await;
+        res.oom_killed = match self.cgroup_of(handle) {
             Some(cg) => cgroups::destroy(cg.as_ref()).await.unwrap_or(false),
             None => false,
         };
-        ExitResult {
-            exit_code: -1,
-            err: Some(EXIT_UNKNOWN_AFTER_RECOVERY.into()),
-            oom_killed: oom,
-            ..Default::default()
-        }
+        res
     }
 
     async fn stop(
@@ -417,11 +386,8 @@ impl Driver for ExecDriver {
                     let _ = nix::sys::signal::kill(init, sig);
                 }
             }
-            let deadline = tokio::time::Instant::now() + timeout;
-            while alive() && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            if alive() {
+            let gone = process::poll_until(timeout, Duration::from_millis(50), || !alive()).await;
+            if !gone {
                 // PID 1 dying takes its whole namespace with it.
                 let _ = nix::sys::signal::kill(init, Signal::SIGKILL);
             }
@@ -435,15 +401,11 @@ impl Driver for ExecDriver {
                 )));
             }
         }
-        let deadline = tokio::time::Instant::now() + AFTER_KILL_WAIT;
-        while alive() {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(DriverError::Signal(format!(
-                    "task init process {} is still alive after SIGKILL",
-                    handle.pid
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if !process::poll_until(AFTER_KILL_WAIT, Duration::from_millis(25), || !alive()).await {
+            return Err(DriverError::Signal(format!(
+                "task init process {} is still alive after SIGKILL",
+                handle.pid
+            )));
         }
         Ok(())
     }
@@ -501,35 +463,4 @@ impl Driver for ExecDriver {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cgroups::fake::FakeCgroup;
-
-    /// removing the cgroup, and reports the task's own status (the one init passes on).
-    #[tokio::test]
-    async fn reaping_empties_the_cgroup_reports_its_oom_kill_and_removes_it() {
-        use std::io::Write;
-        use std::os::unix::process::ExitStatusExt;
-        let cg = FakeCgroup::new("a1.web");
-        let mut straggler = std::process::Command::new("sleep")
-            .arg("30")
-            .spawn()
-            .unwrap();
-        cg.add_process(straggler.id() as i32).unwrap();
-        cg.set_oom_killed();
-        // init's stand-in exits at once; like init, the pipe carries the task's raw wait
-        // status (exit code 3).
-        let init = std::process::Command::new("true").spawn().unwrap().id() as i32;
-        let (mut w, r) = std::os::unix::net::UnixStream::pair().unwrap();
-        w.write_all(&(3i32 << 8).to_ne_bytes()).unwrap();
-        drop(w);
-        let status_pipe = std::fs::File::from(std::os::fd::OwnedFd::from(r));
-        let res = reap(init, status_pipe, Box::new(cg.clone())).await;
-        let left = straggler.wait().unwrap();
-        assert_eq!(left.signal(), Some(libc::SIGKILL), "{left:?}");
-        assert_eq!((res.exit_code, res.signal), (3, 0), "{res:?}");
-        assert!(res.oom_killed, "{res:?}");
-        assert!(!cg.exists());
-        assert_eq!(cg.removals(), 1);
-    }
-}
+mod tests;

@@ -6,6 +6,9 @@
 
 use super::*;
 
+mod services;
+pub use services::*;
+
 impl Job {
     /// Checks a registered job must pass; each problem is one sentence.
     ///
@@ -296,13 +299,15 @@ fn check_duration(at: &str, what: &str, ns: i64, errs: &mut Vec<String>) {
     }
 }
 
-/// Nanoseconds as a duration people read ("-5s", "3600000h").
+/// Nanoseconds as a duration people read ("-5s", "500ms", "3600000h").
 fn show_nanos(ns: i64) -> String {
     const S: i64 = 1_000_000_000;
     if ns % (3600 * S) == 0 {
         format!("{}h", ns / (3600 * S))
     } else if ns % S == 0 {
         format!("{}s", ns / S)
+    } else if ns % 1_000_000 == 0 {
+        format!("{}ms", ns / 1_000_000)
     } else {
         format!("{ns}ns")
     }
@@ -415,16 +420,6 @@ impl ReschedulePolicy {
     }
 }
 
-fn check_services(at: &str, services: &[Service], errs: &mut Vec<String>) {
-    for s in services {
-        for c in &s.checks {
-            let at = format!("{at}: service {:?} check {:?}", s.name, c.name);
-            check_duration(&at, "interval", c.interval, errs);
-            check_duration(&at, "timeout", c.timeout, errs);
-        }
-    }
-}
-
 impl TaskGroup {
     pub fn validate(&self) -> Vec<String> {
         let mut errs = Vec::new();
@@ -469,6 +464,7 @@ impl TaskGroup {
         }
         check_networks(&at, &self.networks, &mut errs);
         check_services(&at, &self.services, &mut errs);
+        check_group_services(&at, self, &mut errs);
         for (key, v) in &self.volumes {
             for name in [key, &v.name] {
                 if name.is_empty() {
@@ -562,6 +558,27 @@ impl Task {
             check_text(&at, "artifact source", &a.getter_source, &mut errs);
         }
         check_services(&at, &self.services, &mut errs);
+        for s in &self.services {
+            if !s.task_name.is_empty() && s.task_name != self.name {
+                errs.push(format!(
+                    "{at}: service {:?} names task {:?}: only a group's services can be \
+                     assigned a task",
+                    s.name, s.task_name
+                ));
+            }
+            for c in &s.checks {
+                if !c.task_name.is_empty() && c.task_name != self.name {
+                    errs.push(format!(
+                        "{at}: service {:?} check {:?} is invalid: only task group service \
+                         checks can be assigned tasks",
+                        s.name, c.name
+                    ));
+                }
+            }
+        }
+        if let Some(ns) = self.shutdown_delay {
+            check_duration(&at, "shutdown_delay", ns, &mut errs);
+        }
         errs
     }
 }
@@ -824,5 +841,354 @@ mod tests {
         }
         assert_eq!(j.total_count(), u64::MAX, "saturates, never wraps");
         assert!(j.check_max_count(DEFAULT_JOB_MAX_COUNT).is_err());
+    }
+
+    /// The job of `job()` with a group network port "http" and one nomad service using
+    /// it, with one http check; `f` changes the job before it is canonicalized.
+    fn service_errors(f: impl FnOnce(&mut Job)) -> String {
+        let mut j = job();
+        j.task_groups[0].networks = vec![NetworkResource {
+            dynamic_ports: vec![Port {
+                label: "http".into(),
+                ..Port::default()
+            }],
+            ..NetworkResource::default()
+        }];
+        j.task_groups[0].services = vec![Service {
+            name: "api".into(),
+            port_label: "http".into(),
+            provider: "nomad".into(),
+            checks: vec![ServiceCheck {
+                check_type: "http".into(),
+                path: "/health".into(),
+                interval: crate::secs(10),
+                timeout: crate::secs(2),
+                ..ServiceCheck::default()
+            }],
+            ..Service::default()
+        }];
+        f(&mut j);
+        j.canonicalize();
+        j.validate().join("\n")
+    }
+
+    fn check(j: &mut Job) -> &mut ServiceCheck {
+        &mut j.task_groups[0].services[0].checks[0]
+    }
+
+    #[test]
+    fn a_valid_nomad_service_passes_and_gets_its_defaults() {
+        assert_eq!(service_errors(|_| {}), "");
+        let mut j = job();
+        j.task_groups[0].tasks[0].services = vec![Service::default()];
+        j.canonicalize();
+        let s = &j.task_groups[0].tasks[0].services[0];
+        assert_eq!((s.name.as_str(), s.task_name.as_str()), ("web-g-t", "t"));
+        assert_eq!(j.validate(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn nomad_services_run_only_http_and_tcp_checks() {
+        for ty in ["grpc", "script", "docker"] {
+            let e = service_errors(|j| check(j).check_type = ty.into());
+            assert!(
+                e.contains(&format!(
+                    "service \"api\" check \"service: \\\"api\\\" check\": invalid check type \
+                     ({ty:?}), must be one of http, tcp"
+                )),
+                "{ty}: {e}"
+            );
+        }
+        let e = service_errors(|j| {
+            j.task_groups[0].services[0].provider = "consul".into();
+            let c = check(j);
+            c.check_type = "script".into();
+            c.command = "/bin/true".into();
+        });
+        assert_eq!(e, "", "consul services may declare script checks");
+        let e = service_errors(|j| {
+            j.task_groups[0].services[0].provider = "consul".into();
+            check(j).check_type = "script".into();
+        });
+        assert!(
+            e.contains("script type must have a valid script path"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn checks_need_an_interval_and_timeout_of_at_least_a_second() {
+        let e = service_errors(|j| check(j).interval = 0);
+        assert!(
+            e.contains("missing required value interval. Interval cannot be less than 1s"),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).interval = 500_000_000);
+        assert!(
+            e.contains("interval (500ms) cannot be lower than 1s"),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).timeout = 0);
+        assert!(
+            e.contains("missing required value timeout. Timeout cannot be less than 1s"),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).timeout = 1);
+        assert!(
+            e.contains("timeout (1ns) is lower than required minimum timeout 1s"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn http_checks_need_a_relative_path_and_a_known_method() {
+        let e = service_errors(|j| check(j).path = String::new());
+        assert!(e.contains("http type must have http path"), "{e}");
+        let e = service_errors(|j| check(j).path = "http://x/health".into());
+        assert!(e.contains("http type must have relative http path"), "{e}");
+        let e = service_errors(|j| check(j).method = "FETCH".into());
+        assert!(
+            e.contains("method type \"FETCH\" not supported in Nomad http check"),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).protocol = "ftp".into());
+        assert!(e.contains("invalid protocol \"ftp\""), "{e}");
+    }
+
+    #[test]
+    fn port_labels_must_exist_in_the_groups_network_or_be_numbers() {
+        let e = service_errors(|j| j.task_groups[0].services[0].port_label = "web".into());
+        assert!(
+            e.contains("port label \"web\" referenced by services api does not exist"),
+            "{e}"
+        );
+        assert_eq!(
+            service_errors(|j| j.task_groups[0].services[0].port_label = "8080".into()),
+            ""
+        );
+        let e = service_errors(|j| check(j).port_label = "admin".into());
+        assert!(
+            e.contains("port label \"admin\" referenced by service \"api\" check"),
+            "{e}"
+        );
+        let e = service_errors(|j| j.task_groups[0].services[0].port_label = String::new());
+        assert!(
+            e.contains("check requires a port but neither check nor service \"api\" have a port"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn address_modes_and_on_update_take_nomads_values() {
+        let e = service_errors(|j| j.task_groups[0].services[0].address_mode = "best".into());
+        assert!(
+            e.contains("Service address_mode must be \"auto\", \"host\""),
+            "{e}"
+        );
+        assert!(e.contains("not \"best\""), "{e}");
+        let e = service_errors(|j| {
+            let s = &mut j.task_groups[0].services[0];
+            s.address = "10.0.0.1".into();
+            s.address_mode = "host".into();
+        });
+        assert!(
+            e.contains("Service address_mode must be \"auto\" if address is set"),
+            "{e}"
+        );
+        let e = service_errors(|j| j.task_groups[0].services[0].address_mode = "driver".into());
+        assert!(
+            e.contains("cannot use address_mode=\"driver\", only services defined in a \"task\""),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).address_mode = "auto".into());
+        assert!(
+            e.contains("invalid address_mode \"auto\" - auto only valid for services"),
+            "{e}"
+        );
+        let e = service_errors(|j| j.task_groups[0].services[0].on_update = "never".into());
+        assert!(
+            e.contains("Service on_update must be \"require_healthy\", \"ignore_warnings\", or \"ignore\"; not \"never\""),
+            "{e}"
+        );
+        let e = service_errors(|j| check(j).on_update = "ignore_warnings".into());
+        assert!(
+            e.contains("on_update may only be set to ignore_warnings for Consul service checks"),
+            "{e}"
+        );
+        let e = service_errors(|j| j.task_groups[0].services[0].provider = "etcd".into());
+        assert!(
+            e.contains("Service provider must be \"consul\", or \"nomad\"; not \"etcd\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn service_names_follow_rfc_1123_except_interpolations() {
+        for bad in ["my_api", "-api", "api-", &"a".repeat(64)] {
+            let e = service_errors(|j| j.task_groups[0].services[0].name = bad.into());
+            assert!(
+                e.contains("Service name must be valid per RFC 1123 and can contain only alphanumeric characters or dashes and must be no longer than 63 characters"),
+                "{bad}: {e}"
+            );
+        }
+        for good in [
+            "a",
+            "api-v2",
+            "${NOMAD_JOB_NAME}-api",
+            "${JOB}-${TASKGROUP}",
+        ] {
+            let e = service_errors(|j| j.task_groups[0].services[0].name = good.into());
+            assert_eq!(e, "", "{good}");
+        }
+        // The default name comes from the job and group names, and is checked too.
+        let e = service_errors(|j| {
+            j.task_groups[0].name = "my_group".into();
+            j.task_groups[0].services[0].name = String::new();
+        });
+        assert!(e.contains("\"web-my_group\""), "{e}");
+    }
+
+    #[test]
+    fn a_group_uses_one_provider_and_each_service_name_once_per_port() {
+        let e = service_errors(|j| {
+            j.task_groups[0].tasks[0].services = vec![Service {
+                name: "metrics".into(),
+                ..Service::default()
+            }];
+        });
+        assert!(
+            e.contains(
+                "Multiple service providers used: task group services must use the same provider"
+            ),
+            "{e}"
+        );
+        let e = service_errors(|j| {
+            let s = j.task_groups[0].services[0].clone();
+            j.task_groups[0].tasks[0].services = vec![s];
+        });
+        assert!(e.contains("Service \"api\" is duplicate"), "{e}");
+        let e = service_errors(|j| {
+            let mut s = j.task_groups[0].services[0].clone();
+            s.port_label = "9090".into();
+            j.task_groups[0].services.push(s);
+        });
+        assert_eq!(e, "", "one name on two ports is two services");
+        let e = service_errors(|j| {
+            let c = check(j).clone();
+            j.task_groups[0].services[0].checks.push(c);
+        });
+        assert!(
+            e.contains("is duplicate: give each check of a service its own name"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn check_restart_is_checked_and_inherited_from_the_service() {
+        let e = service_errors(|j| {
+            j.task_groups[0].services[0].check_restart = Some(CheckRestart {
+                limit: -1,
+                grace: -1_000_000_000,
+                ignore_warnings: false,
+            })
+        });
+        assert!(
+            e.contains("check_restart limit must be greater than or equal to 0 but found -1"),
+            "{e}"
+        );
+        assert!(
+            e.contains("check_restart grace must be greater than or equal to 0 but found -1s"),
+            "{e}"
+        );
+        let e = service_errors(|j| {
+            let c = check(j);
+            c.on_update = "ignore".into();
+            c.check_restart = Some(CheckRestart::new());
+        });
+        assert!(
+            e.contains("on_update value \"ignore\" is not compatible with check_restart"),
+            "{e}"
+        );
+        let e = service_errors(|j| {
+            check(j).check_restart = Some(CheckRestart {
+                ignore_warnings: true,
+                ..CheckRestart::new()
+            })
+        });
+        assert!(
+            e.contains("ignore_warnings on check_restart only supported for Consul service checks"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn consul_only_check_settings_are_refused_for_nomad_services() {
+        for (set, field) in [
+            (
+                (|c: &mut ServiceCheck| c.success_before_passing = 2) as fn(&mut ServiceCheck),
+                "success_before_passing",
+            ),
+            (
+                |c| c.failures_before_critical = 2,
+                "failures_before_critical",
+            ),
+            (|c| c.failures_before_warning = 2, "failures_before_warning"),
+            (|c| c.tls_server_name = "x".into(), "tls_server_name"),
+            (|c| c.expose = true, "expose"),
+            (
+                |c| c.address_mode = "driver".into(),
+                "address_mode = driver",
+            ),
+        ] {
+            let e = service_errors(|j| set(check(j)));
+            assert!(
+                e.contains(&format!(
+                    "{field} may only be set for Consul service checks"
+                )),
+                "{field}: {e}"
+            );
+        }
+        let e = service_errors(|j| {
+            j.task_groups[0].services[0].provider = "consul".into();
+            check(j).success_before_passing = -1;
+        });
+        assert!(
+            e.contains("success_before_passing must be non-negative"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn connect_and_unknown_tasks_are_refused() {
+        let e = service_errors(|j| {
+            j.task_groups[0].services[0].connect = Some(serde_json::json!({"Native": true}))
+        });
+        assert!(
+            e.contains("Service with provider nomad cannot include Connect blocks"),
+            "{e}"
+        );
+        let e = service_errors(|j| j.task_groups[0].services[0].task_name = "nope".into());
+        assert!(
+            e.contains("service \"api\" refers to task \"nope\", which is not in the group"),
+            "{e}"
+        );
+        let e = service_errors(|j| {
+            j.task_groups[0].tasks[0].services = vec![Service {
+                name: "metrics".into(),
+                provider: "nomad".into(),
+                checks: vec![ServiceCheck {
+                    task_name: "other".into(),
+                    ..check(j).clone()
+                }],
+                port_label: "http".into(),
+                ..Service::default()
+            }];
+        });
+        assert!(
+            e.contains("is invalid: only task group service checks can be assigned tasks"),
+            "{e}"
+        );
+        let e = errors_of(|j| j.task_groups[0].tasks[0].shutdown_delay = Some(-1));
+        assert!(e.contains("shutdown_delay is negative"), "{e}");
     }
 }

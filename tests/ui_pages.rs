@@ -1,0 +1,356 @@
+//! The web UI through the real binary (`drover agent -dev`): every page answers 200 with
+//! the Content-Security-Policy, shows what was submitted with hostile text escaped, the
+//! Stop, eligibility and drain forms act through the `/v1` path while cross-origin POSTs are
+//! refused, and `/ui/live` tells an open tab when the state moves.
+
+mod common;
+
+use common::*;
+use std::io::BufRead;
+use std::sync::mpsc;
+use std::time::Duration;
+
+const JOB: &str = r#"
+job "ui-web" {
+  datacenters = ["dc1"]
+  type = "service"
+
+  group "main" {
+    count = 1
+
+    task "sleep" {
+      driver = "raw_exec"
+      kill_timeout = "2s"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "exec sleep 3600"]
+      }
+
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+const HOSTILE: &str = "<script>alert(1)</script>";
+
+fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GET a UI page: it must answer 200 with the UI's CSP; returns the HTML.
+fn page(agent: &DevAgent, path: &str) -> String {
+    let r = client()
+        .get(format!("{}{path}", agent.addr()))
+        .send()
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    let status = r.status().as_u16();
+    let csp = r
+        .headers()
+        .get("content-security-policy")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = r.text().unwrap_or_default();
+    assert_eq!(status, 200, "GET {path}: {body}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "GET {path}: CSP {csp:?}"
+    );
+    body
+}
+
+/// POST a form to the UI with `origin`; returns (status, Location, body).
+fn post(
+    agent: &DevAgent,
+    path: &str,
+    origin: &str,
+    form: &[(&str, &str)],
+) -> (u16, String, String) {
+    let r = client()
+        .post(format!("{}{path}", agent.addr()))
+        .header("Origin", origin)
+        .form(form)
+        .send()
+        .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+    let status = r.status().as_u16();
+    let location = r
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, location, r.text().unwrap_or_default())
+}
+
+fn run_web_job(agent: &DevAgent) -> String {
+    let file = agent.dir.path().join("ui-web.hcl");
+    std::fs::write(&file, JOB).unwrap();
+    let out = agent.cli(&["job", "run", "-detach", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "job run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the ui-web allocation", Duration::from_secs(30), || {
+        let (_, allocs) = agent.get_json("/v1/job/ui-web/allocations");
+        allocs.as_array()?.first()?["ID"]
+            .as_str()
+            .map(str::to_string)
+    })
+}
+
+#[test]
+fn every_ui_page_renders_escaped_with_a_csp_and_actions_need_the_same_origin() {
+    let agent = DevAgent::start();
+    let node = wait_for("the dev node", Duration::from_secs(30), || {
+        let (_, nodes) = agent.get_json("/v1/nodes");
+        nodes.as_array()?.first()?["ID"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let alloc = run_web_job(&agent);
+    // A job whose ID is markup, submitted through the API.
+    let hostile = serde_json::json!({"Job": {
+        "ID": HOSTILE, "Name": HOSTILE, "Type": "batch", "Datacenters": ["nowhere"],
+        "TaskGroups": [{"Name": "g", "Count": 1, "Tasks": [{"Name": "t", "Driver": "raw_exec",
+            "Config": {"command": "/bin/true"}}]}]
+    }});
+    let r = client()
+        .put(format!("{}/v1/jobs", agent.addr()))
+        .json(&hostile)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "register: {}", r.text().unwrap());
+
+    // /ui/ and /ui redirect to the jobs list.
+    let r = client()
+        .get(format!("{}/ui/", agent.addr()))
+        .send()
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+    assert_eq!(r.headers()["location"], "/ui/jobs");
+
+    let jobs = page(&agent, "/ui/jobs");
+    assert!(jobs.contains("href=\"/ui/jobs/ui-web\""), "{jobs}");
+    assert!(
+        jobs.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{jobs}"
+    );
+    assert!(
+        !jobs.contains(HOSTILE),
+        "the hostile ID reached the page unescaped"
+    );
+    assert!(!jobs.contains("<style"), "inline style in the page");
+    let filtered = page(&agent, "/ui/jobs?type=batch");
+    assert!(!filtered.contains("/ui/jobs/ui-web\""), "{filtered}");
+
+    let job = page(&agent, "/ui/jobs/ui-web");
+    assert!(
+        job.contains("Task groups") && job.contains(&alloc[..8]),
+        "{job}"
+    );
+    let hostile_page = page(&agent, "/ui/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E");
+    assert!(!hostile_page.contains(HOSTILE));
+    // Its placement fails (no such datacenter), which reads as pending, never failed.
+    wait_for(
+        "the hostile job's evaluation",
+        Duration::from_secs(20),
+        || {
+            let p = page(&agent, "/ui/jobs/%3Cscript%3Ealert%281%29%3C%2Fscript%3E");
+            p.contains("pending: 1 allocation not placed yet")
+                .then_some(())
+        },
+    );
+    let a = page(&agent, &format!("/ui/allocations/{alloc}"));
+    assert!(
+        a.contains("Task sleep") || a.contains("No task has reported"),
+        "{a}"
+    );
+    assert!(page(&agent, "/ui/clients").contains(&node[..8]));
+    assert!(page(&agent, &format!("/ui/clients/{node}")).contains("Drain…"));
+    assert!(page(&agent, "/ui/servers").contains("the leader"));
+    assert!(page(&agent, "/ui/evaluations").contains("job-register"));
+    let (_, evals) = agent.get_json("/v1/evaluations");
+    let eval = evals[0]["ID"].as_str().expect("an evaluation").to_string();
+    assert!(page(&agent, &format!("/ui/evaluations/{eval}")).contains(&eval));
+    // The search box jumps to the one match.
+    let r = client()
+        .get(format!("{}/ui/search?q=ui-w", agent.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["location"], "/ui/jobs/ui-web");
+
+    // The embedded assets, cached for a year.
+    let css = jobs
+        .split("href=\"/ui/assets/")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap();
+    let r = client()
+        .get(format!("{}/ui/assets/{css}", agent.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=31536000"));
+
+    // A POST from another origin is refused and changes nothing.
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/ui-web/stop",
+        "http://evil.example",
+        &[("namespace", "default")],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("refused a cross-origin request"), "{body}");
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    assert_eq!(j["Stop"], false);
+
+    // From the UI's own origin, Stop goes through and lands back on the job page.
+    let origin = agent.addr();
+    let (status, location, body) = post(
+        &agent,
+        "/ui/jobs/ui-web/stop",
+        &origin,
+        &[("namespace", "default")],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/jobs/ui-web?done=stopped"),
+        "{body}"
+    );
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    assert_eq!(j["Stop"], true, "{j}");
+    assert!(page(&agent, &location).contains("The job was stopped"));
+
+    // Node eligibility and drain go through the /v1 handlers (and their validation).
+    let node_page = format!("/ui/clients/{node}");
+    let (status, _, body) = post(
+        &agent,
+        &format!("{node_page}/eligibility"),
+        &origin,
+        &[("eligibility", "ineligible")],
+    );
+    assert_eq!(status, 303, "{body}");
+    let (_, n) = agent.get_json(&format!("/v1/node/{node}"));
+    assert_eq!(n["SchedulingEligibility"], "ineligible");
+    let (status, _, body) = post(
+        &agent,
+        &format!("{node_page}/drain"),
+        &origin,
+        &[("deadline", "soon")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid deadline"), "{body}");
+    let (status, _, body) = post(
+        &agent,
+        &format!("{node_page}/drain"),
+        &origin,
+        &[("deadline", "10m"), ("ignore_system_jobs", "true")],
+    );
+    assert_eq!(status, 303, "{body}");
+    let (_, n) = agent.get_json(&format!("/v1/node/{node}"));
+    assert_eq!(n["DrainStrategy"]["IgnoreSystemJobs"], true, "{n}");
+    assert!(page(&agent, &node_page).contains("draining (deadline in"));
+    // The API's own rule: a draining node cannot be marked eligible.
+    let (status, _, body) = post(
+        &agent,
+        &format!("{node_page}/eligibility"),
+        &origin,
+        &[("eligibility", "eligible")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("disable the drain first"), "{body}");
+    let (status, _, _) = post(
+        &agent,
+        &format!("{node_page}/drain"),
+        &origin,
+        &[("disable", "true")],
+    );
+    assert_eq!(status, 303);
+    let (_, n) = agent.get_json(&format!("/v1/node/{node}"));
+    assert_eq!(n["Drain"], false, "{n}");
+}
+
+#[test]
+fn the_live_stream_fires_when_the_state_moves_past_the_pages_index() {
+    let agent = DevAgent::start();
+    let jobs = page(&agent, "/ui/jobs");
+    let index: u64 = jobs
+        .split("data-index=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the page's data-index");
+
+    let (tx, rx) = mpsc::channel::<String>();
+    let url = format!("{}/ui/live?index={index}", agent.addr());
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(None::<Duration>)
+            .build()
+            .unwrap();
+        let Ok(r) = client.get(url).send() else {
+            return;
+        };
+        let _ = tx.send(format!(
+            "content-type: {:?}",
+            r.headers().get("content-type")
+        ));
+        for line in std::io::BufReader::new(r).lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the stream's headers");
+    assert!(first.contains("text/event-stream"), "{first}");
+    let mut seen = Vec::new();
+    let hello = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the hello event");
+        seen.push(line.clone());
+        if line == "event: hello" {
+            break line;
+        }
+    };
+    assert_eq!(hello, "event: hello");
+
+    // A change (a job registered) reaches the open stream as a `change` event with an
+    // index past the page's.
+    let file = agent.dir.path().join("ui-web.hcl");
+    std::fs::write(&file, JOB).unwrap();
+    let out = agent.cli(&["job", "run", "-detach", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let changed = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no change event within 5 s; saw {seen:?}"));
+        seen.push(line.clone());
+        if line == "event: change" {
+            let data = rx
+                .recv_timeout(Duration::from_secs(1))
+                .expect("the change's data");
+            break data;
+        }
+    };
+    let moved: u64 = changed.trim_start_matches("data: ").parse().unwrap();
+    assert!(moved > index, "{moved} <= {index}");
+}

@@ -1,0 +1,165 @@
+// Drover web UI: live refresh. One server-sent-events stream per tab (/ui/live) says when
+// the cluster state moved; the page is then fetched again and <main>'s contents swapped,
+// keeping scroll position, open <details> and anything typed. Nothing here is needed to
+// read a page or to submit an action: without JavaScript every page is a plain snapshot.
+(function () {
+  "use strict";
+  var indicator = document.getElementById("live");
+  var es = null;
+  var retry = null;
+  var fetching = false;
+  var again = false;
+  var pendingWhileEditing = false;
+
+  function main() { return document.getElementById("main"); }
+  function index() { var m = main(); return (m && m.getAttribute("data-index")) || "0"; }
+  function say(state, text) {
+    if (!indicator) { return; }
+    indicator.setAttribute("data-state", state);
+    indicator.textContent = text;
+  }
+
+  // A field inside <main> with focus (or edited): swapping would lose what is typed.
+  function editing() {
+    var a = document.activeElement;
+    if (!a || !main().contains(a)) { return false; }
+    var tag = a.tagName;
+    return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
+  }
+
+  function openDetails(root) {
+    var open = [];
+    var all = root.querySelectorAll("details");
+    for (var i = 0; i < all.length; i++) { open.push(all[i].open); }
+    return open;
+  }
+
+  // Fields the user changed (typed, ticked, chose), keyed by form action and name, so a
+  // swap keeps them even when the field no longer has focus.
+  function fieldKey(el) { return (el.form ? el.form.getAttribute("action") : "") + "|" + el.name; }
+  function editedFields(root) {
+    var out = {};
+    var els = root.querySelectorAll("input, select, textarea");
+    for (var i = 0; i < els.length; i++) {
+      var el = els[i];
+      if (!el.name || el.type === "hidden") { continue; }
+      if (el.type === "checkbox" || el.type === "radio") {
+        if (el.checked !== el.defaultChecked) { out[fieldKey(el)] = { checked: el.checked }; }
+      } else if (el.tagName === "SELECT") {
+        var opt = el.options[el.selectedIndex];
+        if (opt && !opt.defaultSelected) { out[fieldKey(el)] = { value: el.value }; }
+      } else if (el.value !== el.defaultValue) {
+        out[fieldKey(el)] = { value: el.value };
+      }
+    }
+    return out;
+  }
+  function restoreFields(root, typed) {
+    var els = root.querySelectorAll("input, select, textarea");
+    for (var i = 0; i < els.length; i++) {
+      var t = typed[fieldKey(els[i])];
+      if (!t) { continue; }
+      if ("checked" in t) { els[i].checked = t.checked; } else { els[i].value = t.value; }
+    }
+  }
+
+  // Keyboard users keep their place: the focused link, button or summary is found again
+  // (same position and text) after a swap.
+  var CONTROLS = "a[href], button, summary";
+  function focusedControl(root) {
+    var a = document.activeElement;
+    if (!a || !root.contains(a)) { return null; }
+    var all = root.querySelectorAll(CONTROLS);
+    for (var i = 0; i < all.length; i++) {
+      if (all[i] === a) { return { i: i, text: a.textContent }; }
+    }
+    return null;
+  }
+  function refocus(root, f) {
+    if (!f) { return; }
+    var el = root.querySelectorAll(CONTROLS)[f.i];
+    if (el && el.textContent === f.text) { el.focus({ preventScroll: true }); }
+  }
+
+  function refresh() {
+    if (editing()) { pendingWhileEditing = true; return; }
+    if (fetching) { again = true; return; }
+    fetching = true;
+    fetch(window.location.href, { credentials: "same-origin", headers: { "X-Drover-Live": "1" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (text) {
+        var doc = new DOMParser().parseFromString(text, "text/html");
+        var next = doc.getElementById("main");
+        var cur = main();
+        if (!next || !cur || editing()) { pendingWhileEditing = !!next; return; }
+        if (next.innerHTML === cur.innerHTML) { return; }
+        var open = openDetails(cur);
+        var focused = focusedControl(cur);
+        var notice = cur.querySelector(".notice");
+        var typed = editedFields(cur);
+        var x = window.scrollX, y = window.scrollY;
+        cur.innerHTML = next.innerHTML;
+        cur.setAttribute("data-index", next.getAttribute("data-index") || index());
+        var details = cur.querySelectorAll("details");
+        for (var i = 0; i < details.length && i < open.length; i++) { details[i].open = open[i]; }
+        restoreFields(cur, typed);
+        // An action's notice stays until the user leaves the page.
+        var h1 = cur.querySelector("h1");
+        if (notice && !cur.querySelector(".notice") && h1) { h1.insertAdjacentElement("afterend", notice); }
+        refocus(cur, focused);
+        var t = next.getAttribute("data-title");
+        if (t) { document.title = t; }
+        window.scrollTo(x, y);
+        say("live", "Live (index " + index() + ")");
+      })
+      .catch(function () { /* the stream's reconnect covers a server that went away */ })
+      .then(function () {
+        fetching = false;
+        if (again) { again = false; refresh(); }
+      });
+  }
+
+  function connect() {
+    if (es || document.hidden || !window.EventSource) { return; }
+    es = new EventSource("/ui/live?index=" + encodeURIComponent(index()));
+    es.addEventListener("hello", function () { say("live", "Live (index " + index() + ")"); });
+    es.addEventListener("change", refresh);
+    es.onerror = function () {
+      // Reconnect ourselves with the newest index we rendered, after a short pause.
+      close();
+      say("reconnecting", "Reconnecting…");
+      retry = setTimeout(function () { retry = null; connect(); }, 2000);
+    };
+  }
+
+  function close() {
+    if (es) { es.close(); es = null; }
+    if (retry) { clearTimeout(retry); retry = null; }
+  }
+
+  document.addEventListener("visibilitychange", function () {
+    if (document.hidden) {
+      close();
+      say("paused", "Paused while the tab is hidden");
+    } else {
+      connect();
+      refresh();
+    }
+  });
+  document.addEventListener("focusout", function () {
+    if (pendingWhileEditing) {
+      setTimeout(function () {
+        if (!editing() && pendingWhileEditing) { pendingWhileEditing = false; refresh(); }
+      }, 0);
+    }
+  });
+  window.addEventListener("pagehide", close);
+  // An action's notice (?done=...) is shown once (a reload does not repeat it); live
+  // refreshes fetch the plain URL and keep the notice on the page.
+  if (window.history && /[?&]done=/.test(window.location.search)) {
+    var u = new URL(window.location.href);
+    u.searchParams.delete("done");
+    window.history.replaceState(null, "", u.pathname + u.search + u.hash);
+  }
+  connect();
+})();

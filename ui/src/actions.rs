@@ -1,0 +1,325 @@
+//! The UI's actions: plain form POSTs, refused unless they come from this origin, each
+//! turned into the `/v1` request the CLI would send and run through the server's own
+//! public router (`server::http::router`), so the handler, validation, leader forwarding
+//! and error sentences are exactly the API's. Success redirects (303) back to the page.
+
+use crate::fmt;
+use crate::pages::problem;
+use crate::Srv;
+use axum::body::Body;
+use axum::extract::{Path, Request};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use serde::Deserialize;
+use server::http::AppState;
+use tower::ServiceExt;
+
+/// Is this POST from a page of this UI? Browsers send `Sec-Fetch-Site` (it must be
+/// `same-origin`) or at least `Origin` (it must name this host). A POST with neither is
+/// refused too: a form of this UI always has one.
+pub fn same_origin(headers: &HeaderMap) -> Result<(), String> {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return if site.as_bytes() == b"same-origin" {
+            Ok(())
+        } else {
+            Err(format!(
+                "refused a cross-site request (Sec-Fetch-Site: {}): actions must come from this UI's own pages",
+                site.to_str().unwrap_or("?")
+            ))
+        };
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    match headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+        Some(origin) => {
+            let ok = !host.is_empty()
+                && (origin == format!("http://{host}") || origin == format!("https://{host}"));
+            if ok {
+                Ok(())
+            } else {
+                Err(format!(
+                    "refused a cross-origin request from {origin}: actions must come from this UI's own pages"
+                ))
+            }
+        }
+        None => Err(
+            "refused a request without an Origin header: actions must come from this UI's own pages"
+                .into(),
+        ),
+    }
+}
+
+/// Run `method path` with a JSON body through the server's public `/v1` router; returns
+/// the status and the body text (an API error is a sentence).
+pub async fn call_v1(
+    srv: &AppState,
+    method: Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (StatusCode, String) {
+    let mut req = Request::builder().method(method).uri(path);
+    let body = match body {
+        Some(v) => {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let req = match req.body(body) {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("invalid request: {e}")),
+    };
+    let resp = match server::http::router(srv.clone()).oneshot(req).await {
+        Ok(r) => r,
+        Err(e) => match e {},
+    };
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap_or_default();
+    (status, String::from_utf8_lossy(&bytes).trim().to_string())
+}
+
+/// The answer to a finished action: back to `to` (303), or a page with the API's sentence.
+fn outcome(
+    srv: &AppState,
+    what: &str,
+    (status, text): (StatusCode, String),
+    to: String,
+) -> Response {
+    if status.is_success() {
+        return Redirect::to(&to).into_response();
+    }
+    let code = if status.is_client_error() || status.is_server_error() {
+        status
+    } else {
+        StatusCode::BAD_GATEWAY
+    };
+    problem(
+        srv.snapshot().index(),
+        code,
+        &format!("Could not {what}"),
+        &format!("{what} failed ({status}): {text}"),
+    )
+}
+
+fn refused(srv: &AppState, why: String) -> Response {
+    problem(
+        srv.snapshot().index(),
+        StatusCode::FORBIDDEN,
+        "Request refused",
+        &why,
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct StopForm {
+    pub namespace: String,
+    pub purge: Option<String>,
+}
+
+/// `POST /ui/jobs/<id>/stop` -> `DELETE /v1/job/<id>?namespace=..[&purge=true]`.
+pub async fn stop_job(
+    axum::Extension(srv): Srv,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<StopForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let state = srv.snapshot();
+    let Some(job) = crate::pages::job::find_job(&state, &raw)
+        .filter(|j| f.namespace.is_empty() || j.ns() == f.namespace)
+    else {
+        return problem(
+            state.index(),
+            StatusCode::NOT_FOUND,
+            "Job not found",
+            &format!("There is no job {raw:?} to stop."),
+        );
+    };
+    let purge = f.purge.as_deref() == Some("true");
+    let path = format!(
+        "/v1/job/{}{}",
+        fmt::enc(&job.id),
+        fmt::query(&[
+            ("namespace", job.ns()),
+            ("purge", if purge { "true" } else { "" })
+        ])
+    );
+    let result = call_v1(&srv, Method::DELETE, &path, None).await;
+    let to = if purge {
+        "/ui/jobs?done=purged".to_string()
+    } else {
+        format!("{}?done=stopped", fmt::job_href(job.ns(), &job.id))
+    };
+    outcome(&srv, "stop the job", result, to)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct EligibilityForm {
+    pub eligibility: String,
+}
+
+/// `POST /ui/clients/<id>/eligibility` -> `PUT /v1/node/<id>/eligibility`.
+pub async fn eligibility(
+    axum::Extension(srv): Srv,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<EligibilityForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let path = format!("/v1/node/{}/eligibility", fmt::enc(&id));
+    let body = serde_json::json!({ "Eligibility": f.eligibility });
+    let result = call_v1(&srv, Method::PUT, &path, Some(body)).await;
+    let done = if f.eligibility == api::NODE_ELIGIBLE {
+        "eligible"
+    } else {
+        "ineligible"
+    };
+    let to = format!("{}?done={done}", fmt::node_href(&id));
+    outcome(&srv, "change the node's eligibility", result, to)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DrainForm {
+    pub deadline: String,
+    pub force: Option<String>,
+    pub ignore_system_jobs: Option<String>,
+    pub disable: Option<String>,
+}
+
+/// The `PUT /v1/node/<id>/drain` body a drain form asks for (as `drover node drain` sends).
+pub fn drain_body(f: &DrainForm) -> Result<serde_json::Value, String> {
+    if f.disable.as_deref() == Some("true") {
+        return Ok(serde_json::json!({ "DrainSpec": null, "MarkEligible": false }));
+    }
+    let deadline = if f.force.as_deref() == Some("true") {
+        -1
+    } else {
+        let d = f.deadline.trim();
+        if d.is_empty() || d == "0" {
+            0
+        } else {
+            api::duration::parse_go_duration_nanos(d)
+                .map_err(|e| format!("invalid deadline {d:?}: {e}"))?
+        }
+    };
+    Ok(serde_json::json!({
+        "DrainSpec": {
+            "Deadline": deadline,
+            "IgnoreSystemJobs": f.ignore_system_jobs.as_deref() == Some("true"),
+        },
+        "Meta": { "message": "drain set from the web UI" },
+    }))
+}
+
+/// `POST /ui/clients/<id>/drain` -> `PUT /v1/node/<id>/drain`.
+pub async fn drain(
+    axum::Extension(srv): Srv,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<DrainForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let body = match drain_body(&f) {
+        Ok(b) => b,
+        Err(e) => {
+            return problem(
+                srv.snapshot().index(),
+                StatusCode::BAD_REQUEST,
+                "Could not drain the node",
+                &e,
+            )
+        }
+    };
+    let path = format!("/v1/node/{}/drain", fmt::enc(&id));
+    let result = call_v1(&srv, Method::PUT, &path, Some(body)).await;
+    let done = if f.disable.as_deref() == Some("true") {
+        "undrain"
+    } else {
+        "drain"
+    };
+    let to = format!("{}?done={done}", fmt::node_href(&id));
+    outcome(&srv, "drain the node", result, to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_same_origin_posts_are_accepted() {
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])).is_ok());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "cross-site")])).is_err());
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-site")])).is_err());
+        let ok = [
+            ("host", "127.0.0.1:4646"),
+            ("origin", "http://127.0.0.1:4646"),
+        ];
+        assert!(same_origin(&headers(&ok)).is_ok());
+        let evil = [
+            ("host", "127.0.0.1:4646"),
+            ("origin", "http://evil.example"),
+        ];
+        assert!(same_origin(&headers(&evil)).is_err());
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:4646")])).is_err());
+    }
+
+    #[test]
+    fn the_drain_form_becomes_the_clis_drain_request() {
+        let f = DrainForm {
+            deadline: "1h".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            drain_body(&f).unwrap()["DrainSpec"]["Deadline"],
+            3_600_000_000_000i64
+        );
+        let f = DrainForm {
+            force: Some("true".into()),
+            ignore_system_jobs: Some("true".into()),
+            ..Default::default()
+        };
+        let b = drain_body(&f).unwrap();
+        assert_eq!(
+            (
+                b["DrainSpec"]["Deadline"].as_i64(),
+                b["DrainSpec"]["IgnoreSystemJobs"].as_bool()
+            ),
+            (Some(-1), Some(true))
+        );
+        let f = DrainForm {
+            disable: Some("true".into()),
+            ..Default::default()
+        };
+        assert!(drain_body(&f).unwrap()["DrainSpec"].is_null());
+        let f = DrainForm {
+            deadline: "soon".into(),
+            ..Default::default()
+        };
+        assert!(drain_body(&f).unwrap_err().contains("invalid deadline"));
+    }
+}
