@@ -250,7 +250,8 @@ fn canaries_wait_for_promotion_which_is_refused_until_they_are_healthy() {
         let canary = allocs.as_array()?.iter().find(|a| {
             a["DeploymentStatus"]["Healthy"] == true && a["DeploymentStatus"]["Canary"] == true
         })?;
-        canary["DeploymentStatus"]["Timestamp"].as_i64()
+        let at = canary["DeploymentStatus"]["Timestamp"].as_str()?;
+        api::deployment::rfc3339_nanos::parse(at)
     });
     // The health report asked the scheduler to look again; once it has, nothing moved.
     wait_for(

@@ -6,31 +6,11 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-const JOB: &str = r#"
-job "sleeper" {
-  datacenters = ["dc1"]
-  type = "service"
-
-  group "main" {
-    count = 1
-
-    task "sleep" {
-      driver = "raw_exec"
-      kill_timeout = "2s"
-
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "echo hello-from-drover; echo oops >&2; exec sleep 3600"]
-      }
-
-      resources {
-        cpu    = 50
-        memory = 32
-      }
-    }
-  }
+/// The job both tests run: a task that writes to stdout and stderr, then sleeps.
+fn sleeper(name: &str) -> String {
+    let script = "echo hello-from-drover; echo oops >&2; exec sleep 3600";
+    raw_exec_job(name, script, 50, 32)
 }
-"#;
 
 fn running_allocs(agent: &DevAgent, job: &str) -> Vec<serde_json::Value> {
     let (_, allocs) = agent.get_json(&format!("/v1/job/{job}/allocations"));
@@ -46,17 +26,12 @@ fn running_allocs(agent: &DevAgent, job: &str) -> Vec<serde_json::Value> {
 #[test]
 fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
     let mut agent = DevAgent::start();
-    let job_file = agent.dir.path().join("sleeper.hcl");
-    std::fs::write(&job_file, JOB).unwrap();
 
     // The dev agent's own client registers as a ready node.
-    wait_for("the dev node to be ready", Duration::from_secs(30), || {
-        let out = agent.cli(&["node", "status"]);
-        stdout(&out).contains("ready").then_some(())
-    });
+    agent.wait_node_ready();
 
     // job run: monitors the evaluation to placement.
-    let out = agent.cli(&["job", "run", job_file.to_str().unwrap()]);
+    let out = agent.run_job("sleeper.hcl", &sleeper("sleeper"), &[]);
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -163,9 +138,7 @@ fn dev_agent_runs_a_raw_exec_job_end_to_end_and_survives_kill_9() {
 #[test]
 fn job_run_detach_returns_the_evaluation_id_at_once() {
     let agent = DevAgent::start();
-    let job_file = agent.dir.path().join("sleeper.hcl");
-    std::fs::write(&job_file, JOB.replace("sleeper", "detached")).unwrap();
-    let out = agent.cli(&["job", "run", "-detach", job_file.to_str().unwrap()]);
+    let out = agent.run_job("sleeper.hcl", &sleeper("detached"), &["-detach"]);
     let text = stdout(&out);
     assert!(out.status.success(), "{text}{}", stderr(&out));
     let eval_id = text

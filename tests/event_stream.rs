@@ -346,3 +346,147 @@ fn a_follower_streams_the_events_it_applies_without_relaying_to_the_leader() {
         },
     );
 }
+
+const SERVICE_JOB: &str = r#"
+job "announced" {
+  type = "service"
+
+  group "main" {
+    network {
+      port "http" {}
+    }
+
+    service {
+      name     = "announced"
+      provider = "nomad"
+      port     = "http"
+      tags     = ["edge"]
+    }
+
+    task "sleep" {
+      driver       = "raw_exec"
+      kill_timeout = "2s"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "exec sleep 3600"]
+      }
+
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+/// As Traefik's watch mode holds it: `?index=0&topic=Service:*` at the default heartbeat
+/// interval (30 s). The registration's frame comes within 1 s of the instance being
+/// listed, and the stream is still open, with heartbeats, after more than 60 s.
+#[test]
+fn a_service_registration_frame_arrives_within_a_second_and_the_stream_outlives_a_minute() {
+    let agent = DevAgent::start();
+    let opened = Instant::now();
+    let stream = Stream::open(&agent.addr(), "?index=0&topic=Service:*");
+    let first = stream
+        .next(Duration::from_secs(5))
+        .expect("a heartbeat at connect");
+    assert!(is_heartbeat(&first), "the first line is {{}}: {first}");
+
+    // A poller notes when the instance is first listed by `GET /v1/service/announced`.
+    let listed = {
+        let url = format!("{}/v1/service/announced", agent.addr());
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let deadline = Instant::now() + Duration::from_secs(90);
+            while Instant::now() < deadline {
+                let v: Option<serde_json::Value> =
+                    client.get(&url).send().ok().and_then(|r| r.json().ok());
+                if v.as_ref()
+                    .and_then(|v| v.as_array())
+                    .is_some_and(|l| !l.is_empty())
+                {
+                    return Some(Instant::now());
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            None
+        })
+    };
+    let job_file = agent.dir.path().join("announced.hcl");
+    std::fs::write(&job_file, SERVICE_JOB).unwrap();
+    let out = agent.cli(&["job", "run", "-detach", job_file.to_str().unwrap()]);
+    assert!(out.status.success(), "job run: {}", stderr(&out));
+
+    let only_services = |v: &serde_json::Value| {
+        well_formed(v);
+        for e in events(v) {
+            assert_eq!(e["Topic"], "Service", "topic=Service:* let through {e}");
+        }
+    };
+    let (frame_at, event) = stream.wait_for(
+        "a ServiceRegistration frame",
+        Duration::from_secs(60),
+        only_services,
+        |v| {
+            events(v)
+                .into_iter()
+                .find(|e| e["Type"] == "ServiceRegistration")
+                .map(|e| (Instant::now(), e))
+        },
+    );
+    let listed_at = listed
+        .join()
+        .unwrap()
+        .expect("the instance was listed within 90 s");
+    let svc = &event["Payload"]["Service"];
+    assert_eq!(svc["ServiceName"], "announced", "{event}");
+    assert_eq!(event["Key"], svc["ID"], "{event}");
+    assert_eq!(event["Namespace"], "default", "{event}");
+    assert!(svc["Port"].as_u64().unwrap_or(0) > 0, "{event}");
+    assert!(!svc["Address"].as_str().unwrap_or("").is_empty(), "{event}");
+    let late = frame_at.saturating_duration_since(listed_at);
+    eprintln!(
+        "ServiceRegistration frame {late:.1?} after the instance was listed \
+         (or {:.1?} before)",
+        listed_at.saturating_duration_since(frame_at)
+    );
+    assert!(
+        late < Duration::from_secs(1),
+        "the frame came {late:?} after the registration"
+    );
+
+    // Still open past a minute: nothing but heartbeats (at 30 s and 60 s) meanwhile,
+    // and no end in the seconds after.
+    let mut beats = 0;
+    while beats < 2 {
+        let left = Duration::from_secs(75).saturating_sub(opened.elapsed());
+        let v = stream.next(left).unwrap_or_else(|| {
+            panic!(
+                "no heartbeat for {:?} after {beats} heartbeats",
+                opened.elapsed()
+            )
+        });
+        only_services(&v);
+        beats += usize::from(is_heartbeat(&v));
+    }
+    let beats_at = opened.elapsed();
+    match stream
+        .lines
+        .recv_timeout(Duration::from_secs(63).saturating_sub(opened.elapsed()))
+    {
+        Ok(Seen::End(why)) => panic!("the stream ended after {:?}: {why}", opened.elapsed()),
+        Ok(Seen::Line(_)) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+        Err(e) => panic!("{e}"),
+    }
+    eprintln!(
+        "event stream still open after {:.1?}; heartbeats 2 ({beats_at:.1?}) after the one at connect",
+        opened.elapsed()
+    );
+    assert!(
+        beats_at >= Duration::from_secs(55),
+        "heartbeats too early: {beats_at:?}"
+    );
+    assert!(opened.elapsed() > Duration::from_secs(60));
+}

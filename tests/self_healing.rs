@@ -183,17 +183,6 @@ fn healthy(a: &Value) -> bool {
         && a["DeploymentStatus"]["Healthy"] == true
 }
 
-fn node_id_of(cluster: &Cluster, name: &str) -> String {
-    cluster
-        .get("/v1/nodes")
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["Name"] == name)
-        .map(|n| n["ID"].as_str().unwrap().to_string())
-        .unwrap()
-}
-
 /// Put 6 allocations of a count-9 job on c1 and 3 on the others, all healthy.
 fn nine_with_six_on_c1(cluster: &Cluster, job: &str, migrate: &str) -> String {
     let c1 = six_on_c1_then_open_the_others(cluster, job, migrate);
@@ -325,9 +314,9 @@ fn drain_deadline_force_stops_what_is_left() {
 
 /// Run 6 allocations of `job` on c1 alone, then let c2 and c3 take work again.
 fn six_on_c1_then_open_the_others(cluster: &Cluster, job: &str, migrate: &str) -> String {
-    let c1 = node_id_of(cluster, "c1");
+    let c1 = cluster.node_id("c1");
     for other in ["c2", "c3"] {
-        let id = node_id_of(cluster, other);
+        let id = cluster.node_id(other);
         assert!(cluster
             .cli(&["node", "eligibility", "-disable", &id])
             .status
@@ -338,7 +327,7 @@ fn six_on_c1_then_open_the_others(cluster: &Cluster, job: &str, migrate: &str) -
         (running(&allocs(cluster, job)).len() == 6).then_some(())
     });
     for other in ["c2", "c3"] {
-        let id = node_id_of(cluster, other);
+        let id = cluster.node_id(other);
         assert!(cluster
             .cli(&["node", "eligibility", "-enable", &id])
             .status

@@ -85,14 +85,8 @@ fn nomad_service_registers_after_its_check_passes_and_deregisters_before_shutdow
         return;
     };
     let mut agent = DevAgent::start();
-    let job_file = agent.dir.path().join("websvc.hcl");
-    std::fs::write(&job_file, job(&python)).unwrap();
-    wait_for("the dev node to be ready", Duration::from_secs(30), || {
-        stdout(&agent.cli(&["node", "status"]))
-            .contains("ready")
-            .then_some(())
-    });
-    let out = agent.cli(&["job", "run", "-detach", job_file.to_str().unwrap()]);
+    agent.wait_node_ready();
+    let out = agent.run_job("websvc.hcl", &job(&python), &["-detach"]);
     assert!(out.status.success(), "job run: {}", stderr(&out));
 
     let alloc_id = wait_for("the alloc to run", Duration::from_secs(30), || {

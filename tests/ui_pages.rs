@@ -10,31 +10,10 @@ use std::io::BufRead;
 use std::sync::mpsc;
 use std::time::Duration;
 
-const JOB: &str = r#"
-job "ui-web" {
-  datacenters = ["dc1"]
-  type = "service"
-
-  group "main" {
-    count = 1
-
-    task "sleep" {
-      driver = "raw_exec"
-      kill_timeout = "2s"
-
-      config {
-        command = "/bin/sh"
-        args    = ["-c", "exec sleep 3600"]
-      }
-
-      resources {
-        cpu    = 20
-        memory = 16
-      }
-    }
-  }
+/// The job the pages show: one raw_exec task that sleeps.
+fn web_job() -> String {
+    raw_exec_job("ui-web", "exec sleep 3600", 20, 16)
 }
-"#;
 
 const HOSTILE: &str = "<script>alert(1)</script>";
 
@@ -90,9 +69,7 @@ fn post(
 }
 
 fn run_web_job(agent: &DevAgent) -> String {
-    let file = agent.dir.path().join("ui-web.hcl");
-    std::fs::write(&file, JOB).unwrap();
-    let out = agent.cli(&["job", "run", "-detach", file.to_str().unwrap()]);
+    let out = agent.run_job("ui-web.hcl", &web_job(), &["-detach"]);
     assert!(
         out.status.success(),
         "job run: {}",
@@ -333,9 +310,7 @@ fn the_live_stream_fires_when_the_state_moves_past_the_pages_index() {
 
     // A change (a job registered) reaches the open stream as a `change` event with an
     // index past the page's.
-    let file = agent.dir.path().join("ui-web.hcl");
-    std::fs::write(&file, JOB).unwrap();
-    let out = agent.cli(&["job", "run", "-detach", file.to_str().unwrap()]);
+    let out = agent.run_job("ui-web.hcl", &web_job(), &["-detach"]);
     assert!(out.status.success());
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let changed = loop {
@@ -353,4 +328,245 @@ fn the_live_stream_fires_when_the_state_moves_past_the_pages_index() {
     };
     let moved: u64 = changed.trim_start_matches("data: ").parse().unwrap();
     assert!(moved > index, "{moved} <= {index}");
+}
+
+const RUN_JOB: &str = r#"
+job "ui-run" {
+  datacenters = ["dc1"]
+  type = "service"
+
+  update {
+    max_parallel     = 1
+    min_healthy_time = "30s"
+    healthy_deadline = "1m"
+    progress_deadline = "2m"
+  }
+
+  group "main" {
+    count = 1
+
+    task "ticker" {
+      driver = "raw_exec"
+      kill_timeout = "2s"
+
+      config {
+        command = "/bin/sh"
+        args    = ["-c", "i=0; while true; do echo tick-$i; echo warn-$i 1>&2; i=$((i+1)); sleep 0.2; done"]
+      }
+
+      resources {
+        cpu    = 20
+        memory = 16
+      }
+    }
+  }
+}
+"#;
+
+/// The text of the first `<textarea id="spec">` of a page, unescaped.
+fn textarea(html: &str) -> String {
+    let start = html.find("<textarea id=\"spec\"").expect("a spec textarea");
+    let open_end = start + html[start..].find('>').unwrap() + 1;
+    let close = open_end + html[open_end..].find("</textarea>").unwrap();
+    html[open_end..close]
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+#[test]
+fn run_plan_edit_deployments_and_logs_from_the_ui() {
+    let agent = DevAgent::start();
+    wait_for("the dev node", Duration::from_secs(30), || {
+        let (_, nodes) = agent.get_json("/v1/nodes");
+        nodes.as_array()?.first()?["ID"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let origin = agent.addr().to_string();
+    let run = page(&agent, "/ui/jobs/run");
+    assert!(run.contains("Job specification") && run.contains("Variables"));
+
+    // A parse error says where.
+    let broken = "job \"x\" {\n  group \"g\" {\n    count = = 2\n  }\n}\n";
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[("spec", broken), ("op", "plan")],
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("The job specification has errors"), "{body}");
+    assert!(body.contains("line 3:"), "{body}");
+
+    // Plan a job that cannot fit: the reasons are shown.
+    let huge = RUN_JOB.replace("memory = 16", "memory = 100000000");
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[("spec", &huge), ("op", "plan")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("Placement failures"), "{body}");
+    assert!(body.contains("exhausted memory"), "{body}");
+
+    // Plan, then Run (with the plan's modify index) lands on the job page.
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[("spec", RUN_JOB), ("variables", ""), ("op", "plan")],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("+ Job: &quot;ui-run&quot;"), "{body}");
+    assert!(body.contains("All tasks successfully allocated"), "{body}");
+    assert!(body.contains(r#"name="modify_index" value="0""#), "{body}");
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        "http://evil.example",
+        &[("spec", RUN_JOB), ("op", "run")],
+    );
+    assert_eq!(status, 403, "{body}");
+    let (status, location, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[("spec", RUN_JOB), ("op", "run"), ("modify_index", "0")],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/jobs/ui-run?done=submitted"),
+        "{body}"
+    );
+    // Running it again as a new job (index 0) is a conflict, not an overwrite.
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[("spec", RUN_JOB), ("op", "run"), ("modify_index", "0")],
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("changed since you opened it"), "{body}");
+
+    let alloc = wait_for(
+        "the ui-run allocation running",
+        Duration::from_secs(30),
+        || {
+            let (_, allocs) = agent.get_json("/v1/job/ui-run/allocations");
+            let a = allocs.as_array()?.first()?.clone();
+            (a["ClientStatus"] == "running").then(|| a["ID"].as_str().unwrap().to_string())
+        },
+    );
+
+    // Logs: the page follows through the server; the whole file downloads through it too.
+    let logs = page(&agent, &format!("/ui/allocations/{alloc}/ticker/logs"));
+    assert!(logs.contains("follow=true&amp;origin=end"), "{logs}");
+    let text = wait_for("ticks in the log", Duration::from_secs(20), || {
+        let r = client()
+            .get(format!(
+                "{}/v1/client/fs/logs/{alloc}?task=ticker&type=stdout&namespace=default&origin=start&plain=true",
+                agent.addr()
+            ))
+            .send()
+            .ok()?;
+        let t = r.text().ok()?;
+        t.contains("tick-2").then_some(t)
+    });
+    assert!(text.starts_with("tick-0"), "{text}");
+    let stderr = page(
+        &agent,
+        &format!("/ui/allocations/{alloc}/ticker/logs?type=stderr"),
+    );
+    assert!(stderr.contains("type=stderr"), "{stderr}");
+    // The deployment of version 0 waits 30 s for health: fail it from the job page.
+    let dep = wait_for("the ui-run deployment", Duration::from_secs(20), || {
+        let (_, d) = agent.get_json("/v1/job/ui-run/deployment");
+        d["ID"].as_str().map(str::to_string)
+    });
+    let job_page = page(&agent, "/ui/jobs/ui-run");
+    assert!(
+        job_page.contains("Deployments (1, newest first)"),
+        "{job_page}"
+    );
+    let fail_action = format!("/ui/deployments/{dep}/fail");
+    assert!(job_page.contains(&fail_action), "{job_page}");
+    assert!(job_page.contains("/ui/jobs/ui-run/edit"), "{job_page}");
+    let (status, location, body) = post(
+        &agent,
+        &fail_action,
+        &origin,
+        &[("job", "ui-run"), ("namespace", "default")],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/jobs/ui-run?done=deployment-failed"),
+        "{body}"
+    );
+    let (_, d) = agent.get_json(&format!("/v1/deployment/{dep}"));
+    assert_eq!(d["Status"], "failed", "{d}");
+
+    // Edit: the definition round-trips; a stale index is reported, the current one runs.
+    let edit = page(&agent, "/ui/jobs/ui-run/edit");
+    let (_, j) = agent.get_json("/v1/job/ui-run");
+    let index = j["JobModifyIndex"].as_u64().unwrap().to_string();
+    assert!(
+        edit.contains(&format!(r#"name="modify_index" value="{index}""#)),
+        "{edit}"
+    );
+    let spec = textarea(&edit).replace("tick-", "tock-");
+    assert!(spec.contains("tock-"), "{spec}");
+    let stale = (j["JobModifyIndex"].as_u64().unwrap() - 1).to_string();
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[
+            ("spec", &spec),
+            ("op", "run"),
+            ("modify_index", &stale),
+            ("editing", "ui-run"),
+        ],
+    );
+    assert_eq!(status, 409, "{body}");
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[
+            ("spec", &spec),
+            ("op", "plan"),
+            ("modify_index", &index),
+            ("editing", "ui-run"),
+        ],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("tock-"), "{body}");
+    let (status, location, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[
+            ("spec", &spec),
+            ("op", "run"),
+            ("modify_index", &index),
+            ("editing", "ui-run"),
+        ],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/jobs/ui-run?done=submitted"),
+        "{body}"
+    );
+    let job_page = page(&agent, "/ui/jobs/ui-run");
+    assert!(job_page.contains("Changes from version 0"), "{job_page}");
+    assert!(job_page.contains("tock-"), "{job_page}");
+
+    let r = client()
+        .get(format!("{}/ui/allocations/{alloc}/nope/logs", agent.addr()))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
 }

@@ -173,7 +173,9 @@ pub struct AllocDeploymentStatus {
     /// `None` until decided: healthy once every task ran for `min_healthy_time`,
     /// unhealthy when a task failed or `healthy_deadline` passed first.
     pub healthy: Option<bool>,
-    /// Unix nanoseconds of the verdict.
+    /// Unix nanoseconds of the verdict. On the wire an RFC 3339 time, as Nomad sends it
+    /// (Go's zero time before a verdict); a number is still read (older local state).
+    #[serde(with = "crate::deployment::rfc3339_nanos")]
     pub timestamp: i64,
     pub canary: bool,
     pub modify_index: u64,
@@ -256,4 +258,27 @@ pub struct AllocClientUpdate {
     pub task_states: BTreeMap<String, TaskState>,
     /// Set once the client has judged the alloc healthy or unhealthy.
     pub deployment_status: Option<AllocDeploymentStatus>,
+}
+
+#[cfg(test)]
+mod deployment_status_tests {
+    use super::AllocDeploymentStatus;
+
+    #[test]
+    fn the_verdicts_timestamp_travels_as_rfc3339_and_numbers_are_still_read() {
+        let s = AllocDeploymentStatus {
+            healthy: Some(true),
+            timestamp: 1_700_000_000_123_456_789,
+            ..Default::default()
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["Timestamp"], "2023-11-14T22:13:20.123456789Z");
+        let back: AllocDeploymentStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+        let none = serde_json::to_value(AllocDeploymentStatus::default()).unwrap();
+        assert_eq!(none["Timestamp"], "0001-01-01T00:00:00Z");
+        let old: AllocDeploymentStatus =
+            serde_json::from_str(r#"{"Healthy":false,"Timestamp":42}"#).unwrap();
+        assert_eq!(old.timestamp, 42);
+    }
 }

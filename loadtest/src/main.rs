@@ -7,7 +7,7 @@
 //! `cargo build --release && cargo run --release -p loadtest -- [--writes N] [--concurrency C]`
 
 use anyhow::{bail, Context};
-use std::net::TcpListener;
+use loadtest::{arg, free_port, release_binary, rss_kib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -19,14 +19,6 @@ struct Server {
     rpc: String,
     child: Child,
     dir: PathBuf,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_server(
@@ -159,17 +151,6 @@ fn pct(v: &[Duration], p: f64) -> Duration {
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn dir_bytes(p: &Path) -> u64 {
     let mut total = 0;
     if let Ok(rd) = std::fs::read_dir(p) {
@@ -204,25 +185,11 @@ fn fsync_latency(dir: &Path) -> (Duration, Duration) {
     (pct(&lat, 0.5), pct(&lat, 0.99))
 }
 
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
+/// The measurement, phase after phase against one running cluster (hence its length:
+/// the phases share the cluster and print in order).
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let bin = std::env::var("DROVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("target/release/drover"));
-    anyhow::ensure!(
-        bin.exists(),
-        "{} not found: run `cargo build --release` first",
-        bin.display()
-    );
+    let bin = release_binary("cargo build --release")?;
     let writes = arg("--writes", 20_000);
     let total = arg("--total", 100_000);
     let conc = arg("--concurrency", 64) as usize;

@@ -88,8 +88,10 @@ pub fn attach(
             id
         }
     };
+    // New placements, and in-place updates, which still carry the deployment of the
+    // version they ran before (the FSM counts those as placed, and healthy if they were).
     for a in plan.node_allocation.values_mut().flatten() {
-        if of_version(a) && a.deployment_id.is_empty() {
+        if of_version(a) && a.deployment_id != id {
             a.deployment_id = id.clone();
         }
     }
@@ -259,6 +261,15 @@ mod tests {
         assert!(gate(&v1, Some(&current), "g").halted);
         // Another version's deployment says nothing about this one.
         assert_eq!(gate(&job(2, 1), Some(&current), "g"), Gate::default());
+    }
+
+    #[test]
+    fn an_in_place_update_leaves_its_older_deployment_for_the_new_one() {
+        let v2 = job(2, 0);
+        let mut plan = plan_with(&v2, false);
+        plan.node_allocation.get_mut("n1").unwrap()[0].deployment_id = "d0".into();
+        attach(&mut plan, &v2, None, &Evaluation::default(), || "d2".into());
+        assert_eq!(plan.node_allocation["n1"][0].deployment_id, "d2");
     }
 
     #[test]

@@ -92,6 +92,21 @@ pub struct NodeStatusDecision {
     pub alloc_updates: Vec<AllocStatusChange>,
 }
 
+impl NodeStatusDecision {
+    /// The write that carries it out, applied only while the node is still `if_status`,
+    /// with the evaluations the node's jobs need.
+    fn command(self, state: &StateStore, node_id: &str, if_status: &str, now: i64) -> Command {
+        Command::UpdateNodeStatus {
+            node_id: node_id.to_string(),
+            status: self.status.into(),
+            now,
+            evals: node_evals(state, node_id, now),
+            if_status: Some(if_status.to_string()),
+            alloc_updates: self.alloc_updates,
+        }
+    }
+}
+
 /// The `max_client_disconnect` (nanoseconds) of an allocation's group, if it has one.
 /// System and sysbatch allocations are lost with their node, as before (their reconciler
 /// does not know `unknown` yet).
@@ -226,14 +241,7 @@ pub async fn expire(server: &Arc<Server>) {
             unknown_allocs = decision.alloc_updates.len(),
             "node missed its heartbeat TTL"
         );
-        let cmd = Command::UpdateNodeStatus {
-            node_id: node_id.clone(),
-            status: decision.status.into(),
-            now,
-            evals: node_evals(&state, &node_id, now),
-            if_status: Some(node.status.clone()),
-            alloc_updates: decision.alloc_updates,
-        };
+        let cmd = decision.command(&state, &node_id, &node.status, now);
         if let Err(e) = server.write(cmd).await {
             tracing::warn!(node_id, error = %e, "could not update the node's status; will retry");
             server.heartbeats.lock().insert(node_id, Instant::now());
@@ -259,14 +267,7 @@ pub async fn expire_disconnects(server: &Arc<Server>) {
             lost_allocs = decision.alloc_updates.len(),
             "disconnect window over"
         );
-        let cmd = Command::UpdateNodeStatus {
-            node_id: node_id.clone(),
-            status: decision.status.into(),
-            now,
-            evals: node_evals(&state, &node_id, now),
-            if_status: Some(api::NODE_STATUS_DISCONNECTED.into()),
-            alloc_updates: decision.alloc_updates,
-        };
+        let cmd = decision.command(&state, &node_id, api::NODE_STATUS_DISCONNECTED, now);
         if let Err(e) = server.write(cmd).await {
             tracing::warn!(node_id, error = %e, "could not end the disconnect window; will retry");
         }

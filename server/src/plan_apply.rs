@@ -180,6 +180,19 @@ mod tests {
         n
     }
 
+    /// A state holding the nodes `ids` (see [`node`]), written at indexes 1, 2, ...
+    fn with_nodes(ids: &[&str]) -> StateStore {
+        let mut state = StateStore::default();
+        for (i, n) in ids.iter().enumerate() {
+            let cmd = Command::UpsertNode {
+                node: node(n),
+                evals: vec![],
+            };
+            apply(&mut state, 1 + i as u64, cmd, &mut Effects::default());
+        }
+        state
+    }
+
     /// A service job whose one group `web` asks for 100 MHz, 64 MB and static port `port`.
     fn job(id: &str, port: i64) -> api::Job {
         let mut j = api::Job {
@@ -271,14 +284,7 @@ mod tests {
 
     #[test]
     fn second_plan_for_the_same_static_port_on_a_node_is_refused_naming_the_port() {
-        let mut state = StateStore::default();
-        for (i, n) in ["n1", "n2"].into_iter().enumerate() {
-            let cmd = Command::UpsertNode {
-                node: node(n),
-                evals: vec![],
-            };
-            apply(&mut state, 1 + i as u64, cmd, &mut Effects::default());
-        }
+        let mut state = with_nodes(&["n1", "n2"]);
         let a = Arc::new(job("a", 8080));
         let b = Arc::new(job("b", 8080));
         // Two workers planned from the same snapshot: both chose port 8080 on n1.
@@ -301,12 +307,7 @@ mod tests {
 
     #[test]
     fn a_plan_that_stops_the_port_holder_may_reuse_its_port() {
-        let mut state = StateStore::default();
-        let cmd = Command::UpsertNode {
-            node: node("n1"),
-            evals: vec![],
-        };
-        apply(&mut state, 1, cmd, &mut Effects::default());
+        let mut state = with_nodes(&["n1"]);
         let a = Arc::new(job("a", 8080));
         let first = plan(vec![alloc(&a, "a1", "n1")]);
         commit(&mut state, 2, &first, &["n1".to_string()]);
@@ -347,14 +348,7 @@ mod tests {
 
     #[test]
     fn second_plan_for_the_same_dynamic_port_on_a_node_is_refused_naming_the_port() {
-        let mut state = StateStore::default();
-        for (i, n) in ["n1", "n2"].into_iter().enumerate() {
-            let cmd = Command::UpsertNode {
-                node: node(n),
-                evals: vec![],
-            };
-            apply(&mut state, 1 + i as u64, cmd, &mut Effects::default());
-        }
+        let mut state = with_nodes(&["n1", "n2"]);
         // Two workers planned from the same snapshot; their seeds drew the same dynamic
         // port on n1 (static ports play no part: the jobs reserve different ones).
         let a = Arc::new(job("a", 8080));

@@ -416,6 +416,17 @@ impl Cluster {
             .expect("a running server")
     }
 
+    /// The ID of the client node named `name` (panics when there is none).
+    pub fn node_id(&self, name: &str) -> String {
+        self.get("/v1/nodes")
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["Name"] == name)
+            .map(|n| n["ID"].as_str().unwrap().to_string())
+            .unwrap()
+    }
+
     pub fn get(&self, path: &str) -> serde_json::Value {
         for s in self.servers.iter().filter(|s| s.is_running()) {
             if let Ok(r) = reqwest::blocking::Client::new()

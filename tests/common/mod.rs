@@ -27,6 +27,38 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
+/// A one-task raw_exec service job: group "main", task "sleep" (`kill_timeout` 2s) running
+/// `script` under `sh -c` and asking for `cpu` MHz and `memory` MB.
+pub fn raw_exec_job(name: &str, script: &str, cpu: u32, memory: u32) -> String {
+    format!(
+        r#"
+job "{name}" {{
+  datacenters = ["dc1"]
+  type = "service"
+
+  group "main" {{
+    count = 1
+
+    task "sleep" {{
+      driver = "raw_exec"
+      kill_timeout = "2s"
+
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", {script:?}]
+      }}
+
+      resources {{
+        cpu    = {cpu}
+        memory = {memory}
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
 /// The real interpreter behind `python3` (a pyenv shim may not run under a bare env).
 /// `None` (with a loud note) on a developer's machine without it; under `CI=true` a
 /// missing python3 fails the test instead of skipping it.
@@ -210,6 +242,25 @@ impl DevAgent {
             .stdin(Stdio::null())
             .output()
             .expect("run drover")
+    }
+
+    /// Wait (30 s at most) until `drover node status` shows the dev agent's node ready.
+    pub fn wait_node_ready(&self) {
+        wait_for("the dev node to be ready", Duration::from_secs(30), || {
+            stdout(&self.cli(&["node", "status"]))
+                .contains("ready")
+                .then_some(())
+        });
+    }
+
+    /// Write `hcl` to `<file_name>` in the agent's dir and `drover job run <args> <file>`.
+    pub fn run_job(&self, file_name: &str, hcl: &str, args: &[&str]) -> Output {
+        let file = self.dir.path().join(file_name);
+        std::fs::write(&file, hcl).unwrap();
+        let mut argv = vec!["job", "run"];
+        argv.extend_from_slice(args);
+        argv.push(file.to_str().unwrap());
+        self.cli(&argv)
     }
 
     pub fn get_json(&self, path: &str) -> (u16, serde_json::Value) {

@@ -81,7 +81,11 @@
     if (el && el.textContent === f.text) { el.focus({ preventScroll: true }); }
   }
 
+  // A draft (the run form) or a followed log is never swapped: it is the user's.
+  function noLive() { var m = main(); return !!(m && m.querySelector("[data-no-live]")); }
+
   function refresh() {
+    if (noLive()) { return; }
     if (editing()) { pendingWhileEditing = true; return; }
     if (fetching) { again = true; return; }
     fetching = true;
@@ -162,4 +166,140 @@
     window.history.replaceState(null, "", u.pathname + u.search + u.hash);
   }
   connect();
+  initLogs();
+  // After Plan (or a refused Run), the answer is below the form: take the user there.
+  var answer = document.getElementById("run-error") || document.getElementById("plan");
+  if (answer) { answer.focus(); answer.scrollIntoView({ block: "start" }); }
+
+  // Logs (/ui/allocations/<id>/<task>/logs): follow the agent's plain log stream (relayed
+  // by the server) from the end; keep at most data-max-lines lines; Pause stops showing
+  // new lines (they are kept and shown on Resume); Filter is a regex over every kept line,
+  // old and new; Wrap toggles line wrapping.
+  function initLogs() {
+    var pre = document.getElementById("log");
+    if (!pre || !window.fetch || !window.TextDecoder) { return; }
+    var controls = document.getElementById("log-controls");
+    var nojs = document.getElementById("log-nojs");
+    var pauseBtn = document.getElementById("log-pause");
+    var filterIn = document.getElementById("log-filter");
+    var wrap = document.getElementById("log-wrap");
+    var count = document.getElementById("log-count");
+    var max = parseInt(pre.getAttribute("data-max-lines"), 10) || 10000;
+    var lines = [];
+    var partial = "";
+    var paused = false;
+    var re = null;
+    var ended = false;
+    var controller = window.AbortController ? new AbortController() : null;
+    if (controls) { controls.hidden = false; }
+    if (nojs) { nojs.hidden = true; }
+
+    function matches(l) { return !re || re.test(l); }
+    function status() {
+      if (!count) { return; }
+      var shown = pre.childNodes.length;
+      var text = shown + (re ? " matching of " + lines.length : "") + " lines";
+      if (paused) { text += " · paused"; }
+      if (ended) { text += " · stream ended"; }
+      count.textContent = text;
+    }
+    function lineNode(l) {
+      var span = document.createElement("span");
+      span.textContent = l + "\n";
+      return span;
+    }
+    function renderAll() {
+      var frag = document.createDocumentFragment();
+      for (var i = 0; i < lines.length; i++) {
+        if (matches(lines[i])) { frag.appendChild(lineNode(lines[i])); }
+      }
+      pre.textContent = "";
+      pre.appendChild(frag);
+      pre.scrollTop = pre.scrollHeight;
+      status();
+    }
+    function add(newLines) {
+      var dropped = lines.length + newLines.length - max;
+      for (var i = 0; i < newLines.length; i++) { lines.push(newLines[i]); }
+      if (dropped > 0) { lines.splice(0, dropped); }
+      if (paused) { status(); return; }
+      if (dropped > 0 && re === null) {
+        // Drop the oldest shown lines too.
+        for (var d = 0; d < dropped && pre.firstChild; d++) { pre.removeChild(pre.firstChild); }
+      } else if (dropped > 0) {
+        renderAll();
+        return;
+      }
+      var atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+      var frag = document.createDocumentFragment();
+      var start = Math.max(0, newLines.length - max);
+      for (var j = start; j < newLines.length; j++) {
+        if (matches(newLines[j])) { frag.appendChild(lineNode(newLines[j])); }
+      }
+      pre.appendChild(frag);
+      while (pre.childNodes.length > max) { pre.removeChild(pre.firstChild); }
+      if (atEnd) { pre.scrollTop = pre.scrollHeight; }
+      status();
+    }
+    function feed(text) {
+      var parts = (partial + text).split("\n");
+      partial = parts.pop();
+      if (parts.length) { add(parts); }
+    }
+    if (pauseBtn) {
+      pauseBtn.addEventListener("click", function () {
+        paused = !paused;
+        pauseBtn.textContent = paused ? "Resume" : "Pause";
+        pauseBtn.setAttribute("aria-pressed", paused ? "true" : "false");
+        if (!paused) { renderAll(); } else { status(); }
+      });
+    }
+    if (filterIn) {
+      filterIn.addEventListener("input", function () {
+        var v = filterIn.value;
+        try {
+          re = v ? new RegExp(v) : null;
+          filterIn.removeAttribute("aria-invalid");
+        } catch (e) {
+          filterIn.setAttribute("aria-invalid", "true");
+          if (count) { count.textContent = "Not a valid regular expression: " + e.message; }
+          return;
+        }
+        renderAll();
+      });
+    }
+    if (wrap) {
+      wrap.addEventListener("change", function () { pre.classList.toggle("wrap", wrap.checked); });
+    }
+    window.addEventListener("pagehide", function () { if (controller) { controller.abort(); } });
+
+    var decoder = new TextDecoder();
+    fetch(pre.getAttribute("data-src"), {
+      credentials: "same-origin",
+      signal: controller ? controller.signal : undefined
+    }).then(function (r) {
+      if (!r.ok) {
+        return r.text().then(function (t) { throw new Error(t || ("HTTP " + r.status)); });
+      }
+      var reader = r.body.getReader();
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) {
+            if (partial) { add([partial]); partial = ""; }
+            ended = true;
+            status();
+            return;
+          }
+          feed(decoder.decode(chunk.value, { stream: true }));
+          return pump();
+        });
+      }
+      return pump();
+    }).catch(function (e) {
+      if (e && e.name === "AbortError") { return; }
+      ended = true;
+      if (count) { count.textContent = "Could not read the log: " + (e && e.message ? e.message : e); }
+    });
+    status();
+  }
 })();

@@ -255,6 +255,51 @@ pub async fn drain(
     outcome(&srv, "drain the node", result, to)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct DeploymentForm {
+    /// The job page to come back to.
+    pub job: String,
+    pub namespace: String,
+}
+
+/// `POST /ui/deployments/<id>/promote|fail` -> `PUT /v1/deployment/promote|fail/<id>`
+/// (promote: all groups, as `drover deployment promote` without `-group`).
+pub async fn deployment(
+    axum::Extension(srv): Srv,
+    Path((id, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<DeploymentForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let (body, what, done) = match op.as_str() {
+        "promote" => (
+            serde_json::json!({ "DeploymentID": id, "All": true }),
+            "promote the deployment",
+            "promoted",
+        ),
+        "fail" => (
+            serde_json::json!({ "DeploymentID": id }),
+            "fail the deployment",
+            "deployment-failed",
+        ),
+        _ => {
+            return problem(
+                srv.snapshot().index(),
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "A deployment can be promoted or failed here, nothing else.",
+            )
+        }
+    };
+    let path = format!("/v1/deployment/{op}/{}", fmt::enc(&id));
+    let result = call_v1(&srv, Method::PUT, &path, Some(body)).await;
+    let to = format!("{}?done={done}", fmt::job_href(&f.namespace, &f.job));
+    outcome(&srv, what, result, to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

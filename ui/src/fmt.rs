@@ -119,6 +119,22 @@ pub fn paged<T>(items: &[T], page: usize, per: usize) -> (&[T], usize) {
     (&items[start.min(end)..end], pages)
 }
 
+/// A table's header row: one `th scope="col"` a column. A name written `#Count` is a
+/// number column: shown as `Count`, right-aligned (`class="num"`).
+pub fn thead(cols: &[&str]) -> Markup {
+    html! {
+        thead { tr {
+            @for c in cols {
+                @if let Some(num) = c.strip_prefix('#') {
+                    th scope="col" class="num" { (num) }
+                } @else {
+                    th scope="col" { (c) }
+                }
+            }
+        } }
+    }
+}
+
 /// Previous/next links for a paged table. `link(n)` is the URL of page `n`.
 pub fn pager(label: &str, page: usize, pages: usize, link: impl Fn(usize) -> String) -> Markup {
     let page = page.min(pages).max(1);

@@ -1,7 +1,8 @@
 //! The client's health verdict on an allocation, for the drainer and deployments.
 //!
 //! With `health_check = "checks"` (the default) and service checks in the group, every
-//! check must pass as well; `"task_states"` looks at the tasks only.
+//! check must pass as well; `"task_states"` looks at the tasks only; `"manual"` leaves
+//! the verdict to the operator (the client gives none).
 
 use super::AllocRunner;
 use crate::events;
@@ -55,11 +56,18 @@ impl HealthTracker {
             group.update.as_ref().map(|u| u.healthy_deadline),
             Duration::from_secs(300),
         );
+        // `health_check = "manual"`: the operator gives the verdict
+        // (`/v1/deployment/allocation-health`), never the client.
+        let manual = group
+            .update
+            .as_ref()
+            .is_some_and(|u| u.health_check == "manual");
         HealthTracker {
-            enabled: matches!(
-                job.job_type.as_str(),
-                api::JOB_TYPE_SERVICE | api::JOB_TYPE_SYSTEM
-            ),
+            enabled: !manual
+                && matches!(
+                    job.job_type.as_str(),
+                    api::JOB_TYPE_SERVICE | api::JOB_TYPE_SYSTEM
+                ),
             min_healthy,
             deadline: Instant::now() + deadline,
             running_since: BTreeMap::new(),

@@ -144,6 +144,12 @@ pub(super) fn client_alloc_update(
             // Whether it is a canary is the scheduler's word, not the client's.
             if let Some(existing) = &a.deployment_status {
                 health.canary = existing.canary;
+                // An operator's verdict (`health_check = "manual"`) stays while the
+                // client reports none.
+                if health.healthy.is_none() {
+                    health.healthy = existing.healthy;
+                    health.timestamp = existing.timestamp;
+                }
             }
             a.deployment_status = Some(health);
         }
@@ -321,6 +327,20 @@ mod tests {
         let d = s.alloc_table()["c1"].deployment_status.clone().unwrap();
         assert!(d.canary);
         assert_eq!(d.healthy, Some(true));
+        // A later report without a verdict (manual health) keeps the one given.
+        let cmd = Command::ClientAllocUpdate {
+            updates: vec![AllocClientUpdate {
+                id: "c1".into(),
+                client_status: "running".into(),
+                deployment_status: Some(api::AllocDeploymentStatus::default()),
+                ..Default::default()
+            }],
+            evals: vec![],
+            now: 8,
+        };
+        apply(&mut s, 3, cmd, &mut Effects::default());
+        let d = s.alloc_table()["c1"].deployment_status.clone().unwrap();
+        assert_eq!((d.healthy, d.timestamp), (Some(true), 7));
     }
 
     #[test]

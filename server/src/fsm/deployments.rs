@@ -204,8 +204,10 @@ pub(super) fn update_status(
     upsert_evals(w, eval.into_iter().collect(), fx);
 }
 
-/// `Command::PromoteDeployment`: mark canaries promoted (all groups, or the named ones).
-/// The server checked the canaries are healthy before proposing.
+/// `Command::PromoteDeployment`: mark canaries promoted (all groups, or the named ones)
+/// and, as Nomad does, clear `DeploymentStatus.Canary` on the promoted allocations in the
+/// same entry, so their agents switch the services from `canary_tags` to `tags` (same
+/// registration IDs). The server checked the canaries are healthy before proposing.
 pub(super) fn promote(
     w: &mut StateWriter,
     deployment_id: &str,
@@ -215,11 +217,13 @@ pub(super) fn promote(
     fx: &mut Effects,
 ) {
     let mut changes = Changes::default();
+    let mut promoted_allocs: Vec<String> = Vec::new();
     if let Some(d) = changes.get(w, deployment_id, KIND_PROMOTION) {
         if d.active() {
             for (name, g) in d.task_groups.iter_mut() {
                 if g.desired_canaries > 0 && (groups.is_empty() || groups.contains(name)) {
                     g.promoted = true;
+                    promoted_allocs.extend(g.placed_canaries.iter().cloned());
                 }
             }
             if d.status_description == api::DEPLOYMENT_DESC_NEEDS_PROMOTION
@@ -230,6 +234,25 @@ pub(super) fn promote(
         }
     }
     changes.finish(w, now);
+    for id in promoted_allocs {
+        let Some(old) = w.alloc_table().get(&id).cloned() else {
+            continue;
+        };
+        if old.deployment_id != deployment_id
+            || !old.deployment_status.as_ref().is_some_and(|s| s.canary)
+        {
+            continue;
+        }
+        let mut a = (*old).clone();
+        if let Some(s) = a.deployment_status.as_mut() {
+            s.canary = false;
+            s.modify_index = w.index();
+        }
+        a.modify_index = w.index();
+        a.alloc_modify_index = w.index();
+        a.modify_time = now;
+        w.upsert_alloc(a);
+    }
     upsert_evals(w, eval.into_iter().collect(), fx);
 }
 
@@ -437,6 +460,12 @@ mod tests {
         let d = s.deployment("d1").unwrap();
         assert!(d.task_groups["g"].promoted);
         assert_eq!(d.status, "successful");
+        // Promotion clears the canary flag (the agent switches to `tags`), keeps the
+        // health verdict, and bumps the indexes the agent watches.
+        let c = &s.alloc_table()["c"];
+        let ds = c.deployment_status.as_ref().unwrap();
+        assert_eq!((ds.canary, ds.healthy), (false, Some(true)));
+        assert_eq!((c.alloc_modify_index, ds.modify_index), (4, 4));
 
         let mut s = StateStore::default();
         register(&mut s, 1, job("a", 1));

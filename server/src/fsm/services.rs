@@ -99,6 +99,12 @@ mod tests {
         }
     }
 
+    /// Node `node` registers alloc `alloc_id`'s service `web` in the entry at `index`.
+    fn register_web(s: &mut StateStore, index: u64, alloc_id: &str, node: &str) {
+        let cmd = upsert(node, vec![reg(alloc_id, node, "web")], vec![]);
+        apply(s, index, cmd, &mut fx());
+    }
+
     /// A state with job `a` registered and allocations a1 (running on n1) and a2 (running
     /// on n2), at index 2.
     fn state() -> StateStore {
@@ -137,12 +143,7 @@ mod tests {
         assert_eq!(s.services_named("default", "web").len(), 1);
         assert_eq!(s.services_for_alloc("a1").len(), 1);
         // An agent restart re-sends it: nothing moves.
-        apply(
-            &mut s,
-            4,
-            upsert("n1", vec![reg("a1", "n1", "web")], vec![]),
-            &mut fx(),
-        );
+        register_web(&mut s, 4, "a1", "n1");
         assert_eq!(s.service(&id).unwrap().modify_index, 3);
         assert_eq!(s.tables().services, 3);
         // A changed port is a change.
@@ -193,18 +194,8 @@ mod tests {
     #[test]
     fn a_node_deletes_only_its_own_registrations() {
         let mut s = state();
-        apply(
-            &mut s,
-            3,
-            upsert("n1", vec![reg("a1", "n1", "web")], vec![]),
-            &mut fx(),
-        );
-        apply(
-            &mut s,
-            4,
-            upsert("n2", vec![reg("a2", "n2", "web")], vec![]),
-            &mut fx(),
-        );
+        register_web(&mut s, 3, "a1", "n1");
+        register_web(&mut s, 4, "a2", "n2");
         let theirs = reg("a2", "n2", "web").id;
         let mine = reg("a1", "n1", "web").id;
         apply(
@@ -234,12 +225,7 @@ mod tests {
     #[test]
     fn registrations_go_when_the_client_reports_the_alloc_ended() {
         let mut s = state();
-        apply(
-            &mut s,
-            3,
-            upsert("n1", vec![reg("a1", "n1", "web")], vec![]),
-            &mut fx(),
-        );
+        register_web(&mut s, 3, "a1", "n1");
         let running = Command::ClientAllocUpdate {
             updates: vec![AllocClientUpdate {
                 id: "a1".into(),
@@ -269,18 +255,8 @@ mod tests {
     fn registrations_go_when_the_node_is_lost_or_the_plan_marks_the_alloc_lost() {
         let mut s = state();
         test_put_alloc_node(&mut s);
-        apply(
-            &mut s,
-            3,
-            upsert("n1", vec![reg("a1", "n1", "web")], vec![]),
-            &mut fx(),
-        );
-        apply(
-            &mut s,
-            4,
-            upsert("n2", vec![reg("a2", "n2", "web")], vec![]),
-            &mut fx(),
-        );
+        register_web(&mut s, 3, "a1", "n1");
+        register_web(&mut s, 4, "a2", "n2");
         let down = Command::UpdateNodeStatus {
             node_id: "n1".into(),
             status: api::NODE_STATUS_DOWN.into(),
@@ -330,12 +306,7 @@ mod tests {
     #[test]
     fn purging_the_job_removes_its_registrations() {
         let mut s = state();
-        apply(
-            &mut s,
-            3,
-            upsert("n1", vec![reg("a1", "n1", "web")], vec![]),
-            &mut fx(),
-        );
+        register_web(&mut s, 3, "a1", "n1");
         let stop = |purge| Command::DeregisterJob {
             namespace: "default".into(),
             job_id: "a".into(),

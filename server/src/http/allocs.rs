@@ -1,20 +1,20 @@
 //! `/v1/allocations`, `/v1/allocation/:id`, `/v1/evaluations`, `/v1/evaluation/:id`.
 
-use super::{blocking, reply, ApiErr, ApiResult, AppState, QueryParams};
-use api::AllocationListStub;
+use super::{alloc_stubs, found, read_table, ApiResult, AppState, QueryParams, Table};
 use axum::extract::{Path, Query, State};
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let filter = q.filter()?;
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let out: Vec<AllocationListStub> = state
-        .alloc_table()
-        .values()
-        .filter(|a| q.prefix_matches(&a.id))
-        .map(|a| AllocationListStub::from_alloc(a))
-        .collect();
-    let out = super::filter::apply(filter.as_ref(), out);
-    Ok(reply(&srv, state.tables().allocs, &out))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        let out = alloc_stubs(
+            state
+                .alloc_table()
+                .values()
+                .filter(|a| q.prefix_matches(&a.id)),
+        );
+        Ok(super::filter::apply(filter.as_ref(), out))
+    })
+    .await
 }
 
 pub async fn get_alloc(
@@ -22,25 +22,24 @@ pub async fn get_alloc(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let a = state
-        .alloc_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("alloc {id:?} not found")))?;
-    Ok(reply(&srv, state.tables().allocs, &**a))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        found("alloc", &id, state.alloc_table().get(&id).cloned())
+    })
+    .await
 }
 
 pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let filter = q.filter()?;
-    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
-    let out = super::newest_first(
-        state
-            .eval_table()
-            .values()
-            .filter(|e| q.prefix_matches(&e.id)),
-    );
-    let out = super::filter::apply(filter.as_ref(), out);
-    Ok(reply(&srv, state.tables().evals, &out))
+    read_table(&srv, &q, Table::Evals, |state| {
+        let out = super::newest_first(
+            state
+                .eval_table()
+                .values()
+                .filter(|e| q.prefix_matches(&e.id)),
+        );
+        Ok(super::filter::apply(filter.as_ref(), out))
+    })
+    .await
 }
 
 pub async fn get_eval(
@@ -48,12 +47,10 @@ pub async fn get_eval(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
-    let e = state
-        .eval_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("eval {id:?} not found")))?;
-    Ok(reply(&srv, state.tables().evals, &**e))
+    read_table(&srv, &q, Table::Evals, |state| {
+        found("eval", &id, state.eval_table().get(&id).cloned())
+    })
+    .await
 }
 
 pub async fn eval_allocs(
@@ -61,12 +58,10 @@ pub async fn eval_allocs(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let out: Vec<AllocationListStub> = state
-        .alloc_table()
-        .values()
-        .filter(|a| a.eval_id == id)
-        .map(|a| AllocationListStub::from_alloc(a))
-        .collect();
-    Ok(reply(&srv, state.tables().allocs, &out))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        Ok(alloc_stubs(
+            state.alloc_table().values().filter(|a| a.eval_id == id),
+        ))
+    })
+    .await
 }

@@ -1,6 +1,6 @@
 //! `/v1/internal/cluster/*` (servers forming and joining a cluster) and `/v1/operator/*`.
 
-use super::{parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use super::{parse_body, reply, write_reply, ApiErr, ApiResult, AppState, QueryParams};
 use crate::cluster::{self, JoinRequest};
 use crate::fsm::Command;
 use crate::state::StateStore;
@@ -168,11 +168,7 @@ pub async fn snapshot_restore(State(srv): State<AppState>, body: Bytes) -> ApiRe
             state: Box::new(state),
         })
         .await?;
-    Ok(reply(
-        &srv,
-        resp.index,
-        &api::WriteResponse { index: resp.index },
-    ))
+    Ok(write_reply(&srv, resp.index))
 }
 
 /// `GET /v1/agent/members`: the servers, Nomad's shape.

@@ -2,16 +2,19 @@
 //! `/v1/job/:id/deployment(s)`, `/v1/job/:id/revert`, `/v1/job/:id/stable`,
 //! `/v1/job/:id/scale`.
 
-use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use super::{
+    alloc_stubs, blocking, found, parse_body, read_table, reply, ApiErr, ApiResult, AppState,
+    QueryParams, Table,
+};
 use crate::deployments::{command_for, deployment_eval, failure, promotion_refusal};
 use crate::fsm::Command;
 use crate::now_nanos;
 use crate::state::StateStore;
 use api::{
-    AllocationListStub, Deployment, DeploymentAllocHealthRequest, DeploymentPauseRequest,
-    DeploymentPromoteRequest, DeploymentStatusUpdate, DeploymentUpdateResponse, Job,
-    JobRegisterResponse, JobRevertRequest, JobScaleStatus, JobStabilityRequest,
-    JobStabilityResponse, ScalingRequest, TaskGroupScaleStatus,
+    Deployment, DeploymentAllocHealthRequest, DeploymentPauseRequest, DeploymentPromoteRequest,
+    DeploymentStatusUpdate, DeploymentUpdateResponse, Job, JobRegisterResponse, JobRevertRequest,
+    JobScaleStatus, JobStabilityRequest, JobStabilityResponse, ScalingRequest,
+    TaskGroupScaleStatus,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -29,15 +32,11 @@ fn optional_body<T: DeserializeOwned + Default>(body: &Bytes) -> Result<T, ApiEr
 }
 
 fn find(state: &StateStore, id: &str) -> Result<Arc<Deployment>, ApiErr> {
-    state
-        .deployment(id)
-        .ok_or_else(|| ApiErr::not_found(format!("deployment {id:?} not found")))
+    found("deployment", id, state.deployment(id))
 }
 
 fn find_job(state: &StateStore, q: &QueryParams, id: &str) -> Result<Arc<Job>, ApiErr> {
-    state
-        .job(q.namespace(), id)
-        .ok_or_else(|| ApiErr::not_found(format!("job {id:?} not found")))
+    found("job", id, state.job(q.namespace(), id))
 }
 
 fn conflict(msg: impl Into<String>) -> ApiErr {
@@ -46,16 +45,18 @@ fn conflict(msg: impl Into<String>) -> ApiErr {
 
 /// `GET /v1/deployments`: newest first, `prefix` and `namespace` (`*` for all).
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().deployments).await?;
-    let ns = q.namespace();
-    let mut out: Vec<Deployment> = state
-        .deployment_table()
-        .values()
-        .filter(|d| (ns == "*" || d.namespace == ns) && q.prefix_matches(&d.id))
-        .map(|d| (**d).clone())
-        .collect();
-    out.sort_by_key(|d| std::cmp::Reverse(d.create_index));
-    Ok(reply(&srv, state.tables().deployments, &out))
+    read_table(&srv, &q, Table::Deployments, |state| {
+        let ns = q.namespace();
+        let mut out: Vec<Deployment> = state
+            .deployment_table()
+            .values()
+            .filter(|d| (ns == "*" || d.namespace == ns) && q.prefix_matches(&d.id))
+            .map(|d| (**d).clone())
+            .collect();
+        out.sort_by_key(|d| std::cmp::Reverse(d.create_index));
+        Ok(out)
+    })
+    .await
 }
 
 /// `GET /v1/deployment/:id`.
@@ -64,9 +65,7 @@ pub async fn get_deployment(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().deployments).await?;
-    let d = find(&state, &id)?;
-    Ok(reply(&srv, state.tables().deployments, &*d))
+    read_table(&srv, &q, Table::Deployments, |state| find(state, &id)).await
 }
 
 /// `GET /v1/deployment/allocations/:id`.
@@ -75,14 +74,11 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let d = find(&state, &id)?;
-    let out: Vec<AllocationListStub> = state
-        .allocs_for_deployment(&d)
-        .iter()
-        .map(|a| AllocationListStub::from_alloc(a))
-        .collect();
-    Ok(reply(&srv, state.tables().allocs, &out))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        let d = find(state, &id)?;
+        Ok(alloc_stubs(&state.allocs_for_deployment(&d)))
+    })
+    .await
 }
 
 /// `GET /v1/job/:id/deployments`: newest first.
@@ -91,13 +87,10 @@ pub async fn job_deployments(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().deployments).await?;
-    let out: Vec<Deployment> = state
-        .deployments_for_job(q.namespace(), &id)
-        .iter()
-        .map(|d| (**d).clone())
-        .collect();
-    Ok(reply(&srv, state.tables().deployments, &out))
+    read_table(&srv, &q, Table::Deployments, |state| {
+        Ok(state.deployments_for_job(q.namespace(), &id))
+    })
+    .await
 }
 
 /// `GET /v1/job/:id/deployment`: the newest one, or `null`.
@@ -106,9 +99,10 @@ pub async fn job_latest_deployment(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().deployments).await?;
-    let d = state.latest_deployment(q.namespace(), &id);
-    Ok(reply(&srv, state.tables().deployments, &d.as_deref()))
+    read_table(&srv, &q, Table::Deployments, |state| {
+        Ok(state.latest_deployment(q.namespace(), &id))
+    })
+    .await
 }
 
 /// The answer to a deployment write.
@@ -139,9 +133,7 @@ pub async fn promote(
     if let Some(why) = promotion_refusal(&state, &d, &groups) {
         return Err(conflict(why));
     }
-    let job = state
-        .job(&d.namespace, &d.job_id)
-        .ok_or_else(|| ApiErr::not_found(format!("job {:?} not found", d.job_id)))?;
+    let job = found("job", &d.job_id, state.job(&d.namespace, &d.job_id))?;
     let now = now_nanos();
     let eval = deployment_eval(&job, &d, api::TRIGGER_DEPLOYMENT_WATCHER, now);
     let eval_id = eval.id.clone();
@@ -282,38 +274,9 @@ pub async fn allocation_health(
 }
 
 /// Register `job` as the job's next version, with an evaluation triggered by `trigger`.
-async fn register_version(srv: &AppState, mut job: Job, trigger: &str) -> ApiResult {
-    job.stop = false;
-    job.stable = false;
-    job.status.clear();
-    let errs = super::jobs::job_problems(srv, &job);
-    if !errs.is_empty() {
-        return Err(ApiErr::bad_request(format!(
-            "job validation failed: {}",
-            errs.join("; ")
-        )));
-    }
-    let now = now_nanos();
-    let eval = api::Evaluation::new_for_job(&job, trigger, now, api::new_id());
-    let resp = srv
-        .write(Command::RegisterJob {
-            job,
-            eval: Some(eval),
-            now,
-        })
-        .await?;
-    Ok(reply(
-        srv,
-        resp.index,
-        &JobRegisterResponse {
-            eval_id: resp.eval_id,
-            eval_create_index: resp.index,
-            job_modify_index: resp.job_modify_index,
-            index: resp.index,
-            known_leader: true,
-            ..Default::default()
-        },
-    ))
+async fn register_version(srv: &AppState, job: Job, trigger: &str) -> ApiResult {
+    super::jobs::check_job(srv, &job)?;
+    super::jobs::register_version(srv, job, trigger).await
 }
 
 /// `PUT /v1/job/:id/revert`: register an older version's spec as the next version.

@@ -1,6 +1,6 @@
 //! `PUT /v1/node/:id/drain`, `PUT /v1/node/:id/eligibility`, `PUT /v1/allocation/:id/stop`.
 
-use super::{parse_body, reply, ApiErr, ApiResult, AppState};
+use super::{found, parse_body, reply, ApiErr, ApiResult, AppState};
 use crate::fsm::Command;
 use crate::now_nanos;
 use axum::body::Bytes;
@@ -38,10 +38,7 @@ fn node_reply(srv: &AppState, index: u64) -> serde_json::Value {
 pub async fn drain(State(srv): State<AppState>, Path(id): Path<String>, body: Bytes) -> ApiResult {
     let req: DrainRequest = parse_body(&body)?;
     let state = srv.snapshot();
-    let node = state
-        .node_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
+    let node = found("node", &id, state.node_table().get(&id))?;
     let now = now_nanos();
     let message = req.meta.get("message").cloned();
     let cmd = match req.drain_spec {
@@ -124,10 +121,7 @@ pub async fn eligibility(
         )));
     }
     let state = srv.snapshot();
-    let node = state
-        .node_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
+    let node = found("node", &id, state.node_table().get(&id))?;
     if node.drain && req.eligibility == api::NODE_ELIGIBLE {
         return Err(ApiErr(
             StatusCode::BAD_REQUEST,
@@ -155,13 +149,12 @@ pub async fn eligibility(
 /// `drover alloc stop`: the scheduler replaces the allocation elsewhere and stops it.
 pub async fn stop_alloc(State(srv): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let state = srv.snapshot();
-    let alloc = state
-        .alloc_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("alloc {id:?} not found")))?;
-    let job = state
-        .job(&alloc.namespace, &alloc.job_id)
-        .ok_or_else(|| ApiErr::not_found(format!("job {:?} not found", alloc.job_id)))?;
+    let alloc = found("alloc", &id, state.alloc_table().get(&id))?;
+    let job = found(
+        "job",
+        &alloc.job_id,
+        state.job(&alloc.namespace, &alloc.job_id),
+    )?;
     let now = now_nanos();
     let eval = api::Evaluation::new_for_job(&job, "alloc-stop", now, api::new_id());
     let eval_id = eval.id.clone();

@@ -202,6 +202,8 @@ fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || matches!(c, '_' | '-' | '+' | ':' | '/')
 }
 
+/// The expression's tokens with their columns. One match over the next character, as
+/// lexers are written: splitting it per token kind would only scatter the cursor.
 fn lex(text: &str) -> Result<Vec<Token>, String> {
     let chars: Vec<char> = text.chars().collect();
     let mut out = Vec::new();

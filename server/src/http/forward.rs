@@ -70,6 +70,8 @@ fn retry_safe(method: &Method, path: &str) -> bool {
 /// Run a request on the leader, wherever it is. While there is no leader, or the leader
 /// cannot be reached or steps down, the request is held and tried again (up to
 /// `rpc_hold_timeout`), so a failover looks like a slow answer rather than an error.
+/// One retry loop on purpose (hence its length): the held request, its deadline and the
+/// leader last tried are the loop's state.
 pub async fn forward(State(srv): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     if req.headers().contains_key(FORWARDED_HEADER) {

@@ -1,11 +1,14 @@
 //! `/v1/jobs`, `/v1/job/:id` and friends.
 
-use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use super::{
+    alloc_stubs, blocking, found, parse_body, read_table, reply, ApiErr, ApiResult, AppState,
+    QueryParams, Table,
+};
 use crate::fsm::Command;
 use crate::now_nanos;
 use api::{
-    AllocationListStub, Evaluation, Job, JobDeregisterResponse, JobListStub, JobRegisterRequest,
-    JobRegisterResponse, JobsParseRequest,
+    Evaluation, Job, JobDeregisterResponse, JobListStub, JobRegisterRequest, JobRegisterResponse,
+    JobsParseRequest,
 };
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -13,21 +16,18 @@ use axum::http::StatusCode;
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let filter = q.filter()?;
-    let state = blocking(&srv, &q, |s| s.tables().jobs.max(s.tables().allocs)).await?;
-    let ns = q.namespace();
-    let all_ns = ns == "*";
-    let out: Vec<JobListStub> = state
-        .job_table()
-        .values()
-        .filter(|j| (all_ns || j.ns() == ns) && q.prefix_matches(&j.id))
-        .map(|j| JobListStub::from_job(j, Some(state.job_summary(j))))
-        .collect();
-    let out = super::filter::apply(filter.as_ref(), out);
-    Ok(reply(
-        &srv,
-        state.tables().jobs.max(state.tables().allocs),
-        &out,
-    ))
+    read_table(&srv, &q, Table::JobsAndAllocs, |state| {
+        let ns = q.namespace();
+        let all_ns = ns == "*";
+        let out: Vec<JobListStub> = state
+            .job_table()
+            .values()
+            .filter(|j| (all_ns || j.ns() == ns) && q.prefix_matches(&j.id))
+            .map(|j| JobListStub::from_job(j, Some(state.job_summary(j))))
+            .collect();
+        Ok(super::filter::apply(filter.as_ref(), out))
+    })
+    .await
 }
 
 fn new_eval(job: &Job, trigger: &str, now: i64) -> Evaluation {
@@ -41,21 +41,10 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
         ));
     };
     if let Some(id) = path_id {
-        if job.id != id {
-            return Err(ApiErr::bad_request(format!(
-                "job ID {:?} in the body does not match {:?} in the URL",
-                job.id, id
-            )));
-        }
+        check_path_id(&job, &id)?;
     }
     job.canonicalize();
-    let errs = job_problems(&srv, &job);
-    if !errs.is_empty() {
-        return Err(ApiErr::bad_request(format!(
-            "job validation failed: {}",
-            errs.join("; ")
-        )));
-    }
+    check_job(&srv, &job)?;
     let state = srv.snapshot();
     if req.enforce_index {
         let current = state
@@ -72,12 +61,45 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
             ));
         }
     }
-    // Keep the server-owned fields out of what the user sent.
+    register_version(&srv, job, api::TRIGGER_JOB_REGISTER).await
+}
+
+/// Refuses a body whose job is not the one the URL names.
+pub(super) fn check_path_id(job: &Job, id: &str) -> Result<(), ApiErr> {
+    if job.id != id {
+        return Err(ApiErr::bad_request(format!(
+            "job ID {:?} in the body does not match {:?} in the URL",
+            job.id, id
+        )));
+    }
+    Ok(())
+}
+
+/// The 400 every path that takes a job answers for one this server would refuse.
+pub(super) fn check_job(srv: &AppState, job: &Job) -> Result<(), ApiErr> {
+    let errs = job_problems(srv, job);
+    if !errs.is_empty() {
+        return Err(ApiErr::bad_request(format!(
+            "job validation failed: {}",
+            errs.join("; ")
+        )));
+    }
+    Ok(())
+}
+
+/// Keep the server-owned fields (stop, stable, status) out of what a user sent.
+pub(super) fn clear_server_fields(job: &mut Job) {
     job.stop = false;
     job.status.clear();
     job.stable = false;
+}
+
+/// Write a checked `job` as the job's next version, with an evaluation triggered by
+/// `trigger`, and answer as `PUT /v1/jobs` does (register, revert and scale share it).
+pub(super) async fn register_version(srv: &AppState, mut job: Job, trigger: &str) -> ApiResult {
+    clear_server_fields(&mut job);
     let now = now_nanos();
-    let eval = new_eval(&job, api::TRIGGER_JOB_REGISTER, now);
+    let eval = new_eval(&job, trigger, now);
     let resp = srv
         .write(Command::RegisterJob {
             job,
@@ -86,7 +108,7 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
         })
         .await?;
     Ok(reply(
-        &srv,
+        srv,
         resp.index,
         &JobRegisterResponse {
             eval_id: resp.eval_id,
@@ -129,9 +151,7 @@ fn find_job(
     q: &QueryParams,
     id: &str,
 ) -> Result<std::sync::Arc<Job>, ApiErr> {
-    state
-        .job(q.namespace(), id)
-        .ok_or_else(|| ApiErr::not_found(format!("job {id:?} not found")))
+    found("job", id, state.job(q.namespace(), id))
 }
 
 pub async fn get_job(
@@ -139,9 +159,7 @@ pub async fn get_job(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().jobs).await?;
-    let job = find_job(&state, &q, &id)?;
-    Ok(reply(&srv, state.tables().jobs, &*job))
+    read_table(&srv, &q, Table::Jobs, |state| find_job(state, &q, &id)).await
 }
 
 pub async fn deregister(
@@ -183,13 +201,10 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let out: Vec<AllocationListStub> = state
-        .allocs_for_job(q.namespace(), &id)
-        .iter()
-        .map(|a| AllocationListStub::from_alloc(a))
-        .collect();
-    Ok(reply(&srv, state.tables().allocs, &out))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        Ok(alloc_stubs(&state.allocs_for_job(q.namespace(), &id)))
+    })
+    .await
 }
 
 pub async fn evaluations(
@@ -197,9 +212,12 @@ pub async fn evaluations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().evals).await?;
-    let out = super::newest_first(state.evals_for_job(q.namespace(), &id).iter());
-    Ok(reply(&srv, state.tables().evals, &out))
+    read_table(&srv, &q, Table::Evals, |state| {
+        Ok(super::newest_first(
+            state.evals_for_job(q.namespace(), &id).iter(),
+        ))
+    })
+    .await
 }
 
 pub async fn summary(
@@ -207,13 +225,11 @@ pub async fn summary(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().jobs.max(s.tables().allocs)).await?;
-    let job = find_job(&state, &q, &id)?;
-    Ok(reply(
-        &srv,
-        state.tables().allocs.max(state.tables().jobs),
-        &state.job_summary(&job),
-    ))
+    read_table(&srv, &q, Table::JobsAndAllocs, |state| {
+        let job = find_job(state, &q, &id)?;
+        Ok(state.job_summary(&job))
+    })
+    .await
 }
 
 /// `?diffs=true` of `GET /v1/job/:id/versions`.

@@ -201,6 +201,66 @@ pub async fn blocking(
     }
 }
 
+/// The one read shape most `GET` handlers share: a blocking query on one table's index
+/// (`?index`, `?wait`, `?stale`, `?consistent` as [`blocking`] reads them), `read` on the
+/// state it returns, and the answer stamped with that table's index.
+pub async fn read_table<T: Serialize>(
+    srv: &Server,
+    q: &QueryParams,
+    table: Table,
+    read: impl FnOnce(&StateStore) -> Result<T, ApiErr>,
+) -> ApiResult {
+    let state = blocking(srv, q, |s| table.index(s)).await?;
+    let body = read(&state)?;
+    Ok(reply(srv, table.index(&state), &body))
+}
+
+/// The table (or tables) a [`read_table`] read depends on.
+#[derive(Debug, Clone, Copy)]
+pub enum Table {
+    Jobs,
+    Allocs,
+    Evals,
+    Nodes,
+    Deployments,
+    /// Job lists and summaries: the jobs and the allocations they count.
+    JobsAndAllocs,
+}
+
+impl Table {
+    fn index(self, state: &StateStore) -> u64 {
+        let t = state.tables();
+        match self {
+            Table::Jobs => t.jobs,
+            Table::Allocs => t.allocs,
+            Table::Evals => t.evals,
+            Table::Nodes => t.nodes,
+            Table::Deployments => t.deployments,
+            Table::JobsAndAllocs => t.jobs.max(t.allocs),
+        }
+    }
+}
+
+/// Allocations as every allocation list shows them.
+pub fn alloc_stubs<'a>(
+    allocs: impl IntoIterator<Item = &'a Arc<api::Allocation>>,
+) -> Vec<api::AllocationListStub> {
+    allocs
+        .into_iter()
+        .map(|a| api::AllocationListStub::from_alloc(a))
+        .collect()
+}
+
+/// The answer to a write: its Raft index, in the headers and the body.
+pub fn write_reply(srv: &Server, index: u64) -> Response {
+    reply(srv, index, &api::WriteResponse { index })
+}
+
+/// `found` or a 404 with the sentence every lookup uses: `<what> "<id>" not found`.
+pub fn found<T>(what: &str, id: &str, v: Option<T>) -> Result<T, ApiErr> {
+    v.ok_or_else(|| ApiErr::not_found(format!("{what} {id:?} not found")))
+}
+
 /// Evaluations as the API lists them: newest first.
 pub fn newest_first<'a>(
     evals: impl Iterator<Item = &'a std::sync::Arc<api::Evaluation>>,
@@ -263,7 +323,8 @@ fn agent_routes() -> Router<AppState> {
         .route("/internal/bench/noop", put(status::noop))
 }
 
-/// The public `/v1` API, as Nomad's HTTP listener serves it.
+/// The public `/v1` API, as Nomad's HTTP listener serves it. A route table: long because
+/// the API is, one line a route.
 fn api_routes() -> Router<AppState> {
     Router::new()
         .route(

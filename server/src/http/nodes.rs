@@ -1,13 +1,14 @@
 //! `/v1/nodes`, `/v1/node/:id`, and the internal routes client agents use to register,
 //! heartbeat and report allocation status.
 
-use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use super::{
+    found, parse_body, read_table, reply, write_reply, ApiErr, ApiResult, AppState, QueryParams,
+    Table,
+};
 use crate::fsm::Command;
 use crate::heartbeat::node_evals;
 use crate::now_nanos;
-use api::{
-    AllocUpdateRequest, Allocation, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest,
-};
+use api::{AllocUpdateRequest, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,15 +19,16 @@ const TRIGGER_RECONNECT: &str = "reconnect";
 
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let filter = q.filter()?;
-    let state = blocking(&srv, &q, |s| s.tables().nodes).await?;
-    let out: Vec<NodeListStub> = state
-        .node_table()
-        .values()
-        .filter(|n| q.prefix_matches(&n.id))
-        .map(|n| NodeListStub::from_node(n))
-        .collect();
-    let out = super::filter::apply(filter.as_ref(), out);
-    Ok(reply(&srv, state.tables().nodes, &out))
+    read_table(&srv, &q, Table::Nodes, |state| {
+        let out: Vec<NodeListStub> = state
+            .node_table()
+            .values()
+            .filter(|n| q.prefix_matches(&n.id))
+            .map(|n| NodeListStub::from_node(n))
+            .collect();
+        Ok(super::filter::apply(filter.as_ref(), out))
+    })
+    .await
 }
 
 pub async fn get_node(
@@ -34,12 +36,10 @@ pub async fn get_node(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().nodes).await?;
-    let n = state
-        .node_table()
-        .get(&id)
-        .ok_or_else(|| ApiErr::not_found(format!("node {id:?} not found")))?;
-    Ok(reply(&srv, state.tables().nodes, &redacted(n)))
+    read_table(&srv, &q, Table::Nodes, |state| {
+        found("node", &id, state.node_table().get(&id)).map(|n| redacted(n))
+    })
+    .await
 }
 
 /// A node as public reads show it: without its secret (Nomad redacts `SecretID` too).
@@ -65,6 +65,23 @@ fn secrets_match(a: &str, b: &str) -> bool {
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// The node an agent's request is for, once the request showed the node's secret: 404
+/// for a node the servers do not know (the agent registers again), else [`check_secret`].
+pub(super) fn registered_node<'s>(
+    state: &'s crate::state::StateStore,
+    node_id: &str,
+    headers: &HeaderMap,
+    what: &str,
+) -> Result<&'s std::sync::Arc<api::Node>, ApiErr> {
+    let Some(node) = state.node_table().get(node_id) else {
+        return Err(ApiErr::not_found(format!(
+            "node {node_id:?} not found; register it first"
+        )));
+    };
+    check_secret(node, headers, what)?;
+    Ok(node)
 }
 
 /// Refuses a request for `node` that does not carry the node's secret.
@@ -101,13 +118,10 @@ pub async fn allocations(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
-    let state = blocking(&srv, &q, |s| s.tables().allocs).await?;
-    let out: Vec<Allocation> = state
-        .allocs_for_node(&id)
-        .iter()
-        .map(|a| (**a).clone())
-        .collect();
-    Ok(reply(&srv, state.tables().allocs, &out))
+    read_table(&srv, &q, Table::Allocs, |state| {
+        Ok(state.allocs_for_node(&id))
+    })
+    .await
 }
 
 fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
@@ -186,12 +200,7 @@ pub async fn heartbeat(
     headers: HeaderMap,
 ) -> ApiResult {
     let state = srv.snapshot();
-    let Some(node) = state.node_table().get(&id) else {
-        return Err(ApiErr::not_found(format!(
-            "node {id:?} not found; register it first"
-        )));
-    };
-    check_secret(node, &headers, "heartbeat")?;
+    let node = registered_node(&state, &id, &headers, "heartbeat")?;
     let mut index = state.index();
     if node.status != api::NODE_STATUS_READY {
         let now = now_nanos();
@@ -289,12 +298,7 @@ pub async fn update_allocs(
 ) -> ApiResult {
     let req: AllocUpdateRequest = parse_body(&body)?;
     let state = srv.snapshot();
-    let Some(node) = state.node_table().get(&node_id) else {
-        return Err(ApiErr::not_found(format!(
-            "node {node_id:?} not found; register it first"
-        )));
-    };
-    check_secret(node, &headers, "allocation update")?;
+    registered_node(&state, &node_id, &headers, "allocation update")?;
     let now = now_nanos();
     if state
         .node_table()
@@ -313,13 +317,7 @@ pub async fn update_allocs(
     }
     let (updates, jobs_to_eval) = checked_updates(&state, &node_id, req.alloc)?;
     if updates.is_empty() {
-        return Ok(reply(
-            &srv,
-            state.index(),
-            &api::WriteResponse {
-                index: state.index(),
-            },
-        ));
+        return Ok(write_reply(&srv, state.index()));
     }
     let mut seen = BTreeSet::new();
     let evals = jobs_to_eval
@@ -342,11 +340,7 @@ pub async fn update_allocs(
             now,
         })
         .await?;
-    Ok(reply(
-        &srv,
-        resp.index,
-        &api::WriteResponse { index: resp.index },
-    ))
+    Ok(write_reply(&srv, resp.index))
 }
 
 #[cfg(test)]

@@ -55,23 +55,10 @@ pub async fn plan(State(srv): State<AppState>, Path(id): Path<String>, body: Byt
             "missing job: the body must be {\"Job\": {...}, \"Diff\": true}",
         ));
     };
-    if job.id != id {
-        return Err(ApiErr::bad_request(format!(
-            "job ID {:?} in the body does not match {:?} in the URL",
-            job.id, id
-        )));
-    }
+    super::jobs::check_path_id(&job, &id)?;
     job.canonicalize();
-    let errs = super::jobs::job_problems(&srv, &job);
-    if !errs.is_empty() {
-        return Err(ApiErr::bad_request(format!(
-            "job validation failed: {}",
-            errs.join("; ")
-        )));
-    }
-    job.stop = false;
-    job.status.clear();
-    job.stable = false;
+    super::jobs::check_job(&srv, &job)?;
+    super::jobs::clear_server_fields(&mut job);
 
     let state = srv.snapshot();
     let current = state.job(job.ns(), &job.id);

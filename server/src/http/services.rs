@@ -7,8 +7,8 @@
 //! `next_token`; `/v1/service/:name` also takes `choose=<n>|<key>`.
 
 use super::filter::{self, Filter};
-use super::nodes::check_secret;
-use super::{blocking, parse_body, reply, ApiErr, ApiResult, AppState, QueryParams};
+use super::nodes::registered_node;
+use super::{blocking, parse_body, reply, write_reply, ApiErr, ApiResult, AppState, QueryParams};
 use crate::fsm::Command;
 use crate::state::StateStore;
 use api::{ServiceRegistration, ServiceRegistrationListStub, ServiceStub, ServiceUpdateRequest};
@@ -274,11 +274,7 @@ pub async fn delete(
         )));
     }
     let resp = srv.write(Command::DeleteServices { ids: vec![id] }).await?;
-    Ok(reply(
-        &srv,
-        resp.index,
-        &api::WriteResponse { index: resp.index },
-    ))
+    Ok(write_reply(&srv, resp.index))
 }
 
 fn refused(id: &str, why: String) -> ApiErr {
@@ -334,13 +330,26 @@ fn checked_registration(
     if !r.id.starts_with(&prefix) {
         return Err(refused(&id, format!("its ID must start with {prefix:?}")));
     }
+    check_fields(&id, &r)?;
+    r.node_id = node.id.clone();
+    r.namespace = alloc.namespace.clone();
+    r.job_id = alloc.job_id.clone();
+    r.datacenter = node.datacenter.clone();
+    r.create_index = 0;
+    r.modify_index = 0;
+    Ok(r)
+}
+
+/// The limits on what an agent may put in a registration's own fields: name, tags,
+/// address and port.
+fn check_fields(id: &str, r: &ServiceRegistration) -> Result<(), ApiErr> {
     let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     if r.service_name.is_empty()
         || r.service_name.len() > MAX_NAME_LEN
         || !r.service_name.chars().all(name_ok)
     {
         return Err(refused(
-            &id,
+            id,
             format!(
                 "service name {:?} must be 1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'",
                 r.service_name
@@ -349,7 +358,7 @@ fn checked_registration(
     }
     if r.tags.len() > MAX_TAGS {
         return Err(refused(
-            &id,
+            id,
             format!(
                 "it has {} tags; at most {MAX_TAGS} are allowed",
                 r.tags.len()
@@ -362,7 +371,7 @@ fn checked_registration(
         .find(|t| t.len() > MAX_TAG_LEN || t.chars().any(char::is_control))
     {
         return Err(refused(
-            &id,
+            id,
             format!(
                 "tag {:?} is longer than {MAX_TAG_LEN} bytes or holds control characters",
                 t.chars().take(64).collect::<String>()
@@ -371,20 +380,14 @@ fn checked_registration(
     }
     if r.address.len() > MAX_ADDRESS_LEN || r.address.chars().any(|c| c.is_control()) {
         return Err(refused(
-            &id,
+            id,
             format!("its address must be at most {MAX_ADDRESS_LEN} printable bytes"),
         ));
     }
     if !(0..=65535).contains(&r.port) {
-        return Err(refused(&id, format!("port {} is outside 0..65535", r.port)));
+        return Err(refused(id, format!("port {} is outside 0..65535", r.port)));
     }
-    r.node_id = node.id.clone();
-    r.namespace = alloc.namespace.clone();
-    r.job_id = alloc.job_id.clone();
-    r.datacenter = node.datacenter.clone();
-    r.create_index = 0;
-    r.modify_index = 0;
-    Ok(r)
+    Ok(())
 }
 
 /// Would storing `r` change the stored registration of its ID?
@@ -407,12 +410,7 @@ pub async fn update(
 ) -> ApiResult {
     let req: ServiceUpdateRequest = parse_body(&body)?;
     let state = srv.snapshot();
-    let Some(node) = state.node_table().get(&node_id) else {
-        return Err(ApiErr::not_found(format!(
-            "node {node_id:?} not found; register it first"
-        )));
-    };
-    check_secret(node, &headers, "service update")?;
+    let node = registered_node(&state, &node_id, &headers, "service update")?;
     let count = req.upsert.len() + req.delete_ids.len();
     if count > MAX_CHANGES_PER_REQUEST {
         return Err(ApiErr::bad_request(format!(
@@ -455,7 +453,7 @@ pub async fn update(
         .collect();
     if upsert.is_empty() && delete_ids.is_empty() {
         let index = state.index();
-        return Ok(reply(&srv, index, &api::WriteResponse { index }));
+        return Ok(write_reply(&srv, index));
     }
     let resp = srv
         .write(Command::UpsertServices {
@@ -464,11 +462,7 @@ pub async fn update(
             delete_ids,
         })
         .await?;
-    Ok(reply(
-        &srv,
-        resp.index,
-        &api::WriteResponse { index: resp.index },
-    ))
+    Ok(write_reply(&srv, resp.index))
 }
 
 #[cfg(test)]

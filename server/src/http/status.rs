@@ -1,6 +1,6 @@
 //! `/v1/status/*` and `/v1/agent/*`.
 
-use super::{reply, ApiResult, AppState};
+use super::{reply, write_reply, ApiResult, AppState};
 use axum::extract::State;
 use std::collections::BTreeMap;
 
@@ -114,5 +114,5 @@ pub async fn health(State(srv): State<AppState>) -> ApiResult {
 /// `PUT /v1/internal/bench/noop`: one Raft write that changes nothing, for the load harness.
 pub async fn noop(State(srv): State<AppState>) -> ApiResult {
     let r = srv.write(crate::fsm::Command::Noop).await?;
-    Ok(reply(&srv, r.index, &api::WriteResponse { index: r.index }))
+    Ok(write_reply(&srv, r.index))
 }

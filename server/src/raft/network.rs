@@ -103,18 +103,22 @@ impl Connection {
             .body(body)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .map_err(send_failed)?;
         let body: Result<Resp, E> = resp
             .json()
             .await
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         body.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+/// A request that got no answer: `Unreachable` when the connection was refused (openraft
+/// backs off from the peer), a network error otherwise.
+fn send_failed<E: std::error::Error>(e: reqwest::Error) -> RPCError<NodeId, ServerNode, E> {
+    if e.is_connect() {
+        RPCError::Unreachable(Unreachable::new(&e))
+    } else {
+        RPCError::Network(NetworkError::new(&e))
     }
 }
 
@@ -162,13 +166,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             .body(rpc.data)
             .send()
             .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                } else {
-                    RPCError::Network(NetworkError::new(&e))
-                }
-            })?;
+            .map_err(send_failed)?;
         if !resp.status().is_success() {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();

@@ -104,6 +104,8 @@ pub fn render(state: &StateStore, a: &Arc<api::Allocation>) -> Markup {
                     " · restarts: " (t.restarts)
                     @if let Some(s) = &t.started_at { " · started " (s) }
                     @if let Some(f) = &t.finished_at { " · finished " (f) }
+                    " · "
+                    a href=(super::logs::logs_href(&a.id, name)) { "Logs of " (name) }
                 }
                 table {
                     caption { "Events of task " (name) ", newest first" }

@@ -106,18 +106,7 @@ pub fn render_list(state: &StateStore, q: &ClientsQuery, now: i64) -> Markup {
         }
         table {
             caption { (nodes.len()) " client" (if nodes.len() == 1 { "" } else { "s" }) }
-            thead { tr {
-                th scope="col" { "Name" }
-                th scope="col" { "ID" }
-                th scope="col" { "Datacenter" }
-                th scope="col" { "Class" }
-                th scope="col" { "Status" }
-                th scope="col" { "Eligibility" }
-                th scope="col" { "Drain" }
-                th scope="col" class="num" { "Allocations" }
-                th scope="col" { "CPU MHz (allocated / allocatable)" }
-                th scope="col" { "Memory MB (allocated / allocatable)" }
-            } }
+            (fmt::thead(&["Name", "ID", "Datacenter", "Class", "Status", "Eligibility", "Drain", "#Allocations", "CPU MHz (allocated / allocatable)", "Memory MB (allocated / allocatable)"]))
             tbody {
                 @for n in shown {
                     @let u = usage.get(n.id.as_str()).copied().unwrap_or_default();
@@ -235,10 +224,7 @@ pub fn render_node(state: &StateStore, n: &api::Node, q: &ClientsQuery, now: i64
         }
         table {
             caption { "Allocations on this node (" (allocs.len()) ", newest first)" }
-            thead { tr {
-                th scope="col" { "ID" } th scope="col" { "Job" } th scope="col" { "Group" }
-                th scope="col" { "Desired" } th scope="col" { "Status" } th scope="col" { "Created" }
-            } }
+            (fmt::thead(&["ID", "Job", "Group", "Desired", "Status", "Created"]))
             tbody {
                 @for a in shown {
                     tr {

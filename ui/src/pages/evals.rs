@@ -48,11 +48,7 @@ pub fn render(state: &StateStore, q: &EvalsQuery) -> Markup {
         }
         table {
             caption { (evals.len()) " evaluation" (if evals.len() == 1 { "" } else { "s" }) ", newest first" }
-            thead { tr {
-                th scope="col" { "ID" } th scope="col" { "Job" } th scope="col" { "Type" }
-                th scope="col" { "Triggered by" } th scope="col" { "Node" } th scope="col" { "Status" }
-                th scope="col" { "Created" }
-            } }
+            (fmt::thead(&["ID", "Job", "Type", "Triggered by", "Node", "Status", "Created"]))
             tbody {
                 @for e in shown {
                     tr {

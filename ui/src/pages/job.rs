@@ -187,6 +187,7 @@ pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
         }
         section aria-labelledby="actions-h" class="actions" {
             h2 id="actions-h" { "Actions" }
+            p { a href=(format!("{href}/edit")) { "Edit the job definition" } }
             @if !job.stop {
                 details {
                     summary { "Stop job…" }
@@ -211,15 +212,7 @@ pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
         }
         table {
             caption { "Task groups" }
-            thead { tr {
-                th scope="col" { "Group" }
-                th scope="col" class="num" { "Desired" }
-                th scope="col" class="num" { "Placed" }
-                th scope="col" class="num" { "Queued" }
-                th scope="col" class="num" { "Running" }
-                th scope="col" class="num" { "Failed" }
-                th scope="col" class="num" { "Lost" }
-            } }
+            (fmt::thead(&["Group", "#Desired", "#Placed", "#Queued", "#Running", "#Failed", "#Lost"]))
             tbody {
                 @for g in &job.task_groups {
                     @let s = summary.summary.get(&g.name).cloned().unwrap_or_default();
@@ -238,15 +231,7 @@ pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
         }
         table {
             caption { "Allocations (" (allocs.len()) ", newest first)" }
-            thead { tr {
-                th scope="col" { "ID" }
-                th scope="col" { "Group" }
-                th scope="col" { "Node" }
-                th scope="col" { "Desired" }
-                th scope="col" { "Status" }
-                th scope="col" { "Version" }
-                th scope="col" { "Created" }
-            } }
+            (fmt::thead(&["ID", "Group", "Node", "Desired", "Status", "Version", "Created"]))
             tbody {
                 @for a in shown_allocs {
                     tr {
@@ -265,12 +250,7 @@ pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
         (pager("Allocations", apage, apages, |n| format!("{href}{}", fmt::query(&[("apage", &n.to_string()), ("epage", &epage_s)]))))
         table {
             caption { "Evaluations (" (evals.len()) ", newest first)" }
-            thead { tr {
-                th scope="col" { "ID" }
-                th scope="col" { "Triggered by" }
-                th scope="col" { "Status" }
-                th scope="col" { "Created" }
-            } }
+            (fmt::thead(&["ID", "Triggered by", "Status", "Created"]))
             tbody {
                 @for e in shown_evals {
                     tr {
@@ -284,21 +264,129 @@ pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
             }
         }
         (pager("Evaluations", epage, epages, |n| format!("{href}{}", fmt::query(&[("apage", &apage_s), ("epage", &n.to_string())]))))
-        table {
-            caption { "Versions (newest first)" }
-            thead { tr {
-                th scope="col" { "Version" }
-                th scope="col" { "Stable" }
-                th scope="col" { "Submitted" }
-                th scope="col" { "Groups" }
-            } }
-            tbody {
-                @for v in versions.iter().take(20) {
-                    tr {
-                        th scope="row" { (v.version) }
-                        td { (if v.stable { "yes" } else { "no" }) }
-                        td { (fmt::time(v.submit_time)) }
-                        td { (v.task_groups.iter().map(|g| format!("{} × {}", g.name, g.count)).collect::<Vec<_>>().join(", ")) }
+        (versions_section(&versions))
+        (deployments_section(state, job))
+        (services_section(state, job))
+    }
+}
+
+/// Versions newest first, each with what changed from the one before (the server's
+/// `job_diff`, as `/v1/job/:id/versions?diffs=true` computes it). At most 20.
+pub fn versions_section(versions: &[Arc<api::Job>]) -> Markup {
+    html! {
+        section aria-labelledby="versions-h" {
+            h2 id="versions-h" { "Versions (" (versions.len()) ", newest first)" }
+            @for (i, v) in versions.iter().enumerate().take(20) {
+                details class="version" open[i == 0 && versions.len() > 1] {
+                    summary {
+                        "Version " (v.version)
+                        @if v.stable { " · stable" } @else { " · not stable" }
+                        " · submitted " (fmt::time(v.submit_time))
+                        " · " (v.task_groups.iter().map(|g| format!("{} × {}", g.name, g.count)).collect::<Vec<_>>().join(", "))
+                    }
+                    @match versions.get(i + 1) {
+                        Some(prev) => {
+                            p class="help" { "Changes from version " (prev.version) ":" }
+                            (super::diff::render(&api::diff::job_diff(Some(prev), v), &format!("Changes in version {}", v.version)))
+                        }
+                        None => p class="help" { "The first version of the job." },
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The job's deployments, newest first, with Promote (canaries waiting) and Fail (still
+/// rolling out) behind a confirmation step.
+pub fn deployments_section(state: &StateStore, job: &api::Job) -> Markup {
+    let deps = state.deployments_for_job(job.ns(), &job.id);
+    html! {
+        @if !deps.is_empty() {
+            table {
+                caption { "Deployments (" (deps.len()) ", newest first)" }
+                (fmt::thead(&["ID", "Version", "Status", "Groups (healthy / placed / desired, canaries)", "Actions"]))
+                tbody {
+                    @for d in deps.iter().take(10) {
+                        @let needs_promotion = d.active() && d.task_groups.values().any(|g| g.desired_canaries > 0 && !g.promoted);
+                        tr {
+                            th scope="row" { code { (fmt::short(&d.id)) } }
+                            td class="num" { (d.job_version) }
+                            td { (fmt::status(&d.status)) @if !d.status_description.is_empty() { " — " (d.status_description) } }
+                            td {
+                                @for (name, g) in &d.task_groups {
+                                    div {
+                                        (name) ": " (g.healthy_allocs) " / " (g.placed_allocs) " / " (g.desired_total)
+                                        @if g.desired_canaries > 0 {
+                                            ", " (g.placed_canaries.len()) " of " (g.desired_canaries) " canaries"
+                                            (if g.promoted { " (promoted)" } else { " (not promoted)" })
+                                        }
+                                        @if g.unhealthy_allocs > 0 { ", " (g.unhealthy_allocs) " unhealthy" }
+                                    }
+                                }
+                            }
+                            td class="actions" {
+                                @if needs_promotion { (deployment_action(job, d, "promote", "Promote…", "Promoting replaces the old allocations with the new version.", "")) }
+                                @if d.active() { (deployment_action(job, d, "fail", "Fail…", "Failing stops the rollout (and rolls back when auto_revert is set).", "danger")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn deployment_action(
+    job: &api::Job,
+    d: &api::Deployment,
+    op: &str,
+    label: &str,
+    what: &str,
+    class: &str,
+) -> Markup {
+    html! {
+        details {
+            summary { (label) }
+            form method="post" action=(format!("/ui/deployments/{}/{op}", fmt::enc(&d.id))) {
+                input type="hidden" name="job" value=(job.id);
+                input type="hidden" name="namespace" value=(job.ns());
+                p { (what) }
+                button type="submit" class=(class) { "Yes, " (op) " deployment " (fmt::short(&d.id)) }
+            }
+        }
+    }
+}
+
+/// The service instances the job's live allocations registered (`provider = "nomad"`).
+pub fn services_section(state: &StateStore, job: &api::Job) -> Markup {
+    let declares = job
+        .task_groups
+        .iter()
+        .any(|g| !g.services.is_empty() || g.tasks.iter().any(|t| !t.services.is_empty()));
+    if !declares {
+        return html! {};
+    }
+    let mut regs: Vec<Arc<api::ServiceRegistration>> = state
+        .allocs_for_job(job.ns(), &job.id)
+        .iter()
+        .filter(|a| !a.terminal())
+        .flat_map(|a| state.services_for_alloc(&a.id))
+        .collect();
+    regs.sort_by(|a, b| (&a.service_name, &a.id).cmp(&(&b.service_name, &b.id)));
+    html! {
+        @if !regs.is_empty() {
+            table {
+                caption { "Services (" (regs.len()) " instances)" }
+                (fmt::thead(&["Service", "Address", "Tags", "Allocation"]))
+                tbody {
+                    @for r in regs.iter().take(100) {
+                        tr {
+                            th scope="row" { (r.service_name) }
+                            td { code { (r.address) ":" (r.port) } }
+                            td { (r.tags.join(", ")) }
+                            td { a href=(fmt::alloc_href(&r.alloc_id)) { code { (fmt::short(&r.alloc_id)) } } }
+                        }
                     }
                 }
             }
@@ -384,5 +472,57 @@ mod tests {
         assert_eq!(find_job(&s, "web@prod").unwrap().namespace, "prod");
         assert!(find_job(&s, "web").is_none());
         assert_eq!(find_job(&s, "a@b").unwrap().id, "a@b");
+    }
+
+    #[test]
+    fn versions_show_diffs_deployments_offer_promote_and_fail_and_services_are_listed() {
+        let v0 = job("web", "service", "running", 1);
+        let mut v1 = v0.clone();
+        v1["Version"] = json!(1);
+        v1["TaskGroups"][0]["Services"] = json!([{"Name": "http<x>", "PortLabel": "http"}]);
+        v1["TaskGroups"][0]["Count"] = json!(3);
+        let base = state(
+            vec![v1.clone()],
+            vec![alloc("a1-0000-aaaa", "web", "n1", "running", 3)],
+            vec![],
+            vec![],
+        );
+        let mut v = serde_json::to_value(&base).unwrap();
+        v["job_versions"] = json!([v0, v1]);
+        v["deployments"] = json!([{
+            "ID": "d1-dep-0000", "Namespace": "default", "JobID": "web", "JobVersion": 1,
+            "Status": "running", "StatusDescription": "Deployment is running but requires manual promotion",
+            "TaskGroups": {"main": {"DesiredCanaries": 1, "DesiredTotal": 3, "PlacedCanaries": ["a1-0000-aaaa"],
+                "PlacedAllocs": 1, "HealthyAllocs": 1}},
+            "CreateIndex": 5
+        }]);
+        v["services"] = json!([{
+            "ID": "_nomad-task-a1-0000-aaaa-t-http-http", "ServiceName": "http<x>", "Namespace": "default",
+            "NodeID": "n1", "JobID": "web", "AllocID": "a1-0000-aaaa", "Address": "127.0.0.1", "Port": 20001
+        }]);
+        let s: StateStore = serde_json::from_value(v).unwrap();
+        let j = s.job("default", "web").unwrap();
+        let html = render(&s, &j, &JobQuery::default()).into_string();
+        assert!(html.contains("Versions (2, newest first)"), "{html}");
+        assert!(html.contains("Changes from version 0"), "{html}");
+        assert!(
+            html.contains("Count: &quot;1&quot; =&gt; &quot;3&quot;"),
+            "{html}"
+        );
+        assert!(html.contains("The first version of the job."), "{html}");
+        assert!(
+            html.contains(r#"action="/ui/deployments/d1-dep-0000/promote""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"action="/ui/deployments/d1-dep-0000/fail""#),
+            "{html}"
+        );
+        assert!(html.contains("1 of 1 canaries (not promoted)"), "{html}");
+        assert!(
+            html.contains("http&lt;x&gt;") && html.contains("127.0.0.1:20001"),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/ui/jobs/web/edit""#), "{html}");
     }
 }

@@ -110,6 +110,7 @@ pub fn render(state: &StateStore, q: &JobsQuery) -> Markup {
     };
     html! {
         h1 { "Jobs" }
+        p { a href="/ui/jobs/run" class="button" { "Run a job" } }
         @if let Some(n) = super::done_notice(q.done.as_deref()) { (layout::notice("ok", n)) }
         form class="facets" method="get" action="/ui/jobs" aria-label="Filter jobs" {
             label { "ID or name prefix " input type="search" name="search" value=(q.search); }
@@ -120,18 +121,7 @@ pub fn render(state: &StateStore, q: &JobsQuery) -> Markup {
         }
         table {
             caption { (jobs.len()) " job" (if jobs.len() == 1 { "" } else { "s" }) @if jobs.len() != state.job_table().len() { " matching" } }
-            thead { tr {
-                th scope="col" { "ID" }
-                th scope="col" { "Namespace" }
-                th scope="col" { "Type" }
-                th scope="col" { "Priority" }
-                th scope="col" { "Status" }
-                th scope="col" class="num" { "Pending" }
-                th scope="col" class="num" { "Running" }
-                th scope="col" class="num" { "Complete" }
-                th scope="col" class="num" { "Failed" }
-                th scope="col" class="num" { "Lost" }
-            } }
+            (fmt::thead(&["ID", "Namespace", "Type", "Priority", "Status", "#Pending", "#Running", "#Complete", "#Failed", "#Lost"]))
             tbody {
                 @for j in shown {
                     @let c = counts.get(&(j.ns(), j.id.as_str())).copied().unwrap_or_default();

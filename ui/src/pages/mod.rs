@@ -3,9 +3,12 @@
 
 pub mod alloc;
 pub mod clients;
+pub mod diff;
 pub mod evals;
 pub mod job;
 pub mod jobs;
+pub mod logs;
+pub mod run;
 pub mod search;
 pub mod servers;
 
@@ -42,6 +45,9 @@ pub fn done_notice(done: Option<&str>) -> Option<&'static str> {
         "ineligible" => "The node is ineligible: it takes no new allocations.",
         "drain" => "The drain was set.",
         "undrain" => "The drain was disabled.",
+        "submitted" => "The job was submitted; its evaluation is being scheduled.",
+        "promoted" => "The deployment was promoted.",
+        "deployment-failed" => "The deployment was marked as failed.",
         _ => return None,
     })
 }

@@ -65,8 +65,12 @@ pub(super) fn check_group_services(at: &str, g: &TaskGroup, errs: &mut Vec<Strin
             }
         }
     }
-    // Port labels: the group's network ports and its tasks' (a number is a port too;
-    // with address_mode "driver" the driver's own port map decides).
+    check_port_labels(at, g, &all, errs);
+}
+
+/// Port labels: the group's network ports and its tasks' (a number is a port too; with
+/// address_mode "driver" the driver's own port map decides).
+fn check_port_labels(at: &str, g: &TaskGroup, all: &[&Service], errs: &mut Vec<String>) {
     let mut labels = std::collections::BTreeSet::new();
     let task_networks = g
         .tasks
@@ -85,7 +89,7 @@ pub(super) fn check_group_services(at: &str, g: &TaskGroup, errs: &mut Vec<Strin
             || labels.contains(label)
     };
     let mut missing: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for s in &all {
+    for s in all {
         if !known(&s.port_label, &s.address_mode) {
             missing.entry(&s.port_label).or_default().push(&s.name);
         }
@@ -97,7 +101,7 @@ pub(super) fn check_group_services(at: &str, g: &TaskGroup, errs: &mut Vec<Strin
             services.join(", ")
         ));
     }
-    for s in &all {
+    for s in all {
         for c in &s.checks {
             if !known(&c.port_label, &c.address_mode) {
                 errs.push(format!(
@@ -216,13 +220,41 @@ impl ServiceCheck {
         let mut out: Vec<(&'static str, String)> = Vec::new();
         let nomad = service.provider() == SERVICE_PROVIDER_NOMAD;
         let ty = self.check_type.to_lowercase();
+        self.type_problems(service, nomad, &ty, &mut out);
+        self.timing_problems(&mut out);
+        let on_update = self.mode_problems(service, &mut out);
+        if nomad {
+            self.nomad_only_problems(&ty, on_update, &mut out);
+        } else {
+            self.consul_problems(&ty, &mut out);
+        }
+        for (field, what, v) in [
+            ("path", "path", &self.path),
+            ("body", "body", &self.body),
+            ("command", "command", &self.command),
+        ] {
+            let mut e = Vec::new();
+            check_text("check", what, v, &mut e);
+            out.extend(e.into_iter().map(|m| (field, m)));
+        }
+        out
+    }
+
+    /// The check's type against the provider, and what that type needs (port, path, command).
+    fn type_problems(
+        &self,
+        service: &Service,
+        nomad: bool,
+        ty: &str,
+        out: &mut Vec<(&'static str, String)>,
+    ) {
         let allowed = if nomad {
             NOMAD_CHECK_TYPES
         } else {
             CONSUL_CHECK_TYPES
         };
-        if !allowed.contains(&ty.as_str()) {
-            let hint = if nomad && CONSUL_CHECK_TYPES.contains(&ty.as_str()) {
+        if !allowed.contains(&ty) {
+            let hint = if nomad && CONSUL_CHECK_TYPES.contains(&ty) {
                 " (the nomad provider runs http and tcp checks only)"
             } else {
                 ""
@@ -235,7 +267,7 @@ impl ServiceCheck {
                 ),
             ));
         }
-        if matches!(ty.as_str(), CHECK_GRPC | CHECK_HTTP | CHECK_TCP)
+        if matches!(ty, CHECK_GRPC | CHECK_HTTP | CHECK_TCP)
             && self.port_label.is_empty()
             && service.port_label.is_empty()
         {
@@ -247,7 +279,7 @@ impl ServiceCheck {
                 ),
             ));
         }
-        match ty.as_str() {
+        match ty {
             CHECK_HTTP if self.path.is_empty() => {
                 out.push(("path", "http type must have http path".to_string()))
             }
@@ -265,6 +297,10 @@ impl ServiceCheck {
             )),
             _ => {}
         }
+    }
+
+    /// `interval`, `timeout` and `initial_status`.
+    fn timing_problems(&self, out: &mut Vec<(&'static str, String)>) {
         let secs = show_nanos(MIN_CHECK_INTERVAL);
         if self.interval == 0 {
             out.push((
@@ -304,6 +340,15 @@ impl ServiceCheck {
                 ),
             ));
         }
+    }
+
+    /// `address_mode`, `protocol`, `on_update` (the check's, or its service's, returned)
+    /// and `check_restart`.
+    fn mode_problems<'a>(
+        &'a self,
+        service: &'a Service,
+        out: &mut Vec<(&'static str, String)>,
+    ) -> &'a str {
         let mode = self.address_mode.as_str();
         if mode == ADDRESS_MODE_AUTO {
             out.push((
@@ -372,87 +417,94 @@ impl ServiceCheck {
                 ));
             }
         }
-        let thresholds = [
+        on_update
+    }
+
+    /// The thresholds of a check, by attribute name.
+    fn thresholds(&self) -> [(&'static str, i64); 3] {
+        [
             ("success_before_passing", self.success_before_passing),
             ("failures_before_critical", self.failures_before_critical),
             ("failures_before_warning", self.failures_before_warning),
-        ];
-        if nomad {
-            let consul_only =
-                |what: &str| format!("{what} may only be set for Consul service checks");
-            if self.expose {
-                out.push(("expose", consul_only("expose")));
-            }
-            if on_update == ON_UPDATE_IGNORE_WARNINGS {
-                out.push((
-                    "on_update",
-                    "on_update may only be set to ignore_warnings for Consul service checks \
-                     (Nomad's checks have no warning state)"
-                        .to_string(),
-                ));
-            }
-            if self
-                .check_restart
-                .as_ref()
-                .is_some_and(|c| c.ignore_warnings)
-            {
-                out.push((
-                    "check_restart",
-                    "ignore_warnings on check_restart only supported for Consul service checks"
-                        .to_string(),
-                ));
-            }
-            if mode == ADDRESS_MODE_DRIVER {
-                out.push(("address_mode", consul_only("address_mode = driver")));
-            }
-            if ty == CHECK_HTTP
-                && !self.method.is_empty()
-                && !HTTP_METHODS.contains(&self.method.as_str())
-            {
-                out.push((
-                    "method",
-                    format!(
-                        "method type {:?} not supported in Nomad http check",
-                        self.method
-                    ),
-                ));
-            }
-            for (field, v) in thresholds {
-                if v != 0 {
-                    out.push((field, consul_only(field)));
-                }
-            }
-            if !self.tls_server_name.is_empty() {
-                out.push(("tls_server_name", consul_only("tls_server_name")));
-            }
-        } else {
-            if self.expose && !matches!(ty.as_str(), CHECK_GRPC | CHECK_HTTP) {
-                out.push((
-                    "expose",
-                    "expose may only be set on HTTP or gRPC checks".to_string(),
-                ));
-            }
-            for (field, v) in thresholds {
-                if v < 0 {
-                    out.push((field, format!("{field} must be non-negative")));
-                } else if v > 0 && !matches!(ty.as_str(), CHECK_GRPC | CHECK_HTTP | CHECK_TCP) {
-                    out.push((
-                        field,
-                        format!("{field} not supported for check of type {ty:?}"),
-                    ));
-                }
+        ]
+    }
+
+    /// Fields the nomad provider does not run (they belong to Consul's checks).
+    fn nomad_only_problems(
+        &self,
+        ty: &str,
+        on_update: &str,
+        out: &mut Vec<(&'static str, String)>,
+    ) {
+        let mode = self.address_mode.as_str();
+        let thresholds = self.thresholds();
+        let consul_only = |what: &str| format!("{what} may only be set for Consul service checks");
+        if self.expose {
+            out.push(("expose", consul_only("expose")));
+        }
+        if on_update == ON_UPDATE_IGNORE_WARNINGS {
+            out.push((
+                "on_update",
+                "on_update may only be set to ignore_warnings for Consul service checks \
+                 (Nomad's checks have no warning state)"
+                    .to_string(),
+            ));
+        }
+        if self
+            .check_restart
+            .as_ref()
+            .is_some_and(|c| c.ignore_warnings)
+        {
+            out.push((
+                "check_restart",
+                "ignore_warnings on check_restart only supported for Consul service checks"
+                    .to_string(),
+            ));
+        }
+        if mode == ADDRESS_MODE_DRIVER {
+            out.push(("address_mode", consul_only("address_mode = driver")));
+        }
+        if ty == CHECK_HTTP
+            && !self.method.is_empty()
+            && !HTTP_METHODS.contains(&self.method.as_str())
+        {
+            out.push((
+                "method",
+                format!(
+                    "method type {:?} not supported in Nomad http check",
+                    self.method
+                ),
+            ));
+        }
+        for (field, v) in thresholds {
+            if v != 0 {
+                out.push((field, consul_only(field)));
             }
         }
-        for (field, what, v) in [
-            ("path", "path", &self.path),
-            ("body", "body", &self.body),
-            ("command", "command", &self.command),
-        ] {
-            let mut e = Vec::new();
-            check_text("check", what, v, &mut e);
-            out.extend(e.into_iter().map(|m| (field, m)));
+        if !self.tls_server_name.is_empty() {
+            out.push(("tls_server_name", consul_only("tls_server_name")));
         }
-        out
+    }
+
+    /// Consul's own rules for `expose` and the thresholds.
+    fn consul_problems(&self, ty: &str, out: &mut Vec<(&'static str, String)>) {
+        let thresholds = self.thresholds();
+        if self.expose && !matches!(ty, CHECK_GRPC | CHECK_HTTP) {
+            out.push((
+                "expose",
+                "expose may only be set on HTTP or gRPC checks".to_string(),
+            ));
+        }
+        for (field, v) in thresholds {
+            if v < 0 {
+                out.push((field, format!("{field} must be non-negative")));
+            } else if v > 0 && !matches!(ty, CHECK_GRPC | CHECK_HTTP | CHECK_TCP) {
+                out.push((
+                    field,
+                    format!("{field} not supported for check of type {ty:?}"),
+                ));
+            }
+        }
     }
 }
 

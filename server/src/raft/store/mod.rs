@@ -129,6 +129,21 @@ impl LogStore {
         })
     }
 
+    /// Delete the log entries whose keys (big-endian indexes) fall in `range`, in one batch.
+    fn remove_logs(&self, range: impl std::ops::RangeBounds<[u8; 8]>) -> Result<(), StorageError> {
+        let keys: Vec<_> = self
+            .logs
+            .range(range)
+            .keys()
+            .collect::<Result<_, _>>()
+            .map_err(|e| io_err(true, e))?;
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(k);
+        }
+        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))
+    }
+
     /// Bytes sled uses on disk, for the load harness.
     pub fn disk_size(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -249,35 +264,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 }
             })
             .await?;
-        let keys: Vec<_> = self
-            .logs
-            .range(log_id.index.to_be_bytes()..)
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|e| io_err(true, e))?;
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;
+        self.remove_logs(log_id.index.to_be_bytes()..)?;
         self.db.flush_async().await.map_err(|e| io_err(true, e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         put_json(&self.meta, KEY_PURGED, &log_id)?;
-        let keys: Vec<_> = self
-            .logs
-            .range(..=log_id.index.to_be_bytes())
-            .keys()
-            .collect::<Result<_, _>>()
-            .map_err(|e| io_err(true, e))?;
-        let mut batch = sled::Batch::default();
-        for k in keys {
-            batch.remove(k);
-        }
-        self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;
-        Ok(())
+        self.remove_logs(..=log_id.index.to_be_bytes())
     }
 }
 

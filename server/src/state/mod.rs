@@ -1,7 +1,9 @@
 //! The in-memory state store: one persistent map per table, so a snapshot is an O(1) clone.
 //!
-//! Only the FSM (`fsm.rs`) mutates a `StateStore`; everyone else reads an immutable
-//! `Arc<StateStore>` published after each applied batch of Raft entries.
+//! Only the FSM (`fsm/`) mutates a `StateStore`, through [`StateWriter`] (`writer.rs`);
+//! everyone else reads an immutable `Arc<StateStore>` published after each applied batch
+//! of Raft entries. The services and deployments tables keep their keys, reads and writes
+//! in `services.rs` and `deployments.rs`; `data.rs` is the serialised form.
 
 use api::{
     Allocation, Deployment, Evaluation, Job, JobSummary, Node, ServiceRegistration,
@@ -11,7 +13,15 @@ use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use crate::events::Event;
+mod data;
+mod deployments;
+mod services;
+mod writer;
+
+use data::StateData;
+use deployments::deployment_key;
+pub use services::ServiceKey;
+pub use writer::StateWriter;
 
 /// `(namespace, job id)`.
 pub type JobKey = (String, String);
@@ -29,95 +39,6 @@ pub struct TableIndexes {
     /// Deployments; absent from older snapshots.
     #[serde(default)]
     pub deployments: u64,
-}
-
-/// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
-/// rebuilt on load, and each job version written once however many allocations share it.
-#[derive(Serialize, Deserialize)]
-struct StateData {
-    index: u64,
-    tables: TableIndexes,
-    jobs: Vec<Arc<Job>>,
-    job_versions: Vec<Arc<Job>>,
-    /// Job versions allocations run, each once; allocations refer to them by position.
-    alloc_jobs: Vec<Arc<Job>>,
-    allocs: Vec<(Option<usize>, Allocation)>,
-    evals: Vec<Arc<Evaluation>>,
-    nodes: Vec<Arc<Node>>,
-    /// Absent from snapshots taken before services were kept.
-    #[serde(default)]
-    services: Vec<Arc<ServiceRegistration>>,
-    /// Absent from snapshots taken before deployments were kept.
-    #[serde(default)]
-    deployments: Vec<Arc<Deployment>>,
-}
-
-impl From<StateStore> for StateData {
-    fn from(s: StateStore) -> Self {
-        let mut alloc_jobs: Vec<Arc<Job>> = Vec::new();
-        let mut positions: std::collections::HashMap<*const Job, usize> = Default::default();
-        let allocs = s
-            .allocs
-            .values()
-            .map(|a| {
-                let mut a = (**a).clone();
-                let pos = a.job.take().map(|j| {
-                    *positions.entry(Arc::as_ptr(&j)).or_insert_with(|| {
-                        alloc_jobs.push(j.clone());
-                        alloc_jobs.len() - 1
-                    })
-                });
-                (pos, a)
-            })
-            .collect();
-        StateData {
-            index: s.index,
-            tables: s.tables.clone(),
-            jobs: s.jobs.values().cloned().collect(),
-            job_versions: s.job_versions.values().cloned().collect(),
-            alloc_jobs,
-            allocs,
-            evals: s.evals.values().cloned().collect(),
-            nodes: s.nodes.values().cloned().collect(),
-            services: s.services.values().cloned().collect(),
-            deployments: s.deployments.values().cloned().collect(),
-        }
-    }
-}
-
-impl From<StateData> for StateStore {
-    fn from(d: StateData) -> Self {
-        let mut s = StateStore {
-            index: d.index,
-            tables: d.tables,
-            ..Default::default()
-        };
-        for j in d.jobs {
-            s.jobs.insert((j.ns().to_string(), j.id.clone()), j);
-        }
-        for j in d.job_versions {
-            s.job_versions
-                .insert((j.ns().to_string(), j.id.clone(), j.version), j);
-        }
-        for (pos, mut a) in d.allocs {
-            a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
-            s.allocs.insert(a.id.clone(), Arc::new(a));
-        }
-        for e in d.evals {
-            s.evals.insert(e.id.clone(), e);
-        }
-        for n in d.nodes {
-            s.nodes.insert(n.id.clone(), n);
-        }
-        for r in d.services {
-            s.services.insert(service_key(&r), r);
-        }
-        for dep in d.deployments {
-            s.deployments.insert(dep.id.clone(), dep);
-        }
-        s.reindex();
-        s
-    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -146,49 +67,6 @@ pub struct StateStore {
     deployments: OrdMap<String, Arc<Deployment>>,
     /// `(namespace, job ID, create index, deployment ID)`: a job's deployments, oldest first.
     deployments_by_job: OrdSet<(String, String, u64, String)>,
-}
-
-/// `(namespace, service name, registration ID)`.
-pub type ServiceKey = (String, String, String);
-
-fn service_key(r: &ServiceRegistration) -> ServiceKey {
-    (r.namespace.clone(), r.service_name.clone(), r.id.clone())
-}
-
-/// A registration's event on the `Service` topic (keyed by ID; `Service:<job>` and
-/// `Service:<name>` match it too).
-fn service_event(r: &Arc<ServiceRegistration>, kind: &'static str) -> Event {
-    use crate::events::{Payload, Topic};
-    Event::new(
-        Topic::Service,
-        &r.id,
-        &r.namespace,
-        Payload::other("Service", r.clone()),
-    )
-    .with_filter_keys([r.job_id.as_str(), r.service_name.as_str()])
-    .with_type(kind)
-}
-
-fn deployment_key(d: &Deployment) -> (String, String, u64, String) {
-    (
-        d.namespace.clone(),
-        d.job_id.clone(),
-        d.create_index,
-        d.id.clone(),
-    )
-}
-
-/// A deployment's event on the `Deployment` topic (keyed by ID; `Deployment:<job>` too).
-fn deployment_event(d: &Arc<Deployment>, kind: &'static str) -> Event {
-    use crate::events::{Payload, Topic};
-    Event::new(
-        Topic::Deployment,
-        &d.id,
-        &d.namespace,
-        Payload::other("Deployment", d.clone()),
-    )
-    .with_filter_keys([d.job_id.as_str()])
-    .with_type(kind)
 }
 
 impl StateStore {
@@ -296,71 +174,6 @@ impl StateStore {
             .collect()
     }
 
-    /// Every service registration, ordered by namespace, service name and ID.
-    pub fn service_table(&self) -> &OrdMap<ServiceKey, Arc<ServiceRegistration>> {
-        &self.services
-    }
-
-    /// One registration by its ID.
-    pub fn service(&self, id: &str) -> Option<Arc<ServiceRegistration>> {
-        let key = self.service_ids.get(id)?;
-        self.services.get(key).cloned()
-    }
-
-    /// The instances of service `name` in namespace `ns`, ordered by ID.
-    pub fn services_named(&self, ns: &str, name: &str) -> Vec<Arc<ServiceRegistration>> {
-        let lo = (ns.to_string(), name.to_string(), String::new());
-        self.services
-            .range(lo..)
-            .take_while(|((n, s, _), _)| n == ns && s == name)
-            .map(|(_, r)| r.clone())
-            .collect()
-    }
-
-    /// The registrations of one allocation, ordered by ID.
-    pub fn services_for_alloc(&self, alloc_id: &str) -> Vec<Arc<ServiceRegistration>> {
-        let lo = (alloc_id.to_string(), String::new());
-        self.services_by_alloc
-            .range(lo..)
-            .take_while(|(a, _)| a == alloc_id)
-            .filter_map(|(_, id)| self.service(id))
-            .collect()
-    }
-
-    /// Every deployment, by ID.
-    pub fn deployment_table(&self) -> &OrdMap<String, Arc<Deployment>> {
-        &self.deployments
-    }
-
-    pub fn deployment(&self, id: &str) -> Option<Arc<Deployment>> {
-        self.deployments.get(id).cloned()
-    }
-
-    /// A job's deployments, newest first.
-    pub fn deployments_for_job(&self, ns: &str, job_id: &str) -> Vec<Arc<Deployment>> {
-        let lo = (ns.to_string(), job_id.to_string(), 0, String::new());
-        let mut v: Vec<_> = self
-            .deployments_by_job
-            .range(lo..)
-            .take_while(|(n, j, _, _)| n == ns && j == job_id)
-            .filter_map(|(_, _, _, id)| self.deployments.get(id).cloned())
-            .collect();
-        v.reverse();
-        v
-    }
-
-    /// A job's newest deployment.
-    pub fn latest_deployment(&self, ns: &str, job_id: &str) -> Option<Arc<Deployment>> {
-        self.deployments_for_job(ns, job_id).into_iter().next()
-    }
-
-    /// The allocations a deployment placed.
-    pub fn allocs_for_deployment(&self, d: &Deployment) -> Vec<Arc<Allocation>> {
-        let mut v = self.allocs_for_job(&d.namespace, &d.job_id);
-        v.retain(|a| a.deployment_id == d.id);
-        v
-    }
-
     /// A copy for export (`operator snapshot save`) with each node that holds a secret
     /// passed through `redact`; the store itself is unchanged.
     pub fn export_with_nodes(&self, redact: impl Fn(&Node) -> Node) -> StateStore {
@@ -446,240 +259,6 @@ impl StateStore {
             }
         }
         summary
-    }
-}
-
-/// The only way to change a `StateStore`: typed writes that keep the table indexes.
-///
-/// It can be built only with a [`crate::fsm::WriteToken`], which only the FSM can make, so
-/// every state change goes through `fsm::apply` (a test in `fsm` checks that no other
-/// module names the constructor). Reads go through `Deref` to the store.
-pub struct StateWriter<'a> {
-    state: &'a mut StateStore,
-    index: u64,
-    /// What this entry changed, for the event stream (`crate::events`; the FSM types them).
-    events: Vec<Event>,
-}
-
-impl<'a> StateWriter<'a> {
-    /// Start applying the Raft entry at `index`: the store's index moves to it.
-    pub fn new(state: &'a mut StateStore, index: u64, _: crate::fsm::WriteToken) -> Self {
-        state.index = index;
-        StateWriter {
-            state,
-            index,
-            events: Vec::new(),
-        }
-    }
-
-    /// The index of the entry being applied.
-    pub fn index(&self) -> u64 {
-        self.index
-    }
-
-    pub fn upsert_node(&mut self, node: Node) {
-        let node = Arc::new(node);
-        self.record(Event::node(&node));
-        self.state.nodes.insert(node.id.clone(), node);
-        self.state.tables.nodes = self.index;
-    }
-
-    pub fn upsert_alloc(&mut self, a: Allocation) {
-        let s = &mut *self.state;
-        s.allocs_by_job
-            .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
-        s.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
-        let a = Arc::new(a);
-        s.allocs.insert(a.id.clone(), a.clone());
-        s.tables.allocs = self.index;
-        self.record(Event::alloc(&a));
-    }
-
-    /// Write an evaluation and return the stored copy.
-    pub fn upsert_eval(&mut self, e: Evaluation) -> Arc<Evaluation> {
-        let s = &mut *self.state;
-        s.evals_by_job
-            .insert((e.namespace.clone(), e.job_id.clone(), e.id.clone()));
-        let e = Arc::new(e);
-        s.evals.insert(e.id.clone(), e.clone());
-        s.tables.evals = self.index;
-        self.record(Event::eval(&e));
-        e
-    }
-
-    /// Replace a job's current entry (its status, its stop flag) without a new version.
-    pub fn upsert_job(&mut self, job: Arc<Job>) {
-        self.record(Event::job(&job));
-        self.state
-            .jobs
-            .insert((job.ns().to_string(), job.id.clone()), job);
-        self.state.tables.jobs = self.index;
-    }
-
-    /// Write a job as its current entry and as the version it carries.
-    pub fn upsert_job_version(&mut self, job: Arc<Job>) {
-        self.state.job_versions.insert(
-            (job.ns().to_string(), job.id.clone(), job.version),
-            job.clone(),
-        );
-        self.upsert_job(job);
-    }
-
-    /// Forget a job and every version of it.
-    pub fn delete_job(&mut self, ns: &str, id: &str) {
-        let s = &mut *self.state;
-        let old = s.jobs.remove(&(ns.to_string(), id.to_string()));
-        let lo = (ns.to_string(), id.to_string(), 0);
-        let hi = (ns.to_string(), id.to_string(), u64::MAX);
-        let versions: Vec<_> = s
-            .job_versions
-            .range(lo..=hi)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in versions {
-            s.job_versions.remove(&k);
-        }
-        s.tables.jobs = self.index;
-        if let Some(j) = old {
-            self.record(Event::job(&j));
-        }
-    }
-
-    /// Add or update a service registration; its create and modify indexes are set here.
-    /// Returns false (and writes nothing) when an identical registration is stored, so an
-    /// agent re-sending what it registered does not wake watchers.
-    pub fn upsert_service(&mut self, mut r: ServiceRegistration) -> bool {
-        let old = self.service(&r.id);
-        if let Some(old) = &old {
-            r.create_index = old.create_index;
-            r.modify_index = old.modify_index;
-            if **old == r {
-                return false;
-            }
-            // A renamed service (or moved namespace) leaves its old key.
-            self.remove_service(old);
-        } else {
-            r.create_index = self.index;
-        }
-        r.modify_index = self.index;
-        let s = &mut *self.state;
-        let key = service_key(&r);
-        s.service_ids.insert(r.id.clone(), key.clone());
-        s.services_by_alloc
-            .insert((r.alloc_id.clone(), r.id.clone()));
-        let r = Arc::new(r);
-        s.services.insert(key, r.clone());
-        s.tables.services = self.index;
-        self.record(service_event(&r, "ServiceRegistration"));
-        true
-    }
-
-    /// Delete a service registration by ID; false when there was none.
-    pub fn delete_service(&mut self, id: &str) -> bool {
-        match self.service(id) {
-            Some(old) => {
-                self.remove_service(&old);
-                self.state.tables.services = self.index;
-                self.record(service_event(&old, "ServiceDeregistration"));
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn remove_service(&mut self, r: &ServiceRegistration) {
-        let s = &mut *self.state;
-        s.services.remove(&service_key(r));
-        s.service_ids.remove(&r.id);
-        s.services_by_alloc
-            .remove(&(r.alloc_id.clone(), r.id.clone()));
-    }
-
-    /// Add or replace a deployment; its create and modify indexes are set here. `kind`
-    /// types its event (`DeploymentStatusUpdate`, `DeploymentPromotion`, ...).
-    pub fn upsert_deployment(&mut self, mut d: Deployment, kind: &'static str) -> Arc<Deployment> {
-        match self.state.deployments.get(&d.id) {
-            Some(old) => {
-                d.create_index = old.create_index;
-                self.state.deployments_by_job.remove(&deployment_key(old));
-            }
-            None => d.create_index = self.index,
-        }
-        d.modify_index = self.index;
-        let s = &mut *self.state;
-        s.deployments_by_job.insert(deployment_key(&d));
-        let d = Arc::new(d);
-        s.deployments.insert(d.id.clone(), d.clone());
-        s.tables.deployments = self.index;
-        self.record(deployment_event(&d, kind));
-        d
-    }
-
-    /// Mark one version of a job stable (or not); the current entry too when it is that
-    /// version. False when the version is unknown.
-    pub fn set_job_stable(&mut self, ns: &str, id: &str, version: u64, stable: bool) -> bool {
-        let key = (ns.to_string(), id.to_string(), version);
-        let Some(v) = self.state.job_versions.get(&key).cloned() else {
-            return false;
-        };
-        if v.stable != stable {
-            let mut j = (*v).clone();
-            j.stable = stable;
-            self.state.job_versions.insert(key, Arc::new(j));
-            self.state.tables.jobs = self.index;
-        }
-        if let Some(cur) = self.job(ns, id).filter(|c| c.version == version) {
-            if cur.stable != stable {
-                let mut j = (*cur).clone();
-                j.stable = stable;
-                self.upsert_job(Arc::new(j));
-            }
-        }
-        true
-    }
-
-    /// Forget a job's deployments (the job was purged).
-    pub fn delete_job_deployments(&mut self, ns: &str, job_id: &str) {
-        for d in self.deployments_for_job(ns, job_id) {
-            let s = &mut *self.state;
-            s.deployments_by_job.remove(&deployment_key(&d));
-            s.deployments.remove(&d.id);
-            s.tables.deployments = self.index;
-        }
-    }
-
-    /// Record a change for the event stream, at this entry's index. The FSM gives it the
-    /// command's type unless it has one (`Event::with_type`).
-    pub fn record(&mut self, mut event: Event) {
-        event.index = self.index;
-        self.events.push(event);
-    }
-
-    /// The changes recorded so far (the FSM hands them to `Effects::events`).
-    pub fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
-    }
-
-    /// Replace the whole state with a saved one; every table counts as written now.
-    pub fn restore(&mut self, mut restored: StateStore) {
-        restored.reindex();
-        restored.index = self.index;
-        restored.tables = TableIndexes {
-            jobs: self.index,
-            allocs: self.index,
-            evals: self.index,
-            nodes: self.index,
-            services: self.index,
-            deployments: self.index,
-        };
-        *self.state = restored;
-    }
-}
-
-impl std::ops::Deref for StateWriter<'_> {
-    type Target = StateStore;
-    fn deref(&self) -> &StateStore {
-        self.state
     }
 }
 

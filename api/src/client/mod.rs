@@ -1,0 +1,373 @@
+//! A typed HTTP client for Drover's (and Nomad's) `/v1` API.
+//!
+//! Used by the CLI, the client agents and the tests. It holds several server addresses
+//! and fails over between them on connection errors, so an agent keeps working when one
+//! server goes away.
+
+use crate::url::encode;
+use crate::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The server answered with an error status; the body is its sentence.
+    #[error("{status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("cannot reach {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("bad response from {addr}: {message}")]
+    Decode { addr: String, message: String },
+}
+
+impl ApiError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ApiError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+    /// The server refused the request (e.g. a node secret that does not match).
+    pub fn is_forbidden(&self) -> bool {
+        self.status() == Some(403)
+    }
+}
+
+/// Options of a read: a blocking query waits until the index passes `index`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryOptions {
+    pub index: u64,
+    pub wait: Option<Duration>,
+    pub stale: bool,
+    pub prefix: Option<String>,
+}
+
+impl QueryOptions {
+    pub fn blocking(index: u64, wait: Duration) -> Self {
+        QueryOptions {
+            index,
+            wait: Some(wait),
+            ..Default::default()
+        }
+    }
+}
+
+/// What a read's headers say about the state it came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueryMeta {
+    pub last_index: u64,
+    pub known_leader: bool,
+    pub last_contact_ms: u64,
+}
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    addrs: Arc<Vec<String>>,
+    current: Arc<AtomicUsize>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addrs", &self.addrs)
+            .finish()
+    }
+}
+
+/// The address a CLI talks to: `-address`, else `NOMAD_ADDR`, else `DROVER_ADDR`, else local.
+pub fn default_address() -> String {
+    std::env::var("NOMAD_ADDR")
+        .or_else(|_| std::env::var("DROVER_ADDR"))
+        .unwrap_or_else(|_| "http://127.0.0.1:4646".to_string())
+}
+
+fn normalize(addr: &str) -> String {
+    let a = addr.trim().trim_end_matches('/');
+    if a.starts_with("http://") || a.starts_with("https://") {
+        a.to_string()
+    } else {
+        format!("http://{a}")
+    }
+}
+
+impl Client {
+    pub fn new(addr: &str) -> Self {
+        Self::with_addresses(&[addr.to_string()])
+    }
+
+    /// A client that tries each address in turn when one cannot be reached.
+    pub fn with_addresses(addrs: &[String]) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            // Under the servers' header-read timeout (5 s by default), which closes
+            // connections idle between requests.
+            .pool_idle_timeout(Duration::from_secs(3))
+            .build()
+            .expect("reqwest client with static configuration");
+        Client {
+            http,
+            addrs: Arc::new(addrs.iter().map(|a| normalize(a)).collect()),
+            current: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()]
+    }
+
+    async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<&B>,
+        timeout: Duration,
+        headers: &[(&str, &str)],
+    ) -> Result<(reqwest::Response, String), ApiError> {
+        let n = self.addrs.len();
+        let start = self.current.load(Ordering::Relaxed);
+        let mut last_err = None;
+        for i in 0..n {
+            let idx = (start + i) % n;
+            let addr = &self.addrs[idx];
+            let mut req = self
+                .http
+                .request(method.clone(), format!("{addr}{path}"))
+                .query(query)
+                .timeout(timeout);
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            match req.send().await {
+                Ok(resp) => {
+                    self.current.store(idx, Ordering::Relaxed);
+                    return Ok((resp, addr.clone()));
+                }
+                Err(e) => {
+                    last_err = Some(ApiError::Connect {
+                        addr: addr.clone(),
+                        source: e,
+                    })
+                }
+            }
+        }
+        Err(last_err.expect("at least one address"))
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        resp: reqwest::Response,
+        addr: String,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let meta = QueryMeta {
+            last_index: header("X-Nomad-Index")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            known_leader: header("X-Nomad-KnownLeader").as_deref() == Some("true"),
+            last_contact_ms: header("X-Nomad-LastContact")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        };
+        let bytes = resp.bytes().await.map_err(|e| ApiError::Decode {
+            addr: addr.clone(),
+            message: e.to_string(),
+        })?;
+        if !status.is_success() {
+            return Err(ApiError::Status {
+                status: status.as_u16(),
+                message: String::from_utf8_lossy(&bytes).trim().to_string(),
+            });
+        }
+        let v = serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+            addr,
+            message: e.to_string(),
+        })?;
+        Ok((v, meta))
+    }
+
+    /// A read; with `opts.index` set it blocks until the state passes that index.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        opts: &QueryOptions,
+    ) -> Result<(T, QueryMeta), ApiError> {
+        let mut query = Vec::new();
+        if opts.index > 0 {
+            query.push(("index".to_string(), opts.index.to_string()));
+        }
+        if let Some(w) = opts.wait {
+            query.push(("wait".to_string(), format!("{}ms", w.as_millis())));
+        }
+        if opts.stale {
+            query.push(("stale".to_string(), String::new()));
+        }
+        if let Some(p) = &opts.prefix {
+            query.push(("prefix".to_string(), p.clone()));
+        }
+        let timeout = opts.wait.unwrap_or(Duration::ZERO) + Duration::from_secs(30);
+        let (resp, addr) = self
+            .send::<()>(reqwest::Method::GET, path, &query, None, timeout, &[])
+            .await?;
+        Self::decode(resp, addr).await
+    }
+
+    pub async fn put<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        self.put_with_headers(path, body, &[]).await
+    }
+
+    /// A PUT carrying extra headers (a node's secret).
+    pub async fn put_with_headers<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ApiError> {
+        let (resp, addr) = self
+            .send(
+                reqwest::Method::PUT,
+                path,
+                &[],
+                Some(body),
+                Duration::from_secs(60),
+                headers,
+            )
+            .await?;
+        Ok(Self::decode(resp, addr).await?.0)
+    }
+
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+    ) -> Result<T, ApiError> {
+        let (resp, addr) = self
+            .send::<()>(
+                reqwest::Method::DELETE,
+                path,
+                query,
+                None,
+                Duration::from_secs(60),
+                &[],
+            )
+            .await?;
+        Ok(Self::decode(resp, addr).await?.0)
+    }
+}
+
+/// `path?namespace=<ns>` when a namespace is given.
+fn with_namespace(path: &str, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) => format!("{path}?namespace={}", encode(ns)),
+        None => path.to_string(),
+    }
+}
+
+fn secret_header(secret: &str) -> Vec<(&'static str, &str)> {
+    if secret.is_empty() {
+        vec![]
+    } else {
+        vec![(crate::wire::NODE_SECRET_HEADER, secret)]
+    }
+}
+
+pub use crate::wire::JobVersionsResponse;
+
+mod allocs;
+mod deployments;
+mod events;
+mod jobs;
+mod nodes;
+mod services;
+
+pub use events::{EventFrame, EventStream, StreamEvent};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_json_uses_nomad_field_names() {
+        let mut job = Job {
+            id: "web".into(),
+            task_groups: vec![TaskGroup {
+                name: "g".into(),
+                count: 2,
+                tasks: vec![Task {
+                    name: "t".into(),
+                    driver: "raw_exec".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        job.canonicalize();
+        let v = serde_json::to_value(&job).unwrap();
+        assert_eq!(v["ID"], "web");
+        assert_eq!(v["Type"], "service");
+        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["CPU"], 100);
+        assert_eq!(v["TaskGroups"][0]["Tasks"][0]["Resources"]["MemoryMB"], 300);
+        assert_eq!(
+            v["TaskGroups"][0]["Tasks"][0]["KillTimeout"],
+            5_000_000_000i64
+        );
+        assert_eq!(v["TaskGroups"][0]["RestartPolicy"]["Attempts"], 2);
+    }
+
+    #[test]
+    fn partial_json_from_other_clients_parses() {
+        let j: Job = serde_json::from_str(r#"{"ID":"x","TaskGroups":[{"Name":"g","Tasks":[{"Name":"t","Driver":"raw_exec","Config":{"command":"/bin/sleep","args":["5"]}}]}]}"#).unwrap();
+        assert_eq!(j.task_groups[0].tasks[0].config["command"], "/bin/sleep");
+    }
+
+    #[test]
+    fn validation_names_each_problem() {
+        let job = Job {
+            id: "has space".into(),
+            job_type: "nope".into(),
+            priority: 50,
+            ..Default::default()
+        };
+        let errs = job.validate();
+        assert!(errs.iter().any(|e| e.contains("contains a space")));
+        assert!(errs.iter().any(|e| e.contains("job type")));
+        assert!(errs.iter().any(|e| e.contains("no task groups")));
+    }
+
+    #[test]
+    fn event_stream_lines_decode_as_frames_and_heartbeats() {
+        let beat: EventFrame = serde_json::from_str("{}").unwrap();
+        assert!(beat.is_heartbeat());
+        let line = r#"{"Index":7,"Events":[{"Topic":"Job","Type":"JobRegistered","Key":"web","Namespace":"default","FilterKeys":null,"Index":7,"Payload":{"Job":{"ID":"web"}}}]}"#;
+        let f: EventFrame = serde_json::from_str(line).unwrap();
+        assert!(!f.is_heartbeat());
+        assert_eq!((f.index, f.events[0].kind.as_str()), (7, "JobRegistered"));
+        assert_eq!(f.events[0].payload["Job"]["ID"], "web");
+        let lagged: EventFrame = serde_json::from_str(r#"{"Error":"fell behind"}"#).unwrap();
+        assert_eq!(lagged.error.as_deref(), Some("fell behind"));
+    }
+}

@@ -1,0 +1,127 @@
+//! [`ServerConfig`]: everything a server needs to start, with the defaults a `-dev` agent
+//! and the tests start from.
+
+use crate::{http, raft};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Nomad's default `job_max_source_size`, "1M": 1,000,000 bytes.
+pub const DEFAULT_JOB_MAX_SOURCE_SIZE: usize = 1_000_000;
+
+/// Everything a server needs to start. Timings are configurable so tests run in seconds.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Where the sled database lives.
+    pub data_dir: PathBuf,
+    /// Address the HTTP API listens on.
+    pub http_addr: SocketAddr,
+    /// Address peer servers send Raft RPCs to; `None` serves them on the HTTP listener.
+    pub rpc_addr: Option<SocketAddr>,
+    /// Addresses other servers and agents use to reach this one (default: the bound ones).
+    pub advertise_http: Option<String>,
+    pub advertise_rpc: Option<String>,
+    /// How many servers form the first cluster; 1 bootstraps a single voter at once.
+    pub bootstrap_expect: usize,
+    /// RPC addresses of other servers to form or join a cluster with.
+    pub join: Vec<String>,
+    /// A write that cannot commit within this time fails with "no cluster leader".
+    pub write_timeout: Duration,
+    /// How long a write or a consistent read that arrives while there is no leader is held
+    /// waiting for one (Nomad's `rpc_hold_timeout`) before it fails with a 503.
+    pub rpc_hold_timeout: Duration,
+    /// Nodes must heartbeat within this TTL or be marked down.
+    pub heartbeat_ttl: Duration,
+    /// Extra time given to every node after a leader takes over.
+    pub heartbeat_grace: Duration,
+    pub election_timeout: Duration,
+    /// Log entries between FSM snapshots (log compaction).
+    pub snapshot_threshold: u64,
+    /// Log entries kept behind a snapshot, for followers that lag a little.
+    pub logs_kept_after_snapshot: u64,
+    /// Scheduling workers on the leader.
+    pub workers: usize,
+    /// Region and datacenter this server reports.
+    pub region: String,
+    pub datacenter: String,
+    pub name: String,
+    /// Extra routes mounted on the HTTP listener (the web UI).
+    pub ui: Option<axum::Router>,
+    /// The `/v1/client/...` routes of a client agent in this process (`-dev`), asked
+    /// before a request is relayed to the allocation's node.
+    pub client_routes: Option<axum::Router>,
+    /// Serve the Raft and cluster routes on the RPC listener (off for the loopback RPC
+    /// listener `-dev` opens only for its own client).
+    pub serve_peers: bool,
+    /// Connection limits of the public HTTP listener and of the RPC listener.
+    pub http_limits: http::listen::ListenLimits,
+    pub rpc_limits: http::listen::ListenLimits,
+    /// Told the bound RPC address once the listener is up (`-dev` hands it to its client).
+    pub rpc_bound: Option<Arc<watch::Sender<Option<SocketAddr>>>>,
+    /// `server { job_max_count }`: the most allocations (the sum of its groups' counts)
+    /// one job may ask for; 0 means no limit. Nomad's default is 50,000.
+    pub job_max_count: u64,
+    /// `server { job_max_source_size }`: the largest job source (HCL plus variables, in
+    /// bytes) `PUT /v1/jobs/parse` takes. Nomad's default is "1M".
+    pub job_max_source_size: usize,
+    /// Events the event stream keeps for subscribers that start from an older index or
+    /// read slowly (Nomad's `event_buffer_size`); 0 keeps none.
+    pub event_buffer_size: usize,
+    /// How often `GET /v1/event/stream` sends its `{}` heartbeat (Nomad: 30 seconds).
+    pub event_heartbeat: Duration,
+}
+
+impl ServerConfig {
+    pub fn new(data_dir: PathBuf, http_addr: SocketAddr) -> Self {
+        ServerConfig {
+            data_dir,
+            http_addr,
+            rpc_addr: None,
+            advertise_http: None,
+            advertise_rpc: None,
+            bootstrap_expect: 1,
+            join: Vec::new(),
+            write_timeout: Duration::from_secs(10),
+            rpc_hold_timeout: Duration::from_secs(5),
+            heartbeat_ttl: Duration::from_secs(10),
+            heartbeat_grace: Duration::from_secs(10),
+            election_timeout: Duration::from_millis(1000),
+            snapshot_threshold: 10_000,
+            logs_kept_after_snapshot: 1_000,
+            workers: 2,
+            region: api::DEFAULT_REGION.into(),
+            datacenter: "dc1".into(),
+            name: "drover-server".into(),
+            ui: None,
+            client_routes: None,
+            serve_peers: true,
+            http_limits: Default::default(),
+            rpc_limits: Default::default(),
+            rpc_bound: None,
+            job_max_count: api::DEFAULT_JOB_MAX_COUNT,
+            job_max_source_size: DEFAULT_JOB_MAX_SOURCE_SIZE,
+            event_buffer_size: 10_000,
+            event_heartbeat: Duration::from_secs(30),
+        }
+    }
+
+    /// This server as Raft membership records it.
+    pub fn server_node(&self) -> raft::ServerNode {
+        let http = self
+            .advertise_http
+            .clone()
+            .unwrap_or_else(|| self.http_addr.to_string());
+        let rpc = self
+            .advertise_rpc
+            .clone()
+            .or_else(|| self.rpc_addr.map(|a| a.to_string()))
+            .unwrap_or_else(|| http.clone());
+        raft::ServerNode {
+            name: self.name.clone(),
+            rpc_addr: rpc,
+            http_addr: http,
+        }
+    }
+}

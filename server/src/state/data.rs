@@ -1,0 +1,96 @@
+//! The state store's serialised form (snapshots, `operator snapshot save`).
+
+use super::services::service_key;
+use super::{StateStore, TableIndexes};
+use api::{Allocation, Deployment, Evaluation, Job, Node, ServiceRegistration};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
+/// rebuilt on load, and each job version written once however many allocations share it.
+#[derive(Serialize, Deserialize)]
+pub(super) struct StateData {
+    index: u64,
+    tables: TableIndexes,
+    jobs: Vec<Arc<Job>>,
+    job_versions: Vec<Arc<Job>>,
+    /// Job versions allocations run, each once; allocations refer to them by position.
+    alloc_jobs: Vec<Arc<Job>>,
+    allocs: Vec<(Option<usize>, Allocation)>,
+    evals: Vec<Arc<Evaluation>>,
+    nodes: Vec<Arc<Node>>,
+    /// Absent from snapshots taken before services were kept.
+    #[serde(default)]
+    services: Vec<Arc<ServiceRegistration>>,
+    /// Absent from snapshots taken before deployments were kept.
+    #[serde(default)]
+    deployments: Vec<Arc<Deployment>>,
+}
+
+impl From<StateStore> for StateData {
+    fn from(s: StateStore) -> Self {
+        let mut alloc_jobs: Vec<Arc<Job>> = Vec::new();
+        let mut positions: std::collections::HashMap<*const Job, usize> = Default::default();
+        let allocs = s
+            .allocs
+            .values()
+            .map(|a| {
+                let mut a = (**a).clone();
+                let pos = a.job.take().map(|j| {
+                    *positions.entry(Arc::as_ptr(&j)).or_insert_with(|| {
+                        alloc_jobs.push(j.clone());
+                        alloc_jobs.len() - 1
+                    })
+                });
+                (pos, a)
+            })
+            .collect();
+        StateData {
+            index: s.index,
+            tables: s.tables.clone(),
+            jobs: s.jobs.values().cloned().collect(),
+            job_versions: s.job_versions.values().cloned().collect(),
+            alloc_jobs,
+            allocs,
+            evals: s.evals.values().cloned().collect(),
+            nodes: s.nodes.values().cloned().collect(),
+            services: s.services.values().cloned().collect(),
+            deployments: s.deployments.values().cloned().collect(),
+        }
+    }
+}
+
+impl From<StateData> for StateStore {
+    fn from(d: StateData) -> Self {
+        let mut s = StateStore {
+            index: d.index,
+            tables: d.tables,
+            ..Default::default()
+        };
+        for j in d.jobs {
+            s.jobs.insert((j.ns().to_string(), j.id.clone()), j);
+        }
+        for j in d.job_versions {
+            s.job_versions
+                .insert((j.ns().to_string(), j.id.clone(), j.version), j);
+        }
+        for (pos, mut a) in d.allocs {
+            a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
+            s.allocs.insert(a.id.clone(), Arc::new(a));
+        }
+        for e in d.evals {
+            s.evals.insert(e.id.clone(), e);
+        }
+        for n in d.nodes {
+            s.nodes.insert(n.id.clone(), n);
+        }
+        for r in d.services {
+            s.services.insert(service_key(&r), r);
+        }
+        for dep in d.deployments {
+            s.deployments.insert(dep.id.clone(), dep);
+        }
+        s.reindex();
+        s
+    }
+}
