@@ -3,6 +3,7 @@
 //! `drover deployment promote` (refused while they are not healthy); a version whose
 //! task exits at once fails and `auto_revert` runs the stable version again;
 //! `progress_deadline` fails a deployment that never gets healthy but not a paused one;
+//! an allocation whose check never passes is replaced and the rollout still succeeds;
 //! and the JSON calls python-nomad makes (promote, revert, stable, scale) work.
 
 mod common;
@@ -528,4 +529,135 @@ fn python_nomad_style_json_calls_for_stable_revert_scale_and_deployments_work() 
         let (_, d) = agent.get_json(&format!("/v1/deployment/{id}"));
         assert_eq!(d["Status"], "successful", "{d}");
     }
+}
+
+/// A service behind an HTTP check on `/ok` with `count` python servers; `script` runs
+/// first (it writes `$NOMAD_TASK_DIR/ok`, or not).
+fn checked_job(id: &str, script: &str, mark: &str, python: &str) -> String {
+    format!(
+        r#"
+job "{id}" {{
+  datacenters = ["dc1"]
+  type = "service"
+  update {{
+    max_parallel      = 1
+    health_check      = "checks"
+    min_healthy_time  = "1s"
+    healthy_deadline  = "5s"
+    progress_deadline = "60s"
+  }}
+  group "g" {{
+    count = 2
+    network {{
+      port "http" {{}}
+    }}
+    restart {{
+      attempts = 0
+      mode     = "fail"
+    }}
+    reschedule {{
+      attempts  = 1
+      interval  = "1h"
+      delay     = "1s"
+      unlimited = false
+    }}
+    service {{
+      name     = "{id}"
+      provider = "nomad"
+      port     = "http"
+      check {{
+        type     = "http"
+        path     = "/ok"
+        interval = "1s"
+        timeout  = "1s"
+      }}
+    }}
+    task "t" {{
+      driver       = "raw_exec"
+      kill_timeout = "1s"
+      env {{
+        MARK = "{mark}"
+      }}
+      config {{
+        command = "/bin/sh"
+        args    = ["-c", "{script}; exec {python} -m http.server $NOMAD_PORT_http --bind 127.0.0.1 --directory $NOMAD_TASK_DIR"]
+      }}
+      resources {{
+        cpu    = 20
+        memory = 32
+      }}
+    }}
+  }}
+}}
+"#
+    )
+}
+
+#[test]
+fn an_unhealthy_allocation_is_replaced_and_the_deployment_goes_on_to_succeed() {
+    let Some(python) = python3() else {
+        return;
+    };
+    let agent = DevAgent::start();
+    ready(&agent);
+    let marks = tempfile::tempdir().unwrap();
+    let mark = marks.path().join("first");
+    let mark = mark.to_str().unwrap();
+    let healthy = "echo ok > $NOMAD_TASK_DIR/ok";
+    run(
+        &agent,
+        "flaky",
+        &checked_job("flaky", healthy, mark, &python),
+    );
+    let d0 = deployment_of(&agent, "flaky", 0);
+    wait_status(
+        &agent,
+        d0["ID"].as_str().unwrap(),
+        "successful",
+        Duration::from_secs(60),
+    );
+    // Version 1: the first allocation to start never serves /ok (its check fails until
+    // healthy_deadline); every later one does.
+    let first_run_fails = format!("mkdir $MARK 2>/dev/null || {healthy}");
+    run(
+        &agent,
+        "flaky1",
+        &checked_job("flaky", &first_run_fails, mark, &python),
+    );
+    let d1 = deployment_of(&agent, "flaky", 1);
+    let id = d1["ID"].as_str().unwrap().to_string();
+    let done = wait_status(&agent, &id, "successful", Duration::from_secs(90));
+    assert_eq!(done["TaskGroups"]["g"]["HealthyAllocs"], 2, "{done}");
+    assert_eq!(done["TaskGroups"]["g"]["UnhealthyAllocs"], 1, "{done}");
+    assert_eq!(version(&agent, "flaky", 1)["Stable"], true);
+    assert!(std::path::Path::new(mark).is_dir(), "the first run ran");
+
+    // The unhealthy allocation was stopped and replaced by one that points back at it.
+    let (_, allocs) = agent.get_json(&format!("/v1/deployment/allocations/{id}"));
+    let allocs = allocs.as_array().unwrap();
+    assert_eq!(allocs.len(), 3, "{allocs:?}");
+    let bad = allocs
+        .iter()
+        .find(|a| a["DeploymentStatus"]["Healthy"] == false)
+        .unwrap_or_else(|| panic!("no unhealthy allocation: {allocs:?}"));
+    assert_eq!(bad["DesiredStatus"], "stop", "{bad}");
+    let (_, full) = agent.get_json(&format!("/v1/allocation/{}", bad["ID"].as_str().unwrap()));
+    assert_eq!(
+        full["DesiredDescription"], "alloc was rescheduled because it failed",
+        "{full}"
+    );
+    let bad_id = bad["ID"].as_str().unwrap();
+    let replacement = allocs
+        .iter()
+        .filter_map(|a| {
+            let (_, f) = agent.get_json(&format!("/v1/allocation/{}", a["ID"].as_str()?));
+            (f["PreviousAllocation"] == bad_id).then_some(f)
+        })
+        .next()
+        .unwrap_or_else(|| panic!("no replacement of {bad_id}: {allocs:?}"));
+    assert_eq!(
+        replacement["DeploymentStatus"]["Healthy"], true,
+        "{replacement}"
+    );
+    assert_eq!(replacement["ClientStatus"], "running", "{replacement}");
 }

@@ -1,7 +1,8 @@
 //! A docker job end to end through the real binary: `job run` of a container built
 //! locally from Debian's static busybox (never pulled) serves HTTP on its mapped port,
 //! its output comes back through `alloc logs`, `alloc exec` runs in it, and a `kill -9`
-//! of the agent keeps the same container (no restart); `job stop` removes it.
+//! of the agent keeps the same container (no restart); `job stop` removes it. A service
+//! with `address_mode = "driver"` is registered on the container's IP and `to` port.
 //!
 //! Skips loudly when Docker or /bin/busybox is missing.
 
@@ -190,4 +191,99 @@ fn docker_job_serves_on_its_port_logs_and_survives_agent_kill_9() {
         Duration::from_secs(30),
         || container_id(&name).is_none().then_some(()),
     );
+}
+
+const DRIVER_JOB: &str = r#"
+job "drv" {
+  datacenters = ["dc1"]
+  type = "service"
+  group "g" {
+    network {
+      port "http" {
+        to = 8080
+      }
+    }
+    task "t" {
+      driver = "docker"
+      kill_timeout = "2s"
+      service {
+        name         = "drv-web"
+        provider     = "nomad"
+        port         = "http"
+        address_mode = "driver"
+      }
+      config {
+        image   = "drover-e2e-busybox:1"
+        command = "/bin/busybox"
+        args    = ["sh", "-c", "/bin/busybox mkdir -p /www; echo hi > /www/index.html; exec /bin/busybox httpd -f -p 8080 -h /www"]
+        ports   = ["http"]
+      }
+      resources {
+        cpu    = 50
+        memory = 64
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn a_driver_address_mode_service_registers_the_container_ip_and_its_to_port() {
+    if !build_image() {
+        return;
+    }
+    let agent = DevAgent::start();
+    wait_for(
+        "the dev node to be ready with docker",
+        Duration::from_secs(30),
+        || {
+            let (_, nodes) = agent.get_json("/v1/nodes");
+            let n = nodes.as_array()?.first()?.clone();
+            let id = n["ID"].as_str()?.to_string();
+            let (_, node) = agent.get_json(&format!("/v1/node/{id}"));
+            (n["Status"] == "ready" && node["Drivers"]["docker"]["Healthy"] == true).then_some(())
+        },
+    );
+    let file = agent.dir.path().join("drv.hcl");
+    std::fs::write(&file, DRIVER_JOB).unwrap();
+    let out = agent.cli(&["job", "run", "-detach", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let alloc = wait_for("the alloc to run", Duration::from_secs(60), || {
+        let (_, allocs) = agent.get_json("/v1/job/drv/allocations");
+        allocs.as_array()?.iter().find_map(|a| {
+            (a["ClientStatus"] == "running").then(|| a["ID"].as_str().unwrap().to_string())
+        })
+    });
+    let name = format!("t-{alloc}");
+    let _guard = ContainerGuard(name.clone());
+    let o = Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+            &name,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ips = String::from_utf8_lossy(&o.stdout).to_string();
+    let ip = ips
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert!(!ip.is_empty(), "the container has no IP: {ips:?}");
+    let instance = wait_for(
+        "the service to be registered",
+        Duration::from_secs(30),
+        || {
+            let (_, list) = agent.get_json("/v1/service/drv-web");
+            list.as_array()?.first().cloned()
+        },
+    );
+    assert_eq!(instance["Address"], ip.as_str(), "{instance}");
+    assert_eq!(instance["Port"], 8080, "{instance}");
+    assert_eq!(instance["AllocID"], alloc.as_str(), "{instance}");
+    let out = agent.cli(&["job", "stop", "drv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
 }

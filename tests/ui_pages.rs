@@ -570,3 +570,149 @@ fn run_plan_edit_deployments_and_logs_from_the_ui() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
 }
+
+/// GET a UI page, waiting until `what` holds (the state moves asynchronously).
+fn page_until(agent: &DevAgent, path: &str, what: &str, ok: impl Fn(&str) -> bool) -> String {
+    wait_for(what, Duration::from_secs(90), || {
+        let p = page(agent, path);
+        ok(&p).then_some(p)
+    })
+}
+
+#[test]
+fn allocation_actions_files_drain_monitor_and_topology() {
+    let agent = DevAgent::start();
+    let node = wait_for("the dev node", Duration::from_secs(30), || {
+        let (_, nodes) = agent.get_json("/v1/nodes");
+        nodes.as_array()?.first()?["ID"]
+            .as_str()
+            .map(str::to_string)
+    });
+    let alloc = run_web_job(&agent);
+    let origin = agent.addr();
+    let a = page_until(
+        &agent,
+        &format!("/ui/allocations/{alloc}"),
+        "a running alloc page",
+        |p| p.contains("MHz CPU, ") && p.contains("Using now") && !p.contains("not running"),
+    );
+    assert!(
+        a.contains("Yes, send the signal") && a.contains("SIGUSR1"),
+        "{a}"
+    );
+
+    // The file browser: the root, a directory, a file, a refusal as a sentence.
+    let root = page(&agent, &format!("/ui/allocations/{alloc}/fs"));
+    assert!(
+        root.contains("path=%2Falloc") && root.contains("path=%2Fsleep"),
+        "{root}"
+    );
+    let secrets = page(
+        &agent,
+        &format!("/ui/allocations/{alloc}/fs?path=/sleep/secrets"),
+    );
+    assert!(
+        secrets.contains("The agent refuses to show /sleep/secrets"),
+        "{secrets}"
+    );
+    let up = page(&agent, &format!("/ui/allocations/{alloc}/fs?path=/../etc"));
+    assert!(up.contains("is not a path the agent accepts"), "{up}");
+    let logs = page(
+        &agent,
+        &format!("/ui/allocations/{alloc}/fs?path=/alloc/logs"),
+    );
+    assert!(logs.contains("sleep.stdout.0"), "{logs}");
+    let file = page(
+        &agent,
+        &format!("/ui/allocations/{alloc}/fs?path=/alloc/logs/sleep.stdout.0"),
+    );
+    assert!(
+        file.contains("bytes") && file.contains("<pre class=\"file\""),
+        "{file}"
+    );
+
+    // Restart and signal go through the agent; a cross-origin POST is refused.
+    let (s, _, body) = post(
+        &agent,
+        &format!("/ui/allocations/{alloc}/restart"),
+        "http://evil.example",
+        &[("task", "")],
+    );
+    assert_eq!(s, 403, "{body}");
+    let (s, loc, body) = post(
+        &agent,
+        &format!("/ui/allocations/{alloc}/restart"),
+        &origin,
+        &[("task", "")],
+    );
+    assert_eq!(
+        (s, loc.as_str()),
+        (
+            303,
+            format!("/ui/allocations/{alloc}?done=alloc-restarted").as_str()
+        ),
+        "{body}"
+    );
+    // The task may be between runs for a moment after the restart.
+    wait_for("the signal to be sent", Duration::from_secs(30), || {
+        let (s, loc, _) = post(
+            &agent,
+            &format!("/ui/allocations/{alloc}/signal"),
+            &origin,
+            &[("task", "sleep"), ("signal", "SIGUSR2")],
+        );
+        (s == 303 && loc.ends_with("?done=signalled")).then_some(())
+    });
+    let (s, _, body) = post(
+        &agent,
+        &format!("/ui/allocations/{alloc}/signal"),
+        &origin,
+        &[("task", "sleep"), ("signal", "SIGSEGV")],
+    );
+    assert_eq!(s, 400, "{body}");
+
+    // Topology.
+    let topo = page(&agent, "/ui/topology");
+    assert!(
+        topo.contains("1 client node ·") && topo.contains("ui-web (20, 16)"),
+        "{topo}"
+    );
+
+    // The cluster-wide activity list, filtered by status.
+    let list = page(&agent, "/ui/allocations?status=running");
+    assert!(
+        list.contains(&format!("/ui/allocations/{alloc}\"")),
+        "{list}"
+    );
+    assert!(!page(&agent, "/ui/allocations?status=lost").contains(&alloc[..8]));
+
+    // Drain the node from its page: the monitor counts down, then says it is done.
+    let (s, _, body) = post(
+        &agent,
+        &format!("/ui/clients/{node}/drain"),
+        &origin,
+        &[("deadline", "5s")],
+    );
+    assert_eq!(s, 303, "{body}");
+    let done = page_until(
+        &agent,
+        &format!("/ui/clients/{node}"),
+        "the drain to complete",
+        |p| p.contains("Drain complete"),
+    );
+    assert!(done.contains("no allocation is left to migrate"), "{done}");
+
+    // Stop: the allocation's desired status becomes stop.
+    let (s, loc, body) = post(
+        &agent,
+        &format!("/ui/allocations/{alloc}/stop"),
+        &origin,
+        &[],
+    );
+    assert_eq!(s, 303, "{loc} {body}");
+    assert!(page(
+        &agent,
+        &format!("/ui/allocations/{alloc}?done=alloc-stopped")
+    )
+    .contains("is being stopped"));
+}

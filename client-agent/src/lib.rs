@@ -18,6 +18,7 @@ pub mod handle;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod payload;
 pub mod ports;
 pub mod reporter;
 pub mod restart;

@@ -400,6 +400,18 @@ impl TaskRunner {
             &ports,
             driver.fs_isolation(),
         );
+        if let (Some(dp), Some(job)) = (&self.task.dispatch_payload, &self.alloc.job) {
+            if !job.payload.is_empty() {
+                if let Err(e) = crate::payload::write(
+                    &self.alloc_dir.root,
+                    &self.task.name,
+                    &dp.file,
+                    &job.payload,
+                ) {
+                    return Phase::SetupFailed(e);
+                }
+            }
+        }
         if !self.artifacts_fetched && !self.task.artifacts.is_empty() {
             self.push_event(events::event(
                 events::DOWNLOADING_ARTIFACTS,

@@ -1,5 +1,5 @@
 //! Lowering of the Nomad features beyond tasks and placement: `periodic`,
-//! `parameterized` and host `volume`s (recorded, not acted on yet), `service` blocks with
+//! `parameterized` (launched by the server) and host `volume`s (recorded, not acted on yet), `service` blocks with
 //! their checks (registered and checked when `provider = "nomad"`, recorded otherwise),
 //! and the positioned errors for the features Drover rejects on purpose.
 //!
@@ -115,12 +115,6 @@ impl Reader<'_> {
                 format!("only batch and sysbatch jobs can be periodic; this job is {job_type:?}"),
             );
         }
-        self.warning(
-            b.ident.span(),
-            &path,
-            "Drover records the schedule but does not launch periodic jobs yet: \
-             submitting the job places it once, now",
-        );
         p
     }
 
@@ -155,12 +149,6 @@ impl Reader<'_> {
                 ),
             );
         }
-        self.warning(
-            b.ident.span(),
-            &path,
-            "Drover records the parameters but cannot dispatch parameterized jobs yet: \
-             submitting the job places it once, now",
-        );
         p
     }
 

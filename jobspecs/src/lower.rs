@@ -347,6 +347,7 @@ impl Reader<'_> {
                 "lifecycle" => t.lifecycle = Some(self.lifecycle(blk, &path)),
                 "logs" => t.log_config = Some(self.logs(blk, &path)),
                 "artifact" => t.artifacts.push(self.artifact(blk, &path)),
+                "dispatch_payload" => t.dispatch_payload = Some(self.dispatch_payload(blk, &path)),
                 "restart" => t.restart_policy = Some(self.restart(blk, &path, restart.clone())),
                 "constraint" => t.constraints.extend(self.constraint(blk, &path)),
                 "affinity" => t.affinities.extend(self.affinity(blk, &path)),

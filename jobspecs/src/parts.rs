@@ -421,6 +421,25 @@ impl Reader<'_> {
         l
     }
 
+    /// `dispatch_payload { file = "..." }`: where a dispatched payload goes in `local/`.
+    pub fn dispatch_payload(&mut self, b: &Block, path: &str) -> api::DispatchPayloadConfig {
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::DISPATCH_PAYLOAD);
+        let mut d = api::DispatchPayloadConfig::default();
+        for a in attrs {
+            if a.key.as_str() == "file" {
+                set(&mut d.file, self.string(a, &path));
+            }
+        }
+        if d.file.is_empty() && !b.body.has_attribute("file") {
+            self.error(
+                b.ident.span(),
+                &path,
+                "dispatch_payload needs a `file` (a path under the task's local/ directory)",
+            );
+        }
+        d
+    }
+
     pub fn artifact(&mut self, b: &Block, path: &str) -> api::TaskArtifact {
         let (path, attrs, blocks) = self.unlabelled(b, path, &schema::ARTIFACT);
         let mut art = api::TaskArtifact::default();

@@ -147,6 +147,7 @@ pub const TASK: Schema = Schema {
         "constraint",
         "affinity",
         "artifact",
+        "dispatch_payload",
         "service",
         "vault",
         "csi_plugin",
@@ -155,7 +156,6 @@ pub const TASK: Schema = Schema {
         "template",
         "volume_mount",
         "scaling",
-        "dispatch_payload",
         "identity",
         "consul",
         "action",
@@ -368,6 +368,12 @@ pub const SPREAD_TARGET: Schema = Schema {
 
 pub const LIFECYCLE: Schema = Schema {
     attrs: &["hook", "sidecar"],
+    blocks: &[],
+    ignored: &[],
+};
+
+pub const DISPATCH_PAYLOAD: Schema = Schema {
+    attrs: &["file"],
     blocks: &[],
     ignored: &[],
 };

@@ -15,6 +15,26 @@ pub fn for_version<'a>(job: &Job, latest: Option<&'a Deployment>) -> Option<&'a 
     })
 }
 
+/// Whether `alloc`, a live allocation of the job's current version, is to be replaced
+/// because the client judged it unhealthy in its running deployment, as Nomad does: only
+/// when the group's deployment has a `progress_deadline` (without one an unhealthy
+/// allocation fails the deployment at once, in the server's watcher). The reschedule
+/// policy's attempts are the caller's to check.
+pub fn replaces_unhealthy(job: &Job, latest: Option<&Deployment>, alloc: &api::Allocation) -> bool {
+    let unhealthy = alloc.deployment_status.as_ref().and_then(|s| s.healthy) == Some(false);
+    if !unhealthy || alloc.deployment_id.is_empty() {
+        return false;
+    }
+    let Some(d) = for_version(job, latest) else {
+        return false;
+    };
+    d.id == alloc.deployment_id
+        && d.status == api::DEPLOYMENT_STATUS_RUNNING
+        && d.task_groups
+            .get(&alloc.task_group)
+            .is_some_and(|g| g.progress_deadline > 0)
+}
+
 /// What a group's deployment lets the reconciler do.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Gate {

@@ -129,8 +129,9 @@ pub fn failure(state: &StateStore, d: &Deployment, why: &str) -> WatcherAction {
 }
 
 /// An unhealthy allocation fails the deployment at once when its group has no progress
-/// deadline, or when it cannot be rescheduled any more; otherwise a replacement may still
-/// make progress, and the progress deadline decides (as Nomad does).
+/// deadline, or when it cannot be rescheduled any more; otherwise the scheduler replaces
+/// it, the replacement may still make progress, and the progress deadline decides (as
+/// Nomad does). One already replaced no longer counts: its replacement does.
 fn fails_early(state: &StateStore, d: &Deployment, now: i64) -> bool {
     if !d.task_groups.values().any(|g| g.unhealthy_allocs > 0) {
         return false;
@@ -141,12 +142,16 @@ fn fails_early(state: &StateStore, d: &Deployment, now: i64) -> bool {
             .task_groups
             .get(&a.task_group)
             .map_or(0, |g| g.progress_deadline);
-        unhealthy && (deadline == 0 || !reschedule_eligible(a, now))
+        let replaced = !a.next_allocation.is_empty();
+        unhealthy && (deadline == 0 || (!replaced && !reschedule_eligible(state, a, now)))
     })
 }
 
-/// Whether the allocation's reschedule policy allows another attempt at `now`.
-fn reschedule_eligible(a: &api::Allocation, now: i64) -> bool {
+/// Whether the allocation's reschedule policy allows another attempt at `now`: earlier
+/// attempts are its reschedule tracker's events, or the allocations before it in its
+/// chain that failed or were unhealthy in its deployment (the scheduler's count), within
+/// the policy's interval.
+fn reschedule_eligible(state: &StateStore, a: &api::Allocation, now: i64) -> bool {
     let policy = a
         .job
         .as_ref()
@@ -164,7 +169,23 @@ fn reschedule_eligible(a: &api::Allocation, now: i64) -> bool {
             .filter(|e| p.interval <= 0 || e.reschedule_time > now - p.interval)
             .count() as i64
     });
-    recent < p.attempts
+    let mut chain = 0i64;
+    let mut seen = std::collections::HashSet::new();
+    let mut prev = a.previous_allocation.as_str();
+    while let Some(b) = state.alloc_table().get(prev) {
+        if !seen.insert(prev) {
+            break;
+        }
+        let in_window = p.interval <= 0 || b.modify_time >= now - p.interval;
+        let unhealthy = !b.deployment_id.is_empty()
+            && b.deployment_id == a.deployment_id
+            && b.deployment_status.as_ref().and_then(|s| s.healthy) == Some(false);
+        if in_window && (b.client_status == api::ALLOC_CLIENT_FAILED || unhealthy) {
+            chain += 1;
+        }
+        prev = b.previous_allocation.as_str();
+    }
+    recent.max(chain) < p.attempts
 }
 
 /// What to do with every running deployment at `now` (Unix nanoseconds). A paused
@@ -421,6 +442,54 @@ mod tests {
             matches!(&plan_deployments(&s, 120)[..], [WatcherAction::Fail { update, .. }]
             if update.status_description == "Failed due to unhealthy allocations")
         );
+    }
+
+    #[test]
+    fn an_unhealthy_replacement_out_of_reschedule_attempts_fails_the_deployment() {
+        let mut j = job("1");
+        j.task_groups[0].reschedule_policy = Some(api::ReschedulePolicy {
+            attempts: 1,
+            interval: api::secs(3600),
+            ..Default::default()
+        });
+        let j = Arc::new(j);
+        let first = Allocation {
+            job: Some(j.clone()),
+            ..canary("u0", Some(false))
+        };
+        let g = DeploymentState {
+            desired_total: 1,
+            unhealthy_allocs: 1,
+            progress_deadline: api::secs(600),
+            require_progress_by: api::secs(700),
+            ..Default::default()
+        };
+        // The first unhealthy one has an attempt left: the scheduler replaces it.
+        let s = state_with(dep("d1", 1, g.clone()), vec![first.clone()]);
+        assert!(plan_deployments(&s, 120).is_empty());
+        // Its replacement, unhealthy too, has none: the deployment fails now, while the
+        // replaced one no longer counts.
+        let second = Allocation {
+            job: Some(j),
+            previous_allocation: "u0".into(),
+            ..canary("u1", Some(false))
+        };
+        let s = state_with(dep("d1", 1, g.clone()), vec![first.clone(), second.clone()]);
+        assert!(
+            matches!(&plan_deployments(&s, 120)[..], [WatcherAction::Fail { update, .. }]
+            if update.status_description == "Failed due to unhealthy allocations"),
+            "{:?}",
+            plan_deployments(&s, 120)
+        );
+        let healthy_second = Allocation {
+            deployment_status: Some(AllocDeploymentStatus {
+                healthy: Some(true),
+                ..Default::default()
+            }),
+            ..second
+        };
+        let s = state_with(dep("d1", 1, g), vec![first, healthy_second]);
+        assert!(plan_deployments(&s, 120).is_empty());
     }
 
     #[test]

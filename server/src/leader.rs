@@ -1,7 +1,7 @@
 //! The leader's services, turned on and off as leadership comes and goes.
 
 use crate::fsm::Command;
-use crate::{deployments, drainer, heartbeat, now_nanos, Server};
+use crate::{deployments, drainer, heartbeat, now_nanos, periodic, Server};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +35,7 @@ pub(crate) async fn leadership_loop(server: Arc<Server>) {
             heartbeat::expire_disconnects(&server).await;
             drainer::run_once(&server).await;
             deployments::run_once(&server).await;
+            periodic::run_once(&server).await;
             // A safety net for capacity changes the broker did not hear about.
             if last_unblock.elapsed() > Duration::from_secs(10) {
                 last_unblock = tokio::time::Instant::now();

@@ -15,6 +15,7 @@ pub mod fsm;
 pub mod heartbeat;
 pub mod http;
 mod leader;
+pub mod periodic;
 pub mod plan_apply;
 pub mod raft;
 pub mod state;

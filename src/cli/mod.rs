@@ -132,6 +132,19 @@ pub enum JobCommand {
     Scale(job::ScaleArgs),
     /// Promote the canaries of a job's latest deployment.
     Promote(job::PromoteArgs),
+    /// Launch a child of a parameterized job with metadata and a payload.
+    Dispatch(job::DispatchArgs),
+    /// Periodic jobs: `force` launches a child now.
+    Periodic {
+        #[command(subcommand)]
+        cmd: PeriodicCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PeriodicCommand {
+    /// Launch a periodic job's child now, whatever its schedule.
+    Force(job::PeriodicForceArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -301,6 +314,10 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             JobCommand::Revert(a) => job::revert(&client, a).await,
             JobCommand::Scale(a) => job::scale(&client, a).await,
             JobCommand::Promote(a) => job::promote(&client, a).await,
+            JobCommand::Dispatch(a) => job::dispatch(&client, a).await,
+            JobCommand::Periodic {
+                cmd: PeriodicCommand::Force(a),
+            } => job::periodic_force(&client, a).await,
         },
         Command::Run(a) => job::run(&client, a).await,
         Command::Stop(a) => job::stop(&client, a).await,

@@ -27,10 +27,13 @@
     return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT";
   }
 
+  // Which <details> are open, keyed by id (a version's, say, so a new one arriving
+  // above keeps the server's choice) or else by position.
+  function detailsKey(d, i) { return d.id ? "id:" + d.id : "at:" + i; }
   function openDetails(root) {
-    var open = [];
+    var open = {};
     var all = root.querySelectorAll("details");
-    for (var i = 0; i < all.length; i++) { open.push(all[i].open); }
+    for (var i = 0; i < all.length; i++) { open[detailsKey(all[i], i)] = all[i].open; }
     return open;
   }
 
@@ -105,7 +108,10 @@
         cur.innerHTML = next.innerHTML;
         cur.setAttribute("data-index", next.getAttribute("data-index") || index());
         var details = cur.querySelectorAll("details");
-        for (var i = 0; i < details.length && i < open.length; i++) { details[i].open = open[i]; }
+        for (var i = 0; i < details.length; i++) {
+          var k = detailsKey(details[i], i);
+          if (Object.prototype.hasOwnProperty.call(open, k)) { details[i].open = open[k]; }
+        }
         restoreFields(cur, typed);
         // An action's notice stays until the user leaves the page.
         var h1 = cur.querySelector("h1");

@@ -8,7 +8,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use serde_json::{json, Value};
 use server::state::StateStore;
 use ui::layout::{self, Nav};
-use ui::pages::{clients, job, jobs};
+use ui::pages::{allocs, clients, job, jobs, topology};
 
 const JOBS: usize = 1_000;
 const ALLOCS_PER_JOB: usize = 10;
@@ -133,6 +133,30 @@ fn pages(c: &mut Criterion) {
                     Nav::Clients,
                     index,
                     clients::render_node(&state, &node, &clients_q, NOW),
+                )
+                .into_string()
+            }),
+        ),
+        (
+            "topology",
+            Box::new(|| {
+                layout::page(
+                    "Topology",
+                    Nav::Topology,
+                    index,
+                    topology::render(&state, &Default::default()),
+                )
+                .into_string()
+            }),
+        ),
+        (
+            "allocations list",
+            Box::new(|| {
+                layout::page(
+                    "Allocations",
+                    Nav::Allocations,
+                    index,
+                    allocs::render(&state, &Default::default()),
                 )
                 .into_string()
             }),

@@ -300,6 +300,108 @@ pub async fn deployment(
     outcome(&srv, what, result, to)
 }
 
+/// The signals the allocation page offers (the agent accepts any it knows).
+pub const SIGNALS: &[&str] = &[
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGTERM", "SIGKILL",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct AllocForm {
+    /// A task of the allocation; empty for all of them.
+    pub task: String,
+    pub signal: String,
+}
+
+/// The `/v1` request an allocation action becomes: `(method, path, body, what, done)`.
+pub fn alloc_request(
+    id: &str,
+    op: &str,
+    f: &AllocForm,
+) -> Result<
+    (
+        Method,
+        String,
+        serde_json::Value,
+        &'static str,
+        &'static str,
+    ),
+    String,
+> {
+    let id_enc = fmt::enc(id);
+    let task = f.task.trim();
+    Ok(match op {
+        "stop" => (
+            Method::PUT,
+            format!("/v1/allocation/{id_enc}/stop"),
+            serde_json::json!({}),
+            "stop the allocation",
+            "alloc-stopped",
+        ),
+        "restart" => (
+            Method::PUT,
+            format!("/v1/client/allocation/{id_enc}/restart"),
+            serde_json::json!({ "TaskName": task, "AllTasks": task.is_empty() }),
+            "restart",
+            if task.is_empty() {
+                "alloc-restarted"
+            } else {
+                "task-restarted"
+            },
+        ),
+        "signal" => {
+            let sig = f.signal.trim();
+            if !SIGNALS.contains(&sig) {
+                return Err(format!("{sig:?} is not one of the signals this page sends"));
+            }
+            (
+                Method::PUT,
+                format!("/v1/client/allocation/{id_enc}/signal"),
+                serde_json::json!({ "Task": task, "Signal": sig }),
+                "signal the task",
+                "signalled",
+            )
+        }
+        _ => return Err("An allocation can be stopped, restarted or signalled here.".into()),
+    })
+}
+
+/// `POST /ui/allocations/<id>/stop|restart|signal` -> `PUT /v1/allocation/<id>/stop`,
+/// `PUT /v1/client/allocation/<id>/restart|signal` (as `drover alloc stop|restart|signal`).
+pub async fn alloc_action(
+    axum::Extension(srv): Srv,
+    Path((raw, op)): Path<(String, String)>,
+    headers: HeaderMap,
+    Form(f): Form<AllocForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let state = srv.snapshot();
+    let Some(a) = crate::pages::alloc::find_alloc(&state, &raw) else {
+        return problem(
+            state.index(),
+            StatusCode::NOT_FOUND,
+            "Allocation not found",
+            &format!("There is no allocation {raw:?}."),
+        );
+    };
+    let (method, path, body, what, done) = match alloc_request(&a.id, &op, &f) {
+        Ok(r) => r,
+        Err(e) => {
+            return problem(
+                state.index(),
+                StatusCode::BAD_REQUEST,
+                "Could not act on the allocation",
+                &e,
+            )
+        }
+    };
+    let result = call_v1(&srv, method, &path, Some(body)).await;
+    let to = format!("{}?done={done}", fmt::alloc_href(&a.id));
+    outcome(&srv, what, result, to)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +468,38 @@ mod tests {
             ..Default::default()
         };
         assert!(drain_body(&f).unwrap_err().contains("invalid deadline"));
+    }
+
+    #[test]
+    fn allocation_actions_become_the_clis_requests() {
+        let f = AllocForm::default();
+        let (m, p, b, _, done) = alloc_request("a/b", "restart", &f).unwrap();
+        assert_eq!(
+            (m, p.as_str(), done),
+            (
+                Method::PUT,
+                "/v1/client/allocation/a%2Fb/restart",
+                "alloc-restarted"
+            )
+        );
+        assert_eq!(b["AllTasks"], true);
+        let f = AllocForm {
+            task: "web".into(),
+            signal: "SIGHUP".into(),
+        };
+        let (_, p, b, _, _) = alloc_request("x", "signal", &f).unwrap();
+        assert_eq!(p, "/v1/client/allocation/x/signal");
+        assert_eq!(
+            (b["Task"].as_str(), b["Signal"].as_str()),
+            (Some("web"), Some("SIGHUP"))
+        );
+        let (_, p, _, _, _) = alloc_request("x", "stop", &f).unwrap();
+        assert_eq!(p, "/v1/allocation/x/stop");
+        let bad = AllocForm {
+            task: "web".into(),
+            signal: "SIGSEGV; rm".into(),
+        };
+        assert!(alloc_request("x", "signal", &bad).is_err());
+        assert!(alloc_request("x", "exec", &f).is_err());
     }
 }

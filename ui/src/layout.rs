@@ -11,14 +11,18 @@ pub enum Nav {
     Clients,
     Servers,
     Evaluations,
+    Topology,
+    Allocations,
     None,
 }
 
-const SECTIONS: [(Nav, &str, &str); 4] = [
+const SECTIONS: [(Nav, &str, &str); 6] = [
     (Nav::Jobs, "/ui/jobs", "Jobs"),
+    (Nav::Allocations, "/ui/allocations", "Allocations"),
     (Nav::Clients, "/ui/clients", "Clients"),
     (Nav::Servers, "/ui/servers", "Servers"),
     (Nav::Evaluations, "/ui/evaluations", "Evaluations"),
+    (Nav::Topology, "/ui/topology", "Topology"),
 ];
 
 /// A whole page around `body`, rendered from the snapshot at `index`. The script swaps

@@ -5,6 +5,22 @@ use crate::url::encode;
 use crate::*;
 
 impl Client {
+    /// Launch a child of a parameterized job (`PUT /v1/job/:id/dispatch`).
+    pub async fn dispatch_job(
+        &self,
+        id: &str,
+        req: &JobDispatchRequest,
+    ) -> Result<JobDispatchResponse, ApiError> {
+        self.put(&format!("/v1/job/{}/dispatch", encode(id)), req)
+            .await
+    }
+
+    /// Launch a periodic job's child now (`PUT /v1/job/:id/periodic/force`).
+    pub async fn periodic_force(&self, id: &str) -> Result<PeriodicForceResponse, ApiError> {
+        self.put(&format!("/v1/job/{}/periodic/force", encode(id)), &())
+            .await
+    }
+
     pub async fn register_job(&self, job: &Job) -> Result<JobRegisterResponse, ApiError> {
         self.register_job_opts(job, None).await
     }

@@ -50,6 +50,9 @@ pub struct Job {
     pub stop: bool,
     #[serde(rename = "ParentID")]
     pub parent_id: String,
+    /// A dispatched job's payload, base64 as Nomad's JSON carries bytes.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub payload: String,
     pub status: String,
     pub status_description: String,
     pub stable: bool,
@@ -218,6 +221,15 @@ pub struct Task {
     pub services: Vec<Service>,
     /// Nanoseconds between deregistering the task's services and killing it.
     pub shutdown_delay: Option<i64>,
+    /// Where a dispatched job's payload is written (`dispatch_payload { file }`).
+    pub dispatch_payload: Option<DispatchPayloadConfig>,
+}
+
+/// `dispatch_payload { file = "..." }`: a file under the task's `local/`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct DispatchPayloadConfig {
+    pub file: String,
 }
 
 impl Task {

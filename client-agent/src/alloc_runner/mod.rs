@@ -472,6 +472,12 @@ impl AllocRunner {
             .is_some_and(|old| old.state.restarts != u.state.state.restarts);
         let running = u.state.state.state == api::TASK_STATE_RUNNING;
         self.health.task_changed(&name, running, restarted);
+        let driver_ip = u
+            .state
+            .handle
+            .as_ref()
+            .and_then(crate::driver::docker::network_ip);
+        self.services.set_driver_ip(&name, driver_ip);
         self.services.task_changed(&name, running, restarted);
         self.local.tasks.insert(u.task, u.state);
         if now_dead && !self.phase.killing() {

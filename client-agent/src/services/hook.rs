@@ -49,6 +49,9 @@ pub struct AllocServices {
     checks: BTreeMap<String, CheckState>,
     /// The tasks running now, with when they (re)started.
     running: BTreeMap<String, Instant>,
+    /// The address each task's driver gave it (a docker container's IP), for services
+    /// with `address_mode = "driver"`.
+    driver_ips: BTreeMap<String, String>,
     canary: bool,
     /// The allocation is stopping: nothing is registered any more, checks stop.
     stopped: bool,
@@ -73,6 +76,7 @@ impl AllocServices {
             planned: Vec::new(),
             checks: BTreeMap::new(),
             running: BTreeMap::new(),
+            driver_ips: BTreeMap::new(),
             canary: false,
             stopped: false,
             results_tx,
@@ -178,6 +182,15 @@ impl AllocServices {
 
     /// A task's new state: one that stopped running (or restarted) must pass its checks
     /// again before its instances come back.
+    /// The address `task`'s driver reports for it (`None`: the driver has no network of
+    /// its own); takes effect with the next [`Self::task_changed`].
+    pub fn set_driver_ip(&mut self, task: &str, ip: Option<String>) {
+        match ip.filter(|ip| !ip.is_empty()) {
+            Some(ip) => self.driver_ips.insert(task.to_string(), ip),
+            None => self.driver_ips.remove(task),
+        };
+    }
+
     pub fn task_changed(&mut self, task: &str, running: bool, restarted: bool) {
         let was = self.running.contains_key(task);
         if !running || restarted {
@@ -289,7 +302,10 @@ impl AllocServices {
                     .filter(|c| c.service == *si)
                     .all(|c| c.passed)
             })
-            .map(|(_, p)| p.registration(self.canary))
+            .map(|(_, p)| {
+                let ip = p.tasks.iter().find_map(|t| self.driver_ips.get(t));
+                p.registration_at(self.canary, ip.map(String::as_str))
+            })
             .collect()
     }
 
@@ -370,6 +386,7 @@ mod tests {
             tasks: vec!["t".into()],
             checks,
             error: None,
+            driver_port: None,
         }
     }
 
@@ -473,6 +490,24 @@ mod tests {
         assert!(s.desired().is_empty());
         s.task_changed("t", true, true);
         assert!(s.desired().is_empty());
+    }
+
+    #[test]
+    fn a_driver_address_mode_instance_is_registered_on_its_tasks_driver_ip() {
+        let mut p = planned(vec![]);
+        p.registration.address = "10.0.0.5".into();
+        p.registration.port = 23456;
+        p.driver_port = Some(8080);
+        let (mut s, _, _) = services(p);
+        s.set_driver_ip("t", Some("172.17.0.3".into()));
+        s.task_changed("t", true, false);
+        let r = &s.desired()[0];
+        assert_eq!((r.address.as_str(), r.port), ("172.17.0.3", 8080));
+        // A driver without a network of its own: the host address and port.
+        s.set_driver_ip("t", None);
+        s.task_changed("t", true, false);
+        let r = &s.desired()[0];
+        assert_eq!((r.address.as_str(), r.port), ("10.0.0.5", 23456));
     }
 
     #[test]

@@ -59,12 +59,27 @@ pub struct PlannedService {
     pub checks: Vec<PlannedCheck>,
     /// Why the instance cannot be registered (e.g. an unknown port label).
     pub error: Option<String>,
+    /// `address_mode = "driver"`: the port to advertise on the address the task's driver
+    /// gives it (a container's IP on its network). Until a driver reports one, or for
+    /// drivers without a network of their own (raw_exec, exec), the registration keeps
+    /// the host address and port.
+    pub driver_port: Option<u16>,
 }
 
 impl PlannedService {
     /// The registration to send: canary tags for an unpromoted canary, when it has some.
     pub fn registration(&self, canary: bool) -> ServiceRegistration {
+        self.registration_at(canary, None)
+    }
+
+    /// The registration to send, on `driver_ip` (the address one of its tasks' driver
+    /// reported) when the service's `address_mode` is `driver`.
+    pub fn registration_at(&self, canary: bool, driver_ip: Option<&str>) -> ServiceRegistration {
         let mut r = self.registration.clone();
+        if let (Some(port), Some(ip)) = (self.driver_port, driver_ip.filter(|ip| !ip.is_empty())) {
+            r.address = ip.to_string();
+            r.port = i64::from(port);
+        }
         if canary && !self.canary_tags.is_empty() {
             r.tags = self.canary_tags.clone();
         }
@@ -137,6 +152,17 @@ pub fn resolve_port(
             "port {label:?} is neither a port label of the group's network nor a port number"
         )),
     }
+}
+
+/// The port `address_mode = "driver"` advertises on the driver's address: the label's
+/// `to` (the port inside the container; its host port when it has none), or a port
+/// number as is. `None` without a port.
+pub fn driver_port(label: &str, ports: &[AllocatedPort]) -> Option<u16> {
+    let label = label.trim();
+    if let Some(p) = ports.iter().find(|p| p.label == label) {
+        return Some(if p.to > 0 { p.to } else { p.value }).filter(|p| *p > 0);
+    }
+    label.parse::<u16>().ok().filter(|p| *p > 0)
 }
 
 /// The instances `alloc` offers (its group's and its tasks' `provider = "nomad"`
@@ -227,7 +253,11 @@ fn plan_one(
     }
     let name = env.interpolate(&s.name);
     let mut error = None;
-    let (mut address, port) = match resolve_port(&s.port_label, &s.address_mode, ports, ip) {
+    // "driver": the host address until the task's driver reports its own (see
+    // `PlannedService::driver_port`).
+    let by_driver = s.address_mode == "driver" && s.address.trim().is_empty();
+    let mode = if by_driver { "host" } else { &s.address_mode };
+    let (mut address, port) = match resolve_port(&s.port_label, mode, ports, ip) {
         Ok(a) => a,
         Err(e) => {
             error = Some(format!("service {name:?}: {e}"));
@@ -272,6 +302,9 @@ fn plan_one(
         tasks,
         checks,
         error,
+        driver_port: by_driver
+            .then(|| driver_port(&s.port_label, ports))
+            .flatten(),
     })
 }
 
@@ -292,10 +325,14 @@ fn plan_check(
     } else {
         &c.port_label
     };
-    let mode = if c.address_mode.is_empty() {
-        &s.address_mode
+    // A check without its own mode follows the service's, except `driver`: the driver's
+    // address is known only once the task runs, and Nomad's checks default to the host.
+    let mode = if !c.address_mode.is_empty() {
+        c.address_mode.as_str()
+    } else if s.address_mode == "driver" {
+        "host"
     } else {
-        &c.address_mode
+        s.address_mode.as_str()
     };
     let probe = match (c.check_type.as_str(), resolve_port(label, mode, ports, ip)) {
         (_, Err(e)) => Probe::Unsupported(format!("nomad: {e}")),
@@ -477,11 +514,63 @@ mod tests {
             tasks: vec![],
             checks: vec![],
             error: None,
+            driver_port: None,
         };
         assert_eq!(p.registration(true).tags, vec!["canary".to_string()]);
         assert_eq!(p.registration(false).tags, vec!["live".to_string()]);
         p.canary_tags.clear();
         assert_eq!(p.registration(true).tags, vec!["live".to_string()]);
+    }
+
+    #[test]
+    fn driver_address_mode_advertises_the_drivers_ip_and_the_to_port_or_stays_on_the_host() {
+        let mut svc = nomad_service("web", "http");
+        svc.address_mode = "driver".into();
+        svc.checks = vec![ServiceCheck {
+            name: "alive".into(),
+            check_type: "tcp".into(),
+            interval: 1_000_000_000,
+            ..Default::default()
+        }];
+        let mut numeric = nomad_service("num", "8443");
+        numeric.address_mode = "driver".into();
+        let mut fixed = nomad_service("fixed", "http");
+        fixed.address_mode = "driver".into();
+        fixed.address = "192.0.2.1".into();
+        let group = TaskGroup {
+            name: "g".into(),
+            tasks: vec![Task {
+                name: "t".into(),
+                services: vec![svc, numeric, fixed, nomad_service("host", "http")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let alloc = alloc_with(group.clone());
+        let node = Node::default();
+        let p = plan(&alloc, &group, &node, &[port("http", 23456, 8080)]);
+        let at = |i: usize, ip: Option<&str>| {
+            let r = p[i].registration_at(false, ip);
+            (r.address, r.port)
+        };
+        // With the container's IP: that IP and the port inside the container.
+        assert_eq!(at(0, Some("172.17.0.3")), ("172.17.0.3".into(), 8080));
+        assert_eq!(at(1, Some("172.17.0.3")), ("172.17.0.3".into(), 8443));
+        // No driver network (raw_exec, exec; or not started yet): the host's.
+        assert_eq!(at(0, None), ("10.0.0.5".into(), 23456));
+        assert_eq!(at(0, Some("")), ("10.0.0.5".into(), 23456));
+        // An explicit address wins; other modes never take the driver's IP.
+        assert_eq!(at(2, Some("172.17.0.3")), ("192.0.2.1".into(), 8080));
+        assert_eq!(at(3, Some("172.17.0.3")), ("10.0.0.5".into(), 23456));
+        // Its check, without a mode of its own, probes the host port.
+        assert_eq!(
+            p[0].checks[0].probe,
+            Probe::Tcp {
+                addr: "10.0.0.5:23456".into()
+            }
+        );
+        assert_eq!(driver_port("http", &[port("http", 23456, 0)]), Some(23456));
+        assert_eq!(driver_port("", &[]), None);
     }
 
     #[test]

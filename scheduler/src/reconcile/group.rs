@@ -31,7 +31,16 @@ pub(super) fn reconcile_group(
         names: sorted.settled.iter().map(|a| a.index()).collect(),
     };
     out.ignore.extend(sorted.settled);
-    keep_live(job, group, allocs, input, sorted.live, &mut room, &mut out);
+    keep_live(
+        job,
+        group,
+        allocs,
+        input,
+        history,
+        sorted.live,
+        &mut room,
+        &mut out,
+    );
     replace_missing(job, group, sorted.waiting, &mut room, &mut out);
     out.place.sort_by_key(|p| p.index);
     out
@@ -157,12 +166,16 @@ impl Room {
 
 /// The live allocations: one per name up to the count (the rest stopped), each kept,
 /// migrated off a draining node or updated in place or destructively, with destructive
-/// updates and canaries paced by the group's update strategy.
+/// updates and canaries paced by the group's update strategy. One the client judged
+/// unhealthy in the running deployment is rescheduled while its policy allows
+/// (`unhealthy_replaceable`); its replacement is in flight for the pacing.
+#[allow(clippy::too_many_arguments)]
 fn keep_live(
     job: &Job,
     group: &TaskGroup,
     allocs: &[Arc<Allocation>],
     input: &ReconcileInput<'_>,
+    history: &History<'_>,
     live: Vec<Arc<Allocation>>,
     room: &mut Room,
     out: &mut GroupBuckets,
@@ -208,6 +221,12 @@ fn keep_live(
             continue;
         }
         match update_kind(alloc.job.as_deref(), job, &group.name) {
+            UpdateKind::None if unhealthy_replaceable(job, group, input, history, &alloc) => {
+                out.place
+                    .push(replacement(&alloc, PlacementReason::Reschedule));
+                current.push(alloc.clone());
+                out.reschedule_now.push(alloc);
+            }
             UpdateKind::None => {
                 current.push(alloc.clone());
                 out.ignore.push(alloc)
@@ -229,6 +248,28 @@ fn keep_live(
     if apply_pacing(pacing, strategy, input.now, out) {
         room.left = 0;
     }
+}
+
+/// A live allocation of the current version that its running deployment's client judged
+/// unhealthy, in a group with a progress deadline, with reschedule attempts left (earlier
+/// unhealthy or failed allocations of its chain count): Nomad replaces it now. Otherwise
+/// it stays, and the deployment watcher fails the deployment (at once, or at its
+/// progress deadline).
+fn unhealthy_replaceable(
+    job: &Job,
+    group: &TaskGroup,
+    input: &ReconcileInput<'_>,
+    history: &History<'_>,
+    alloc: &Allocation,
+) -> bool {
+    if !crate::deployment::replaces_unhealthy(job, input.deployment, alloc) {
+        return false;
+    }
+    let policy = group
+        .reschedule_policy
+        .clone()
+        .unwrap_or_else(|| ReschedulePolicy::default_for(&job.job_type));
+    policy.unlimited || history.prior_attempts(alloc, policy.interval, input.now) < policy.attempts
 }
 
 /// Puts what the update pacing decided into the buckets; true when new placements must

@@ -33,8 +33,9 @@ impl<'a> History<'a> {
         next_took_over || self.replaced.contains(alloc.id.as_str())
     }
 
-    /// Earlier allocations in this one's replacement chain that failed within `interval`
-    /// before `now` (all of them when either is unknown).
+    /// Earlier allocations in this one's replacement chain that failed, or that were
+    /// judged unhealthy in this one's deployment, within `interval` before `now` (all of them when
+    /// either is unknown).
     pub(crate) fn prior_attempts(&self, alloc: &Allocation, interval: i64, now: i64) -> i64 {
         let mut attempts = 0;
         let mut seen = HashSet::new();
@@ -44,7 +45,10 @@ impl<'a> History<'a> {
                 break; // a cycle would be a state bug; do not loop on it
             }
             let in_window = interval <= 0 || now <= 0 || a.modify_time >= now - interval;
-            if in_window && a.client_status == api::ALLOC_CLIENT_FAILED {
+            let unhealthy = !a.deployment_id.is_empty()
+                && a.deployment_id == alloc.deployment_id
+                && a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(false);
+            if in_window && (a.client_status == api::ALLOC_CLIENT_FAILED || unhealthy) {
                 attempts += 1;
             }
             prev = a.previous_allocation.as_str();

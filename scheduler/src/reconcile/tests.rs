@@ -780,3 +780,108 @@ fn a_failed_alloc_out_of_attempts_keeps_its_name_until_a_new_version_replaces_it
     let b = f.run_with(Some(&new), "eval", 0);
     assert_eq!(indices(&b.place), [0]);
 }
+
+fn running_deployment(job: &Job, progress_deadline: i64) -> api::Deployment {
+    let mut d = api::Deployment {
+        id: "d1".into(),
+        job_id: job.id.clone(),
+        job_version: job.version,
+        job_create_index: job.create_index,
+        status: api::DEPLOYMENT_STATUS_RUNNING.into(),
+        ..Default::default()
+    };
+    d.task_groups.insert(
+        "web".into(),
+        api::DeploymentState {
+            progress_deadline,
+            desired_total: 3,
+            ..Default::default()
+        },
+    );
+    d
+}
+
+fn unhealthy_in(mut a: Allocation, deployment: &str) -> Allocation {
+    a.deployment_id = deployment.into();
+    a.deployment_status = Some(api::AllocDeploymentStatus {
+        healthy: Some(false),
+        ..Default::default()
+    });
+    a
+}
+
+impl Fixture {
+    fn run_deployment(&self, job: &Job, d: &api::Deployment, now: i64) -> GroupBuckets {
+        let health = NodeHealth::map(&self.nodes);
+        let r = reconcile(&ReconcileInput {
+            job: Some(job),
+            allocs: &self.allocs,
+            node_health: &health,
+            eval_id: "eval",
+            now,
+            deployment: Some(d),
+        });
+        r.groups.get("web").cloned().unwrap_or_default()
+    }
+}
+
+#[test]
+fn an_unhealthy_deployment_alloc_is_rescheduled_only_with_a_progress_deadline() {
+    let mut f = Fixture::new(JOB_TYPE_SERVICE, 3);
+    for i in 0..3 {
+        f.alloc(i, 0);
+    }
+    let mut new = destructive_update(&f, rolling(1));
+    new.task_groups[0].reschedule_policy = Some(ReschedulePolicy {
+        attempts: 1,
+        interval: api::secs(3600),
+        ..Default::default()
+    });
+    let new = Arc::new(new);
+    let mut old0 = (*f.allocs[0]).clone();
+    old0.desired_status = api::ALLOC_DESIRED_STOP.into();
+    old0.desired_description = DESC_UPDATING.into();
+    f.push(old0);
+    let new0 = unhealthy_in(mock::alloc(&new, "web", 0, &f.nodes[1]), "d1");
+    f.push(new0.clone());
+
+    // With a progress deadline: replaced now, and the replacement uses up max_parallel.
+    let d = running_deployment(&new, api::secs(600));
+    let b = f.run_deployment(&new, &d, api::secs(100));
+    assert_eq!(indices(&b.place), [0]);
+    assert_eq!(b.place[0].reason, PlacementReason::Reschedule);
+    assert_eq!(b.place[0].previous.as_ref().unwrap().id, new0.id);
+    assert_eq!(b.reschedule_now.len(), 1);
+    assert_eq!(
+        b.awaiting_update.len(),
+        2,
+        "max_parallel still holds the rest"
+    );
+    assert!(!b.ignore.iter().any(|a| a.id == new0.id));
+
+    // Without one the watcher fails the deployment; the scheduler leaves it alone.
+    let b = f.run_deployment(&new, &running_deployment(&new, 0), api::secs(100));
+    assert!(b.place.is_empty() && b.reschedule_now.is_empty());
+
+    // A halted deployment, or one of another version, replaces nothing either.
+    let mut failed = d.clone();
+    failed.status = api::DEPLOYMENT_STATUS_FAILED.into();
+    let b = f.run_deployment(&new, &failed, api::secs(100));
+    assert!(b.place.is_empty());
+    let mut other = d.clone();
+    other.id = "d0".into();
+    let b = f.run_deployment(&new, &other, api::secs(100));
+    assert!(b.place.is_empty());
+
+    // Its replacement, unhealthy too, is out of attempts (1): it stays, and the progress
+    // deadline decides.
+    let mut stopped0 = new0.clone();
+    stopped0.desired_status = api::ALLOC_DESIRED_STOP.into();
+    stopped0.modify_time = api::secs(100);
+    f.push(stopped0);
+    let mut next0 = unhealthy_in(mock::alloc(&new, "web", 0, &f.nodes[0]), "d1");
+    next0.previous_allocation = new0.id.clone();
+    f.push(next0);
+    let b = f.run_deployment(&new, &d, api::secs(150));
+    assert!(b.place.is_empty() && b.reschedule_now.is_empty());
+}

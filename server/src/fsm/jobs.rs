@@ -55,6 +55,11 @@ pub(super) fn register_job(
     job.modify_index = index;
     job.submit_time = now;
     job.status = job_status(w, &job);
+    // A periodic or parameterized template has no allocations of its own: it runs
+    // while it launches children.
+    if !job.stop && crate::periodic::is_template(&job) {
+        job.status = api::JOB_STATUS_RUNNING.into();
+    }
     resp.job_modify_index = job.job_modify_index;
     let eval = eval.map(|mut e| {
         e.job_modify_index = job.job_modify_index;

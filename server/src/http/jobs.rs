@@ -99,14 +99,9 @@ pub(super) fn clear_server_fields(job: &mut Job) {
 pub(super) async fn register_version(srv: &AppState, mut job: Job, trigger: &str) -> ApiResult {
     clear_server_fields(&mut job);
     let now = now_nanos();
-    let eval = new_eval(&job, trigger, now);
-    let resp = srv
-        .write(Command::RegisterJob {
-            job,
-            eval: Some(eval),
-            now,
-        })
-        .await?;
+    // A periodic or parameterized template places nothing: its children do.
+    let eval = (!crate::periodic::is_template(&job)).then(|| new_eval(&job, trigger, now));
+    let resp = srv.write(Command::RegisterJob { job, eval, now }).await?;
     Ok(reply(
         srv,
         resp.index,
@@ -128,6 +123,12 @@ pub(super) fn job_problems(srv: &AppState, job: &Job) -> Vec<String> {
     let mut errs = job.validate();
     if let Err(m) = job.check_max_count(srv.config.job_max_count) {
         errs.push(m);
+    }
+    // A schedule the launcher could not follow (an unknown time zone, say).
+    if let Some(p) = &job.periodic {
+        if let Err(m) = crate::periodic::next_launch(p, now_nanos() / 1_000_000_000) {
+            errs.push(format!("periodic: {m}"));
+        }
     }
     errs
 }

@@ -11,6 +11,7 @@ mod allocs;
 mod client_proxy;
 mod cluster;
 mod deployments;
+mod dispatch;
 mod drain;
 mod events;
 pub mod filter;
@@ -341,6 +342,14 @@ fn api_routes() -> Router<AppState> {
                 .delete(jobs::deregister),
         )
         .route("/job/{id}/allocations", get(jobs::allocations))
+        .route(
+            "/job/{id}/dispatch",
+            put(dispatch::dispatch).post(dispatch::dispatch),
+        )
+        .route(
+            "/job/{id}/periodic/force",
+            put(dispatch::periodic_force).post(dispatch::periodic_force),
+        )
         .route("/job/{id}/evaluations", get(jobs::evaluations))
         .route("/job/{id}/summary", get(jobs::summary))
         .route("/job/{id}/versions", get(jobs::versions))

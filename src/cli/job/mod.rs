@@ -8,6 +8,7 @@ use api::{Client, Job, JobListStub, QueryOptions};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+mod dispatch;
 mod plan;
 mod run;
 mod status;
@@ -15,6 +16,7 @@ mod stop;
 mod versions;
 mod watch;
 
+pub use dispatch::{dispatch, periodic_force, DispatchArgs, PeriodicForceArgs};
 pub use plan::plan;
 pub use run::{run, validate};
 use status::job_list_table;

@@ -4,7 +4,7 @@
 use crate::fmt;
 use crate::layout::{self, Nav};
 use crate::Srv;
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::response::Response;
 use maud::{html, Markup};
@@ -29,15 +29,53 @@ pub fn find_alloc(state: &StateStore, id: &str) -> Option<Arc<api::Allocation>> 
     }
 }
 
-pub async fn show(axum::Extension(srv): Srv, Path(id): Path<String>) -> Response {
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+pub struct AllocQuery {
+    pub done: Option<String>,
+}
+
+/// What the allocation uses now, from `/v1/client/allocation/<id>/stats` through the
+/// server's router (relayed to the node), or why it could not be read. Waits at most 2 s.
+pub async fn fetch_usage(
+    srv: &server::http::AppState,
+    id: &str,
+) -> Result<serde_json::Value, String> {
+    let path = format!("/v1/client/allocation/{}/stats", fmt::enc(id));
+    let call = crate::actions::call_v1(srv, axum::http::Method::GET, &path, None);
+    match tokio::time::timeout(std::time::Duration::from_secs(2), call).await {
+        Err(_) => Err("the node did not answer within 2 s".into()),
+        Ok((status, body)) if status.is_success() => {
+            serde_json::from_str(&body).map_err(|e| format!("unreadable answer: {e}"))
+        }
+        Ok((status, body)) => Err(format!("{status}: {body}")),
+    }
+}
+
+pub async fn show(
+    axum::Extension(srv): Srv,
+    Path(id): Path<String>,
+    Query(q): Query<AllocQuery>,
+) -> Response {
     let state = srv.snapshot();
     match find_alloc(&state, &id) {
-        Some(a) => crate::html(layout::page(
-            &format!("Allocation {}", fmt::short(&a.id)),
-            Nav::Jobs,
-            state.index(),
-            render(&state, &a),
-        )),
+        Some(a) => {
+            let usage = if a.client_status == "running" {
+                Some(fetch_usage(&srv, &a.id).await)
+            } else {
+                None
+            };
+            let body = html! {
+                @if let Some(n) = super::done_notice(q.done.as_deref()) { (layout::notice("ok", n)) }
+                (render(&state, &a, usage.as_ref()))
+            };
+            crate::html(layout::page(
+                &format!("Allocation {}", fmt::short(&a.id)),
+                Nav::Jobs,
+                state.index(),
+                body,
+            ))
+        }
         None => super::problem(
             state.index(),
             StatusCode::NOT_FOUND,
@@ -78,7 +116,78 @@ pub fn chain(state: &StateStore, a: &Arc<api::Allocation>) -> Vec<Arc<api::Alloc
     before
 }
 
-pub fn render(state: &StateStore, a: &Arc<api::Allocation>) -> Markup {
+/// "12 MHz CPU, 30 MB memory" from an `AllocResourceUsage`.
+pub fn used_words(u: &serde_json::Value) -> String {
+    let r = &u["ResourceUsage"];
+    let mhz = r["CpuStats"]["TotalTicks"].as_f64().unwrap_or(0.0);
+    let mem = r["MemoryStats"]["RSS"]
+        .as_u64()
+        .unwrap_or(0)
+        .max(r["MemoryStats"]["Usage"].as_u64().unwrap_or(0));
+    format!("{:.0} MHz CPU, {} MB memory", mhz, mem / (1024 * 1024))
+}
+
+/// The confirmed Stop / Restart / Signal forms of a live allocation.
+fn actions(a: &api::Allocation) -> Markup {
+    let href = fmt::alloc_href(&a.id);
+    let tasks: Vec<&String> = a.task_states.keys().collect();
+    html! {
+        section aria-labelledby="actions-h" class="actions" {
+            h2 id="actions-h" { "Actions" }
+            p {
+                a href=(format!("{href}/fs")) { "Browse the allocation's files" }
+            }
+            @if a.desired_status == "run" && !matches!(a.client_status.as_str(), "complete" | "failed" | "lost") {
+                details {
+                    summary { "Stop allocation…" }
+                    form method="post" action=(format!("{href}/stop")) {
+                        p { "Stopping " code { (fmt::short(&a.id)) } " stops its tasks; the scheduler places a replacement if the job still wants one." }
+                        button type="submit" class="danger" { "Yes, stop the allocation" }
+                    }
+                }
+                details {
+                    summary { "Restart…" }
+                    form method="post" action=(format!("{href}/restart")) {
+                        p {
+                            label for="restart-task" { "Task " }
+                            select id="restart-task" name="task" {
+                                option value="" { "all tasks" }
+                                @for t in &tasks { option value=(t) { (t) } }
+                            }
+                        }
+                        button type="submit" class="danger" { "Yes, restart" }
+                    }
+                }
+                details {
+                    summary { "Send a signal…" }
+                    form method="post" action=(format!("{href}/signal")) {
+                        p {
+                            label for="signal-task" { "Task " }
+                            select id="signal-task" name="task" {
+                                option value="" { "all tasks" }
+                                @for t in &tasks { option value=(t) { (t) } }
+                            }
+                            " "
+                            label for="signal-name" { "Signal " }
+                            select id="signal-name" name="signal" {
+                                @for s in crate::actions::SIGNALS { option value=(s) { (s) } }
+                            }
+                        }
+                        button type="submit" class="danger" { "Yes, send the signal" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The allocation page; `usage` is what `/v1/client/allocation/<id>/stats` said (or why
+/// it could not be read), `None` when the allocation is not running.
+pub fn render(
+    state: &StateStore,
+    a: &Arc<api::Allocation>,
+    usage: Option<&Result<serde_json::Value, String>>,
+) -> Markup {
     let ask = scheduler::usage::Ask::of_alloc(a);
     let chain = chain(state, a);
     html! {
@@ -91,10 +200,18 @@ pub fn render(state: &StateStore, a: &Arc<api::Allocation>) -> Markup {
             dt { "Client status" } dd { (fmt::status(&a.client_status)) @if !a.client_description.is_empty() { " — " (a.client_description) } }
             dt { "Desired status" } dd { (a.desired_status) @if !a.desired_description.is_empty() { " — " (a.desired_description) } }
             dt { "Asked for" } dd { (ask.cpu) " MHz CPU, " (ask.memory_mb) " MB memory, " (ask.disk_mb) " MB disk" }
+            dt { "Using now" } dd {
+                @match usage {
+                    Some(Ok(u)) => (used_words(u)),
+                    Some(Err(e)) => { "unknown: " (e) }
+                    None => "nothing (the allocation is not running)",
+                }
+            }
             dt { "Created" } dd { (fmt::time(a.create_time)) }
             dt { "Modified" } dd { (fmt::time(a.modify_time)) }
             dt { "Evaluation" } dd { code { (fmt::short(&a.eval_id)) } }
         }
+        (actions(a))
         @for (name, t) in &a.task_states {
             section aria-labelledby=(format!("task-{}", fmt::enc(name))) {
                 h2 id=(format!("task-{}", fmt::enc(name))) { "Task " (name) }
@@ -187,11 +304,38 @@ mod tests {
         );
         let a = find_alloc(&s, "aaaa0002").unwrap();
         assert_eq!(chain(&s, &a).len(), 2);
-        let html = render(&s, &a).into_string();
+        let html = render(&s, &a, None).into_string();
         assert!(html.contains("href=\"/ui/allocations/aaaa0001\""), "{html}");
         assert!(html.contains("&lt;b&gt;hi&lt;/b&gt;"), "{html}");
         // A prefix shared by two allocations finds neither.
         assert!(find_alloc(&s, "aaaa000").is_none());
         assert_eq!(find_alloc(&s, "aaaa0001").unwrap().id, "aaaa0001");
+    }
+
+    #[test]
+    fn actions_are_confirmed_forms_and_usage_is_shown() {
+        let mut a1 = alloc("bbbb0001", "web", "n1", "running", 1);
+        a1["TaskStates"] = serde_json::json!({"<t>": {"State": "running"}});
+        let s = state(
+            vec![job("web", "service", "running", 1)],
+            vec![a1],
+            vec![],
+            vec![],
+        );
+        let a = find_alloc(&s, "bbbb0001").unwrap();
+        let u = serde_json::json!({"ResourceUsage": {"CpuStats": {"TotalTicks": 12.4},
+            "MemoryStats": {"RSS": 31_457_280}}});
+        let html = render(&s, &a, Some(&Ok(u))).into_string();
+        assert!(html.contains("12 MHz CPU, 30 MB memory"), "{html}");
+        for action in ["stop", "restart", "signal", "fs"] {
+            assert!(
+                html.contains(&format!("/ui/allocations/bbbb0001/{action}")),
+                "{action}: {html}"
+            );
+        }
+        assert!(html.contains("<option value=\"&lt;t&gt;\">"), "{html}");
+        assert!(html.contains("SIGUSR1"));
+        let html = render(&s, &a, Some(&Err("<nope>".into()))).into_string();
+        assert!(html.contains("unknown: &lt;nope&gt;"), "{html}");
     }
 }

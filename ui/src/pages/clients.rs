@@ -163,6 +163,83 @@ pub async fn show(
     }
 }
 
+/// The allocations a drain still has to move off `n`: those the client still runs
+/// (a migrating one stays until its replacement is placed and it stops), system jobs
+/// left out when the drain ignores them.
+pub fn drain_remaining(state: &StateStore, n: &api::Node) -> Vec<Arc<api::Allocation>> {
+    let ignore_system = n
+        .drain_strategy
+        .as_ref()
+        .is_some_and(|d| d.ignore_system_jobs);
+    let mut left: Vec<Arc<api::Allocation>> = state
+        .allocs_for_node(&n.id)
+        .into_iter()
+        .filter(|a| !a.client_terminal())
+        .filter(|a| !(ignore_system && a.job.as_ref().is_some_and(|j| j.job_type == "system")))
+        .collect();
+    left.sort_by_key(|a| std::cmp::Reverse(a.create_index));
+    left
+}
+
+/// The live drain monitor: what is left to migrate and the time to the deadline while a
+/// drain runs, how the last one ended otherwise. `/ui/live` re-renders it as it moves.
+pub fn drain_monitor(state: &StateStore, n: &api::Node, now: i64) -> Markup {
+    let last = n.last_drain.as_ref();
+    if !n.drain && last.is_none() {
+        return html! {};
+    }
+    html! {
+        section aria-labelledby="drain-h" class="drain-monitor" aria-live="polite" {
+            h2 id="drain-h" { "Drain" }
+            @if n.drain {
+                @let left = drain_remaining(state, n);
+                p class="drain-state" {
+                    strong { "Draining: " }
+                    @if left.is_empty() { "no allocation left to migrate; finishing." }
+                    @else if left.len() == 1 { "1 allocation left to migrate" }
+                    @else { (left.len()) " allocations left to migrate" }
+                    @if let Some(d) = &n.drain_strategy {
+                        @if d.deadline < 0 { " · forced: all are being stopped now" }
+                        @else if d.force_deadline > 0 {
+                            " · deadline in " (fmt::duration((d.force_deadline - now).max(0)))
+                            " (" (fmt::time(d.force_deadline)) ")"
+                        }
+                        @else { " · no deadline" }
+                        @if d.started_at > 0 { " · started " (fmt::time(d.started_at)) }
+                    }
+                    "."
+                }
+                @if !left.is_empty() {
+                    table {
+                        caption { "Allocations left to migrate" }
+                        (fmt::thead(&["ID", "Job", "Desired", "Status"]))
+                        tbody {
+                            @for a in left.iter().take(50) {
+                                tr {
+                                    th scope="row" { a href=(fmt::alloc_href(&a.id)) { code { (fmt::short(&a.id)) } } }
+                                    td { a href=(fmt::job_href(&a.namespace, &a.job_id)) { (a.job_id) } }
+                                    td { (a.desired_status) @if a.desired_status == "run" { " (waiting to be migrated)" } @else { " (migrating)" } }
+                                    td { (fmt::status(&a.client_status)) }
+                                }
+                            }
+                        }
+                    }
+                }
+            } @else if let Some(l) = last {
+                p class="drain-state" {
+                    @match l.status.as_str() {
+                        "complete" => { strong { "Drain complete" } ": no allocation is left to migrate" }
+                        "canceled" => { strong { "Drain canceled" } }
+                        other => { "Last drain: " (other) }
+                    }
+                    @if l.updated_at > 0 { " (" (fmt::time(l.updated_at)) ")" }
+                    "."
+                }
+            }
+        }
+    }
+}
+
 pub fn render_node(state: &StateStore, n: &api::Node, q: &ClientsQuery, now: i64) -> Markup {
     let href = fmt::node_href(&n.id);
     let mut allocs = state.allocs_for_node(&n.id);
@@ -188,6 +265,7 @@ pub fn render_node(state: &StateStore, n: &api::Node, q: &ClientsQuery, now: i64
             dt { "Memory" } dd { (u.memory_mb) " of " (mem) " MB allocated" }
             dt { "Disk" } dd { (disk) " MB allocatable" }
         }
+        (drain_monitor(state, n, now))
         section aria-labelledby="node-actions" class="actions" {
             h2 id="node-actions" { "Actions" }
             details {
@@ -309,5 +387,43 @@ mod tests {
             drain_words(&n, 600_000_000_000),
             "draining (deadline in 5m)"
         );
+    }
+
+    #[test]
+    fn the_drain_monitor_counts_what_is_left_and_says_when_it_is_done() {
+        let mut nv = node("n1", "x");
+        nv["Drain"] = true.into();
+        nv["DrainStrategy"] = serde_json::json!({"Deadline": 600_000_000_000i64,
+            "ForceDeadline": 900_000_000_000i64, "StartedAt": 300_000_000_000i64});
+        let mut moving = alloc("a2", "<web>", "n1", "running", 2);
+        moving["DesiredStatus"] = "stop".into();
+        let s = state(
+            vec![job("<web>", "service", "running", 2)],
+            vec![
+                alloc("a1", "<web>", "n1", "running", 1),
+                moving,
+                alloc("a3", "<web>", "n1", "complete", 3),
+            ],
+            vec![],
+            vec![nv.clone()],
+        );
+        let n = s.node_table().get("n1").unwrap().clone();
+        assert_eq!(drain_remaining(&s, &n).len(), 2);
+        let html = drain_monitor(&s, &n, 600_000_000_000).into_string();
+        assert!(html.contains("2 allocations left to migrate"), "{html}");
+        assert!(html.contains("deadline in 5m"), "{html}");
+        assert!(
+            html.contains("(migrating)") && html.contains("&lt;web&gt;"),
+            "{html}"
+        );
+        nv["Drain"] = false.into();
+        nv["DrainStrategy"] = serde_json::Value::Null;
+        nv["LastDrain"] = serde_json::json!({"Status": "complete", "UpdatedAt": 1});
+        let s = state(vec![], vec![], vec![], vec![nv]);
+        let n = s.node_table().get("n1").unwrap().clone();
+        let html = drain_monitor(&s, &n, 0).into_string();
+        assert!(html.contains("Drain complete"), "{html}");
+        let plain: api::Node = serde_json::from_value(node("n2", "y")).unwrap();
+        assert!(drain_monitor(&s, &plain, 0).into_string().is_empty());
     }
 }

@@ -277,7 +277,7 @@ pub fn versions_section(versions: &[Arc<api::Job>]) -> Markup {
         section aria-labelledby="versions-h" {
             h2 id="versions-h" { "Versions (" (versions.len()) ", newest first)" }
             @for (i, v) in versions.iter().enumerate().take(20) {
-                details class="version" open[i == 0 && versions.len() > 1] {
+                details class="version" id=(format!("version-{}", v.version)) open[i == 0 && versions.len() > 1] {
                     summary {
                         "Version " (v.version)
                         @if v.stable { " · stable" } @else { " · not stable" }

@@ -2,15 +2,18 @@
 //! the unit tests call) and a handler that takes the snapshot and wraps it in the layout.
 
 pub mod alloc;
+pub mod allocs;
 pub mod clients;
 pub mod diff;
 pub mod evals;
+pub mod files;
 pub mod job;
 pub mod jobs;
 pub mod logs;
 pub mod run;
 pub mod search;
 pub mod servers;
+pub mod topology;
 
 use crate::layout::{self, Nav};
 use axum::http::{StatusCode, Uri};
@@ -48,6 +51,12 @@ pub fn done_notice(done: Option<&str>) -> Option<&'static str> {
         "submitted" => "The job was submitted; its evaluation is being scheduled.",
         "promoted" => "The deployment was promoted.",
         "deployment-failed" => "The deployment was marked as failed.",
+        "alloc-stopped" => {
+            "The allocation is being stopped; the scheduler replaces it if the job still wants it."
+        }
+        "alloc-restarted" => "The allocation's tasks are being restarted.",
+        "task-restarted" => "The task is being restarted.",
+        "signalled" => "The signal was sent.",
         _ => return None,
     })
 }

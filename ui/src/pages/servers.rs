@@ -16,6 +16,16 @@ pub async fn list(axum::Extension(srv): Srv) -> Response {
         .map(|(id, n)| (*id, n.name.clone(), n.http_addr.clone(), n.rpc_addr.clone()))
         .collect();
     let leader = m.current_leader;
+    // On the leader: the last log index each member has matched (replication progress).
+    let matched: std::collections::BTreeMap<u64, Option<u64>> = m
+        .replication
+        .as_ref()
+        .map(|r| {
+            r.iter()
+                .map(|(id, l)| (*id, l.as_ref().map(|l| l.index)))
+                .collect()
+        })
+        .unwrap_or_default();
     let contact = srv.last_contact_ms();
     let body = html! {
         h1 { "Servers" }
@@ -32,6 +42,7 @@ pub async fn list(axum::Extension(srv): Srv) -> Response {
             thead { tr {
                 th scope="col" { "Name" } th scope="col" { "Raft ID" } th scope="col" { "HTTP address" }
                 th scope="col" { "RPC address" } th scope="col" { "Role" } th scope="col" { "Voter" }
+                @if !matched.is_empty() { th scope="col" class="num" { "Matched log index" } }
             } }
             tbody {
                 @for (id, name, http, rpc) in &members {
@@ -42,6 +53,15 @@ pub async fn list(axum::Extension(srv): Srv) -> Response {
                         td { (rpc) }
                         td { (if leader == Some(*id) { "leader" } else { "follower" }) }
                         td { (if voters.contains(id) { "yes" } else { "no" }) }
+                        @if !matched.is_empty() {
+                            td class="num" {
+                                @match matched.get(id) {
+                                    Some(Some(i)) => (i),
+                                    Some(None) => "nothing yet",
+                                    None => "—",
+                                }
+                            }
+                        }
                     }
                 }
             }

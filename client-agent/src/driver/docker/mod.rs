@@ -78,6 +78,42 @@ pub struct DockerState {
     /// Where the container's output goes, to resume after an agent restart.
     pub stdout_log: Option<PathBuf>,
     pub stderr_log: Option<PathBuf>,
+    /// The container's IP on its network (empty with `network_mode = "host"` or none):
+    /// what services with `address_mode = "driver"` advertise.
+    #[serde(default)]
+    pub ip: String,
+}
+
+/// The container's IP on its network: that of the network named by its `network_mode`,
+/// else the first network (by name) that gave it one.
+pub fn container_ip(info: &ContainerInspectResponse) -> Option<String> {
+    let mode = info
+        .host_config
+        .as_ref()
+        .and_then(|h| h.network_mode.clone())
+        .unwrap_or_default();
+    let networks = info.network_settings.as_ref()?.networks.as_ref()?;
+    let ip_of = |name: &str| {
+        networks
+            .get(name)
+            .and_then(|e| e.ip_address.clone())
+            .filter(|ip| !ip.is_empty())
+    };
+    let mut names: Vec<&String> = networks.keys().collect();
+    names.sort();
+    ip_of(&mode).or_else(|| names.into_iter().find_map(|n| ip_of(n)))
+}
+
+/// The address a task's driver gave it, from its handle: a docker container's IP. `None`
+/// for other drivers (they have no network of their own).
+pub fn network_ip(handle: &TaskHandle) -> Option<String> {
+    if handle.driver != NAME {
+        return None;
+    }
+    state_of(handle)
+        .ok()
+        .map(|s| s.ip)
+        .filter(|ip| !ip.is_empty())
 }
 
 type ExitRx = watch::Receiver<Option<ExitResult>>;
@@ -321,9 +357,12 @@ impl Driver for DockerDriver {
             remove(&docker, &id).await;
             return Err(docker_err(&format!("starting container {name}"), e));
         }
-        let pid = match docker.inspect_container(&id, None).await {
-            Ok(i) => i.state.and_then(|s| s.pid).unwrap_or(0) as i32,
-            Err(_) => 0,
+        let (pid, ip) = match docker.inspect_container(&id, None).await {
+            Ok(i) => (
+                i.state.as_ref().and_then(|s| s.pid).unwrap_or(0) as i32,
+                container_ip(&i).unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
         };
         self.watch(
             &docker,
@@ -337,6 +376,7 @@ impl Driver for DockerDriver {
             image: cfg.image,
             stdout_log: Some(ctx.dirs.stdout.clone()),
             stderr_log: Some(ctx.dirs.stderr.clone()),
+            ip,
         };
         Ok(TaskHandle {
             driver: NAME.into(),
@@ -575,5 +615,74 @@ impl Driver for DockerDriver {
             .unwrap_or(0);
         self.watch(&docker, &st.container_id, dirs, since);
         Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EndpointSettings, HostConfig, NetworkSettings};
+
+    fn inspected(mode: &str, networks: &[(&str, &str)]) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            host_config: Some(HostConfig {
+                network_mode: Some(mode.into()),
+                ..Default::default()
+            }),
+            network_settings: Some(NetworkSettings {
+                networks: Some(
+                    networks
+                        .iter()
+                        .map(|(n, ip)| {
+                            let e = EndpointSettings {
+                                ip_address: Some(ip.to_string()),
+                                ..Default::default()
+                            };
+                            (n.to_string(), e)
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_container_ip_is_that_of_its_network_mode_else_the_first_network_with_one() {
+        let two = [("bridge", "172.17.0.2"), ("app", "10.1.0.7")];
+        assert_eq!(
+            container_ip(&inspected("app", &two)).as_deref(),
+            Some("10.1.0.7")
+        );
+        assert_eq!(
+            container_ip(&inspected("default", &two)).as_deref(),
+            Some("10.1.0.7")
+        );
+        assert_eq!(container_ip(&inspected("host", &[("host", "")])), None);
+        assert_eq!(container_ip(&ContainerInspectResponse::default()), None);
+    }
+
+    #[test]
+    fn only_a_docker_handle_with_an_ip_gives_a_driver_address() {
+        let state = |ip: &str| serde_json::json!({"container_id": "c1", "container_name": "n", "image": "i", "ip": ip});
+        let handle = |driver: &str, ip: &str| TaskHandle {
+            driver: driver.into(),
+            driver_state: state(ip),
+            ..Default::default()
+        };
+        assert_eq!(
+            network_ip(&handle(NAME, "172.17.0.3")).as_deref(),
+            Some("172.17.0.3")
+        );
+        assert_eq!(network_ip(&handle(NAME, "")), None);
+        assert_eq!(network_ip(&handle("raw_exec", "172.17.0.3")), None);
+        // A handle from before the field existed still reads.
+        let old = TaskHandle {
+            driver: NAME.into(),
+            driver_state: serde_json::json!({"container_id": "c1", "container_name": "n", "image": "i"}),
+            ..Default::default()
+        };
+        assert_eq!(network_ip(&old), None);
     }
 }
