@@ -267,6 +267,18 @@ fn without_quorum_writes_fail_with_a_sentence_and_stale_reads_still_work() {
         200
     );
     let survivor = (leader + 1) % 3;
+    // The write is committed once a majority has it, which may not include the survivor:
+    // wait until it has applied the write, so its stale read after the others die must
+    // show it.
+    wait_for(
+        "the survivor to apply the write",
+        Duration::from_secs(10),
+        || {
+            job_ids(&cluster.servers[survivor])
+                .filter(|ids| ids.contains("before"))
+                .map(|_| ())
+        },
+    );
     for i in 0..3 {
         if i != survivor {
             cluster.servers[i].kill9();
