@@ -290,9 +290,12 @@ n.job.register_job("pyparam", job("pyparam", {"ParameterizedJob": {
 d = n.job.dispatch_job("pyparam", payload=base64.b64encode(b"x").decode(), meta={"k": "v"})
 assert d["DispatchedJobID"].startswith("pyparam/dispatch-"), d
 assert d["EvalID"], d
-# (python-nomad puts a child's "/" in the URL unencoded: list instead of get_job.)
 kids = n.jobs.get_jobs(prefix="pyparam/")
 assert [(j["ID"], j["ParentID"]) for j in kids] == [(d["DispatchedJobID"], "pyparam")], kids
+# python-nomad puts the child's "/" in the URL unencoded, as Nomad accepts.
+child = n.job.get_job(d["DispatchedJobID"])
+assert child["ID"] == d["DispatchedJobID"] and child["ParentID"] == "pyparam", child
+assert isinstance(n.job.get_allocations(d["DispatchedJobID"]), list)
 try:
     n.job.dispatch_job("pyparam")
     sys.exit("dispatch without the required meta was accepted")

@@ -153,6 +153,7 @@ pub async fn serve(
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            super::job_path::rewrite(&mut req);
             tower::ServiceExt::oneshot(app.clone(), req)
         });
         // No route upgrades a connection (exec and logs are plain HTTP streams).

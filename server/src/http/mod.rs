@@ -16,6 +16,7 @@ mod drain;
 mod events;
 pub mod filter;
 pub mod forward;
+mod job_path;
 mod jobs;
 pub mod listen;
 mod nodes;
