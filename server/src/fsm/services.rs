@@ -26,7 +26,7 @@ pub(super) fn upsert_services(
         let live = w
             .alloc_table()
             .get(&r.alloc_id)
-            .is_some_and(|a| a.node_id == node_id && !a.client_terminal());
+            .is_some_and(|a| a.node_id == node_id && !a.terminal());
         if live && r.node_id == node_id {
             w.upsert_service(r);
         }

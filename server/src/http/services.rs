@@ -317,12 +317,19 @@ fn checked_registration(
             ),
         ));
     }
-    if alloc.client_terminal() {
+    // Ended, or told to stop (its job stopped or purged): a late agent cannot bring a
+    // registration back.
+    if alloc.terminal() {
+        let why = if alloc.client_terminal() {
+            alloc.client_status.as_str()
+        } else {
+            alloc.desired_status.as_str()
+        };
         return Err(refused(
             &id,
             format!(
-                "allocation {} has ended ({}); its services cannot be registered",
-                alloc.id, alloc.client_status
+                "allocation {} has ended ({why}); its services cannot be registered",
+                alloc.id
             ),
         ));
     }
