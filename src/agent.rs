@@ -38,6 +38,8 @@ pub struct AgentOptions {
     pub config_files: Vec<PathBuf>,
     /// `-log-level` (trace, debug, info, warn, error).
     pub log_level: Option<String>,
+    /// `-acl-enabled`: as `acl { enabled = true }`.
+    pub acl_enabled: bool,
 }
 
 /// The default data dir: `drover-data` under the OS data location, else the working dir.
@@ -57,7 +59,11 @@ fn env_duration(name: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_millis)
 }
 
-pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
+/// The RPC port `-dev` asks for first: Nomad's default.
+const DEV_RPC_PORT: u16 = 4647;
+
+/// Runs the agent; `logs` is this process's log fan-out, served at `/v1/agent/monitor`.
+pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> anyhow::Result<()> {
     // Config files first, in order; command-line flags win over them.
     let mut file = AgentFile::default();
     for f in &opts.config_files {
@@ -98,8 +104,13 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         None => None,
     };
     let (http_limits, rpc_limits) = listen_limits(file.limits.take().unwrap_or_default())?;
+    let telemetry = file.telemetry.take().unwrap_or_default();
+    if let Some(d) = &telemetry.collection_interval {
+        parse_duration(d).context("telemetry.collection_interval")?;
+    }
     // A server without an RPC port that runs this process's client (`-dev`) opens a
-    // loopback RPC listener on a port the OS picks, for that client only: no peer routes.
+    // loopback RPC listener on 4647 (a free port when that is taken), for that client
+    // only: no peer routes.
     let local_rpc = run_server && run_client && rpc_addr.is_none();
     let forms_cluster = opts
         .bootstrap_expect
@@ -173,6 +184,20 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
     let client_cfg = client_cfg.transpose()?;
     let (rpc_bound_tx, rpc_bound) = tokio::sync::watch::channel(None);
     let client_handle = client_cfg.as_ref().map(client_agent::ClientHandle::new);
+    if let Some(h) = client_handle.clone() {
+        // Nomad publishes host metrics only when asked; -dev asks.
+        let host = telemetry.publish_node_metrics.unwrap_or(opts.dev);
+        server::metrics::global().add_source(move || {
+            client_agent::metrics::gauges(&h, host)
+                .into_iter()
+                .map(|(name, labels, value)| server::metrics::Gauge {
+                    name,
+                    labels,
+                    value,
+                })
+                .collect()
+        });
+    }
     if run_server {
         let mut cfg = server::ServerConfig::new(data_dir.join("server"), http_addr);
         cfg.ui = Some(ui::router());
@@ -180,9 +205,37 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         cfg.client_routes = client_handle.clone().map(client_agent::client_router);
         cfg.rpc_addr = rpc_addr;
         if local_rpc {
-            cfg.rpc_addr = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+            // Nomad's dev agent answers RPC on 4647; another agent holding it moves this
+            // one to a free port (logged) rather than failing.
+            cfg.rpc_addr = Some(SocketAddr::from(([127, 0, 0, 1], DEV_RPC_PORT)));
+            cfg.rpc_port_fallback = true;
             cfg.serve_peers = false;
         }
+        // Nomad answers ?format=prometheus only with prometheus_metrics = true; -dev
+        // turns it on, since a developer's first scrape should work.
+        cfg.prometheus_metrics = telemetry.prometheus_metrics.unwrap_or(opts.dev);
+        cfg.log_monitor = Some(logs.clone());
+        if let Some(a) = &file.acl {
+            cfg.acl.enabled = a.enabled.unwrap_or(false);
+            for (text, slot) in [
+                (&a.token_ttl, &mut cfg.acl.token_ttl),
+                (&a.policy_ttl, &mut cfg.acl.policy_ttl),
+                (&a.role_ttl, &mut cfg.acl.role_ttl),
+                (
+                    &a.token_min_expiration_ttl,
+                    &mut cfg.acl.token_min_expiration_ttl,
+                ),
+                (
+                    &a.token_max_expiration_ttl,
+                    &mut cfg.acl.token_max_expiration_ttl,
+                ),
+            ] {
+                if let Some(t) = text {
+                    *slot = parse_duration(t)?;
+                }
+            }
+        }
+        cfg.acl.enabled |= opts.acl_enabled;
         cfg.http_limits = http_limits;
         cfg.rpc_limits = rpc_limits;
         cfg.rpc_bound = Some(std::sync::Arc::new(rpc_bound_tx));
@@ -271,10 +324,15 @@ pub async fn run(opts: AgentOptions) -> anyhow::Result<()> {
         if !run_server {
             // A client-only agent serves its client API on its own HTTP port.
             let (h, token) = (handle.clone(), shutdown.clone());
+            let acl =
+                opts.acl_enabled || file.acl.as_ref().is_some_and(|a| a.enabled == Some(true));
             tasks.spawn(async move {
-                client_agent::http::serve(http_addr, h, token)
-                    .await
-                    .context("client HTTP API")
+                if acl {
+                    client_agent::http::serve_relayed_only(http_addr, h, token).await
+                } else {
+                    client_agent::http::serve(http_addr, h, token).await
+                }
+                .context("client HTTP API")
             });
         }
         let token = shutdown.clone();

@@ -26,6 +26,37 @@ pub struct AgentFile {
     pub plugin: Option<BTreeMap<String, PluginBlock>>,
     /// Connection limits of the HTTP and RPC listeners (Nomad's `limits` block).
     pub limits: Option<Limits>,
+    /// `telemetry { ... }`: what `GET /v1/metrics` publishes.
+    pub telemetry: Option<Telemetry>,
+    /// `acl { enabled = true }`: token checks on every request.
+    pub acl: Option<AclBlock>,
+}
+
+/// `acl { ... }`, Nomad's names: `enabled`, and how long resolved tokens, policies and
+/// roles may be cached (`token_ttl`, `policy_ttl`, `role_ttl`, Go durations).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AclBlock {
+    pub enabled: Option<bool>,
+    pub token_ttl: Option<String>,
+    pub policy_ttl: Option<String>,
+    pub role_ttl: Option<String>,
+    pub token_min_expiration_ttl: Option<String>,
+    pub token_max_expiration_ttl: Option<String>,
+}
+
+/// `telemetry { ... }`, Nomad's names. Metrics are always kept and read at scrape time, so
+/// `collection_interval` is accepted and checked but changes nothing; names never carry
+/// the hostname (as with Nomad's `disable_hostname = true`, which Prometheus wants).
+/// `prometheus_metrics` is off by default as in Nomad, but on in `-dev`.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    pub collection_interval: Option<String>,
+    pub disable_hostname: Option<bool>,
+    pub prometheus_metrics: Option<bool>,
+    pub publish_allocation_metrics: Option<bool>,
+    pub publish_node_metrics: Option<bool>,
 }
 
 /// `limits { ... }`, Nomad's names and defaults: 100 connections per client IP (0 turns
@@ -144,6 +175,8 @@ impl AgentFile {
             server: later.server.or(self.server),
             client: later.client.or(self.client),
             limits: later.limits.or(self.limits),
+            telemetry: later.telemetry.or(self.telemetry),
+            acl: later.acl.or(self.acl),
             plugin: match (self.plugin, later.plugin) {
                 (Some(mut a), Some(b)) => {
                     a.extend(b);
@@ -260,6 +293,38 @@ mod tests {
         assert_eq!(f.client.as_ref().unwrap().meta["rack"], "r1");
         assert_eq!(f.plugin_enabled("raw_exec"), Some(true));
         assert_eq!(f.plugin_enabled("docker"), None);
+    }
+
+    #[test]
+    fn acl_block_parses_with_nomads_names() {
+        let f = AgentFile::parse(
+            "acl {\n  enabled = true\n  token_ttl = \"30s\"\n  policy_ttl = \"60s\"\n  role_ttl = \"60s\"\n}\n",
+        )
+        .unwrap();
+        let a = f.acl.unwrap();
+        assert_eq!(a.enabled, Some(true));
+        assert_eq!(a.token_ttl.as_deref(), Some("30s"));
+        assert!(AgentFile::parse("acl { enabld = true }").is_err());
+    }
+
+    #[test]
+    fn telemetry_block_parses_with_nomads_names() {
+        let f = AgentFile::parse(
+            r#"
+            telemetry {
+              collection_interval        = "1s"
+              disable_hostname           = true
+              prometheus_metrics         = true
+              publish_allocation_metrics = true
+              publish_node_metrics       = true
+            }
+            "#,
+        )
+        .unwrap();
+        let t = f.telemetry.unwrap();
+        assert_eq!(t.prometheus_metrics, Some(true));
+        assert_eq!(t.collection_interval.as_deref(), Some("1s"));
+        assert!(AgentFile::parse("telemetry { statsd_adress = \"x\" }").is_err());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod agent;
 mod agent_config;
 mod cli;
+mod monitor_layer;
 
 fn main() {
     // The client agent fetches artifacts in an unprivileged child of this binary.

@@ -181,6 +181,21 @@ fn periodic_launches_on_schedule_and_prohibit_overlap_waits() {
         "the first child ran to completion: {v}"
     );
     assert!(second > first, "{first} then {second}");
+    // The launches that fell due while the first child ran were skipped, as Nomad does:
+    // the second child's launch time is after the first one's allocation finished.
+    let (_, allocs) = agent.get_json(&format!("/v1/job/{}/allocations", enc(&first)));
+    let finished_ns = allocs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["ModifyTime"].as_i64())
+        .max()
+        .expect("the first child's allocation");
+    let launched: i64 = second.rsplit('-').next().unwrap().parse().unwrap();
+    assert!(
+        i128::from(launched) * 1_000_000_000 >= i128::from(finished_ns),
+        "{second} was launched for a time before {first} finished ({finished_ns} ns)"
+    );
     let out = agent.cli(&["job", "stop", "-detach", "tick"]);
     assert!(out.status.success(), "{}", common::stderr(&out));
 }

@@ -27,8 +27,13 @@ fn client() -> reqwest::blocking::Client {
 
 /// GET a UI page: it must answer 200 with the UI's CSP; returns the HTML.
 fn page(agent: &DevAgent, path: &str) -> String {
+    page_at(&agent.addr(), path)
+}
+
+/// GET a UI page of the server at `base` (`http://ip:port`).
+fn page_at(base: &str, path: &str) -> String {
     let r = client()
-        .get(format!("{}{path}", agent.addr()))
+        .get(format!("{base}{path}"))
         .send()
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     let status = r.status().as_u16();
@@ -53,8 +58,13 @@ fn post(
     origin: &str,
     form: &[(&str, &str)],
 ) -> (u16, String, String) {
+    post_at(&agent.addr(), path, origin, form)
+}
+
+/// POST a form to the UI of the server at `base` with `origin`.
+fn post_at(base: &str, path: &str, origin: &str, form: &[(&str, &str)]) -> (u16, String, String) {
     let r = client()
-        .post(format!("{}{path}", agent.addr()))
+        .post(format!("{base}{path}"))
         .header("Origin", origin)
         .form(form)
         .send()
@@ -715,4 +725,221 @@ fn allocation_actions_files_drain_monitor_and_topology() {
         &format!("/ui/allocations/{alloc}?done=alloc-stopped")
     )
     .contains("is being stopped"));
+}
+
+#[test]
+fn run_command_on_the_allocation_page_shows_output_and_exit_code_escaped() {
+    let agent = DevAgent::start();
+    let alloc = run_web_job(&agent);
+    let origin = agent.addr();
+    let a = page_until(
+        &agent,
+        &format!("/ui/allocations/{alloc}"),
+        "a running alloc page",
+        |p| p.contains("Using now") && !p.contains("not running"),
+    );
+    assert!(
+        a.contains(&format!("action=\"/ui/allocations/{alloc}/exec\"")),
+        "{a}"
+    );
+    let exec = format!("/ui/allocations/{alloc}/exec");
+    let cmd = r#"sh -c 'echo "<b>out</b>"; echo "<i>err</i>" >&2; exit 3'"#;
+    let (s, _, body) = post(
+        &agent,
+        &exec,
+        "http://evil.example",
+        &[("task", "sleep"), ("command", cmd)],
+    );
+    assert_eq!(s, 403, "{body}");
+    // The task may still be starting: the agent says it is not running until it is.
+    let body = wait_for("the command to run", Duration::from_secs(30), || {
+        let (s, _, body) = post(
+            &agent,
+            &exec,
+            &origin,
+            &[("task", "sleep"), ("command", cmd)],
+        );
+        (s == 200).then_some(body)
+    });
+    assert!(
+        body.contains(r#"Exit code <strong id="exec-exit">3</strong>"#),
+        "{body}"
+    );
+    assert!(body.contains("&lt;b&gt;out&lt;/b&gt;\n</pre>"), "{body}");
+    assert!(body.contains("&lt;i&gt;err&lt;/i&gt;\n</pre>"), "{body}");
+    assert!(!body.contains("<b>out</b>"), "{body}");
+    // The form keeps what was typed, escaped.
+    assert!(
+        body.contains("value=\"sh -c 'echo &quot;&lt;b&gt;out&lt;/b&gt;&quot;;"),
+        "{body}"
+    );
+    // The same answer as the API's exec endpoint.
+    let api: serde_json::Value = client()
+        .post(format!(
+            "{}/v1/client/allocation/{alloc}/exec",
+            agent.addr()
+        ))
+        .json(&serde_json::json!({"Task": "sleep", "Cmd": ["sh", "-c", "exit 3"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(api["ExitCode"], 3, "{api}");
+    // Errors are a status and a sentence: an unknown task, an unclosed quote.
+    let (s, _, body) = post(
+        &agent,
+        &exec,
+        &origin,
+        &[("task", "nope"), ("command", "true")],
+    );
+    assert_eq!(s, 404, "{body}");
+    assert!(
+        body.contains("The command did not run: 404 Not Found: Unknown task &quot;nope&quot;"),
+        "{body}"
+    );
+    let (s, _, body) = post(
+        &agent,
+        &exec,
+        &origin,
+        &[("task", "sleep"), ("command", "echo 'open")],
+    );
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("is not closed"), "{body}");
+}
+
+#[test]
+fn editing_a_job_changed_meanwhile_reports_a_conflict_instead_of_overwriting() {
+    let agent = DevAgent::start();
+    run_web_job(&agent);
+    let origin = agent.addr();
+    // Open the edit page, as a user would, and change the command.
+    let edit = page(&agent, "/ui/jobs/ui-web/edit");
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    let opened = j["JobModifyIndex"].as_u64().unwrap().to_string();
+    assert!(
+        edit.contains(&format!(r#"name="modify_index" value="{opened}""#)),
+        "{edit}"
+    );
+    let mine = textarea(&edit).replace("sleep 3600", "sleep 7200");
+    assert!(mine.contains("sleep 7200"), "{mine}");
+    // Meanwhile someone else submits a new version with the CLI.
+    let theirs = web_job().replace("sleep 3600", "sleep 1800");
+    let out = agent.run_job("ui-web-theirs.hcl", &theirs, &["-detach"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    assert_eq!(j["Version"], 1, "{j}");
+    // Run straight from the edit form (no Plan): refused, nothing overwritten.
+    let (status, _, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[
+            ("spec", &mine),
+            ("variables", ""),
+            ("op", "run"),
+            ("modify_index", &opened),
+            ("editing", "ui-web"),
+        ],
+    );
+    assert_eq!(status, 409, "{body}");
+    assert!(
+        body.contains("The job changed since you opened it"),
+        "{body}"
+    );
+    assert!(body.contains("Nothing was overwritten"), "{body}");
+    assert!(textarea(&body).contains("sleep 7200"), "the draft was lost");
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    assert_eq!(j["Version"], 1, "{j}");
+    assert!(j.to_string().contains("sleep 1800"), "{j}");
+    assert!(!j.to_string().contains("sleep 7200"), "{j}");
+    // Opening the edit page again picks up the new index, and then Run goes through.
+    let edit = page(&agent, "/ui/jobs/ui-web/edit");
+    let now = j["JobModifyIndex"].as_u64().unwrap().to_string();
+    assert!(
+        edit.contains(&format!(r#"name="modify_index" value="{now}""#)),
+        "{edit}"
+    );
+    let mine = textarea(&edit).replace("sleep 1800", "sleep 7200");
+    let (status, location, body) = post(
+        &agent,
+        "/ui/jobs/run",
+        &origin,
+        &[
+            ("spec", &mine),
+            ("op", "run"),
+            ("modify_index", &now),
+            ("editing", "ui-web"),
+        ],
+    );
+    assert_eq!(
+        (status, location.as_str()),
+        (303, "/ui/jobs/ui-web?done=submitted"),
+        "{body}"
+    );
+    let (_, j) = agent.get_json("/v1/job/ui-web");
+    assert_eq!(j["Version"], 2, "{j}");
+    assert!(j.to_string().contains("sleep 7200"), "{j}");
+}
+
+#[test]
+fn ui_pages_and_actions_work_on_a_follower() {
+    let cluster = common::cluster::Cluster::start(&[]);
+    let leader = cluster.wait_leader(Duration::from_secs(30));
+    let follower = (leader + 1) % 3;
+    let leader_http = cluster.servers[leader].http();
+    let base = cluster.servers[follower].http();
+    // Registered through the leader...
+    let r = client()
+        .put(format!("{leader_http}/v1/jobs"))
+        .json(&common::cluster::tiny_job("ui-follower", 1))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    // ...shown by the follower's pages, which read its own replicated state.
+    let list = wait_for(
+        "the job on the follower's jobs page",
+        Duration::from_secs(20),
+        || {
+            let p = page_at(&base, "/ui/jobs");
+            p.contains("/ui/jobs/ui-follower").then_some(p)
+        },
+    );
+    assert!(list.contains("ui-follower"), "{list}");
+    let job = page_at(&base, "/ui/jobs/ui-follower");
+    assert!(job.contains("ui-follower"), "{job}");
+    let servers = page_at(&base, "/ui/servers");
+    assert!(servers.contains("This server is a follower"), "{servers}");
+    for path in [
+        "/ui/clients",
+        "/ui/evaluations",
+        "/ui/allocations",
+        "/ui/topology",
+    ] {
+        page_at(&base, path);
+    }
+    // An action posted to the follower is forwarded to the leader.
+    let (s, location, body) = post_at(
+        &base,
+        "/ui/jobs/ui-follower/stop",
+        &base,
+        &[("namespace", "default")],
+    );
+    assert_eq!(
+        (s, location.as_str()),
+        (303, "/ui/jobs/ui-follower?done=stopped"),
+        "{body}"
+    );
+    wait_for(
+        "the leader to see the stop",
+        Duration::from_secs(20),
+        || {
+            let j: serde_json::Value = client()
+                .get(format!("{leader_http}/v1/job/ui-follower"))
+                .send()
+                .ok()?
+                .json()
+                .ok()?;
+            (j["Stop"] == true).then_some(())
+        },
+    );
 }

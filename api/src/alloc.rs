@@ -212,6 +212,9 @@ pub struct AllocationListStub {
     pub modify_index: u64,
     pub create_time: i64,
     pub modify_time: i64,
+    /// Only with `?resources=true`, as in Nomad.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_resources: Option<crate::alloc_resources::AllocatedResources>,
 }
 
 impl AllocationListStub {
@@ -243,7 +246,14 @@ impl AllocationListStub {
             modify_index: a.modify_index,
             create_time: a.create_time,
             modify_time: a.modify_time,
+            allocated_resources: None,
         }
+    }
+
+    /// The stub with its `AllocatedResources` (`?resources=true`).
+    pub fn with_resources(mut self, a: &Allocation) -> Self {
+        self.allocated_resources = Some(a.allocated_resources.clone().unwrap_or_default());
+        self
     }
 }
 

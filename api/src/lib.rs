@@ -16,10 +16,12 @@ pub mod duration;
 pub mod eval;
 pub mod job;
 pub mod node;
+pub mod operator;
 pub mod plan;
 pub mod service;
 #[cfg(feature = "client")]
 pub mod url;
+pub mod variable;
 pub mod wire;
 
 pub use alloc::*;
@@ -32,8 +34,10 @@ pub use dispatch::*;
 pub use eval::*;
 pub use job::*;
 pub use node::*;
+pub use operator::*;
 pub use plan::*;
 pub use service::*;
+pub use variable::*;
 pub use wire::*;
 
 /// Seconds to nanoseconds, the unit of every duration in Nomad's JSON.

@@ -173,9 +173,35 @@ pub struct NodeListStub {
     pub drivers: BTreeMap<String, DriverInfo>,
     pub create_index: u64,
     pub modify_index: u64,
+    /// Only with `?resources=true`, as in Nomad.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_resources: Option<NodeResources>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reserved_resources: Option<NodeReservedResources>,
+    /// Only with `?os=true`: `os.name` and `os.version` (Nomad 1.8+).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<BTreeMap<String, String>>,
 }
 
 impl NodeListStub {
+    /// The stub with the node's resources (`?resources=true`).
+    pub fn with_resources(mut self, n: &Node) -> Self {
+        self.node_resources = Some(n.node_resources.clone());
+        self.reserved_resources = Some(n.reserved_resources.clone());
+        self
+    }
+
+    /// The stub with the node's operating system attributes (`?os=true`).
+    pub fn with_os(mut self, n: &Node) -> Self {
+        self.attributes = Some(
+            ["os.name", "os.version"]
+                .into_iter()
+                .filter_map(|k| n.attributes.get(k).map(|v| (k.to_string(), v.clone())))
+                .collect(),
+        );
+        self
+    }
+
     pub fn from_node(n: &Node) -> Self {
         NodeListStub {
             address: n
@@ -200,6 +226,9 @@ impl NodeListStub {
             drivers: n.drivers.clone(),
             create_index: n.create_index,
             modify_index: n.modify_index,
+            node_resources: None,
+            reserved_resources: None,
+            attributes: None,
         }
     }
 }

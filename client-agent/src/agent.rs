@@ -16,8 +16,9 @@ use crate::state::{LocalAllocState, StateStore};
 use anyhow::Context;
 use api::{Allocation, Client, Node, QueryOptions};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 /// How long one blocking query on the node's allocations may wait.
@@ -64,6 +65,48 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &CancellationToken) -> bool {
     }
 }
 
+/// What a node does with the allocations the servers place on it: the agent keeps an
+/// alloc runner per allocation; the node simulator (`loadtest`) a light stand-in.
+pub trait AllocSync: Send {
+    /// Applies the servers' view of the node's allocations (every one of them).
+    fn sync(&mut self, allocs: Vec<Allocation>);
+}
+
+/// Timings of one or many nodes' server loops, so that a simulator running thousands of
+/// nodes can tell its own lag (a heartbeat sent late, an answer applied slowly) from the
+/// servers' (a slow round trip). Durations in microseconds; the agent runs without one.
+#[derive(Debug, Default)]
+pub struct LoopProbe {
+    pub heartbeats: AtomicU64,
+    pub heartbeat_failures: AtomicU64,
+    /// Heartbeats that left more than a second after they were due.
+    pub heartbeats_late: AtomicU64,
+    /// The worst time a heartbeat left after it was due: the node's own lag.
+    pub heartbeat_late_max_us: AtomicU64,
+    /// The worst heartbeat round trip: the servers' lag (or the network's).
+    pub heartbeat_rtt_max_us: AtomicU64,
+    pub heartbeat_rtt_total_us: AtomicU64,
+    /// The worst time between two acknowledged heartbeats of one node: past the TTL the
+    /// servers mark the node down.
+    pub heartbeat_gap_max_us: AtomicU64,
+    pub watch_responses: AtomicU64,
+    pub watch_failures: AtomicU64,
+    /// The worst time one watch answer took to apply once it arrived.
+    pub watch_apply_max_us: AtomicU64,
+    /// Status batches sent, and the allocation updates in them.
+    pub reports: AtomicU64,
+    pub reported_allocs: AtomicU64,
+}
+
+impl LoopProbe {
+    fn max(field: &AtomicU64, d: Duration) {
+        field.fetch_max(d.as_micros() as u64, Ordering::Relaxed);
+    }
+    fn add(field: &AtomicU64, n: u64) {
+        field.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
 /// The node's secret: minted by the servers at its first registration, kept in
 /// `<data_dir>/node-secret` (mode 0600) so a restarted agent is still the same node.
 #[derive(Clone)]
@@ -73,6 +116,14 @@ pub struct NodeSecret {
 }
 
 impl NodeSecret {
+    /// A secret kept in memory only (the node simulator's thousands of nodes).
+    pub fn in_memory() -> Self {
+        NodeSecret {
+            path: std::path::PathBuf::new(),
+            value: Arc::default(),
+        }
+    }
+
     /// Loads the secret kept in `data_dir` (empty when the node never registered).
     pub fn load(data_dir: &std::path::Path) -> anyhow::Result<Self> {
         let path = data_dir.join("node-secret");
@@ -100,8 +151,11 @@ impl NodeSecret {
         if secret.is_empty() || self.get() == secret {
             return Ok(());
         }
-        write_private(&self.path, secret.as_bytes())
-            .with_context(|| format!("cannot keep the node secret in {}", self.path.display()))?;
+        if !self.path.as_os_str().is_empty() {
+            write_private(&self.path, secret.as_bytes()).with_context(|| {
+                format!("cannot keep the node secret in {}", self.path.display())
+            })?;
+        }
         *self.value.lock().unwrap_or_else(|e| e.into_inner()) = secret.to_string();
         Ok(())
     }
@@ -136,6 +190,9 @@ async fn register_once(
 ) -> Result<api::NodeHeartbeatResponse, anyhow::Error> {
     let resp = client.register_node(node, &secret.get()).await?;
     secret.set(&resp.secret_id)?;
+    // The node's identity on every later request (its allocation watch, templates'
+    // reads), which servers with ACLs enabled accept in place of a token.
+    client.set_node_secret(&resp.secret_id);
     Ok(resp)
 }
 
@@ -181,9 +238,11 @@ async fn heartbeat_loop(
     node: Arc<Node>,
     secret: NodeSecret,
     mut ttl: Duration,
+    probe: Option<Arc<LoopProbe>>,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    let mut last_ok = Instant::now();
     loop {
         let wait = if failures == 0 {
             heartbeat_interval(ttl, random_fraction())
@@ -194,18 +253,38 @@ async fn heartbeat_loop(
                 failures - 1,
             )
         };
+        let due = Instant::now() + wait;
         if !sleep_or_shutdown(wait, &shutdown).await {
             return;
         }
+        let sent = Instant::now();
         let key = secret.get();
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = client.heartbeat(&node.id, &key) => r,
         };
+        if let Some(p) = &probe {
+            let late = sent.saturating_duration_since(due);
+            LoopProbe::max(&p.heartbeat_late_max_us, late);
+            if late > Duration::from_secs(1) {
+                LoopProbe::add(&p.heartbeats_late, 1);
+            }
+            let rtt = sent.elapsed();
+            LoopProbe::max(&p.heartbeat_rtt_max_us, rtt);
+            LoopProbe::add(&p.heartbeat_rtt_total_us, rtt.as_micros() as u64);
+            match &res {
+                Ok(_) => {
+                    LoopProbe::add(&p.heartbeats, 1);
+                    LoopProbe::max(&p.heartbeat_gap_max_us, last_ok.elapsed());
+                }
+                Err(_) => LoopProbe::add(&p.heartbeat_failures, 1),
+            }
+        }
         match res {
             Ok(resp) => {
                 ttl = ttl_of(&resp);
                 failures = 0;
+                last_ok = Instant::now();
             }
             Err(e) if e.is_forbidden() => {
                 tracing::error!(error = %e, node = %node.id, "the servers refused this node's secret; if this data dir was copied from another node, remove its node-id and node-secret files");
@@ -237,6 +316,7 @@ async fn report_loop(
     node_id: String,
     secret: NodeSecret,
     updates: PendingUpdates,
+    probe: Option<Arc<LoopProbe>>,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
@@ -265,7 +345,13 @@ async fn report_loop(
             r = client.update_allocs(&node_id, &key, batch.clone()) => r,
         };
         match res {
-            Ok(_) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                if let Some(p) = &probe {
+                    LoopProbe::add(&p.reports, 1);
+                    LoopProbe::add(&p.reported_allocs, batch.len() as u64);
+                }
+            }
             Err(e) => {
                 let wait = backoff(
                     Duration::from_millis(500),
@@ -293,8 +379,7 @@ struct Runners {
     dying: Vec<AllocRunnerHandle>,
 }
 
-impl Runners {
-    /// Applies the server's view of the node's allocations.
+impl AllocSync for Runners {
     fn sync(&mut self, allocs: Vec<Allocation>) {
         let known: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
         for a in allocs {
@@ -346,7 +431,9 @@ impl Runners {
         }
         self.dying.retain(|r| !r.is_finished());
     }
+}
 
+impl Runners {
     /// Queues the runner's latest status again, unchanged or not.
     fn report_again(&self, r: &AllocRunnerHandle) {
         let st = r.view().state.borrow().clone();
@@ -377,7 +464,8 @@ impl Runners {
 async fn watch_allocs(
     client: &Client,
     node_id: &str,
-    runners: &mut Runners,
+    runners: &mut impl AllocSync,
+    probe: Option<&LoopProbe>,
     shutdown: &CancellationToken,
 ) {
     let mut index = 0u64;
@@ -391,7 +479,12 @@ async fn watch_allocs(
         match res {
             Ok((allocs, meta)) => {
                 failures = 0;
+                let t = Instant::now();
                 runners.sync(allocs);
+                if let Some(p) = probe {
+                    LoopProbe::add(&p.watch_responses, 1);
+                    LoopProbe::max(&p.watch_apply_max_us, t.elapsed());
+                }
                 // An index that went backwards means another server or a restarted one:
                 // take its index as it is. An index of 0 would not block; do not spin.
                 index = meta.last_index;
@@ -402,6 +495,9 @@ async fn watch_allocs(
             Err(e) => {
                 let wait = backoff(Duration::from_secs(1), Duration::from_secs(30), failures);
                 tracing::warn!(error = %e, retry_in = ?wait, "cannot read the node's allocations");
+                if let Some(p) = probe {
+                    LoopProbe::add(&p.watch_failures, 1);
+                }
                 failures += 1;
                 if !sleep_or_shutdown(wait, shutdown).await {
                     return;
@@ -409,6 +505,57 @@ async fn watch_allocs(
             }
         }
     }
+}
+
+/// Registers `node` with the servers, first as initializing, then as ready; returns the
+/// ready node and its heartbeat TTL, or `None` when `shutdown` came first.
+pub async fn register_node(
+    client: &Client,
+    mut node: Node,
+    secret: &NodeSecret,
+    shutdown: &CancellationToken,
+) -> Option<(Arc<Node>, Duration)> {
+    register(client, &node, secret, shutdown).await?;
+    node.status = api::NODE_STATUS_READY.into();
+    let node = Arc::new(node);
+    let ttl = register(client, &node, secret, shutdown).await?;
+    Some((node, ttl))
+}
+
+/// A registered node's side of the servers' protocol until `shutdown`: heartbeats every
+/// about half `ttl`, sends `updates` in batches, and keeps `allocs` in step with the
+/// node's allocations through a blocking query. The agent runs it with its alloc
+/// runners; the node simulator runs thousands of nodes through it in one process.
+#[allow(clippy::too_many_arguments)] // each is one of the node's separate parts
+pub async fn serve_node(
+    client: &Client,
+    node: Arc<Node>,
+    ttl: Duration,
+    secret: &NodeSecret,
+    updates: &PendingUpdates,
+    allocs: &mut impl AllocSync,
+    probe: Option<Arc<LoopProbe>>,
+    shutdown: &CancellationToken,
+) {
+    let heartbeats = tokio::spawn(heartbeat_loop(
+        client.clone(),
+        node.clone(),
+        secret.clone(),
+        ttl,
+        probe.clone(),
+        shutdown.clone(),
+    ));
+    let reports = tokio::spawn(report_loop(
+        client.clone(),
+        node.id.clone(),
+        secret.clone(),
+        updates.clone(),
+        probe.clone(),
+        shutdown.clone(),
+    ));
+    watch_allocs(client, &node.id, allocs, probe.as_deref(), shutdown).await;
+    let _ = heartbeats.await;
+    let _ = reports.await;
 }
 
 /// Runs the client agent until `shutdown` is cancelled. Running tasks are left running
@@ -435,7 +582,7 @@ pub async fn run_with(
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
     let drivers = handle.drivers().clone();
-    let mut node = fingerprint::fingerprint(&config, &drivers)
+    let node = fingerprint::fingerprint(&config, &drivers)
         .await
         .context("fingerprinting the node")?;
     tracing::info!(node = %node.id, name = %node.name, drivers = ?node.drivers.keys().collect::<Vec<_>>(), "node fingerprinted");
@@ -446,6 +593,7 @@ pub async fn run_with(
     let services = ServiceRegistry::new();
     let shutdown = shutdown.child_token();
     let client = Client::with_addresses(&config.servers);
+    handle.set_servers_client(client.clone());
 
     handle.set_node(Arc::new(node.clone()));
     let mut runners = Runners {
@@ -458,6 +606,7 @@ pub async fn run_with(
             updates: updates.clone(),
             ports: crate::ports::PortAllocator::new(),
             services: services.clone(),
+            client: Some(client.clone()),
             shutdown: shutdown.clone(),
         },
         by_id: BTreeMap::new(),
@@ -473,31 +622,10 @@ pub async fn run_with(
 
     // Restored tasks are supervised from here on, even while no server answers.
     // Register as initializing first, then as ready now that the node is set up.
-    if register(&client, &node, &secret, &shutdown).await.is_none() {
-        runners.join_all().await;
-        return Ok(());
-    }
-    node.status = api::NODE_STATUS_READY.into();
-    let node = Arc::new(node);
-    let Some(ttl) = register(&client, &node, &secret, &shutdown).await else {
+    let Some((node, ttl)) = register_node(&client, node, &secret, &shutdown).await else {
         runners.join_all().await;
         return Ok(());
     };
-
-    let heartbeats = tokio::spawn(heartbeat_loop(
-        client.clone(),
-        node.clone(),
-        secret.clone(),
-        ttl,
-        shutdown.clone(),
-    ));
-    let reports = tokio::spawn(report_loop(
-        client.clone(),
-        node.id.clone(),
-        secret.clone(),
-        updates.clone(),
-        shutdown.clone(),
-    ));
     // Service registrations go through the same client and node secret as status.
     let registrations = tokio::spawn(services.sync_loop(
         client.clone(),
@@ -508,12 +636,20 @@ pub async fn run_with(
         },
         shutdown.clone(),
     ));
-    watch_allocs(&client, &node.id, &mut runners, &shutdown).await;
+    serve_node(
+        &client,
+        node.clone(),
+        ttl,
+        &secret,
+        &updates,
+        &mut runners,
+        None,
+        &shutdown,
+    )
+    .await;
 
     tracing::info!("client agent shutting down; tasks keep running");
     runners.join_all().await;
-    let _ = heartbeats.await;
-    let _ = reports.await;
     let _ = registrations.await;
     let last = updates.take();
     if !last.is_empty() {

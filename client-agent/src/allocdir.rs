@@ -313,6 +313,19 @@ pub fn open_dir(path: &Path) -> io::Result<OwnedFd> {
     .map_err(os)
 }
 
+/// Opens the task's own directory below the alloc root `root` (the agent's path), never
+/// through a link a task planted.
+pub fn open_task_dir(root: &Path, task: &str) -> io::Result<OwnedFd> {
+    let root = open_dir(root)?;
+    open_beneath(
+        root.as_fd(),
+        Path::new(task),
+        OFlags::RDONLY | OFlags::DIRECTORY,
+        Mode::empty(),
+        Links::Never,
+    )
+}
+
 /// Where an open file really is (its path as the kernel sees it now).
 pub fn real_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
     use std::os::fd::AsRawFd;

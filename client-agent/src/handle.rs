@@ -17,6 +17,9 @@ struct Inner {
     drivers: Drivers,
     node: RwLock<Option<Arc<Node>>>,
     allocs: RwLock<BTreeMap<String, AllocView>>,
+    /// The client the agent talks to its servers with (set once it runs); its clones
+    /// share the address list, so replacing it here redirects the agent.
+    servers: RwLock<Option<api::Client>>,
 }
 
 /// A cheap, cloneable view of a running client agent.
@@ -38,6 +41,7 @@ impl ClientHandle {
                 drivers,
                 node: RwLock::new(None),
                 allocs: RwLock::new(BTreeMap::new()),
+                servers: RwLock::new(None),
             }),
         }
     }
@@ -57,6 +61,30 @@ impl ClientHandle {
 
     pub(crate) fn set_node(&self, node: Arc<Node>) {
         *self.inner.node.write().expect("node lock") = Some(node);
+    }
+
+    pub(crate) fn set_servers_client(&self, client: api::Client) {
+        *self.inner.servers.write().expect("servers lock") = Some(client);
+    }
+
+    /// The servers' addresses the agent talks to (`host:port`); empty while it starts.
+    pub fn servers(&self) -> Vec<String> {
+        let client = self.inner.servers.read().expect("servers lock").clone();
+        client
+            .map(|c| c.addresses())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| a.trim_start_matches("http://").to_string())
+            .collect()
+    }
+
+    /// Replace the servers the agent talks to (Nomad's `PUT /v1/agent/servers`).
+    pub fn set_servers(&self, addrs: &[String]) -> Result<(), String> {
+        let client = self.inner.servers.read().expect("servers lock").clone();
+        match client {
+            Some(c) => c.set_addresses(addrs),
+            None => Err("the client agent is still starting; try again".into()),
+        }
     }
 
     pub(crate) fn insert(&self, alloc_id: &str, view: AllocView) {

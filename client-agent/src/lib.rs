@@ -18,6 +18,7 @@ pub mod handle;
 pub mod http;
 pub mod lifecycle;
 pub mod logs;
+pub mod metrics;
 pub mod payload;
 pub mod ports;
 pub mod reporter;
@@ -27,6 +28,7 @@ pub mod state;
 pub mod stats;
 pub mod task_runner;
 pub mod taskenv;
+pub mod template;
 
 pub use config::AgentConfig;
 pub mod agent;

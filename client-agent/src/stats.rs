@@ -242,7 +242,7 @@ pub struct HostStats {
 }
 
 /// `(name, busy user, busy system, idle, total)` jiffies per CPU from `/proc/stat`.
-fn cpu_times() -> Vec<(String, u64, u64, u64, u64)> {
+pub(crate) fn cpu_times() -> Vec<(String, u64, u64, u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     text.lines()
         .filter(|l| l.starts_with("cpu") && !l.starts_with("cpu "))
@@ -261,7 +261,7 @@ fn cpu_times() -> Vec<(String, u64, u64, u64, u64)> {
         .collect()
 }
 
-fn meminfo() -> HostMemoryStats {
+pub(crate) fn meminfo() -> HostMemoryStats {
     let text = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let kb = |key: &str| {
         text.lines()

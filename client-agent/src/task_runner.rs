@@ -15,6 +15,7 @@ use crate::ports::AllocatedPort;
 use crate::restart::{self, Decision, Outcome};
 use crate::state::LocalTaskState;
 use crate::taskenv::TaskEnv;
+use crate::template::{self, TemplateError};
 use crate::{artifact, logs};
 use api::{Allocation, Node, RestartPolicy, Task, TaskEvent};
 use api::{TASK_STATE_DEAD, TASK_STATE_PENDING, TASK_STATE_RUNNING};
@@ -75,17 +76,28 @@ pub struct TaskRunner {
     pub start_gate: Option<watch::Receiver<bool>>,
     /// Artifacts are fetched once per runner, before the first start that needs them.
     pub artifacts_fetched: bool,
+    /// Where templates read variables and services (`None`: no server to ask).
+    pub template_client: Option<api::Client>,
+    /// The running task's template watch (re-renders, asks for restarts and signals).
+    pub template_watch: Option<template::Watch>,
+    /// The last "Missing: ..." template event, so a wait records it once.
+    pub template_waiting: Option<String>,
 }
 
 enum Phase {
     /// Waiting for the lifecycle gate.
     Gate,
     Start,
-    /// A user-requested restart of the running task.
-    Restart(TaskHandle, Reply),
+    /// A restart of the running task a user asked for (`Some` reply) or a template's
+    /// change (`None`).
+    Restart(TaskHandle, Option<Reply>),
     ArtifactFailed(String),
     /// The task's directory cannot be built safely (e.g. its name leaves the alloc dir).
     SetupFailed(String),
+    /// A template cannot render: the task does not start.
+    TemplateFailed(String),
+    /// A template waits for data (a variable that does not exist yet).
+    TemplateWait(String),
     Wait(TaskHandle),
     Exited(ExitResult),
     StartFailed(DriverError),
@@ -190,7 +202,7 @@ impl TaskRunner {
                         _ = self.shutdown.cancelled() => return,
                         cmd = Self::next_command(&mut self.commands) => match cmd {
                             TaskCommand::Kill { reason } => Phase::Kill(reason),
-                            TaskCommand::Restart { reply } => Phase::Restart(handle, reply),
+                            TaskCommand::Restart { reply } => Phase::Restart(handle, Some(reply)),
                             TaskCommand::CheckRestart { reason } => {
                                 self.check_restart(handle, reason).await
                             }
@@ -206,6 +218,9 @@ impl TaskRunner {
                             }
                         },
                         res = driver.wait(&handle) => Phase::Exited(res),
+                        Some(change) = Self::template_change(&mut self.template_watch) => {
+                            self.template_changed(handle, change).await
+                        }
                     }
                 }
                 Phase::Restart(handle, reply) => self.restart_now(handle, reply).await,
@@ -213,6 +228,23 @@ impl TaskRunner {
                 Phase::StartFailed(err) => self.start_failed(err),
                 Phase::ArtifactFailed(msg) => self.artifact_failed(msg),
                 Phase::SetupFailed(msg) => self.setup_failed(msg),
+                Phase::TemplateFailed(msg) => self.template_failed(msg),
+                Phase::TemplateWait(msg) => {
+                    if self.template_waiting.as_deref() != Some(msg.as_str()) {
+                        tracing::info!(alloc = %self.alloc.id, task = %self.task.name, reason = %msg, "template waits for data");
+                        self.push_event(events::event(template::EVENT_TEMPLATE, msg.clone()));
+                        self.emit();
+                        self.template_waiting = Some(msg.clone());
+                    }
+                    tokio::select! {
+                        biased;
+                        _ = self.shutdown.cancelled() => return,
+                        cmd = Self::next_command(&mut self.commands) => {
+                            Self::not_running(cmd, Phase::Start, Phase::TemplateWait(msg))
+                        }
+                        _ = tokio::time::sleep(template::retry_interval()) => Phase::Start,
+                    }
+                }
                 Phase::Delay(d) => {
                     tokio::select! {
                         biased;
@@ -228,32 +260,121 @@ impl TaskRunner {
         }
     }
 
-    /// Stops the running task and starts it again at once, as a user asked.
-    async fn restart_now(&mut self, handle: TaskHandle, reply: Reply) -> Phase {
+    /// Stops the running task and starts it again at once, as a user asked (`reply`) or
+    /// a re-rendered template's `change_mode = "restart"` (no reply).
+    async fn restart_now(&mut self, handle: TaskHandle, reply: Option<Reply>) -> Phase {
         let driver = self.driver.clone().expect("a started task has a driver");
-        self.push_event(events::event(
-            events::RESTART_SIGNALED,
-            "User requested task to restart",
-        ));
+        let (signaled, why) = match reply {
+            Some(_) => ("User requested task to restart", "User requested restart"),
+            None => (
+                "Template with change_mode restart re-rendered",
+                "Template with change_mode restart re-rendered",
+            ),
+        };
+        let send = |reply: Option<Reply>, r: Result<(), String>| {
+            if let Some(reply) = reply {
+                let _ = reply.send(r);
+            }
+        };
+        self.push_event(events::event(events::RESTART_SIGNALED, signaled));
         let timeout = self.task.kill_timeout();
         self.push_event(events::killing(timeout));
         self.emit();
         if let Err(e) = driver.stop(&handle, &self.task.kill_signal, timeout).await {
-            let _ = reply.send(Err(format!("stopping the task: {e}")));
+            send(reply, Err(format!("stopping the task: {e}")));
             return Phase::Wait(handle);
         }
         if let Ok(res) = tokio::time::timeout(WAIT_AFTER_STOP, driver.wait(&handle)).await {
             self.push_event(events::terminated(&res));
         }
         self.state.handle = None;
-        self.push_event(events::restarting(Duration::ZERO, "User requested restart"));
+        self.push_event(events::restarting(Duration::ZERO, why));
         let s = &mut self.state.state;
         s.state = TASK_STATE_PENDING.into();
         s.restarts += 1;
         s.last_restart = Some(events::now_rfc3339());
         self.emit();
-        let _ = reply.send(Ok(()));
+        send(reply, Ok(()));
         Phase::Start
+    }
+
+    fn template_renderer(&self, dirs: &allocdir::TaskDirs, env: &TaskEnv) -> template::Renderer {
+        let namespace = env
+            .vars
+            .get("NOMAD_NAMESPACE")
+            .cloned()
+            .unwrap_or_else(|| api::DEFAULT_NAMESPACE.into());
+        template::Renderer::new(
+            self.task.templates.clone(),
+            self.template_client.clone(),
+            &namespace,
+            &self.alloc_dir.root,
+            &self.task.name,
+            dirs,
+            env.clone(),
+        )
+    }
+
+    /// After an agent restart: the watch of the reattached task's templates.
+    fn resume_templates(&self, driver: &dyn Driver) -> Option<template::Watch> {
+        if self.task.templates.is_empty() {
+            return None;
+        }
+        let dirs = self.alloc_dir.task_dirs(&self.task.name).ok()?;
+        let ports = self.ports.as_ref().ok()?;
+        let env = TaskEnv::build_with(
+            &self.node,
+            &self.alloc,
+            &self.task,
+            &dirs,
+            ports,
+            driver.fs_isolation(),
+        );
+        Some(template::resume(self.template_renderer(&dirs, &env)))
+    }
+
+    /// The running task's next template change (never, without a watch).
+    async fn template_change(watch: &mut Option<template::Watch>) -> Option<template::Change> {
+        match watch {
+            Some(w) => w.changes.recv().await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Applies a re-rendered template's `change_mode` to the running task.
+    async fn template_changed(&mut self, handle: TaskHandle, change: template::Change) -> Phase {
+        match change {
+            template::Change::Restart => Phase::Restart(handle, None),
+            template::Change::Signal(signal) => {
+                let driver = self.driver.clone().expect("a started task has a driver");
+                self.push_event(events::event(
+                    events::SIGNALING,
+                    format!("Template re-rendered; sending signal {signal}"),
+                ));
+                self.emit();
+                if let Err(e) = driver.signal(&handle, &signal).await {
+                    tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %e, "cannot signal the task after its template changed");
+                }
+                Phase::Wait(handle)
+            }
+        }
+    }
+
+    /// A template cannot render: Nomad's "Template" event, and the task is not started
+    /// or restarted (the job file must change).
+    fn template_failed(&mut self, msg: String) -> Phase {
+        tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "template failed");
+        let mut e = events::event(template::EVENT_TEMPLATE, format!("Template failed: {msg}"));
+        e.details.insert("template_error".into(), msg);
+        self.push_event(e);
+        let d = restart::decide(
+            &self.restart_policy,
+            &self.job_type,
+            Outcome::StartFailed { recoverable: false },
+            &mut self.state.restart,
+            events::now_nanos(),
+        );
+        self.apply(d)
     }
 
     /// Stops the running task because a check kept failing, then lets the restart policy
@@ -348,6 +469,7 @@ impl TaskRunner {
             Some(h) => match driver.recover(&h).await {
                 Ok(true) => {
                     tracing::info!(task = %h.task_id, pid = h.pid, "reattached to running task");
+                    self.template_watch = self.resume_templates(driver.as_ref());
                     Phase::Wait(h)
                 }
                 Ok(false) | Err(_) => {
@@ -369,7 +491,8 @@ impl TaskRunner {
     async fn start(&mut self) -> Phase {
         let driver = self.driver.clone().expect("checked in first_phase");
         let first_start = self.state.state.started_at.is_none() && self.state.state.restarts == 0;
-        if first_start {
+        // Once, not on every retry of a template waiting for data.
+        if first_start && self.template_waiting.is_none() {
             self.push_event(events::setup());
             self.emit();
         }
@@ -392,7 +515,7 @@ impl TaskRunner {
             Ok(p) => p.to_vec(),
             Err(e) => return Phase::StartFailed(DriverError::Config(e.clone())),
         };
-        let env = TaskEnv::build_with(
+        let mut env = TaskEnv::build_with(
             &self.node,
             &self.alloc,
             &self.task,
@@ -431,6 +554,19 @@ impl TaskRunner {
             }
             self.artifacts_fetched = true;
         }
+        // Templates render after artifacts (a `source` may come from one), every start.
+        self.template_watch = None;
+        let mut renderer = None;
+        if !self.task.templates.is_empty() {
+            let mut r = self.template_renderer(&dirs, &env);
+            match r.render_all().await {
+                Ok(vars) => env.vars.extend(vars),
+                Err(TemplateError::Missing(m)) => return Phase::TemplateWait(m),
+                Err(TemplateError::Failed(m)) => return Phase::TemplateFailed(m),
+            }
+            self.template_waiting = None;
+            renderer = Some(r);
+        }
         let ctx = TaskContext {
             alloc_id: self.alloc.id.clone(),
             task: self.task.clone(),
@@ -448,6 +584,7 @@ impl TaskRunner {
                 self.state.handle = Some(h.clone());
                 self.push_event(events::started());
                 self.emit();
+                self.template_watch = renderer.and_then(template::watch);
                 Phase::Wait(h)
             }
             Err(e) => Phase::StartFailed(e),

@@ -36,6 +36,14 @@ fn sanitize_key(k: &str) -> String {
 }
 
 impl TaskEnv {
+    /// An environment of these variables only (no node attributes or meta).
+    pub fn from_vars(vars: BTreeMap<String, String>) -> TaskEnv {
+        TaskEnv {
+            vars,
+            ..TaskEnv::default()
+        }
+    }
+
     /// Builds the environment of `task` of `alloc` on `node`, for a task that sees host
     /// paths and has no ports.
     pub fn build(node: &Node, alloc: &Allocation, task: &Task, dirs: &TaskDirs) -> TaskEnv {

@@ -23,6 +23,7 @@ mod dynamic;
 mod eval;
 mod features;
 mod funcs;
+pub mod hclfmt;
 mod json;
 mod lower;
 mod parts;

@@ -352,6 +352,7 @@ impl Reader<'_> {
                 "constraint" => t.constraints.extend(self.constraint(blk, &path)),
                 "affinity" => t.affinities.extend(self.affinity(blk, &path)),
                 "service" => t.services.push(self.service(blk, &path)),
+                "template" => t.templates.push(self.template(blk, &path)),
                 "vault" => self.reject(blk.ident.span(), &path, &VAULT),
                 "csi_plugin" => self.reject(blk.ident.span(), &path, &CSI),
                 _ => {}

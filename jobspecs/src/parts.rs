@@ -472,6 +472,70 @@ impl Reader<'_> {
         art
     }
 
+    /// `template { data | source, destination, ... }`: a file the agent renders.
+    pub fn template(&mut self, b: &Block, path: &str) -> api::Template {
+        let (path, attrs, _) = self.unlabelled(b, path, &schema::TEMPLATE);
+        let mut t = api::Template::default();
+        for a in attrs {
+            match a.key.as_str() {
+                "data" => set(&mut t.embedded_tmpl, self.string(a, &path)),
+                "source" => set(&mut t.source_path, self.string(a, &path)),
+                "destination" => set(&mut t.dest_path, self.string(a, &path)),
+                "perms" => {
+                    if let Some(p) = self.string(a, &path) {
+                        if api::parse_perms(&p).is_none() {
+                            self.error(
+                                a.value.span(),
+                                &path,
+                                format!(
+                                    "perms {p:?} is not an octal file mode such as \"644\" \
+                                     (at most \"777\")"
+                                ),
+                            );
+                        }
+                        t.perms = p;
+                    }
+                }
+                "left_delimiter" => set(&mut t.left_delim, self.string(a, &path)),
+                "right_delimiter" => set(&mut t.right_delim, self.string(a, &path)),
+                "env" => set(&mut t.envvars, self.bool(a, &path)),
+                "change_mode" => match self.one_of(a, &path, schema::TEMPLATE_CHANGE_MODES) {
+                    Some(m) if m == "script" => self.error(
+                        a.value.span(),
+                        &path,
+                        "change_mode \"script\" is not supported by Drover; use restart, \
+                             signal or noop",
+                    ),
+                    m => set(&mut t.change_mode, m),
+                },
+                "change_signal" => set(&mut t.change_signal, self.string(a, &path)),
+                "splay" => set(&mut t.splay, self.duration(a, &path)),
+                "error_on_missing_key" => set(&mut t.err_missing_key, self.bool(a, &path)),
+                _ => {}
+            }
+        }
+        if t.embedded_tmpl.is_empty()
+            && t.source_path.is_empty()
+            && !b.body.has_attribute("data")
+            && !b.body.has_attribute("source")
+        {
+            self.error(
+                b.ident.span(),
+                &path,
+                "template needs `data` (the template text) or `source` (a template file)",
+            );
+        }
+        if t.dest_path.is_empty() && !b.body.has_attribute("destination") {
+            self.error(
+                b.ident.span(),
+                &path,
+                "template needs a `destination` (a path in the task directory)",
+            );
+        }
+        t.canonicalize();
+        t
+    }
+
     pub fn logs(&mut self, b: &Block, path: &str) -> LogConfig {
         let (path, attrs, _) = self.unlabelled(b, path, &schema::LOGS);
         let mut l = LogConfig::default();

@@ -149,11 +149,11 @@ pub const TASK: Schema = Schema {
         "artifact",
         "dispatch_payload",
         "service",
+        "template",
         "vault",
         "csi_plugin",
     ],
     ignored: &[
-        "template",
         "volume_mount",
         "scaling",
         "identity",
@@ -383,6 +383,26 @@ pub const ARTIFACT: Schema = Schema {
     blocks: &["options"],
     ignored: &["headers", "chown"],
 };
+
+pub const TEMPLATE: Schema = Schema {
+    attrs: &[
+        "data",
+        "source",
+        "destination",
+        "perms",
+        "left_delimiter",
+        "right_delimiter",
+        "env",
+        "change_mode",
+        "change_signal",
+        "splay",
+        "error_on_missing_key",
+    ],
+    blocks: &[],
+    ignored: &["change_script", "wait", "uid", "gid", "vault_grace", "once"],
+};
+
+pub const TEMPLATE_CHANGE_MODES: &[&str] = &["restart", "signal", "noop", "script"];
 
 pub const ARTIFACT_MODES: &[&str] = &["any", "file", "dir"];
 

@@ -109,7 +109,7 @@ fn all_errors_in_a_file_are_reported() {
 #[test]
 fn nomad_blocks_not_implemented_are_warnings() {
     let src = with_task(
-        "      driver = \"exec\"\n      service { name = \"x\" }\n      template { data = \"{{ key \\\"a\\\" }}\" }\n      identity { env = true }",
+        "      driver = \"exec\"\n      service { name = \"x\" }\n      volume_mount { volume = \"v\" }\n      identity { env = true }",
     );
     let parsed = parse_str_full(&src, "t.hcl", &BTreeMap::new()).unwrap();
     let ignored: Vec<&str> = parsed

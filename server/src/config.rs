@@ -60,6 +60,9 @@ pub struct ServerConfig {
     pub rpc_limits: http::listen::ListenLimits,
     /// Told the bound RPC address once the listener is up (`-dev` hands it to its client).
     pub rpc_bound: Option<Arc<watch::Sender<Option<SocketAddr>>>>,
+    /// When `rpc_addr`'s port is taken, listen on a free one instead of failing (`-dev`
+    /// asks for Nomad's 4647 but must start beside another agent).
+    pub rpc_port_fallback: bool,
     /// `server { job_max_count }`: the most allocations (the sum of its groups' counts)
     /// one job may ask for; 0 means no limit. Nomad's default is 50,000.
     pub job_max_count: u64,
@@ -71,6 +74,38 @@ pub struct ServerConfig {
     pub event_buffer_size: usize,
     /// How often `GET /v1/event/stream` sends its `{}` heartbeat (Nomad: 30 seconds).
     pub event_heartbeat: Duration,
+    /// `telemetry { prometheus_metrics }`: answer `GET /v1/metrics?format=prometheus`.
+    pub prometheus_metrics: bool,
+    /// `acl { ... }`: token checks on every request (`http::auth`).
+    pub acl: AclConfig,
+    /// This process's log lines for `GET /v1/agent/monitor` (none: the route answers 501).
+    pub log_monitor: Option<crate::log_monitor::LogMonitor>,
+}
+
+/// `acl { enabled token_ttl policy_ttl role_ttl }`, Nomad's names. The TTLs bound how
+/// long a built ACL is cached (it is also dropped whenever the ACL tables change).
+#[derive(Debug, Clone)]
+pub struct AclConfig {
+    pub enabled: bool,
+    pub token_ttl: Duration,
+    pub policy_ttl: Duration,
+    pub role_ttl: Duration,
+    /// Bounds on a token's `ExpirationTTL` (Nomad: 1 minute and 24 hours).
+    pub token_min_expiration_ttl: Duration,
+    pub token_max_expiration_ttl: Duration,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        AclConfig {
+            enabled: false,
+            token_ttl: Duration::from_secs(30),
+            policy_ttl: Duration::from_secs(30),
+            role_ttl: Duration::from_secs(30),
+            token_min_expiration_ttl: Duration::from_secs(60),
+            token_max_expiration_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 impl ServerConfig {
@@ -100,10 +135,14 @@ impl ServerConfig {
             http_limits: Default::default(),
             rpc_limits: Default::default(),
             rpc_bound: None,
+            rpc_port_fallback: false,
             job_max_count: api::DEFAULT_JOB_MAX_COUNT,
             job_max_source_size: DEFAULT_JOB_MAX_SOURCE_SIZE,
             event_buffer_size: 10_000,
             event_heartbeat: Duration::from_secs(30),
+            prometheus_metrics: true,
+            acl: AclConfig::default(),
+            log_monitor: None,
         }
     }
 

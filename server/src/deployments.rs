@@ -39,13 +39,36 @@ pub fn canary_health(state: &StateStore, d: &Deployment, group: &str) -> (i64, i
     (healthy, g.desired_canaries)
 }
 
+/// What an operator asks of a deployment; a terminal one refuses them all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperatorAction {
+    Fail,
+    Pause,
+    Resume,
+    Promote,
+    SetHealth,
+}
+
+impl OperatorAction {
+    /// Nomad's sentence (word for word: clients compare it) refusing this action on a
+    /// terminal deployment.
+    pub fn terminal_refusal(self) -> &'static str {
+        match self {
+            OperatorAction::Fail => "can't fail terminal deployment",
+            OperatorAction::Pause => "can't pause terminal deployment",
+            OperatorAction::Resume => "can't resume terminal deployment",
+            OperatorAction::Promote => "can't promote terminal deployment",
+            OperatorAction::SetHealth => {
+                "can't set health of allocations for a terminal deployment"
+            }
+        }
+    }
+}
+
 /// Why promoting these groups of `d` is refused now (Nomad's sentences), if it is.
 pub fn promotion_refusal(state: &StateStore, d: &Deployment, groups: &[String]) -> Option<String> {
     if !d.active() {
-        return Some(format!(
-            "Can't promote deployment with status {:?}",
-            d.status
-        ));
+        return Some(OperatorAction::Promote.terminal_refusal().into());
     }
     if d.status == api::DEPLOYMENT_STATUS_PAUSED {
         return Some("Can't promote a paused deployment; resume it first".into());

@@ -48,6 +48,11 @@ impl Heartbeats {
         self.ttl
     }
 
+    /// Nodes with a live TTL timer (`nomad.nomad.heartbeat.active`).
+    pub fn active(&self) -> usize {
+        self.lock().len()
+    }
+
     pub fn clear(&self) {
         self.lock().clear();
     }

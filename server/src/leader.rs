@@ -11,6 +11,7 @@ pub(crate) async fn leadership_loop(server: Arc<Server>) {
     let mut leading = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut last_unblock = tokio::time::Instant::now();
+    let mut last_gc = tokio::time::Instant::now();
     loop {
         tokio::select! {
             r = metrics.changed() => if r.is_err() { return },
@@ -40,6 +41,12 @@ pub(crate) async fn leadership_loop(server: Arc<Server>) {
             if last_unblock.elapsed() > Duration::from_secs(10) {
                 last_unblock = tokio::time::Instant::now();
                 server.broker.unblock_all();
+            }
+            if last_gc.elapsed() > crate::gc::GC_INTERVAL {
+                last_gc = tokio::time::Instant::now();
+                if let Err(e) = crate::gc::run_once(&server, false).await {
+                    tracing::warn!(error = %e, "garbage collection failed; next pass retries");
+                }
             }
         }
     }

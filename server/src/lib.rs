@@ -12,16 +12,21 @@ pub mod deployments;
 pub mod drainer;
 pub mod events;
 pub mod fsm;
+pub mod gc;
 pub mod heartbeat;
 pub mod http;
+pub mod keyring;
 mod leader;
+pub mod log_monitor;
+pub mod metrics;
 pub mod periodic;
 pub mod plan_apply;
 pub mod raft;
+pub mod search;
 pub mod state;
 pub mod worker;
 
-pub use crate::config::{ServerConfig, DEFAULT_JOB_MAX_SOURCE_SIZE};
+pub use crate::config::{AclConfig, ServerConfig, DEFAULT_JOB_MAX_SOURCE_SIZE};
 
 use crate::broker::EvalBroker;
 use crate::fsm::{Command, Effects, Response};
@@ -103,6 +108,10 @@ pub struct Server {
     pub last_leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
     /// Snapshots received from a leader and installed (a lagging follower catching up).
     pub snapshots_installed: Arc<std::sync::atomic::AtomicU64>,
+    /// Root keys that seal variables (`keyring.rs`).
+    pub keyring: Arc<keyring::Keyring>,
+    /// ACLs built per token (`http::auth`).
+    pub acl_cache: http::auth::AclCache,
     log_store: LogStore,
 }
 
@@ -175,6 +184,7 @@ impl Server {
         let hold_until = tokio::time::Instant::now() + self.config.rpc_hold_timeout;
         let once = request_once_token();
         loop {
+            let started = std::time::Instant::now();
             let fut = self.raft.client_write(raft::Proposal {
                 once: once.clone(),
                 cmd: cmd.clone(),
@@ -183,6 +193,11 @@ impl Server {
             let res = tokio::time::timeout(limit, fut)
                 .await
                 .map_err(|_| WriteError::NoQuorum(limit))?;
+            if res.is_ok() {
+                // Proposed to applied on this server: Nomad's leader-side commit time.
+                ::metrics::histogram!("nomad.raft.commitTime").record(metrics::ms_since(started));
+                ::metrics::counter!("nomad.raft.apply").increment(1);
+            }
             return match res {
                 Ok(r) => match r.data.error.clone() {
                     Some(e) => Err(WriteError::Rejected(e)),
@@ -391,9 +406,21 @@ async fn bind_listeners(config: &mut ServerConfig) -> anyhow::Result<(Listener, 
     config.http_addr = listener.local_addr()?;
     let rpc_listener = match config.rpc_addr {
         Some(addr) if addr != config.http_addr => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for Raft RPC: {e}"))?;
+            let l = match tokio::net::TcpListener::bind(addr).await {
+                Err(e) if config.rpc_port_fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+                    let free = SocketAddr::new(addr.ip(), 0);
+                    let l = tokio::net::TcpListener::bind(free).await.map_err(|e| {
+                        anyhow::anyhow!("cannot listen on {free} for Raft RPC: {e}")
+                    })?;
+                    tracing::warn!(
+                        wanted = %addr,
+                        bound = %l.local_addr()?,
+                        "the RPC port is taken; listening for RPC on a free port instead"
+                    );
+                    l
+                }
+                r => r.map_err(|e| anyhow::anyhow!("cannot listen on {addr} for Raft RPC: {e}"))?,
+            };
             config.rpc_addr = Some(l.local_addr()?);
             Some(l)
         }
@@ -417,6 +444,7 @@ pub async fn start(
         )
     })?;
     let node_id = load_node_id(&config, config.bootstrap_expect <= 1)?;
+    let keyring = Arc::new(keyring::Keyring::open(&config.data_dir)?);
     let (db, marks, verified) =
         raft::store::open_verified(&config.data_dir).map_err(|d| damaged_data_dir(&config, d))?;
     tracing::info!(
@@ -480,7 +508,15 @@ pub async fn start(
         plans: plan_tx,
         last_leader_contact: std::sync::Mutex::new(None),
         snapshots_installed,
+        keyring,
+        acl_cache: Default::default(),
         log_store,
+    });
+    let weak = Arc::downgrade(&server);
+    metrics::global().add_source(move || {
+        weak.upgrade()
+            .map(|s| metrics::server_gauges(&s))
+            .unwrap_or_default()
     });
     tokio::spawn(plan_apply::run(server.clone(), plan_rx));
     for i in 0..server.config.workers.max(1) {

@@ -66,8 +66,25 @@ pub fn due_launch(state: &StateStore, job: &Job, now_secs: i64) -> Option<i64> {
         }
     }
     let due = due?;
-    if p.prohibit_overlap && children.iter().any(|c| child_running(c)) {
-        return None;
+    if p.prohibit_overlap {
+        if children.iter().any(|c| child_running(c)) {
+            return None;
+        }
+        // Nomad skips the launches that fell due while a child still ran: the next one is
+        // the first schedule time after the newest child finished (its allocations' last
+        // change), not a late launch for a time that passed during the run.
+        let newest = children
+            .iter()
+            .max_by_key(|c| launch_time(&job.id, &c.id).unwrap_or(i64::MIN));
+        let finished_ns = newest
+            .and_then(|c| {
+                let allocs = state.allocs_for_job(c.ns(), &c.id);
+                allocs.iter().map(|a| a.modify_time).max()
+            })
+            .unwrap_or(0);
+        if i128::from(due) * 1_000_000_000 < i128::from(finished_ns) {
+            return None;
+        }
     }
     Some(due)
 }

@@ -45,7 +45,9 @@ impl AppliedPlan {
 
 pub async fn run(server: Arc<Server>, mut rx: mpsc::Receiver<PlanRequest>) {
     while let Some(req) = rx.recv().await {
+        let started = std::time::Instant::now();
         let res = apply_one(&server, req.plan, req.eval_update).await;
+        ::metrics::histogram!("nomad.nomad.plan.apply").record(crate::metrics::ms_since(started));
         let _ = req.respond.send(res);
     }
 }

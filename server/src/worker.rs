@@ -27,7 +27,13 @@ pub const FOLLOW_UP_JITTER: Duration = Duration::from_secs(5);
 
 pub async fn run(server: Arc<Server>, worker: usize) {
     loop {
+        wait_while_paused(&server).await;
         let eval = server.broker.dequeue().await;
+        if server.snapshot().scheduler_config().pause_eval_broker {
+            // Paused while this worker waited: hand it back untouched.
+            server.broker.nack(eval);
+            continue;
+        }
         tracing::debug!(worker, eval_id = %eval.id, job = %eval.job_id, "processing evaluation");
         match process(&server, &eval).await {
             Ok(()) => server.broker.ack(&eval.id),
@@ -38,6 +44,17 @@ pub async fn run(server: Arc<Server>, worker: usize) {
                     server.broker.nack(eval);
                 }
             }
+        }
+    }
+}
+
+/// Hold while the operator paused the eval broker (`PauseEvalBroker` in the scheduler
+/// configuration): evaluations stay queued until it is lifted.
+async fn wait_while_paused(server: &Server) {
+    let mut rx = server.state.clone();
+    while rx.borrow_and_update().scheduler_config().pause_eval_broker {
+        if rx.changed().await.is_err() {
+            return;
         }
     }
 }
@@ -97,6 +114,17 @@ fn fail_with_follow_up(eval: &Evaluation, why: &str, queued: &QueuedAllocs) -> V
 
 type QueuedAllocs = std::collections::BTreeMap<String, u64>;
 
+/// The placement algorithm the operator chose (`/v1/operator/scheduler/configuration`),
+/// read from the state each plan is made on, so a change applies to the next evaluation.
+pub fn scheduler_config(state: &StateStore) -> scheduler::SchedulerConfig {
+    let algorithm = if state.scheduler_config().spreads() {
+        scheduler::Algorithm::Spread
+    } else {
+        scheduler::Algorithm::BinPack
+    };
+    scheduler::SchedulerConfig { algorithm }
+}
+
 /// Run the scheduler on a snapshot. Placement is CPU-bound (thousands of nodes), so it
 /// runs off the async runtime, as `job plan` does, and heartbeats and HTTP are not
 /// starved meanwhile.
@@ -119,7 +147,6 @@ async fn schedule_blocking(
 /// after too many attempts; splitting it would scatter that retry state.
 async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), WriteError> {
     let mut min_index = eval.modify_index;
-    let packing = scheduler::SchedulerConfig::default();
     // Bin-packing sends every worker to the same fullest nodes, so a small plan racing
     // big ones can lose every time. After a refusal that placed nothing, the re-plan
     // spreads instead: it aims at the emptiest nodes, where the packing workers are not.
@@ -148,7 +175,7 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
         let seed: u64 = rand::random();
         tracing::trace!(eval_id = %eval.id, attempt, seed, "scheduling");
         let config = if without_progress == 0 {
-            packing.clone()
+            scheduler_config(&state)
         } else {
             spreading.clone()
         };

@@ -47,6 +47,11 @@ const ROUTES: &[(&[&str], &str)] = &[
     (&["GET"], "/v1/agent/self"),
     (&["GET"], "/v1/agent/health"),
     (&["GET"], "/v1/agent/members"),
+    (&["PUT", "POST"], "/v1/agent/force-leave"),
+    (&["PUT", "POST"], "/v1/search"),
+    (&["PUT", "POST"], "/v1/search/fuzzy"),
+    (&["GET"], "/v1/scaling/policies"),
+    (&["GET"], "/v1/scaling/policy/{id}"),
     (&["GET", "PUT", "POST", "DELETE"], "/v1/client/{*rest}"),
     (&["GET"], "/v1/operator/raft/configuration"),
     (&["DELETE"], "/v1/operator/raft/peer"),
@@ -282,6 +287,9 @@ fn random_body(rng: &mut StdRng, path: &str, k: &Known) -> Vec<u8> {
                 json!({"Eligibility": "ineligible"})
             } else if path.contains("parse") {
                 json!({"JobHCL": "job \"x\" { group \"g\" { task \"t\" { driver = \"raw_exec\" } } }"})
+            } else if path.contains("search") {
+                let ctx = *pick(rng, &["all", "jobs", "allocs", "nodes", "evals", "job", ""]);
+                json!({"Prefix": random_id(rng, k), "Text": random_id(rng, k), "Context": ctx})
             } else if path.contains("snapshot") {
                 json!({})
             } else {

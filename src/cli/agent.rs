@@ -2,6 +2,7 @@
 //! subscriber, and the multi-threaded runtime the agent runs in.
 
 use crate::agent::AgentOptions;
+use server::log_monitor::LogMonitor;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -62,6 +63,9 @@ pub struct AgentArgs {
     /// trace, debug, info, warn or error (RUST_LOG overrides it).
     #[arg(long = "log-level", value_name = "LEVEL", value_parser = parse_log_level)]
     pub log_level: Option<String>,
+    /// Check ACL tokens on every request (as `acl { enabled = true }`).
+    #[arg(long = "acl-enabled")]
+    pub acl_enabled: bool,
 }
 
 impl AgentArgs {
@@ -83,12 +87,13 @@ impl AgentArgs {
             meta: self.meta,
             config_files: self.config,
             log_level: self.log_level,
+            acl_enabled: self.acl_enabled,
         }
     }
 }
 
 /// Nomad's level names (`INFO`, `WARN`, `ERR`) and tracing's, normalised to tracing's.
-fn parse_log_level(s: &str) -> Result<String, String> {
+pub(crate) fn parse_log_level(s: &str) -> Result<String, String> {
     let level = match s.to_ascii_lowercase().as_str() {
         "trace" => "trace",
         "debug" => "debug",
@@ -104,29 +109,36 @@ fn parse_log_level(s: &str) -> Result<String, String> {
     Ok(level.to_string())
 }
 
+/// Drover's own crates: logged at the agent's level, and heard by `drover monitor` at any.
+const OUR_CRATES: [&str; 8] = [
+    "drover",
+    "api",
+    "acl",
+    "jobspecs",
+    "scheduler",
+    "server",
+    "client_agent",
+    "ui",
+];
+
 /// The filter for a `-log-level`: Drover's own crates at that level, dependencies (Raft,
 /// HTTP, storage) at warn (error when the level is error), because at info and below
 /// they drown the agent's own lines. RUST_LOG is the way to hear them.
 pub fn log_filter(level: &str) -> String {
     let deps = if level == "error" { "error" } else { "warn" };
-    let ours = [
-        "drover",
-        "api",
-        "jobspecs",
-        "scheduler",
-        "server",
-        "client_agent",
-        "ui",
-    ];
     let mut f = deps.to_string();
-    for c in ours {
+    for c in OUR_CRATES {
         f.push_str(&format!(",{c}={level}"));
     }
     f
 }
 
-fn init_logging(level: &str) {
+/// The agent's log: stderr at its level, plus the layer that feeds `drover monitor`
+/// (returned, for the server's `/v1/agent/monitor`).
+fn init_logging(level: &str) -> LogMonitor {
     use std::io::IsTerminal;
+    use tracing_subscriber::layer::{Layer as _, SubscriberExt as _};
+    use tracing_subscriber::util::SubscriberInitExt as _;
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
@@ -137,18 +149,23 @@ fn init_logging(level: &str) {
     };
     // Colour only for people: log files and journald get plain text.
     let ansi = std::io::stderr().is_terminal();
-    // try_init: a second subscriber (tests) is not worth dying over.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = LogMonitor::new();
+    let stderr = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        .with_filter(filter);
+    // try_init: a second subscriber (tests) is not worth dying over.
+    let _ = tracing_subscriber::registry()
+        .with(stderr)
+        .with(crate::monitor_layer::layer(logs.clone(), &OUR_CRATES))
         .try_init();
+    logs
 }
 
 /// Run the agent until it stops; returns the exit code.
 pub fn run(args: AgentArgs) -> i32 {
     let opts = args.into_options();
-    init_logging(opts.log_level.as_deref().unwrap_or("info"));
+    let logs = init_logging(opts.log_level.as_deref().unwrap_or("info"));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("drover-agent")
@@ -160,7 +177,7 @@ pub fn run(args: AgentArgs) -> i32 {
             return 1;
         }
     };
-    match rt.block_on(crate::agent::run(opts)) {
+    match rt.block_on(crate::agent::run(opts, logs)) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("Error running agent: {e:#}");

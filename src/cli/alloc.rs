@@ -106,7 +106,7 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<Alloc
 }
 
 /// The allocation table listing the allocations a prefix matched.
-fn matches_table(allocs: &[AllocationListStub], verbose: bool) -> String {
+pub(crate) fn matches_table(allocs: &[AllocationListStub], verbose: bool) -> String {
     alloc_table(allocs, verbose, now_nanos(), AllocTableKind::Any)
 }
 
@@ -126,7 +126,7 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     };
     print!("{}", render_alloc(&alloc, verbose, now_nanos()));
     if args.stats {
-        let api = ClientApi::new(client.address());
+        let api = ClientApi::new(client.address()).with_token(client.token());
         match api
             .json(
                 "GET",
@@ -256,7 +256,7 @@ pub async fn logs(client: &Client, args: LogsArgs) -> anyhow::Result<i32> {
     let alloc = resolve(client, &args.alloc).await?;
     let task = task_of(&alloc, args.task.as_deref())?;
     let kind = if args.stderr { "stderr" } else { "stdout" };
-    let api = ClientApi::new(client.address());
+    let api = ClientApi::new(client.address()).with_token(client.token());
     let base = format!(
         "/v1/client/fs/logs/{}?task={}&type={kind}&plain=true",
         alloc.id,
@@ -331,7 +331,7 @@ pub async fn exec(client: &Client, args: ExecArgs) -> anyhow::Result<i32> {
     use std::io::Write;
     let alloc = resolve(client, &args.alloc).await?;
     let task = task_of(&alloc, args.task.as_deref())?;
-    let api = ClientApi::new(client.address());
+    let api = ClientApi::new(client.address()).with_token(client.token());
     let body = serde_json::json!({"Task": task, "Cmd": args.cmd});
     let v = api
         .json(
@@ -374,7 +374,7 @@ async fn task_action(
         Some(t) => task_of(&alloc, Some(t))?,
         None => String::new(),
     };
-    let api = ClientApi::new(client.address());
+    let api = ClientApi::new(client.address()).with_token(client.token());
     api.json(
         "PUT",
         &format!("/v1/client/allocation/{}/{action}", alloc.id),
@@ -427,7 +427,7 @@ pub struct StopArgs {
 /// Stops one allocation (the scheduler replaces it if its job still wants it).
 pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
     let alloc = resolve(client, &args.alloc).await?;
-    let api = ClientApi::new(client.address());
+    let api = ClientApi::new(client.address()).with_token(client.token());
     let v = api
         .json("PUT", &format!("/v1/allocation/{}/stop", alloc.id), None)
         .await

@@ -5,11 +5,14 @@
 //! `DROVER_ADDR`, else `http://127.0.0.1:4646`). Exit codes follow Nomad: 0 success, 1 any
 //! error (including bad usage), 2 when a job was accepted but could not be fully placed.
 
+pub mod acl;
 pub mod agent;
+pub mod agent_monitor;
 pub mod alloc;
 pub mod deployment;
 pub mod drain;
 pub mod eval;
+pub mod fmt;
 pub mod format;
 pub mod job;
 pub mod lookup;
@@ -17,6 +20,9 @@ pub mod monitor;
 pub mod node;
 pub mod operator;
 pub mod service;
+pub mod system;
+pub mod ui;
+pub mod var;
 
 use clap::{Args, Parser, Subcommand};
 use std::ffi::OsString;
@@ -33,6 +39,10 @@ pub struct Cli {
     /// [default: http://127.0.0.1:4646]
     #[arg(long, global = true, value_name = "URL")]
     pub address: Option<String>,
+
+    /// The ACL token's secret ID sent with every request [env: NOMAD_TOKEN]
+    #[arg(long, global = true, value_name = "SECRET")]
+    pub token: Option<String>,
 
     /// Print the version and exit.
     #[arg(long = "version", short = 'v', id = "show_version")]
@@ -76,18 +86,39 @@ pub enum Command {
         #[command(subcommand)]
         cmd: service::ServiceCommand,
     },
+    /// Work with Nomad Variables: get, put, list, purge.
+    Var {
+        #[command(subcommand)]
+        cmd: var::VarCommand,
+    },
+    /// ACL bootstrap, tokens, policies and roles.
+    Acl {
+        #[command(subcommand)]
+        cmd: acl::AclCommand,
+    },
     /// Work with the cluster's servers.
     Server {
         #[command(subcommand)]
         cmd: operator::ServerCommand,
     },
-    /// Raft peers and snapshots.
+    /// Cluster-wide maintenance: garbage collection, summary reconciliation.
+    System {
+        #[command(subcommand)]
+        cmd: system::SystemCommand,
+    },
+    /// Raft peers, snapshots and the scheduler configuration.
     Operator {
         #[command(subcommand)]
         cmd: operator::OperatorCommand,
     },
     /// List jobs, or show the job, allocation, evaluation or node an ID (prefix) names.
     Status(StatusArgs),
+    /// Rewrite job, agent and policy files (.nomad, .hcl) in canonical layout.
+    Fmt(fmt::FmtArgs),
+    /// Stream the agent's log lines (at any level, whatever the agent logs at).
+    Monitor(agent_monitor::MonitorArgs),
+    /// Open the web UI, at the job, allocation or node an ID (prefix) names.
+    Ui(ui::UiArgs),
     /// Print the version.
     Version,
     /// Alias of `job run`.
@@ -105,10 +136,15 @@ pub enum Command {
     /// Alias of `job inspect`.
     #[command(hide = true)]
     Inspect(job::InspectArgs),
+    /// Alias of `job init`.
+    #[command(hide = true)]
+    Init(job::InitArgs),
 }
 
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
+    /// Write an example job file (example.nomad.hcl) to start from.
+    Init(job::InitArgs),
     /// Submit a job file and follow its scheduling.
     Run(job::RunArgs),
     /// List jobs, or show one job's status.
@@ -134,6 +170,8 @@ pub enum JobCommand {
     Promote(job::PromoteArgs),
     /// Launch a child of a parameterized job with metadata and a payload.
     Dispatch(job::DispatchArgs),
+    /// Create a new evaluation of a job (-force-reschedule: failed allocations now).
+    Eval(system::JobEvalArgs),
     /// Periodic jobs: `force` launches a child now.
     Periodic {
         #[command(subcommand)]
@@ -171,6 +209,8 @@ pub enum NodeCommand {
     Drain(drain::DrainArgs),
     /// Allow or forbid new placements on a node.
     Eligibility(drain::EligibilityArgs),
+    /// Create evaluations for every job with allocations on a node.
+    Eval(system::NodeEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,13 +294,18 @@ pub fn run(args: Vec<OsString>) -> i32 {
         return 1;
     };
     let address = resolve_address(cli.address);
+    let token = cli
+        .token
+        .or_else(|| std::env::var("NOMAD_TOKEN").ok())
+        .filter(|t| !t.trim().is_empty());
     match command {
         Command::Version => {
             print_version();
             0
         }
         Command::Agent(args) => agent::run(args),
-        other => block_on(dispatch(other, address)),
+        Command::Fmt(args) => fmt::run(args),
+        other => block_on(dispatch(other, address, token)),
     }
 }
 
@@ -299,10 +344,11 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(fut: F) -> i32
     }
 }
 
-async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
-    let client = api::Client::new(&address);
+async fn dispatch(command: Command, address: String, token: Option<String>) -> anyhow::Result<i32> {
+    let client = api::Client::new(&address).with_token(token.as_deref());
     match command {
         Command::Job { cmd } => match cmd {
+            JobCommand::Init(a) => job::init(a),
             JobCommand::Run(a) => job::run(&client, a).await,
             JobCommand::Status(a) => job::status(&client, a).await,
             JobCommand::Stop(a) => job::stop(&client, a).await,
@@ -318,8 +364,10 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
             JobCommand::Periodic {
                 cmd: PeriodicCommand::Force(a),
             } => job::periodic_force(&client, a).await,
+            JobCommand::Eval(a) => system::job_eval(&client, a).await,
         },
         Command::Run(a) => job::run(&client, a).await,
+        Command::Init(a) => job::init(a),
         Command::Stop(a) => job::stop(&client, a).await,
         Command::Validate(a) => job::validate(a),
         Command::Plan(a) => job::plan(&client, a).await,
@@ -351,17 +399,25 @@ async fn dispatch(command: Command, address: String) -> anyhow::Result<i32> {
         Command::Node {
             cmd: NodeCommand::Eligibility(a),
         } => drain::eligibility(&client, a).await,
+        Command::Node {
+            cmd: NodeCommand::Eval(a),
+        } => system::node_eval(&client, a).await,
+        Command::System { cmd } => system::run(&client, cmd).await,
         Command::Eval {
             cmd: EvalCommand::Status(a),
         } => eval::status(&client, a).await,
         Command::Status(a) => status(&client, a).await,
         Command::Service { cmd } => service::run(&client, cmd).await,
+        Command::Var { cmd } => var::run(&client, cmd).await,
+        Command::Acl { cmd } => acl::run(&client, cmd).await,
         Command::Deployment { cmd } => deployment::run(&client, cmd).await,
         Command::Server {
             cmd: operator::ServerCommand::Members,
         } => operator::members(&client).await,
         Command::Operator { cmd } => operator::operator(&client, cmd).await,
-        Command::Agent(_) | Command::Version => Ok(0),
+        Command::Monitor(a) => agent_monitor::run(&client, a).await,
+        Command::Ui(a) => ui::run(&client, a).await,
+        Command::Agent(_) | Command::Version | Command::Fmt(_) => Ok(0),
     }
 }
 

@@ -110,7 +110,7 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
         allocated_resources(&node, &reserved)
     );
     if args.stats {
-        let api = ClientApi::new(client.address());
+        let api = ClientApi::new(client.address()).with_token(client.token());
         let path = format!("/v1/client/stats?node_id={}", api::url::encode(&node.id));
         match api.json("GET", &path, None).await {
             Ok(v) => {

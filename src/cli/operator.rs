@@ -1,4 +1,4 @@
-//! `drover server members` and `drover operator raft|snapshot ...`.
+//! `drover server members` and `drover operator raft|snapshot|scheduler ...`.
 
 use super::format::{api_error, table};
 use api::{Client, QueryOptions};
@@ -23,6 +23,47 @@ pub enum OperatorCommand {
         #[command(subcommand)]
         cmd: SnapshotCommand,
     },
+    /// Read or change the scheduler configuration (algorithm, preemption, brakes).
+    Scheduler {
+        #[command(subcommand)]
+        cmd: SchedulerCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum SchedulerCommand {
+    /// Show the scheduler configuration.
+    GetConfig {
+        /// Print it as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change the scheduler configuration; settings not given keep their value.
+    SetConfig(SetConfigArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SetConfigArgs {
+    /// Write only if the configuration is still at this modify index.
+    #[arg(long = "check-index", value_name = "INDEX")]
+    pub check_index: Option<u64>,
+    /// "binpack" (fill nodes up) or "spread" (prefer the emptiest node).
+    #[arg(long = "scheduler-algorithm", value_name = "ALGORITHM")]
+    pub scheduler_algorithm: Option<String>,
+    #[arg(long = "memory-oversubscription", value_name = "BOOL")]
+    pub memory_oversubscription: Option<bool>,
+    #[arg(long = "reject-job-registration", value_name = "BOOL")]
+    pub reject_job_registration: Option<bool>,
+    #[arg(long = "pause-eval-broker", value_name = "BOOL")]
+    pub pause_eval_broker: Option<bool>,
+    #[arg(long = "preempt-batch-scheduler", value_name = "BOOL")]
+    pub preempt_batch_scheduler: Option<bool>,
+    #[arg(long = "preempt-service-scheduler", value_name = "BOOL")]
+    pub preempt_service_scheduler: Option<bool>,
+    #[arg(long = "preempt-sysbatch-scheduler", value_name = "BOOL")]
+    pub preempt_sysbatch_scheduler: Option<bool>,
+    #[arg(long = "preempt-system-scheduler", value_name = "BOOL")]
+    pub preempt_system_scheduler: Option<bool>,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -112,7 +153,115 @@ pub async fn operator(client: &Client, cmd: OperatorCommand) -> anyhow::Result<i
         OperatorCommand::Snapshot {
             cmd: SnapshotCommand::Restore { file },
         } => snapshot_restore(client, file).await,
+        OperatorCommand::Scheduler {
+            cmd: SchedulerCommand::GetConfig { json },
+        } => scheduler_get_config(client, json).await,
+        OperatorCommand::Scheduler {
+            cmd: SchedulerCommand::SetConfig(a),
+        } => scheduler_set_config(client, a).await,
     }
+}
+
+const SCHEDULER_CONFIG_PATH: &str = "/v1/operator/scheduler/configuration";
+
+async fn read_scheduler_config(
+    client: &Client,
+) -> anyhow::Result<api::SchedulerConfigurationResponse> {
+    let (v, _) = client
+        .get(SCHEDULER_CONFIG_PATH, &QueryOptions::default())
+        .await
+        .map_err(|e| api_error("reading the scheduler configuration", e))?;
+    Ok(v)
+}
+
+async fn scheduler_get_config(client: &Client, json: bool) -> anyhow::Result<i32> {
+    let resp = read_scheduler_config(client).await?;
+    let c = resp.scheduler_config;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c)?);
+        return Ok(0);
+    }
+    let p = &c.preemption_config;
+    let rows = [
+        ("Scheduler Algorithm", c.scheduler_algorithm.clone()),
+        (
+            "Memory Oversubscription",
+            c.memory_oversubscription_enabled.to_string(),
+        ),
+        (
+            "Reject Job Registration",
+            c.reject_job_registration.to_string(),
+        ),
+        ("Pause Eval Broker", c.pause_eval_broker.to_string()),
+        (
+            "Preemption System Scheduler",
+            p.system_scheduler_enabled.to_string(),
+        ),
+        (
+            "Preemption Service Scheduler",
+            p.service_scheduler_enabled.to_string(),
+        ),
+        (
+            "Preemption Batch Scheduler",
+            p.batch_scheduler_enabled.to_string(),
+        ),
+        (
+            "Preemption SysBatch Scheduler",
+            p.sys_batch_scheduler_enabled.to_string(),
+        ),
+        ("Modify Index", c.modify_index.to_string()),
+    ];
+    for (k, v) in rows {
+        println!("{k:<30}= {v}");
+    }
+    Ok(0)
+}
+
+async fn scheduler_set_config(client: &Client, a: SetConfigArgs) -> anyhow::Result<i32> {
+    let mut c = read_scheduler_config(client).await?.scheduler_config;
+    if let Some(v) = a.scheduler_algorithm {
+        c.scheduler_algorithm = v;
+    }
+    c.validate().map_err(anyhow::Error::msg)?;
+    let set = |field: &mut bool, v: Option<bool>| {
+        if let Some(v) = v {
+            *field = v;
+        }
+    };
+    set(
+        &mut c.memory_oversubscription_enabled,
+        a.memory_oversubscription,
+    );
+    set(&mut c.reject_job_registration, a.reject_job_registration);
+    set(&mut c.pause_eval_broker, a.pause_eval_broker);
+    let p = &mut c.preemption_config;
+    set(&mut p.batch_scheduler_enabled, a.preempt_batch_scheduler);
+    set(
+        &mut p.service_scheduler_enabled,
+        a.preempt_service_scheduler,
+    );
+    set(
+        &mut p.sys_batch_scheduler_enabled,
+        a.preempt_sysbatch_scheduler,
+    );
+    set(&mut p.system_scheduler_enabled, a.preempt_system_scheduler);
+    let path = match a.check_index {
+        Some(i) => format!("{SCHEDULER_CONFIG_PATH}?cas={i}"),
+        None => SCHEDULER_CONFIG_PATH.to_string(),
+    };
+    let resp: api::SchedulerSetConfigurationResponse = client
+        .put(&path, &c)
+        .await
+        .map_err(|e| api_error("updating the scheduler configuration", e))?;
+    if !resp.updated {
+        eprintln!(
+            "Scheduler configuration not updated: it changed since index {} (check-index)",
+            a.check_index.unwrap_or_default()
+        );
+        return Ok(1);
+    }
+    println!("Scheduler configuration updated!");
+    Ok(0)
 }
 
 async fn list_peers(client: &Client) -> anyhow::Result<i32> {

@@ -24,6 +24,8 @@ pub struct ServerProc {
     pub dir: PathBuf,
     /// The RPC address peers use (a proxy's, when the test puts one in front).
     pub advertise_rpc: String,
+    /// More agent configuration (an `acl` block).
+    pub extra_config: String,
     pub join: Vec<String>,
     pub env: Vec<(String, String)>,
     child: Option<Child>,
@@ -48,7 +50,10 @@ impl ServerProc {
         let config = self.dir.join("agent.hcl");
         std::fs::write(
             &config,
-            format!("advertise {{\n  rpc = \"{}\"\n}}\n", self.advertise_rpc),
+            format!(
+                "advertise {{\n  rpc = \"{}\"\n}}\n{}",
+                self.advertise_rpc, self.extra_config
+            ),
         )
         .unwrap();
         let log = std::fs::OpenOptions::new()
@@ -81,9 +86,10 @@ impl ServerProc {
             if let Some(Ok(Some(st))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("{} exited early: {st}\n{}", self.name, self.log());
             }
+            // With ACLs on, a 403 is an answer too.
             reqwest::blocking::get(&url)
                 .ok()
-                .filter(|r| r.status().is_success())
+                .filter(|r| r.status().is_success() || r.status() == 403)
                 .map(|_| ())
         });
     }
@@ -168,8 +174,14 @@ impl ServerProc {
 
     /// Does this server consider itself the leader?
     pub fn is_leader(&self) -> bool {
-        self.get_stale("/v1/agent/self")
-            .is_some_and(|v| v["Stats"]["raft"]["state"] == "Leader")
+        match self.get_stale("/v1/agent/self") {
+            Some(v) => v["Stats"]["raft"]["state"] == "Leader",
+            // With ACLs on, agent/self needs a token; the leader's address does not.
+            None if !self.extra_config.is_empty() => self
+                .get_stale("/v1/status/leader")
+                .is_some_and(|v| v == self.advertise_rpc.as_str()),
+            None => false,
+        }
     }
 }
 
@@ -201,6 +213,23 @@ impl Cluster {
         env: &[(&str, &str)],
         advertise: impl Fn(usize, SocketAddr) -> String,
     ) -> Self {
+        Self::start_full(env, advertise, "")
+    }
+
+    /// Three servers with `acl { enabled = true }`.
+    pub fn start_with_acl(env: &[(&str, &str)]) -> Self {
+        Self::start_full(
+            env,
+            |_, rpc| rpc.to_string(),
+            "acl {\n  enabled = true\n}\n",
+        )
+    }
+
+    fn start_full(
+        env: &[(&str, &str)],
+        advertise: impl Fn(usize, SocketAddr) -> String,
+        extra_config: &str,
+    ) -> Self {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("drover-cluster-")
@@ -218,6 +247,7 @@ impl Cluster {
                     rpc_port,
                     dir: dir.path().join(format!("s{}", i + 1)),
                     advertise_rpc: advertise(i, rpc),
+                    extra_config: extra_config.to_string(),
                     join: vec![],
                     env: FAST
                         .iter()
@@ -262,8 +292,8 @@ impl Cluster {
     pub fn wait_leader(&self, timeout: Duration) -> usize {
         wait_for("a cluster leader", timeout, || {
             let l = self.leader()?;
-            // Every running server agrees.
-            let addr = format!("\"{}:{}\"", self.servers[l].ip, self.servers[l].http_port);
+            // Every running server agrees (Nomad's answer: the leader's RPC address).
+            let addr = format!("\"{}\"", self.servers[l].advertise_rpc);
             let agreed = self.servers.iter().filter(|s| s.is_running()).all(|s| {
                 reqwest::blocking::get(format!("{}/v1/status/leader", s.http()))
                     .ok()
@@ -296,6 +326,8 @@ pub struct ClientProc {
     pub http_port: u16,
     pub dir: PathBuf,
     pub servers: Vec<String>,
+    /// More agent configuration (an `acl` block).
+    pub extra_config: String,
     child: Option<Child>,
 }
 
@@ -306,6 +338,7 @@ impl ClientProc {
             http_port: super::free_port(),
             dir,
             servers,
+            extra_config: String::new(),
             child: None,
         }
     }
@@ -319,7 +352,10 @@ impl ClientProc {
         let config = self.dir.join("client.hcl");
         std::fs::write(
             &config,
-            "plugin \"raw_exec\" {\n  config {\n    enabled = true\n  }\n}\n",
+            format!(
+                "plugin \"raw_exec\" {{\n  config {{\n    enabled = true\n  }}\n}}\n{}",
+                self.extra_config
+            ),
         )
         .unwrap();
         let log = std::fs::OpenOptions::new()

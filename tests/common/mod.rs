@@ -102,6 +102,8 @@ pub struct DevAgent {
     env: Vec<(String, String)>,
     /// An agent configuration file's text, passed with `-config`.
     config: Option<String>,
+    /// More flags for `drover agent -dev` (`-acl-enabled`).
+    extra_args: Vec<String>,
 }
 
 impl DevAgent {
@@ -118,7 +120,16 @@ impl DevAgent {
         Self::start_with(env, None)
     }
 
+    /// `drover agent -dev -acl-enabled` (with an agent configuration file's text, if any).
+    pub fn start_acl(config: Option<&str>) -> Self {
+        Self::start_full(&[], config, &["-acl-enabled"])
+    }
+
     fn start_with(env: &[(&str, &str)], config: Option<&str>) -> Self {
+        Self::start_full(env, config, &[])
+    }
+
+    fn start_full(env: &[(&str, &str)], config: Option<&str>, extra_args: &[&str]) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("drover-test-")
             .tempdir()
@@ -132,6 +143,7 @@ impl DevAgent {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             config: config.map(str::to_string),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         a.spawn();
         a
@@ -155,6 +167,7 @@ impl DevAgent {
         cmd.args(["agent", "-dev", "-data-dir"])
             .arg(self.data_dir())
             .args(["-http-port", &self.port.to_string()])
+            .args(&self.extra_args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))

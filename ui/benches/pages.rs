@@ -1,172 +1,67 @@
-//! Rendering the heaviest pages over a synthetic state: 1,000 jobs of 10 allocations plus
-//! one job of 10,000 allocations, on 5,000 nodes. Each page is rendered whole (layout
-//! included), as the handler does; the HTML size of each is printed once.
+//! Rendering every page over a synthetic state (`synthetic.rs`: 1,000 jobs of 10
+//! allocations plus one job of 10,000 allocations, on 5,000 nodes). Each page is rendered
+//! whole (layout included), as its handler does. Before criterion's own runs, each page is
+//! rendered `SAMPLES` times and a table of mean, p99 and HTML size is printed, since
+//! criterion reports means only: wall-clock time, and the thread's CPU time, which other
+//! builds on a shared machine do not inflate.
 //!
-//! Run: `cargo bench -p ui -- --quick`
+//! Run: `cargo bench -p ui --bench pages -- --quick`
+
+mod synthetic;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use serde_json::{json, Value};
-use server::state::StateStore;
-use ui::layout::{self, Nav};
-use ui::pages::{allocs, clients, job, jobs, topology};
+use std::time::Instant;
 
-const JOBS: usize = 1_000;
-const ALLOCS_PER_JOB: usize = 10;
-const BIG_ALLOCS: usize = 10_000;
-const NODES: usize = 5_000;
-const NOW: i64 = 1_700_000_000_000_000_000;
+/// Renders per page for the p99 (after 5 warm-up renders).
+const SAMPLES: usize = 200;
 
-fn job_json(id: &str, count: usize) -> Value {
-    json!({
-        "ID": id, "Name": id, "Namespace": "default", "Type": "service", "Priority": 50,
-        "Status": "running", "Datacenters": ["dc1"], "Version": 0, "SubmitTime": NOW,
-        "TaskGroups": [{"Name": "main", "Count": count,
-            "Tasks": [{"Name": "t", "Driver": "raw_exec", "Config": {"command": "/bin/sleep"}}]}]
-    })
-}
-
-fn synthetic_state() -> StateStore {
-    let statuses = [
-        "running", "running", "running", "pending", "complete", "failed",
-    ];
-    let mut jobs = Vec::with_capacity(JOBS + 1);
-    let mut allocs = Vec::with_capacity(JOBS * ALLOCS_PER_JOB + BIG_ALLOCS);
-    let mut n = 0usize;
-    let mut alloc = |job: &str, i: usize| {
-        n += 1;
-        let node = n % NODES;
-        json!([null, {
-            "ID": format!("{n:08x}-0000-4000-8000-{n:012x}"), "Namespace": "default",
-            "JobID": job, "TaskGroup": "main", "Name": format!("{job}.main[{i}]"),
-            "NodeID": format!("node-{node:05}"), "NodeName": format!("node-{node:05}"),
-            "DesiredStatus": "run", "ClientStatus": statuses[n % statuses.len()],
-            "CreateIndex": n as u64 + 10, "ModifyIndex": n as u64 + 10, "CreateTime": NOW,
-            "Resources": {"CPU": 100, "MemoryMB": 64}
-        }])
+/// This thread's CPU time, in milliseconds.
+fn thread_cpu_ms() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
     };
-    for j in 0..JOBS {
-        let id = format!("job-{j:04}");
-        jobs.push(job_json(&id, ALLOCS_PER_JOB));
-        for i in 0..ALLOCS_PER_JOB {
-            allocs.push(alloc(&id, i));
-        }
-    }
-    jobs.push(job_json("big", BIG_ALLOCS));
-    for i in 0..BIG_ALLOCS {
-        allocs.push(alloc("big", i));
-    }
-    let nodes: Vec<Value> = (0..NODES)
-        .map(|i| {
-            json!({
-                "ID": format!("node-{i:05}"), "Name": format!("node-{i:05}"), "Datacenter": "dc1",
-                "Status": "ready", "SchedulingEligibility": "eligible", "StatusUpdatedAt": NOW / 1_000_000_000,
-                "NodeResources": {"Cpu": {"CpuShares": 4000}, "Memory": {"MemoryMB": 8192}, "Disk": {"DiskMB": 10000}}
-            })
-        })
-        .collect();
-    serde_json::from_value(json!({
-        "index": 200_000,
-        "tables": {"jobs": 1, "allocs": 1, "evals": 1, "nodes": 1},
-        "jobs": jobs.clone(),
-        "job_versions": jobs,
-        "alloc_jobs": [],
-        "allocs": allocs,
-        "evals": [],
-        "nodes": nodes,
-    }))
-    .expect("a synthetic state")
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
 }
 
-fn pages(c: &mut Criterion) {
-    let state = synthetic_state();
-    let big = state.job("default", "big").expect("the big job");
-    let small = state.job("default", "job-0500").expect("a small job");
-    let node = state
-        .node_table()
-        .get("node-00042")
-        .cloned()
-        .expect("a node");
-    let index = state.index();
-    let jobs_q = jobs::JobsQuery::default();
-    let job_q = job::JobQuery::default();
-    let clients_q = clients::ClientsQuery::default();
+/// The mean and the 99th percentile of `v` (sorted in place).
+fn mean_p99(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    (mean, v[(v.len() * 99).div_ceil(100) - 1])
+}
 
-    type Render<'a> = Box<dyn Fn() -> String + 'a>;
-    let cases: Vec<(&str, Render)> = vec![
-        (
-            "jobs list",
-            Box::new(|| {
-                layout::page("Jobs", Nav::Jobs, index, jobs::render(&state, &jobs_q)).into_string()
-            }),
-        ),
-        (
-            "job of 10 allocs",
-            Box::new(|| {
-                layout::page("Job", Nav::Jobs, index, job::render(&state, &small, &job_q))
-                    .into_string()
-            }),
-        ),
-        (
-            "job of 10,000 allocs",
-            Box::new(|| {
-                layout::page("Job", Nav::Jobs, index, job::render(&state, &big, &job_q))
-                    .into_string()
-            }),
-        ),
-        (
-            "clients list",
-            Box::new(|| {
-                layout::page(
-                    "Clients",
-                    Nav::Clients,
-                    index,
-                    clients::render_list(&state, &clients_q, NOW),
-                )
-                .into_string()
-            }),
-        ),
-        (
-            "client page",
-            Box::new(|| {
-                layout::page(
-                    "Client",
-                    Nav::Clients,
-                    index,
-                    clients::render_node(&state, &node, &clients_q, NOW),
-                )
-                .into_string()
-            }),
-        ),
-        (
-            "topology",
-            Box::new(|| {
-                layout::page(
-                    "Topology",
-                    Nav::Topology,
-                    index,
-                    topology::render(&state, &Default::default()),
-                )
-                .into_string()
-            }),
-        ),
-        (
-            "allocations list",
-            Box::new(|| {
-                layout::page(
-                    "Allocations",
-                    Nav::Allocations,
-                    index,
-                    allocs::render(&state, &Default::default()),
-                )
-                .into_string()
-            }),
-        ),
-    ];
-    for (name, render) in &cases {
-        println!("{name}: {} bytes of HTML", render().len());
+fn percentiles(c: &mut Criterion) {
+    let state = synthetic::synthetic_state();
+    let pages = synthetic::pages(&state);
+    println!(
+        "| Page                 | Mean     | p99      | CPU mean | CPU p99  | HTML      |\n\
+         |----------------------|----------|----------|----------|----------|-----------|"
+    );
+    for (name, _, render) in &pages {
+        for _ in 0..5 {
+            std::hint::black_box(render());
+        }
+        let (mut wall, mut cpu) = (Vec::new(), Vec::new());
+        for _ in 0..SAMPLES {
+            let (t, c) = (Instant::now(), thread_cpu_ms());
+            std::hint::black_box(render());
+            cpu.push(thread_cpu_ms() - c);
+            wall.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let (mean, p99) = mean_p99(&mut wall);
+        let (cpu_mean, cpu_p99) = mean_p99(&mut cpu);
+        let kb = render().len() as f64 / 1000.0;
+        println!(
+            "| {name:<20} | {mean:>5.2} ms | {p99:>5.2} ms | {cpu_mean:>5.2} ms | {cpu_p99:>5.2} ms | {kb:>6.1} KB |"
+        );
+    }
+    for (name, _, render) in &pages {
         c.bench_function(name, |b| b.iter(|| std::hint::black_box(render())));
     }
 }
 
-criterion_group!(benches, pages);
+criterion_group!(benches, percentiles);
 criterion_main!(benches);

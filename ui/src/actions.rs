@@ -61,6 +61,9 @@ pub async fn call_v1(
     body: Option<serde_json::Value>,
 ) -> (StatusCode, String) {
     let mut req = Request::builder().method(method).uri(path);
+    if let Some(token) = crate::REQUEST_TOKEN.try_with(|t| t.clone()).ok().flatten() {
+        req = req.header("X-Nomad-Token", token);
+    }
     let body = match body {
         Some(v) => {
             req = req.header(header::CONTENT_TYPE, "application/json");
@@ -402,6 +405,180 @@ pub async fn alloc_action(
     outcome(&srv, what, result, to)
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct ExecForm {
+    /// The task to run in; may be empty when the group has one task.
+    pub task: String,
+    /// The command line, split into words as a shell would (quotes group, `\` escapes).
+    pub command: String,
+}
+
+/// Splits a command line into words the way a POSIX shell does for quoting only: single
+/// quotes keep everything, double quotes keep all but `\"` and `\\`, a backslash escapes
+/// the next character outside quotes. No expansion, no operators: wrap the line in
+/// `sh -c '...'` for pipes or variables.
+pub fn split_command(line: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("a single quote (') is not closed".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("a double quote (\") is not closed".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("a double quote (\") is not closed".into()),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => {
+                    in_word = true;
+                    cur.push(c);
+                }
+                None => return Err("the command ends with a lone backslash".into()),
+            },
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    if words.is_empty() {
+        return Err("type a command to run, e.g. ls -l local".into());
+    }
+    Ok(words)
+}
+
+/// The `/v1` request a Run command form becomes (as `drover alloc exec -task T ID CMD...`
+/// sends it): the path and the body.
+pub fn exec_request(id: &str, f: &ExecForm) -> Result<(String, serde_json::Value), String> {
+    let cmd = split_command(&f.command)?;
+    Ok((
+        format!("/v1/client/allocation/{}/exec", fmt::enc(id)),
+        serde_json::json!({ "Task": f.task.trim(), "Cmd": cmd }),
+    ))
+}
+
+/// What a finished exec said: its exit code and its output, decoded (lossily: a page shows
+/// text).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i64,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The most of each stream a page shows.
+pub const EXEC_SHOWN_BYTES: usize = 64 * 1024;
+
+/// `text` cut to at most `EXEC_SHOWN_BYTES` (on a character boundary), saying so.
+fn shown(mut text: String) -> String {
+    if text.len() <= EXEC_SHOWN_BYTES {
+        return text;
+    }
+    let all = text.len();
+    let mut cut = EXEC_SHOWN_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+    text.push_str(&format!(
+        "\n[cut: the first {cut} of {all} bytes are shown; `drover alloc exec` prints them all]"
+    ));
+    text
+}
+
+/// Reads the agent's `{"ExitCode", "Stdout", "Stderr"}` (base64) answer.
+pub fn exec_output(body: &str) -> Result<ExecOutput, String> {
+    use base64::Engine;
+    let v: serde_json::Value =
+        serde_json::from_str(body).map_err(|e| format!("unreadable exec answer: {e}"))?;
+    let dec = |k: &str| -> Result<String, String> {
+        let raw = v[k].as_str().unwrap_or("");
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map(|b| shown(String::from_utf8_lossy(&b).into_owned()))
+            .map_err(|e| format!("unreadable {k} in the exec answer: {e}"))
+    };
+    Ok(ExecOutput {
+        exit_code: v["ExitCode"].as_i64().unwrap_or(-1),
+        stdout: dec("Stdout")?,
+        stderr: dec("Stderr")?,
+    })
+}
+
+/// `POST /ui/allocations/<id>/exec` -> `POST /v1/client/allocation/<id>/exec`; answers the
+/// allocation page with the command's output (never swapped by the live refresh).
+pub async fn alloc_exec(
+    axum::Extension(srv): Srv,
+    Path(raw): Path<String>,
+    headers: HeaderMap,
+    Form(f): Form<ExecForm>,
+) -> Response {
+    if let Err(why) = same_origin(&headers) {
+        return refused(&srv, why);
+    }
+    let state = srv.snapshot();
+    let Some(a) = crate::pages::alloc::find_alloc(&state, &raw) else {
+        return problem(
+            state.index(),
+            StatusCode::NOT_FOUND,
+            "Allocation not found",
+            &format!("There is no allocation {raw:?}."),
+        );
+    };
+    let (status, result) = match exec_request(&a.id, &f) {
+        Err(e) => (StatusCode::BAD_REQUEST, Err(e)),
+        Ok((path, body)) => match call_v1(&srv, Method::POST, &path, Some(body)).await {
+            (s, text) if s.is_success() => match exec_output(&text) {
+                Ok(o) => (StatusCode::OK, Ok(o)),
+                Err(e) => (StatusCode::BAD_GATEWAY, Err(e)),
+            },
+            (s, text) => (s, Err(format!("{s}: {text}"))),
+        },
+    };
+    let run = crate::pages::alloc::ExecRun {
+        task: f.task.trim().to_string(),
+        command: f.command,
+        result,
+    };
+    let mut resp = crate::pages::alloc::page(&srv, &state, &a, None, Some(&run)).await;
+    *resp.status_mut() = status;
+    resp
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -501,5 +678,53 @@ mod tests {
         };
         assert!(alloc_request("x", "signal", &bad).is_err());
         assert!(alloc_request("x", "exec", &f).is_err());
+    }
+
+    #[test]
+    fn a_command_line_splits_into_words_like_a_shell_quotes_them() {
+        assert_eq!(
+            split_command("ls -l  local").unwrap(),
+            ["ls", "-l", "local"]
+        );
+        assert_eq!(
+            split_command(r#"sh -c 'echo "$HOME" | wc'"#).unwrap(),
+            ["sh", "-c", r#"echo "$HOME" | wc"#]
+        );
+        assert_eq!(
+            split_command(r#"echo "a \"b\" c" d\ e ''"#).unwrap(),
+            ["echo", r#"a "b" c"#, "d e", ""]
+        );
+        assert!(split_command("echo 'open")
+            .unwrap_err()
+            .contains("not closed"));
+        assert!(split_command("echo \"open")
+            .unwrap_err()
+            .contains("not closed"));
+        assert!(split_command("   ").is_err());
+        let f = ExecForm {
+            task: "web".into(),
+            command: "cat /etc/hostname".into(),
+        };
+        let (path, body) = exec_request("a/b", &f).unwrap();
+        assert_eq!(path, "/v1/client/allocation/a%2Fb/exec");
+        assert_eq!(
+            body,
+            serde_json::json!({"Task": "web", "Cmd": ["cat", "/etc/hostname"]})
+        );
+        let o = exec_output(r#"{"ExitCode": 3, "Stdout": "PGI+aGk8L2I+", "Stderr": ""}"#).unwrap();
+        assert_eq!((o.exit_code, o.stdout.as_str()), (3, "<b>hi</b>"));
+        assert!(exec_output(r#"{"Stdout": "%%%"}"#).is_err());
+        let big = base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            "é".repeat(EXEC_SHOWN_BYTES),
+        );
+        let o = exec_output(&format!(r#"{{"Stdout": "{big}"}}"#)).unwrap();
+        assert!(
+            o.stdout.len() < EXEC_SHOWN_BYTES + 200,
+            "{}",
+            o.stdout.len()
+        );
+        assert!(o.stdout.ends_with("`drover alloc exec` prints them all]"));
+        assert!(exec_output("not json").is_err());
     }
 }

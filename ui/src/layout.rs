@@ -57,7 +57,7 @@ pub fn page(title: &str, nav: Nav, index: u64, body: Markup) -> Markup {
                     }
                     form class="search" role="search" method="get" action="/ui/search" {
                         label for="q" { "Go to ID or name" }
-                        input id="q" name="q" type="search" placeholder="job, node, alloc or eval ID prefix" autocomplete="off";
+                        input id="q" name="q" type="search" placeholder="job, node, alloc or eval ID prefix";
                         button type="submit" { "Go" }
                     }
                     p id="live" class="live" role="status" data-state="static" {

@@ -46,6 +46,7 @@ pub fn router() -> Router {
         .route("/allocations", get(pages::allocs::list))
         .route("/allocations/{id}", get(pages::alloc::show))
         .route("/allocations/{id}/fs", get(pages::files::show))
+        .route("/allocations/{id}/exec", post(actions::alloc_exec))
         .route("/allocations/{id}/{op}", post(actions::alloc_action))
         .route("/allocations/{id}/{task}/logs", get(pages::logs::show))
         .route("/clients", get(pages::clients::list))
@@ -65,6 +66,20 @@ pub fn router() -> Router {
             )
         })
         .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn(carry_token))
+}
+
+tokio::task_local! {
+    /// The ACL token of the browser request being served (header or `drover-token`
+    /// cookie): the `/v1` calls a page or an action makes on the user's behalf carry it,
+    /// so the UI can do exactly what its user's token may.
+    pub(crate) static REQUEST_TOKEN: Option<String>;
+}
+
+async fn carry_token(req: Request, next: Next) -> Response {
+    let token = server::http::auth::secret_of(req.headers())
+        .or_else(|| server::http::auth::cookie_token(req.headers()));
+    REQUEST_TOKEN.scope(token, next.run(req)).await
 }
 
 /// Headers on every UI answer: the CSP, no sniffing, no framing, no referrer off-site.

@@ -33,47 +33,15 @@ pub struct StreamEvent {
     pub payload: serde_json::Value,
 }
 
-/// An open event stream: [`EventStream::next`] reads it line by line.
+/// An open event stream: [`EventStream::next`] reads it frame by frame.
 pub struct EventStream {
-    resp: reqwest::Response,
-    addr: String,
-    buf: Vec<u8>,
+    lines: stream::JsonLines,
 }
-
-/// The longest line an event stream may send before the client gives up on it.
-const MAX_EVENT_LINE: usize = 64 * 1024 * 1024;
 
 impl EventStream {
     /// The next frame (heartbeats included); `None` once the server ended the stream.
     pub async fn next(&mut self) -> Option<Result<EventFrame, ApiError>> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                return Some(serde_json::from_slice(&line).map_err(|e| ApiError::Decode {
-                    addr: self.addr.clone(),
-                    message: format!("an event stream line that is not a frame: {e}"),
-                }));
-            }
-            if self.buf.len() > MAX_EVENT_LINE {
-                return Some(Err(ApiError::Decode {
-                    addr: self.addr.clone(),
-                    message: format!("an event stream line longer than {MAX_EVENT_LINE} bytes"),
-                }));
-            }
-            match self.resp.chunk().await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk),
-                Ok(None) => return None,
-                Err(e) => {
-                    return Some(Err(ApiError::Decode {
-                        addr: self.addr.clone(),
-                        message: format!("the event stream broke off: {e}"),
-                    }))
-                }
-            }
-        }
+        self.lines.next().await
     }
 }
 
@@ -97,27 +65,9 @@ impl Client {
         if let Some(ns) = namespace {
             query.push(("namespace".into(), ns.to_string()));
         }
-        // The request's timeout covers the whole body: a stream has none to speak of.
-        let forever = Duration::from_secs(100 * 365 * 24 * 3600);
-        let (resp, addr) = self
-            .send::<()>(
-                reqwest::Method::GET,
-                "/v1/event/stream",
-                &query,
-                None,
-                forever,
-                &[],
-            )
+        let lines = self
+            .open_json_lines("/v1/event/stream", &query, "event stream")
             .await?;
-        if !resp.status().is_success() {
-            let status = resp.status().as_u16();
-            let message = resp.text().await.unwrap_or_default().trim().to_string();
-            return Err(ApiError::Status { status, message });
-        }
-        Ok(EventStream {
-            resp,
-            addr,
-            buf: Vec::new(),
-        })
+        Ok(EventStream { lines })
     }
 }

@@ -9,7 +9,7 @@ use crate::*;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +73,19 @@ pub struct QueryMeta {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    addrs: Arc<Vec<String>>,
+    /// Shared by every clone, so an agent's server list can be replaced while it runs
+    /// (`PUT /v1/agent/servers`).
+    addrs: Arc<RwLock<Arc<Vec<String>>>>,
     current: Arc<AtomicUsize>,
+    /// Headers sent with every request (`X-Nomad-Token`, a node's secret), shared by
+    /// every clone.
+    identity: Arc<RwLock<Vec<(&'static str, String)>>>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addrs", &self.addrs)
+            .field("addrs", &self.addresses())
             .finish()
     }
 }
@@ -117,13 +122,73 @@ impl Client {
             .expect("reqwest client with static configuration");
         Client {
             http,
-            addrs: Arc::new(addrs.iter().map(|a| normalize(a)).collect()),
+            addrs: Arc::new(RwLock::new(Arc::new(
+                addrs.iter().map(|a| normalize(a)).collect(),
+            ))),
             current: Arc::new(AtomicUsize::new(0)),
+            identity: Default::default(),
         }
     }
 
-    pub fn address(&self) -> &str {
-        &self.addrs[self.current.load(Ordering::Relaxed) % self.addrs.len()]
+    fn set_identity(&self, name: &'static str, value: Option<&str>) {
+        let mut g = self.identity.write().unwrap_or_else(|e| e.into_inner());
+        g.retain(|(n, _)| *n != name);
+        if let Some(v) = value.filter(|v| !v.is_empty()) {
+            g.push((name, v.to_string()));
+        }
+    }
+
+    /// Send `X-Nomad-Token: <secret>` with every request (this client and its clones).
+    pub fn set_token(&self, secret: Option<&str>) {
+        self.set_identity("X-Nomad-Token", secret);
+    }
+
+    /// The token's secret this client sends, if any.
+    pub fn token(&self) -> Option<String> {
+        self.identity
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(n, _)| *n == "X-Nomad-Token")
+            .map(|(_, v)| v.clone())
+    }
+
+    /// The builder form of [`Client::set_token`].
+    pub fn with_token(self, secret: Option<&str>) -> Self {
+        self.set_token(secret);
+        self
+    }
+
+    /// Send a node's secret with every request: a client agent's identity when the
+    /// servers check ACLs.
+    pub fn set_node_secret(&self, secret: &str) {
+        self.set_identity(crate::wire::NODE_SECRET_HEADER, Some(secret));
+    }
+
+    fn addrs(&self) -> Arc<Vec<String>> {
+        self.addrs.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The address in use (the last one that answered).
+    pub fn address(&self) -> String {
+        let addrs = self.addrs();
+        addrs[self.current.load(Ordering::Relaxed) % addrs.len()].clone()
+    }
+
+    /// Every address this client tries, as given (with their `http://`).
+    pub fn addresses(&self) -> Vec<String> {
+        self.addrs().to_vec()
+    }
+
+    /// Replace the addresses (this client and all its clones); an empty list is refused.
+    pub fn set_addresses(&self, addrs: &[String]) -> Result<(), String> {
+        if addrs.is_empty() {
+            return Err("missing server address".into());
+        }
+        let new: Vec<String> = addrs.iter().map(|a| normalize(a)).collect();
+        *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
+        self.current.store(0, Ordering::Relaxed);
+        Ok(())
     }
 
     async fn send<B: Serialize + ?Sized>(
@@ -135,12 +200,13 @@ impl Client {
         timeout: Duration,
         headers: &[(&str, &str)],
     ) -> Result<(reqwest::Response, String), ApiError> {
-        let n = self.addrs.len();
+        let addrs = self.addrs();
+        let n = addrs.len();
         let start = self.current.load(Ordering::Relaxed);
         let mut last_err = None;
         for i in 0..n {
             let idx = (start + i) % n;
-            let addr = &self.addrs[idx];
+            let addr = &addrs[idx];
             let mut req = self
                 .http
                 .request(method.clone(), format!("{addr}{path}"))
@@ -151,6 +217,16 @@ impl Client {
             }
             for (k, v) in headers {
                 req = req.header(*k, *v);
+            }
+            let identity = self
+                .identity
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            for (k, v) in identity {
+                if !headers.iter().any(|(h, _)| h.eq_ignore_ascii_case(k)) {
+                    req = req.header(k, v);
+                }
             }
             match req.send().await {
                 Ok(resp) => {
@@ -198,7 +274,9 @@ impl Client {
                 message: String::from_utf8_lossy(&bytes).trim().to_string(),
             });
         }
-        let v = serde_json::from_slice(&bytes).map_err(|e| ApiError::Decode {
+        // Some writes answer an empty 200 (Nomad's `system gc`): read it as `null`.
+        let body: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+        let v = serde_json::from_slice(body).map_err(|e| ApiError::Decode {
             addr,
             message: e.to_string(),
         })?;
@@ -300,10 +378,15 @@ mod allocs;
 mod deployments;
 mod events;
 mod jobs;
+mod monitor;
 mod nodes;
 mod services;
+mod stream;
+mod variables;
 
 pub use events::{EventFrame, EventStream, StreamEvent};
+pub use monitor::{MonitorStream, StreamFrame};
+pub use variables::VariableWrite;
 
 #[cfg(test)]
 mod tests {

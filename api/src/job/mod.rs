@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 mod policies;
 mod service;
 mod summary;
+mod template;
 mod validate;
 
 pub use policies::*;
 pub use service::*;
 pub use summary::*;
+pub use template::*;
 pub use validate::*;
 
 pub const JOB_TYPE_SERVICE: &str = "service";
@@ -223,6 +225,8 @@ pub struct Task {
     pub shutdown_delay: Option<i64>,
     /// Where a dispatched job's payload is written (`dispatch_payload { file }`).
     pub dispatch_payload: Option<DispatchPayloadConfig>,
+    /// Files rendered into the task's directories before it starts (`template` blocks).
+    pub templates: Vec<Template>,
 }
 
 /// `dispatch_payload { file = "..." }`: a file under the task's `local/`.
@@ -246,6 +250,9 @@ impl Task {
         }
         if self.log_config.is_none() {
             self.log_config = Some(LogConfig::default());
+        }
+        for t in &mut self.templates {
+            t.canonicalize();
         }
     }
 

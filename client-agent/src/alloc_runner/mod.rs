@@ -54,6 +54,8 @@ pub struct AllocRunnerDeps {
     pub ports: PortAllocator,
     /// Where the allocations' service registrations go to reach the servers.
     pub services: ServiceRegistry,
+    /// The servers, for what templates read (variables, services); `None` in tests.
+    pub client: Option<api::Client>,
     /// Agent shutdown: stop watching, leave the tasks running.
     pub shutdown: CancellationToken,
 }
@@ -67,6 +69,9 @@ pub struct AllocView {
     pub alloc_dir: AllocDir,
     /// The latest result of each of its service checks, by check ID.
     pub checks: watch::Receiver<CheckResults>,
+    /// Cancelled to destroy the allocation (kill its tasks, remove its alloc dir and
+    /// local state): the client API's garbage collection uses it.
+    pub destroy: CancellationToken,
 }
 
 /// The agent's side of a running alloc runner.
@@ -181,13 +186,14 @@ pub fn spawn(deps: AllocRunnerDeps, local: LocalAllocState, restored: bool) -> A
     let join = tokio::spawn(runner.run(restored));
     AllocRunnerHandle {
         alloc_tx,
-        destroy,
+        destroy: destroy.clone(),
         join,
         view: AllocView {
             state: state_rx,
             control: control_tx,
             alloc_dir,
             checks: checks_rx,
+            destroy,
         },
     }
 }
@@ -335,6 +341,9 @@ impl AllocRunner {
                 shutdown: self.deps.shutdown.clone(),
                 start_gate: self.gates.gate_for(self.roles[&task.name]),
                 artifacts_fetched: false,
+                template_client: self.deps.client.clone(),
+                template_watch: None,
+                template_waiting: None,
             };
             tasks.spawn(runner.run());
         }

@@ -37,6 +37,7 @@ impl Fixture {
             updates: crate::reporter::PendingUpdates::new(),
             ports: PortAllocator::new(),
             services: crate::services::ServiceRegistry::new(),
+            client: None,
             shutdown: CancellationToken::new(),
         };
         Fixture {

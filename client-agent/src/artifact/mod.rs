@@ -178,16 +178,8 @@ fn open_destination(
 ) -> Result<(OwnedFd, Option<Identity>), String> {
     let who = sandbox_identity(user)?;
     allocdir::check_task_name(task).map_err(|e| e.0)?;
-    let root =
-        allocdir::open_dir(root).map_err(|e| format!("opening the allocation directory: {e}"))?;
-    let task_dir = allocdir::open_beneath(
-        root.as_fd(),
-        Path::new(task),
-        OFlags::RDONLY | OFlags::DIRECTORY,
-        Mode::empty(),
-        Links::Never,
-    )
-    .map_err(|e| format!("opening the task directory: {e}"))?;
+    let task_dir = allocdir::open_task_dir(root, task)
+        .map_err(|e| format!("opening the task directory: {e}"))?;
     let dest = allocdir::mkdir_all(task_dir.as_fd(), dir_rel, Mode::from_raw_mode(0o755)).map_err(
         |e| {
             if allocdir::is_link_refusal(&e) {

@@ -11,6 +11,7 @@ pub mod caps;
 pub mod docker;
 pub mod exec;
 mod isolate;
+pub mod mock;
 pub mod process;
 pub mod raw_exec;
 
@@ -26,6 +27,7 @@ use std::time::Duration;
 
 pub use docker::DockerDriver;
 pub use exec::ExecDriver;
+pub use mock::MockDriver;
 pub use raw_exec::RawExecDriver;
 
 /// Where a task sees its directories, which decides the `NOMAD_*_DIR` variables.

@@ -8,11 +8,14 @@ use std::time::Duration;
 pub struct ClientApi {
     base: String,
     http: reqwest::Client,
+    /// `X-Nomad-Token`, when the servers check ACLs.
+    token: Option<String>,
 }
 
 impl ClientApi {
     /// `base` is an address such as `http://127.0.0.1:4646`.
-    pub fn new(base: &str) -> Self {
+    pub fn new(base: impl AsRef<str>) -> Self {
+        let base = base.as_ref();
         let base = if base.contains("://") {
             base.trim_end_matches('/').to_string()
         } else {
@@ -24,7 +27,14 @@ impl ClientApi {
                 .connect_timeout(Duration::from_secs(5))
                 .build()
                 .expect("static reqwest configuration"),
+            token: None,
         }
+    }
+
+    /// Send `X-Nomad-Token: <secret>` with every request.
+    pub fn with_token(mut self, secret: Option<String>) -> Self {
+        self.token = secret.filter(|s| !s.is_empty());
+        self
     }
 
     async fn send(
@@ -35,6 +45,9 @@ impl ClientApi {
     ) -> Result<reqwest::Response, String> {
         let url = format!("{}{path_and_query}", self.base);
         let mut req = self.http.request(method, &url);
+        if let Some(t) = &self.token {
+            req = req.header("X-Nomad-Token", t);
+        }
         if let Some(b) = body {
             req = req.json(b);
         }

@@ -50,8 +50,9 @@ pub(super) async fn host_stats(State(h): State<ClientHandle>) -> HttpResult {
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct RestartBody {
-    task_name: String,
-    all_tasks: bool,
+    // Options: clients send `null` for what they leave out.
+    task_name: Option<String>,
+    all_tasks: Option<bool>,
 }
 
 pub(super) async fn restart(
@@ -61,10 +62,11 @@ pub(super) async fn restart(
 ) -> HttpResult {
     let b: RestartBody = parse_json(&body)?;
     let view = find_alloc(&h, &alloc)?;
-    let task = if b.task_name.trim().is_empty() || b.all_tasks {
+    let name = b.task_name.unwrap_or_default();
+    let task = if name.trim().is_empty() || b.all_tasks.unwrap_or(false) {
         None
     } else {
-        Some(pick_task(&view, &alloc, Some(&b.task_name))?)
+        Some(pick_task(&view, &alloc, Some(&name))?)
     };
     h.restart(&alloc, task).await?;
     Ok(Json(serde_json::json!({})).into_response())
@@ -73,8 +75,9 @@ pub(super) async fn restart(
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 struct SignalBody {
-    task: String,
-    signal: String,
+    // Options: clients send `null` for what they leave out (python-nomad's `Task`).
+    task: Option<String>,
+    signal: Option<String>,
 }
 
 pub(super) async fn signal(
@@ -84,18 +87,18 @@ pub(super) async fn signal(
 ) -> HttpResult {
     let b: SignalBody = parse_json(&body)?;
     let view = find_alloc(&h, &alloc)?;
-    let sig = if b.signal.trim().is_empty() {
-        "SIGKILL".to_string()
-    } else {
-        b.signal.trim().to_string()
+    let sig = match b.signal.as_deref().map(str::trim) {
+        None | Some("") => "SIGKILL".to_string(),
+        Some(s) => s.to_string(),
     };
     if crate::driver::process::parse_signal(&sig).is_none() {
-        return Err(HttpErr::bad_request(format!("unknown signal {sig:?}")));
+        return Err(HttpErr::bad_request(format!(
+            "invalid signal {sig:?}: expected a signal name such as SIGHUP, SIGUSR1 or SIGTERM"
+        )));
     }
-    let task = if b.task.trim().is_empty() {
-        None
-    } else {
-        Some(pick_task(&view, &alloc, Some(&b.task))?)
+    let task = match b.task.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(pick_task(&view, &alloc, Some(t))?),
     };
     h.signal(&alloc, task, sig).await?;
     Ok(Json(serde_json::json!({})).into_response())

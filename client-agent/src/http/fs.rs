@@ -15,9 +15,9 @@ use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, Default, Deserialize)]
 pub struct PathQuery {
-    path: Option<String>,
-    offset: Option<String>,
-    limit: Option<String>,
+    pub(super) path: Option<String>,
+    pub(super) offset: Option<String>,
+    pub(super) limit: Option<String>,
 }
 
 /// The request's `path` (relative to the alloc dir; `/` is its root) as a checked
@@ -29,7 +29,7 @@ fn fs_path(p: Option<&str>) -> Result<PathBuf, HttpErr> {
 
 /// What every fs route starts from: the alloc dir's root, the checked relative path, and
 /// the path as the caller wrote it (for messages; `shown_default` when none was given).
-fn fs_target(
+pub(super) fn fs_target(
     h: &ClientHandle,
     alloc: &str,
     q: &PathQuery,
@@ -113,7 +113,7 @@ fn open_in_alloc(
 }
 
 /// Runs a blocking fs operation off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, HttpErr> + Send + 'static,
 ) -> Result<T, HttpErr> {
     tokio::task::spawn_blocking(f)
@@ -122,7 +122,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Opens a regular file for `cat`/`readat`.
-fn open_regular(
+pub(super) fn open_regular(
     root: &Path,
     rel: &Path,
     shown: &str,
@@ -186,7 +186,7 @@ pub(super) async fn cat(
     Ok(file_body(file, None))
 }
 
-fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>, HttpErr> {
+pub(super) fn parse_u64(name: &str, v: Option<&str>) -> Result<Option<u64>, HttpErr> {
     match v.map(str::trim) {
         None | Some("") => Ok(None),
         Some(s) => s.parse::<u64>().map(Some).map_err(|_| {

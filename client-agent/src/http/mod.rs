@@ -11,15 +11,18 @@
 //!
 //! This file holds the router and what every handler shares (errors, finding the
 //! allocation and the task); the handlers live beside it by concern: `logs`, `fs`,
-//! `control` (stats, restart, signal), `checks` (service check results) and `exec`;
+//! `stream` (a file followed as it grows), `control` (stats, restart, signal), `checks`
+//! (service check results), `exec`, and `agent` (the server list and garbage collection);
 //! `client` is the CLI's side.
 
+mod agent;
 mod checks;
 mod client;
 mod control;
 mod exec;
 mod fs;
 mod logs;
+mod stream;
 
 pub use client::ClientApi;
 pub use exec::ExecResponse;
@@ -114,6 +117,23 @@ pub fn client_router(handle: ClientHandle) -> Router {
         .route("/v1/client/fs/ls/{alloc}", get(ls))
         .route("/v1/client/fs/stat/{alloc}", get(stat))
         .route("/v1/client/fs/readat/{alloc}", get(readat))
+        .route("/v1/client/fs/stream/{alloc}", get(stream::stream))
+        .route(
+            "/v1/client/allocation/{alloc}/gc",
+            get(agent::gc_alloc)
+                .put(agent::gc_alloc)
+                .post(agent::gc_alloc),
+        )
+        .route(
+            "/v1/client/gc",
+            get(agent::gc_all).put(agent::gc_all).post(agent::gc_all),
+        )
+        .route(
+            "/v1/agent/servers",
+            get(agent::servers)
+                .put(agent::set_servers)
+                .post(agent::set_servers),
+        )
         .route("/v1/client/allocation/{alloc}/stats", get(alloc_stats))
         .route("/v1/client/allocation/{alloc}/checks", get(alloc_checks))
         .route("/v1/client/stats", get(host_stats))
@@ -190,11 +210,50 @@ pub async fn serve(
     handle: ClientHandle,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
+    serve_router(addr, client_router(handle), shutdown).await
+}
+
+/// [`serve`] for an agent with ACLs enabled: the client API answers only requests a
+/// server relayed. The servers check the caller's token before relaying (`/v1/client/*`
+/// is an ACL-checked route there) and prove the relay with this node's own secret in
+/// `X-Nomad-Node-Secret`, which only the servers and this node know; anything else
+/// (a token sent straight to this port included) is a 403.
+pub async fn serve_relayed_only(
+    addr: std::net::SocketAddr,
+    handle: ClientHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
+    let secret_file = handle.data_dir().join("node-secret");
+    let router = client_router(handle).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let secret_file = secret_file.clone();
+            async move {
+                let own = std::fs::read_to_string(&secret_file).unwrap_or_default();
+                let sent = req
+                    .headers()
+                    .get(api::wire::NODE_SECRET_HEADER)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                if own.trim().is_empty() || sent != own.trim() {
+                    return (StatusCode::FORBIDDEN, "Permission denied").into_response();
+                }
+                next.run(req).await
+            }
+        },
+    ));
+    serve_router(addr, router, shutdown).await
+}
+
+async fn serve_router(
+    addr: std::net::SocketAddr,
+    router: Router,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the client HTTP API: {e}"))?;
     tracing::info!(%addr, "client HTTP API listening");
-    axum::serve(listener, client_router(handle))
+    axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
         .map_err(|e| anyhow::anyhow!("client HTTP API: {e}"))

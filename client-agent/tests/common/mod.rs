@@ -142,6 +142,9 @@ pub async fn run_to_death(
         shutdown: CancellationToken::new(),
         start_gate: None,
         artifacts_fetched: false,
+        template_client: None,
+        template_watch: None,
+        template_waiting: None,
     };
     tokio::time::timeout(Duration::from_secs(60), runner.run())
         .await

@@ -13,15 +13,20 @@ use api::{AllocClientUpdate, Allocation, Evaluation, Job, Node};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+mod acl;
 mod allocs;
 mod deployments;
 mod evals;
 mod jobs;
 mod nodes;
+mod operator;
 mod services;
+mod variables;
 
+pub use acl::{AclCommand, BOOTSTRAP_DONE};
 pub use evals::job_status;
 pub use jobs::assign_version;
+pub use variables::CAS_CONFLICT;
 
 /// One replicated state change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,10 +161,41 @@ pub enum Command {
         upsert: Vec<api::ServiceRegistration>,
         delete_ids: Vec<String>,
     },
+    /// `PUT /v1/operator/scheduler/configuration`; with `cas`, only while the stored
+    /// configuration's modify index is `cas` (0: none set yet).
+    SetSchedulerConfig {
+        config: api::SchedulerConfiguration,
+        cas: Option<u64>,
+    },
+    /// `PUT /v1/system/gc`: remove what the leader found collectable (`crate::gc`).
+    GarbageCollect {
+        jobs: Vec<(String, String)>,
+        evals: Vec<String>,
+        allocs: Vec<String>,
+        deployments: Vec<String>,
+    },
     /// An operator deleted service registrations (`DELETE /v1/service/:name/:id`).
     DeleteServices {
         ids: Vec<String>,
     },
+    /// Write a variable (items sealed by the leader); with `cas`, only if its modify
+    /// index is `cas` (0: only if absent).
+    PutVariable {
+        var: crate::state::StoredVariable,
+        cas: Option<u64>,
+    },
+    /// Delete a variable; with `cas`, only at that modify index.
+    DeleteVariable {
+        namespace: String,
+        path: String,
+        cas: Option<u64>,
+    },
+    /// Replicate a root key so every server can open the variables sealed with it.
+    UpsertRootKey {
+        key: crate::state::RootKey,
+    },
+    /// ACL policies, tokens, roles and the bootstrap (`acl.rs`).
+    Acl(AclCommand),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -376,6 +412,23 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
             delete_ids,
         } => services::upsert_services(&mut w, &node_id, upsert, delete_ids),
         Command::DeleteServices { ids } => services::delete_services(&mut w, ids),
+        Command::SetSchedulerConfig { config, cas } => {
+            operator::set_scheduler_config(&mut w, config, cas)
+        }
+        Command::GarbageCollect {
+            jobs,
+            evals,
+            allocs,
+            deployments,
+        } => operator::garbage_collect(&mut w, jobs, evals, allocs, deployments),
+        Command::PutVariable { var, cas } => variables::put_variable(&mut w, var, cas, &mut resp),
+        Command::DeleteVariable {
+            namespace,
+            path,
+            cas,
+        } => variables::delete_variable(&mut w, &namespace, &path, cas, &mut resp),
+        Command::UpsertRootKey { key } => variables::upsert_root_key(&mut w, key),
+        Command::Acl(cmd) => acl::apply(&mut w, cmd, &mut resp),
     }
     let events = w.take_events().into_iter();
     fx.events.extend(events.map(|e| e.typed(event_type)));
@@ -541,6 +594,8 @@ pub(crate) mod tests {
                 nodes: 9,
                 services: 9,
                 deployments: 9,
+                variables: 9,
+                acl: 9,
             }
         );
         assert_eq!(fx.evals.len(), 1);

@@ -6,12 +6,20 @@ use axum::extract::{Path, Query, State};
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     let filter = q.filter()?;
     read_table(&srv, &q, Table::Allocs, |state| {
-        let out = alloc_stubs(
-            state
-                .alloc_table()
-                .values()
-                .filter(|a| q.prefix_matches(&a.id)),
-        );
+        let resources = QueryParams::flag(&q.resources);
+        let out: Vec<api::AllocationListStub> = state
+            .alloc_table()
+            .values()
+            .filter(|a| q.prefix_matches(&a.id))
+            .map(|a| {
+                let stub = api::AllocationListStub::from_alloc(a);
+                if resources {
+                    stub.with_resources(a)
+                } else {
+                    stub
+                }
+            })
+            .collect();
         Ok(super::filter::apply(filter.as_ref(), out))
     })
     .await

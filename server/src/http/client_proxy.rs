@@ -126,6 +126,14 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
             format!("node {node_id} has no HTTP address to reach its client API"),
         ));
     }
+    // With ACLs on, the token was checked here (`auth.rs`); the node's own secret tells
+    // its agent the request comes from a server (`client_agent::http::serve_relayed_only`).
+    let mut parts = parts;
+    if srv.config.acl.enabled {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&node.secret_id) {
+            parts.headers.insert(api::wire::NODE_SECRET_HEADER, v);
+        }
+    }
     let relay = Relay {
         client: client(),
         addr: &node.http_addr,

@@ -6,7 +6,9 @@ use super::{
     alloc_stubs, blocking, found, parse_body, read_table, reply, ApiErr, ApiResult, AppState,
     QueryParams, Table,
 };
-use crate::deployments::{command_for, deployment_eval, failure, promotion_refusal};
+use crate::deployments::{
+    command_for, deployment_eval, failure, promotion_refusal, OperatorAction,
+};
 use crate::fsm::Command;
 use crate::now_nanos;
 use crate::state::StateStore;
@@ -153,10 +155,7 @@ pub async fn fail(State(srv): State<AppState>, Path(id): Path<String>) -> ApiRes
     let state = srv.snapshot();
     let d = find(&state, &id)?;
     if !d.active() {
-        return Err(conflict(format!(
-            "Can't fail terminal deployment with status {:?}",
-            d.status
-        )));
+        return Err(conflict(OperatorAction::Fail.terminal_refusal()));
     }
     let now = now_nanos();
     let action = failure(&state, &d, api::DEPLOYMENT_DESC_FAILED_BY_USER);
@@ -187,11 +186,12 @@ pub async fn pause(State(srv): State<AppState>, Path(id): Path<String>, body: By
     let state = srv.snapshot();
     let d = find(&state, &id)?;
     if !d.active() {
-        return Err(conflict(format!(
-            "Can't {} terminal deployment with status {:?}",
-            if req.pause { "pause" } else { "resume" },
-            d.status
-        )));
+        let action = if req.pause {
+            OperatorAction::Pause
+        } else {
+            OperatorAction::Resume
+        };
+        return Err(conflict(action.terminal_refusal()));
     }
     let now = now_nanos();
     let (status, description) = if req.pause {
@@ -235,10 +235,7 @@ pub async fn allocation_health(
     let state = srv.snapshot();
     let d = find(&state, &id)?;
     if !d.active() {
-        return Err(conflict(format!(
-            "Can't set health of allocations for a terminal deployment with status {:?}",
-            d.status
-        )));
+        return Err(conflict(OperatorAction::SetHealth.terminal_refusal()));
     }
     let ids = req
         .healthy_allocation_ids
@@ -408,6 +405,7 @@ pub async fn scale(
         ));
     };
     let state = srv.snapshot();
+    super::operator::check_registration_allowed(&state)?;
     let current = find_job(&state, &q, &id)?;
     let Some(count) = req.count else {
         // Nomad records a scaling event without a count; there is nothing to change.

@@ -22,6 +22,7 @@ pub async fn dispatch(
         parse_body(&body)?
     };
     let state = srv.snapshot();
+    super::operator::check_registration_allowed(&state)?;
     let parent = found("job", &id, state.job(q.namespace(), &id))?;
     let params = match &parent.parameterized_job {
         Some(p) if parent.parent_id.is_empty() => p,

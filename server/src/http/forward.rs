@@ -28,6 +28,8 @@ fn served_locally(path: &str) -> bool {
         || path.starts_with("/v1/regions")
         // Each server streams the events it applied; a relay would buffer the stream.
         || path == "/v1/event/stream"
+        // Metrics are this agent's own (go-metrics is per process in Nomad too).
+        || path == "/v1/metrics"
         || path.starts_with("/v1/internal/raft/")
         || path.starts_with("/v1/internal/cluster/")
         || path.starts_with("/v1/operator/raft/")

@@ -46,6 +46,7 @@ async fn do_register(srv: AppState, req: JobRegisterRequest, path_id: Option<Str
     job.canonicalize();
     check_job(&srv, &job)?;
     let state = srv.snapshot();
+    super::operator::check_registration_allowed(&state)?;
     if req.enforce_index {
         let current = state
             .job(job.ns(), &job.id)
@@ -168,9 +169,24 @@ pub async fn deregister(
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
 ) -> ApiResult {
+    let purge = QueryParams::parse_bool("purge", &q.purge)?;
     let state = srv.snapshot();
-    let job = find_job(&state, &q, &id)?;
-    let purge = QueryParams::flag(&q.purge);
+    // Deregistering is idempotent in Nomad: a job that is not there (never was, or was
+    // purged) answers 200 with no evaluation.
+    let Some(job) = state.job(q.namespace(), &id) else {
+        return Ok(reply(
+            &srv,
+            state.index(),
+            &JobDeregisterResponse {
+                eval_id: String::new(),
+                eval_create_index: 0,
+                job_modify_index: 0,
+                index: state.index(),
+                last_contact: 0,
+                known_leader: true,
+            },
+        ));
+    };
     let now = now_nanos();
     let eval = new_eval(&job, api::TRIGGER_JOB_DEREGISTER, now);
     let eval_id = eval.id.clone();

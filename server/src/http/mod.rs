@@ -7,7 +7,10 @@
 //! Raft, cluster join) and the requests followers forward to the leader. Only the RPC
 //! listener honours the forwarded mark; the public one strips it.
 
+mod acl;
+mod agent;
 mod allocs;
+pub mod auth;
 mod client_proxy;
 mod cluster;
 mod deployments;
@@ -19,12 +22,19 @@ pub mod forward;
 mod job_path;
 mod jobs;
 pub mod listen;
+mod metrics;
+mod monitor;
 mod nodes;
+mod operator;
 mod plan;
 mod raft_rpc;
 mod relay;
+mod scaling;
+mod search;
 mod services;
 mod status;
+mod system;
+mod variables;
 
 use crate::state::StateStore;
 use crate::{Server, WriteError};
@@ -110,6 +120,10 @@ pub struct QueryParams {
     pub consistent: Option<String>,
     /// `?filter=`: an expression over each listed object (`filter.rs`).
     pub filter: Option<String>,
+    /// `?resources=true`: node and allocation stubs carry their resources.
+    pub resources: Option<String>,
+    /// `?os=true`: node stubs carry `os.name` and `os.version`.
+    pub os: Option<String>,
 }
 
 impl QueryParams {
@@ -128,6 +142,19 @@ impl QueryParams {
 
     pub fn prefix_matches(&self, id: &str) -> bool {
         self.prefix.as_deref().is_none_or(|p| id.starts_with(p))
+    }
+
+    /// A boolean parameter read as Nomad reads one (Go's `strconv.ParseBool`): absent or
+    /// empty is false; anything but 1/t/true/0/f/false (in Go's spellings) is a 400.
+    pub fn parse_bool(name: &str, v: &Option<String>) -> Result<bool, ApiErr> {
+        match v.as_deref() {
+            None | Some("") => Ok(false),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(other) => Err(ApiErr::bad_request(format!(
+                "Failed to parse value of {name:?} ({other:?}) as a bool: expected true or false"
+            ))),
+        }
     }
 
     pub fn flag(v: &Option<String>) -> bool {
@@ -225,6 +252,7 @@ pub enum Table {
     Evals,
     Nodes,
     Deployments,
+    Variables,
     /// Job lists and summaries: the jobs and the allocations they count.
     JobsAndAllocs,
 }
@@ -238,6 +266,7 @@ impl Table {
             Table::Evals => t.evals,
             Table::Nodes => t.nodes,
             Table::Deployments => t.deployments,
+            Table::Variables => t.variables,
             Table::JobsAndAllocs => t.jobs.max(t.allocs),
         }
     }
@@ -329,6 +358,7 @@ fn agent_routes() -> Router<AppState> {
 /// the API is, one line a route.
 fn api_routes() -> Router<AppState> {
     Router::new()
+        .merge(acl::routes())
         .route(
             "/jobs",
             get(jobs::list).put(jobs::register).post(jobs::register),
@@ -405,6 +435,14 @@ fn api_routes() -> Router<AppState> {
             axum::routing::delete(services::delete),
         )
         .route("/allocation/{id}/services", get(services::alloc_services))
+        .route("/vars", get(variables::list))
+        .route(
+            "/var/{*path}",
+            get(variables::get_var)
+                .put(variables::put_var)
+                .post(variables::put_var)
+                .delete(variables::delete_var),
+        )
         .route("/allocations", get(allocs::list))
         .route("/allocation/{id}", get(allocs::get_alloc))
         .route("/evaluations", get(allocs::list_evals))
@@ -425,9 +463,43 @@ fn api_routes() -> Router<AppState> {
         .route("/status/leader", get(status::leader))
         .route("/status/peers", get(status::peers))
         .route("/regions", get(status::regions))
-        .route("/agent/self", get(status::agent_self))
-        .route("/agent/health", get(status::health))
-        .route("/agent/members", get(cluster::members))
+        .route("/scaling/policies", get(scaling::list))
+        .route("/scaling/policy/{id}", get(scaling::get_policy))
+        .route("/search", put(search::prefix).post(search::prefix))
+        .route("/search/fuzzy", put(search::fuzzy).post(search::fuzzy))
+        .route("/agent/self", get(agent::agent_self))
+        .route("/agent/health", get(agent::health))
+        .route("/agent/members", get(agent::members))
+        .route("/agent/monitor", get(monitor::monitor))
+        .route(
+            "/agent/servers",
+            get(agent::servers).put(agent::servers).post(agent::servers),
+        )
+        .route("/agent/join", put(agent::join).post(agent::join))
+        .route(
+            "/agent/force-leave",
+            put(agent::force_leave).post(agent::force_leave),
+        )
+        .route("/metrics", get(metrics::metrics))
+        .route(
+            "/operator/scheduler/configuration",
+            get(operator::get_config)
+                .put(operator::set_config)
+                .post(operator::set_config),
+        )
+        .route("/system/gc", put(system::gc).post(system::gc))
+        .route(
+            "/system/reconcile/summaries",
+            put(system::reconcile_summaries).post(system::reconcile_summaries),
+        )
+        .route(
+            "/job/{id}/evaluate",
+            put(system::evaluate_job).post(system::evaluate_job),
+        )
+        .route(
+            "/node/{id}/evaluate",
+            put(system::evaluate_node).post(system::evaluate_node),
+        )
         .route("/client/{*rest}", axum::routing::any(client_proxy::handle))
         .route(
             "/operator/raft/configuration",
@@ -452,6 +524,11 @@ fn api_routes() -> Router<AppState> {
 fn finish(app: Router<AppState>, srv: AppState, body_cap: usize) -> Router {
     app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Inside forwarding: the server that answers checks the token on its own state.
+        .layer(axum::middleware::from_fn_with_state(
+            srv.clone(),
+            auth::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             srv.clone(),
             forward::forward,

@@ -24,7 +24,16 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
             .node_table()
             .values()
             .filter(|n| q.prefix_matches(&n.id))
-            .map(|n| NodeListStub::from_node(n))
+            .map(|n| {
+                let mut stub = NodeListStub::from_node(n);
+                if QueryParams::flag(&q.resources) {
+                    stub = stub.with_resources(n);
+                }
+                if QueryParams::flag(&q.os) {
+                    stub = stub.with_os(n);
+                }
+                stub
+            })
             .collect();
         Ok(super::filter::apply(filter.as_ref(), out))
     })

@@ -80,14 +80,10 @@ pub async fn plan(State(srv): State<AppState>, Path(id): Path<String>, body: Byt
         inner: state.clone(),
         job: job.clone(),
     };
+    let config = crate::worker::scheduler_config(&state);
     let plan = tokio::task::spawn_blocking(move || {
         let seed = eval.modify_time as u64;
-        scheduler::schedule(
-            &planned,
-            &eval,
-            &scheduler::SchedulerConfig::default(),
-            seed,
-        )
+        scheduler::schedule(&planned, &eval, &config, seed)
     })
     .await
     .map_err(|e| ApiErr::bad_request(format!("the scheduler dry run did not finish: {e}")))?

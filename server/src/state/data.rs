@@ -1,7 +1,7 @@
 //! The state store's serialised form (snapshots, `operator snapshot save`).
 
 use super::services::service_key;
-use super::{StateStore, TableIndexes};
+use super::{RootKey, StateStore, StoredVariable, TableIndexes};
 use api::{Allocation, Deployment, Evaluation, Job, Node, ServiceRegistration};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -25,6 +25,17 @@ pub(super) struct StateData {
     /// Absent from snapshots taken before deployments were kept.
     #[serde(default)]
     deployments: Vec<Arc<Deployment>>,
+    /// Absent from snapshots taken before it could be set.
+    #[serde(default)]
+    scheduler_config: Option<Arc<api::SchedulerConfiguration>>,
+    /// Absent from snapshots taken before variables were kept.
+    #[serde(default)]
+    variables: Vec<Arc<StoredVariable>>,
+    #[serde(default)]
+    root_keys: Vec<Arc<RootKey>>,
+    /// Absent from snapshots taken before ACLs were kept.
+    #[serde(default)]
+    acl: super::AclTables,
 }
 
 impl From<StateStore> for StateData {
@@ -56,6 +67,10 @@ impl From<StateStore> for StateData {
             nodes: s.nodes.values().cloned().collect(),
             services: s.services.values().cloned().collect(),
             deployments: s.deployments.values().cloned().collect(),
+            scheduler_config: s.scheduler_config.clone(),
+            variables: s.variables.values().cloned().collect(),
+            root_keys: s.root_keys.values().cloned().collect(),
+            acl: s.acl.clone(),
         }
     }
 }
@@ -90,6 +105,14 @@ impl From<StateData> for StateStore {
         for dep in d.deployments {
             s.deployments.insert(dep.id.clone(), dep);
         }
+        for v in d.variables {
+            s.variables.insert(v.key(), v);
+        }
+        for k in d.root_keys {
+            s.root_keys.insert(k.key_id.clone(), k);
+        }
+        s.scheduler_config = d.scheduler_config;
+        s.acl = d.acl;
         s.reindex();
         s
     }

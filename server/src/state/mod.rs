@@ -13,14 +13,19 @@ use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+mod acl;
 mod data;
 mod deployments;
+mod operator;
 mod services;
+mod variables;
 mod writer;
 
+pub use acl::AclTables;
 use data::StateData;
 use deployments::deployment_key;
 pub use services::ServiceKey;
+pub use variables::{RootKey, StoredVariable, VariableKey};
 pub use writer::StateWriter;
 
 /// `(namespace, job id)`.
@@ -39,6 +44,12 @@ pub struct TableIndexes {
     /// Deployments; absent from older snapshots.
     #[serde(default)]
     pub deployments: u64,
+    /// Variables; absent from older snapshots.
+    #[serde(default)]
+    pub variables: u64,
+    /// ACL policies, tokens and roles; absent from older snapshots.
+    #[serde(default)]
+    pub acl: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -67,6 +78,14 @@ pub struct StateStore {
     deployments: OrdMap<String, Arc<Deployment>>,
     /// `(namespace, job ID, create index, deployment ID)`: a job's deployments, oldest first.
     deployments_by_job: OrdSet<(String, String, u64, String)>,
+    /// The operator's scheduler configuration; `None` until one is set (`operator.rs`).
+    scheduler_config: Option<Arc<api::SchedulerConfiguration>>,
+    /// Variables keyed `(namespace, path)`, items encrypted (`variables.rs`).
+    variables: OrdMap<VariableKey, Arc<StoredVariable>>,
+    /// Root keys the variables are encrypted with, by key ID.
+    root_keys: OrdMap<String, Arc<RootKey>>,
+    /// ACL policies, tokens, roles and the bootstrap index (`acl.rs`).
+    acl: AclTables,
 }
 
 impl StateStore {
@@ -186,6 +205,12 @@ impl StateStore {
 
     /// Allocation counts per task group and client status, as `GET /v1/job/:id/summary`.
     pub fn job_summary(&self, job: &Job) -> JobSummary {
+        self.job_summary_of(job, &self.allocs_for_job(job.ns(), &job.id))
+    }
+
+    /// `job_summary` over the job's allocations (`allocs_for_job`) a caller already read,
+    /// so a page that also lists them reads a big job's allocations once.
+    pub fn job_summary_of(&self, job: &Job, allocs: &[Arc<Allocation>]) -> JobSummary {
         let mut summary = JobSummary {
             job_id: job.id.clone(),
             namespace: job.ns().to_string(),
@@ -198,7 +223,7 @@ impl StateStore {
                 .summary
                 .insert(g.name.clone(), TaskGroupSummary::default());
         }
-        for a in self.allocs_for_job(job.ns(), &job.id) {
+        for a in allocs {
             let s = summary.summary.entry(a.task_group.clone()).or_default();
             match a.client_status.as_str() {
                 api::ALLOC_CLIENT_PENDING => s.starting += 1,
@@ -226,8 +251,7 @@ impl StateStore {
         if counted {
             let batch = job.job_type == api::JOB_TYPE_BATCH;
             let mut placed: std::collections::HashMap<&str, u64> = Default::default();
-            let allocs = self.allocs_for_job(job.ns(), &job.id);
-            for a in &allocs {
+            for a in allocs {
                 let wanted = !a.desired_stop()
                     && (matches!(
                         a.client_status.as_str(),

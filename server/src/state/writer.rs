@@ -147,6 +147,8 @@ impl<'a> StateWriter<'a> {
             nodes: self.index,
             services: self.index,
             deployments: self.index,
+            variables: self.index,
+            acl: self.index,
         };
         *self.state = restored;
     }

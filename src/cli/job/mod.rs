@@ -9,6 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod dispatch;
+mod init;
 mod plan;
 mod run;
 mod status;
@@ -17,6 +18,7 @@ mod versions;
 mod watch;
 
 pub use dispatch::{dispatch, periodic_force, DispatchArgs, PeriodicForceArgs};
+pub use init::{init, InitArgs};
 pub use plan::plan;
 pub use run::{run, validate};
 use status::job_list_table;
@@ -202,9 +204,14 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<JobLi
 /// The one job ID `prefix` names; `None` when no job matches. Several matches are an
 /// error listing them.
 pub async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Option<String>> {
+    Ok(resolve_stub(client, prefix).await?.map(|job| job.id))
+}
+
+/// [`resolve`], with the job as the list shows it (its namespace, for a UI link).
+pub async fn resolve_stub(client: &Client, prefix: &str) -> anyhow::Result<Option<JobListStub>> {
     let jobs = matching(client, prefix).await?;
     match lookup::one(Kind::Job, prefix, jobs, job_list_table) {
-        Ok(job) => Ok(Some(job.id)),
+        Ok(job) => Ok(Some(job)),
         Err(lookup::Miss::NotFound { .. }) => Ok(None),
         Err(many) => Err(many.into()),
     }

@@ -60,21 +60,14 @@ pub async fn show(
     let state = srv.snapshot();
     match find_alloc(&state, &id) {
         Some(a) => {
-            let usage = if a.client_status == "running" {
-                Some(fetch_usage(&srv, &a.id).await)
-            } else {
-                None
-            };
-            let body = html! {
-                @if let Some(n) = super::done_notice(q.done.as_deref()) { (layout::notice("ok", n)) }
-                (render(&state, &a, usage.as_ref()))
-            };
-            crate::html(layout::page(
-                &format!("Allocation {}", fmt::short(&a.id)),
-                Nav::Jobs,
-                state.index(),
-                body,
-            ))
+            page(
+                &srv,
+                &state,
+                &a,
+                super::done_notice(q.done.as_deref()),
+                None,
+            )
+            .await
         }
         None => super::problem(
             state.index(),
@@ -82,6 +75,76 @@ pub async fn show(
             "Allocation not found",
             &format!("There is no allocation {id:?} (or the prefix matches more than one)."),
         ),
+    }
+}
+
+/// What the allocation uses now when it runs (`None` when it does not).
+async fn live_usage(
+    srv: &server::http::AppState,
+    a: &api::Allocation,
+) -> Option<Result<serde_json::Value, String>> {
+    if a.client_status == "running" {
+        Some(fetch_usage(srv, &a.id).await)
+    } else {
+        None
+    }
+}
+
+/// The allocation page as a response, with an action's notice or the output of a
+/// command run from it.
+pub async fn page(
+    srv: &server::http::AppState,
+    state: &StateStore,
+    a: &Arc<api::Allocation>,
+    notice: Option<&str>,
+    exec: Option<&ExecRun>,
+) -> Response {
+    let usage = live_usage(srv, a).await;
+    let body = html! {
+        @if let Some(n) = notice { (layout::notice("ok", n)) }
+        (render(state, a, usage.as_ref(), exec))
+    };
+    crate::html(layout::page(
+        &format!("Allocation {}", fmt::short(&a.id)),
+        Nav::Jobs,
+        state.index(),
+        body,
+    ))
+}
+
+/// A command run from the page (**Run command**) and what it gave.
+#[derive(Debug, Clone)]
+pub struct ExecRun {
+    pub task: String,
+    pub command: String,
+    /// The exit code and output, or why it did not run (an API sentence).
+    pub result: Result<crate::actions::ExecOutput, String>,
+}
+
+/// The output of a Run command, escaped; never swapped by the live refresh (a re-fetch
+/// of the page would lose it).
+fn exec_result(run: &ExecRun) -> Markup {
+    html! {
+        section aria-labelledby="exec-h" id="exec-output" class="exec" data-no-live="" tabindex="-1" {
+            h2 id="exec-h" { "Output of " code { (run.command) } @if !run.task.is_empty() { " in task " (run.task) } }
+            @match &run.result {
+                Ok(o) => {
+                    p role="status" class=(if o.exit_code == 0 { "notice" } else { "notice error" }) {
+                        "Exit code " strong id="exec-exit" { (o.exit_code) }
+                        @if o.exit_code == 0 { " (success)" } @else { " (failure)" }
+                    }
+                    h3 { "Standard output" }
+                    @if o.stdout.is_empty() { p class="help" { "(empty)" } }
+                    @else { pre class="file" id="exec-stdout" tabindex="0" aria-label="Standard output" { (o.stdout) } }
+                    h3 { "Standard error" }
+                    @if o.stderr.is_empty() { p class="help" { "(empty)" } }
+                    @else { pre class="file" id="exec-stderr" tabindex="0" aria-label="Standard error" { (o.stderr) } }
+                }
+                Err(e) => {
+                    p class="notice error" role="alert" { "The command did not run: " (e) }
+                }
+            }
+        }
     }
 }
 
@@ -128,7 +191,7 @@ pub fn used_words(u: &serde_json::Value) -> String {
 }
 
 /// The confirmed Stop / Restart / Signal forms of a live allocation.
-fn actions(a: &api::Allocation) -> Markup {
+fn actions(a: &api::Allocation, exec: Option<&ExecRun>) -> Markup {
     let href = fmt::alloc_href(&a.id);
     let tasks: Vec<&String> = a.task_states.keys().collect();
     html! {
@@ -176,6 +239,30 @@ fn actions(a: &api::Allocation) -> Markup {
                         button type="submit" class="danger" { "Yes, send the signal" }
                     }
                 }
+                details open[exec.is_some()] {
+                    summary { "Run command…" }
+                    form method="post" action=(format!("{href}/exec")) {
+                        p {
+                            label for="exec-task" { "Task " }
+                            select id="exec-task" name="task" {
+                                @for t in &tasks {
+                                    option value=(t) selected[exec.is_some_and(|r| &r.task == *t)] { (t) }
+                                }
+                            }
+                        }
+                        p {
+                            label for="exec-command" { "Command " }
+                            input id="exec-command" name="command" type="text" required size="50"
+                                spellcheck="false" aria-describedby="exec-help"
+                                value=(exec.map(|r| r.command.as_str()).unwrap_or(""));
+                        }
+                        p class="help" id="exec-help" {
+                            "Runs to completion (at most 5 minutes) inside the task; words are split as a shell quotes them, without pipes or variables: use "
+                            code { "sh -c '…'" } " for those."
+                        }
+                        button type="submit" { "Run command" }
+                    }
+                }
             }
         }
     }
@@ -187,6 +274,7 @@ pub fn render(
     state: &StateStore,
     a: &Arc<api::Allocation>,
     usage: Option<&Result<serde_json::Value, String>>,
+    exec: Option<&ExecRun>,
 ) -> Markup {
     let ask = scheduler::usage::Ask::of_alloc(a);
     let chain = chain(state, a);
@@ -211,7 +299,8 @@ pub fn render(
             dt { "Modified" } dd { (fmt::time(a.modify_time)) }
             dt { "Evaluation" } dd { code { (fmt::short(&a.eval_id)) } }
         }
-        (actions(a))
+        @if let Some(run) = exec { (exec_result(run)) }
+        (actions(a, exec))
         @for (name, t) in &a.task_states {
             section aria-labelledby=(format!("task-{}", fmt::enc(name))) {
                 h2 id=(format!("task-{}", fmt::enc(name))) { "Task " (name) }
@@ -304,7 +393,7 @@ mod tests {
         );
         let a = find_alloc(&s, "aaaa0002").unwrap();
         assert_eq!(chain(&s, &a).len(), 2);
-        let html = render(&s, &a, None).into_string();
+        let html = render(&s, &a, None, None).into_string();
         assert!(html.contains("href=\"/ui/allocations/aaaa0001\""), "{html}");
         assert!(html.contains("&lt;b&gt;hi&lt;/b&gt;"), "{html}");
         // A prefix shared by two allocations finds neither.
@@ -325,7 +414,7 @@ mod tests {
         let a = find_alloc(&s, "bbbb0001").unwrap();
         let u = serde_json::json!({"ResourceUsage": {"CpuStats": {"TotalTicks": 12.4},
             "MemoryStats": {"RSS": 31_457_280}}});
-        let html = render(&s, &a, Some(&Ok(u))).into_string();
+        let html = render(&s, &a, Some(&Ok(u)), None).into_string();
         assert!(html.contains("12 MHz CPU, 30 MB memory"), "{html}");
         for action in ["stop", "restart", "signal", "fs"] {
             assert!(
@@ -335,7 +424,30 @@ mod tests {
         }
         assert!(html.contains("<option value=\"&lt;t&gt;\">"), "{html}");
         assert!(html.contains("SIGUSR1"));
-        let html = render(&s, &a, Some(&Err("<nope>".into()))).into_string();
+        let html = render(&s, &a, Some(&Err("<nope>".into())), None).into_string();
         assert!(html.contains("unknown: &lt;nope&gt;"), "{html}");
+        let run = ExecRun {
+            task: "<t>".into(),
+            command: "echo '<i>'".into(),
+            result: Ok(crate::actions::ExecOutput {
+                exit_code: 2,
+                stdout: "<i>\n".into(),
+                stderr: "</pre><script>".into(),
+            }),
+        };
+        let html = render(&s, &a, None, Some(&run)).into_string();
+        assert!(html.contains("/ui/allocations/bbbb0001/exec"), "{html}");
+        assert!(
+            html.contains("Exit code <strong id=\"exec-exit\">2</strong>"),
+            "{html}"
+        );
+        assert!(html.contains("&lt;i&gt;\n</pre>"), "{html}");
+        assert!(html.contains("&lt;/pre&gt;&lt;script&gt;"), "{html}");
+        assert!(html.contains("value=\"echo '&lt;i&gt;'\""), "{html}");
+        assert!(
+            html.contains("<option value=\"&lt;t&gt;\" selected>"),
+            "{html}"
+        );
+        assert!(html.contains("data-no-live"), "{html}");
     }
 }

@@ -11,7 +11,6 @@ use axum::response::Response;
 use maud::{html, Markup};
 use serde::Deserialize;
 use server::state::StateStore;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 pub const PER_PAGE: usize = 50;
@@ -34,17 +33,21 @@ pub struct Usage {
     pub memory_mb: i64,
 }
 
-/// Per node, in one pass over the allocations: what its non-terminal allocations hold.
-pub fn usage(state: &StateStore) -> HashMap<&str, Usage> {
-    let mut out: HashMap<&str, Usage> = HashMap::new();
-    for a in state.alloc_table().values().filter(|a| !a.terminal()) {
+/// What the non-terminal allocations on one node hold (through the node's index: a page
+/// of nodes costs its own allocations, not the cluster's).
+pub fn usage_of(state: &StateStore, node_id: &str) -> Usage {
+    let mut u = Usage::default();
+    for a in state
+        .allocs_for_node(node_id)
+        .iter()
+        .filter(|a| !a.terminal())
+    {
         let ask = scheduler::usage::Ask::of_alloc(a);
-        let u = out.entry(a.node_id.as_str()).or_default();
         u.allocs += 1;
         u.cpu += ask.cpu;
         u.memory_mb += ask.memory_mb;
     }
-    out
+    u
 }
 
 /// "no", "draining (deadline in 5m0s)", "draining (forced)", "draining (no deadline)".
@@ -97,7 +100,6 @@ pub fn render_list(state: &StateStore, q: &ClientsQuery, now: i64) -> Markup {
         .collect();
     let page = fmt::page_number(&q.page);
     let (shown, pages) = paged(&nodes, page, PER_PAGE);
-    let usage = usage(state);
     html! {
         h1 { "Clients" }
         form class="facets" method="get" action="/ui/clients" aria-label="Filter clients" {
@@ -109,7 +111,7 @@ pub fn render_list(state: &StateStore, q: &ClientsQuery, now: i64) -> Markup {
             (fmt::thead(&["Name", "ID", "Datacenter", "Class", "Status", "Eligibility", "Drain", "#Allocations", "CPU MHz (allocated / allocatable)", "Memory MB (allocated / allocatable)"]))
             tbody {
                 @for n in shown {
-                    @let u = usage.get(n.id.as_str()).copied().unwrap_or_default();
+                    @let u = usage_of(state, &n.id);
                     @let (cpu, mem, _) = n.allocatable();
                     tr {
                         th scope="row" { a href=(fmt::node_href(&n.id)) { (node_label(n)) } }
@@ -246,7 +248,7 @@ pub fn render_node(state: &StateStore, n: &api::Node, q: &ClientsQuery, now: i64
     allocs.sort_by_key(|a| std::cmp::Reverse(a.create_index));
     let page = fmt::page_number(&q.page);
     let (shown, pages) = paged(&allocs, page, ALLOCS_PER_PAGE);
-    let u = usage(state).get(n.id.as_str()).copied().unwrap_or_default();
+    let u = usage_of(state, &n.id);
     let (cpu, mem, disk) = n.allocatable();
     let eligible = n.scheduling_eligibility == api::NODE_ELIGIBLE;
     html! {

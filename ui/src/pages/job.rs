@@ -153,11 +153,10 @@ pub fn job_status(state: &StateStore, job: &api::Job, queued: u64) -> (String, O
 
 pub fn render(state: &StateStore, job: &api::Job, q: &JobQuery) -> Markup {
     let href = fmt::job_href(job.ns(), &job.id);
-    let summary = state.job_summary(job);
+    let mut allocs = state.allocs_for_job(job.ns(), &job.id);
+    let summary = state.job_summary_of(job, &allocs);
     let queued: u64 = summary.summary.values().map(|g| g.queued).sum();
     let (word, why) = job_status(state, job, queued);
-
-    let mut allocs = state.allocs_for_job(job.ns(), &job.id);
     allocs.sort_by_key(|a| std::cmp::Reverse(a.create_index));
     let apage = fmt::page_number(&q.apage);
     let (shown_allocs, apages) = paged(&allocs, apage, ALLOCS_PER_PAGE);

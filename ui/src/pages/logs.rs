@@ -104,7 +104,7 @@ pub fn render(a: &api::Allocation, task: &str, kind: &str) -> Markup {
             div class="logctl" id="log-controls" hidden {
                 button type="button" id="log-pause" aria-pressed="false" { "Pause" }
                 label for="log-filter" { "Filter (regular expression)" }
-                input id="log-filter" type="search" autocomplete="off" aria-describedby="log-count";
+                input id="log-filter" type="search" aria-describedby="log-count";
                 label { input type="checkbox" id="log-wrap"; " Wrap" }
                 span id="log-count" class="help" role="status" aria-live="polite" {}
             }

@@ -7,7 +7,7 @@ use crate::layout::{self, Nav};
 use crate::Srv;
 use axum::extract::Query;
 use axum::response::{IntoResponse, Redirect, Response};
-use maud::html;
+use maud::{html, Markup};
 use serde::Deserialize;
 use server::state::StateStore;
 
@@ -17,69 +17,62 @@ pub struct SearchQuery {
     pub q: String,
 }
 
-/// At most this many matches of each kind are listed.
-const LIMIT: usize = 20;
-
-/// `(kind, label, href)` of everything whose ID (or a job's or node's name) starts with
-/// `text`; an exact ID match comes first.
+/// `(kind, label, href)` of every job, client, allocation and evaluation whose ID (or a
+/// job's or node's name) starts with `text`, at most `server::search::LIMIT` of each.
+/// The matching is the servers' (`server::search`, behind `/v1/search` too).
 pub fn matches(state: &StateStore, text: &str) -> Vec<(&'static str, String, String)> {
+    use server::search::{search, Context, Mode};
     let mut out = Vec::new();
     if text.is_empty() {
         return out;
     }
-    let lower = text.to_lowercase();
-    for ((ns, id), j) in state.job_table() {
-        if out.len() >= LIMIT {
-            break;
+    let kinds = [
+        Context::Jobs,
+        Context::Nodes,
+        Context::Allocs,
+        Context::Evals,
+    ];
+    let mut found = search(state, text, Mode::IdOrName, &kinds, None);
+    for kind in kinds {
+        for h in found.matches.remove(&kind).unwrap_or_default() {
+            let ns = h.scope.first().map(String::as_str).unwrap_or("");
+            out.push(match kind {
+                Context::Jobs => {
+                    let label = if ns == api::DEFAULT_NAMESPACE {
+                        h.id.clone()
+                    } else {
+                        format!("{} ({ns})", h.id)
+                    };
+                    ("job", label, fmt::job_href(ns, &h.id))
+                }
+                Context::Nodes => (
+                    "client",
+                    format!("{} ({})", h.name, fmt::short(&h.id)),
+                    fmt::node_href(&h.id),
+                ),
+                Context::Allocs => (
+                    "allocation",
+                    format!("{} ({})", fmt::short(&h.id), h.name),
+                    fmt::alloc_href(&h.id),
+                ),
+                _ => {
+                    let status = state
+                        .eval_table()
+                        .get(&h.id)
+                        .map(|e| e.status.clone())
+                        .unwrap_or_default();
+                    (
+                        "evaluation",
+                        format!("{} (job {})", fmt::short(&h.id), h.name),
+                        format!(
+                            "/ui/evaluations?status={}#eval-{}",
+                            fmt::enc(&status),
+                            fmt::enc(&h.id)
+                        ),
+                    )
+                }
+            });
         }
-        if id.to_lowercase().starts_with(&lower) || j.name.to_lowercase().starts_with(&lower) {
-            let label = if ns == api::DEFAULT_NAMESPACE {
-                id.clone()
-            } else {
-                format!("{id} ({ns})")
-            };
-            out.push(("job", label, fmt::job_href(ns, id)));
-        }
-    }
-    for n in state.node_table().values() {
-        if out.len() >= 2 * LIMIT {
-            break;
-        }
-        if n.id.starts_with(text) || n.name.to_lowercase().starts_with(&lower) {
-            out.push((
-                "client",
-                format!("{} ({})", n.name, fmt::short(&n.id)),
-                fmt::node_href(&n.id),
-            ));
-        }
-    }
-    for (id, a) in state
-        .alloc_table()
-        .range(text.to_string()..)
-        .take_while(|(k, _)| k.starts_with(text))
-        .take(LIMIT)
-    {
-        out.push((
-            "allocation",
-            format!("{} ({})", fmt::short(id), a.name),
-            fmt::alloc_href(id),
-        ));
-    }
-    for (id, e) in state
-        .eval_table()
-        .range(text.to_string()..)
-        .take_while(|(k, _)| k.starts_with(text))
-        .take(LIMIT)
-    {
-        out.push((
-            "evaluation",
-            format!("{} (job {})", fmt::short(id), e.job_id),
-            format!(
-                "/ui/evaluations?status={}#eval-{}",
-                fmt::enc(&e.status),
-                fmt::enc(id)
-            ),
-        ));
     }
     out
 }
@@ -91,7 +84,13 @@ pub async fn search(axum::Extension(srv): Srv, Query(q): Query<SearchQuery>) -> 
     if found.len() == 1 {
         return Redirect::to(&found[0].2).into_response();
     }
-    let body = html! {
+    let body = render(text, &found);
+    crate::html(layout::page("Search", Nav::None, state.index(), body))
+}
+
+/// The results page for `text` (when it is not exactly one match, which redirects).
+pub fn render(text: &str, found: &[(&'static str, String, String)]) -> Markup {
+    html! {
         h1 { "Search" }
         @if text.is_empty() {
             p { "Type the beginning of a job, client, allocation or evaluation ID (or a job's or client's name)." }
@@ -102,12 +101,11 @@ pub async fn search(axum::Extension(srv): Srv, Query(q): Query<SearchQuery>) -> 
                 caption { (found.len()) " matches for " (text) }
                 thead { tr { th scope="col" { "Kind" } th scope="col" { "Match" } } }
                 tbody {
-                    @for (kind, label, href) in &found {
+                    @for (kind, label, href) in found {
                         tr { td { (kind) } th scope="row" { a href=(href) { (label) } } }
                     }
                 }
             }
         }
-    };
-    crate::html(layout::page("Search", Nav::None, state.index(), body))
+    }
 }

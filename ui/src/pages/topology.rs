@@ -76,16 +76,18 @@ fn bar(label: &str, used: i64, of: i64, unit: &str) -> Markup {
 }
 
 pub fn render(state: &StateStore, q: &TopologyQuery) -> Markup {
-    let usage = super::clients::usage(state);
     let nodes: Vec<&std::sync::Arc<api::Node>> = state.node_table().values().collect();
     let (mut cpu_used, mut cpu_all, mut mem_used, mut mem_all) = (0i64, 0i64, 0i64, 0i64);
     for n in &nodes {
         let (c, m, _) = n.allocatable();
-        let u = usage.get(n.id.as_str()).copied().unwrap_or_default();
         cpu_all += c;
         mem_all += m;
-        cpu_used += u.cpu;
-        mem_used += u.memory_mb;
+    }
+    // The totals need every live allocation once; each shown node reads only its own.
+    for a in state.alloc_table().values().filter(|a| !a.terminal()) {
+        let ask = scheduler::usage::Ask::of_alloc(a);
+        cpu_used += ask.cpu;
+        mem_used += ask.memory_mb;
     }
     let page = fmt::page_number(&q.page);
     let (shown, pages) = paged(&nodes, page, NODES_PER_PAGE);
@@ -102,7 +104,7 @@ pub fn render(state: &StateStore, q: &TopologyQuery) -> Markup {
             tbody {
                 @for n in shown {
                     @let (c, m, _) = n.allocatable();
-                    @let u = usage.get(n.id.as_str()).copied().unwrap_or_default();
+                    @let u = super::clients::usage_of(state, &n.id);
                     @let jobs = if u.allocs > 0 { by_job(state, &n.id) } else { Vec::new() };
                     tr {
                         th scope="row" { a href=(fmt::node_href(&n.id)) { (if n.name.is_empty() { fmt::short(&n.id) } else { &n.name }) } }

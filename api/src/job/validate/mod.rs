@@ -557,6 +557,7 @@ impl Task {
             check_text(&at, "artifact destination", &a.relative_dest, &mut errs);
             check_text(&at, "artifact source", &a.getter_source, &mut errs);
         }
+        template_problems(&at, &self.templates, &mut errs);
         check_services(&at, &self.services, &mut errs);
         for s in &self.services {
             if !s.task_name.is_empty() && s.task_name != self.name {

@@ -233,6 +233,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut out = Vec::new();
         let mut effects = Effects::default();
+        let started = std::time::Instant::now();
         for entry in entries {
             self.last_applied = Some(entry.log_id);
             let index = entry.log_id.index;
@@ -267,6 +268,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             }
         }
+        ::metrics::histogram!("nomad.raft.fsm.apply").record(crate::metrics::ms_since(started));
         let published = Arc::new(self.state.clone());
         self.publisher.send_replace(published.clone());
         self.hook.applied(&published, effects);
