@@ -205,9 +205,12 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
         cfg.client_routes = client_handle.clone().map(client_agent::client_router);
         cfg.rpc_addr = rpc_addr;
         if local_rpc {
-            // Nomad's dev agent answers RPC on 4647; another agent holding it moves this
-            // one to a free port (logged) rather than failing.
-            cfg.rpc_addr = Some(SocketAddr::from(([127, 0, 0, 1], DEV_RPC_PORT)));
+            // Nomad's dev agent answers RPC on 4647 beside HTTP on 4646; another agent
+            // holding it moves this one to a free port (logged) rather than failing. An
+            // agent told another HTTP port (tests, several dev agents) takes a free one.
+            let default_ports = opts.http_port.or(ports.http).is_none();
+            let port = if default_ports { DEV_RPC_PORT } else { 0 };
+            cfg.rpc_addr = Some(SocketAddr::from(([127, 0, 0, 1], port)));
             cfg.rpc_port_fallback = true;
             cfg.serve_peers = false;
         }

@@ -110,7 +110,7 @@ def main():
         log = open(os.path.join(work, "agent.log"), "wb")
         agent = subprocess.Popen(
             [DROVER, "agent", "-dev", "-node", "pynomad1", "-bind", "127.0.0.1",
-             "-http-port", str(port), "-data-dir", data] + (["-acl-enabled"] if a.acl else []),
+             "-http-port", str(port), "-rpc-port", "4647", "-data-dir", data] + (["-acl-enabled"] if a.acl else []),
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         wait_ready(port, time.time() + 60, data if a.acl else None)
