@@ -2,7 +2,7 @@
 //! start, numeric flags, free loopback ports and memory read from `/proc`.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// The `drover` binary to measure: `DROVER_BIN`, else `target/release/drover`; an error
 /// naming `build` (the command that makes it) when it is missing.
@@ -51,4 +51,20 @@ pub fn status_kib(pid: u32, key: &str) -> u64 {
 /// A process's resident memory in KiB; 0 when it is gone.
 pub fn rss_kib(pid: u32) -> u64 {
     status_kib(pid, "VmRSS:")
+}
+
+/// Bytes of the regular files under `p`, recursively (a data directory's size on disk).
+pub fn dir_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            let Ok(m) = e.metadata() else { continue };
+            total += if m.is_dir() {
+                dir_bytes(&e.path())
+            } else {
+                m.len()
+            };
+        }
+    }
+    total
 }

@@ -7,7 +7,7 @@
 //! `cargo build --release && cargo run --release -p loadtest -- [--writes N] [--concurrency C]`
 
 use anyhow::{bail, Context};
-use loadtest::{arg, free_port, release_binary, rss_kib};
+use loadtest::{arg, dir_bytes, free_port, release_binary, rss_kib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -149,21 +149,6 @@ fn pct(v: &[Duration], p: f64) -> Duration {
         return Duration::ZERO;
     }
     v[((v.len() as f64 * p) as usize).min(v.len() - 1)]
-}
-
-fn dir_bytes(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            total += if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            };
-        }
-    }
-    total
 }
 
 /// p50/p99 of write(4 KiB) + fdatasync on the directory's disk.

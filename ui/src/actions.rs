@@ -371,23 +371,41 @@ pub fn alloc_request(
 
 /// `POST /ui/allocations/<id>/stop|restart|signal` -> `PUT /v1/allocation/<id>/stop`,
 /// `PUT /v1/client/allocation/<id>/restart|signal` (as `drover alloc stop|restart|signal`).
+/// What every allocation action checks first: a same-origin form post, then the
+/// allocation (by ID or prefix) in the state the action is judged against.
+fn posted_alloc(
+    srv: &AppState,
+    headers: &HeaderMap,
+    raw: &str,
+) -> Result<
+    (
+        std::sync::Arc<server::state::StateStore>,
+        std::sync::Arc<api::Allocation>,
+    ),
+    Box<Response>,
+> {
+    same_origin(headers).map_err(|why| Box::new(refused(srv, why)))?;
+    let state = srv.snapshot();
+    match crate::pages::alloc::find_alloc(&state, raw) {
+        Some(a) => Ok((state, a)),
+        None => Err(Box::new(problem(
+            state.index(),
+            StatusCode::NOT_FOUND,
+            "Allocation not found",
+            &format!("There is no allocation {raw:?}."),
+        ))),
+    }
+}
+
 pub async fn alloc_action(
     axum::Extension(srv): Srv,
     Path((raw, op)): Path<(String, String)>,
     headers: HeaderMap,
     Form(f): Form<AllocForm>,
 ) -> Response {
-    if let Err(why) = same_origin(&headers) {
-        return refused(&srv, why);
-    }
-    let state = srv.snapshot();
-    let Some(a) = crate::pages::alloc::find_alloc(&state, &raw) else {
-        return problem(
-            state.index(),
-            StatusCode::NOT_FOUND,
-            "Allocation not found",
-            &format!("There is no allocation {raw:?}."),
-        );
+    let (state, a) = match posted_alloc(&srv, &headers, &raw) {
+        Ok(found) => found,
+        Err(resp) => return *resp,
     };
     let (method, path, body, what, done) = match alloc_request(&a.id, &op, &f) {
         Ok(r) => r,
@@ -547,17 +565,9 @@ pub async fn alloc_exec(
     headers: HeaderMap,
     Form(f): Form<ExecForm>,
 ) -> Response {
-    if let Err(why) = same_origin(&headers) {
-        return refused(&srv, why);
-    }
-    let state = srv.snapshot();
-    let Some(a) = crate::pages::alloc::find_alloc(&state, &raw) else {
-        return problem(
-            state.index(),
-            StatusCode::NOT_FOUND,
-            "Allocation not found",
-            &format!("There is no allocation {raw:?}."),
-        );
+    let (state, a) = match posted_alloc(&srv, &headers, &raw) {
+        Ok(found) => found,
+        Err(resp) => return *resp,
     };
     let (status, result) = match exec_request(&a.id, &f) {
         Err(e) => (StatusCode::BAD_REQUEST, Err(e)),

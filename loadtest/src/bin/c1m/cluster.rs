@@ -152,18 +152,3 @@ pub fn cpu_seconds(pid: u32) -> f64 {
 pub fn rss_mib(pid: u32) -> f64 {
     rss_kib(pid) as f64 / 1024.0
 }
-
-pub fn dir_bytes(p: &Path) -> u64 {
-    let mut total = 0;
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let Ok(m) = e.metadata() else { continue };
-            total += if m.is_dir() {
-                dir_bytes(&e.path())
-            } else {
-                m.len()
-            };
-        }
-    }
-    total
-}

@@ -27,7 +27,8 @@
 mod cluster;
 
 use anyhow::bail;
-use cluster::{cpu_seconds, dir_bytes, rss_mib, Server, Sim};
+use cluster::{cpu_seconds, rss_mib, Server, Sim};
+use loadtest::dir_bytes;
 use loadtest::{arg, release_binary};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
