@@ -129,6 +129,31 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
     );
     let datacenter = opts.datacenter.clone().or(file.datacenter.clone());
     let name = opts.node_name.clone().or(file.name.clone());
+    // `tls { ... }`: loaded (and checked) before anything listens; a missing, unreadable
+    // or mismatched file stops the agent with a sentence naming it.
+    let region = file
+        .region
+        .clone()
+        .unwrap_or_else(|| drover_tls::DEFAULT_REGION.to_string());
+    let tls = match &file.tls {
+        Some(block) => {
+            drover_tls::AgentTls::load(&block.options(&region)).map_err(anyhow::Error::msg)?
+        }
+        None => None,
+    };
+    if let Some(t) = &tls {
+        tracing::info!(
+            http = t.http,
+            rpc = t.rpc,
+            verify_server_hostname = t.verify_server_hostname,
+            verify_https_client = t.verify_https_client,
+            "TLS enabled"
+        );
+    }
+    let servers_tls = match &tls {
+        Some(t) => client_agent::config::ServersTls::new(t).map_err(anyhow::Error::msg)?,
+        None => None,
+    };
     tracing::info!(data_dir = %data_dir.display(), %http_addr, dev = opts.dev, "starting Drover agent");
 
     let shutdown = CancellationToken::new();
@@ -179,6 +204,7 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
             exec: exec_cfg.clone(),
             docker: docker_cfg.clone(),
             http_addr: http_addr.to_string(),
+            tls: servers_tls.clone(),
         })
     });
     let client_cfg = client_cfg.transpose()?;
@@ -218,6 +244,11 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
         // turns it on, since a developer's first scrape should work.
         cfg.prometheus_metrics = telemetry.prometheus_metrics.unwrap_or(opts.dev);
         cfg.log_monitor = Some(logs.clone());
+        cfg.tls = tls
+            .clone()
+            .map(server::ServerTls::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         if let Some(a) = &file.acl {
             cfg.acl.enabled = a.enabled.unwrap_or(false);
             for (text, slot) in [
@@ -325,15 +356,23 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
     }
     if let (Some(cfg), Some(handle)) = (client_cfg, client_handle) {
         if !run_server {
-            // A client-only agent serves its client API on its own HTTP port.
+            // A client-only agent serves its client API on its own HTTP port (over TLS
+            // with `tls { http = true }`).
             let (h, token) = (handle.clone(), shutdown.clone());
             let acl =
                 opts.acl_enabled || file.acl.as_ref().is_some_and(|a| a.enabled == Some(true));
+            let listen = client_agent::http::ListenOptions {
+                tls: match &tls {
+                    Some(t) => client_agent::http::HttpTls::new(t).map_err(anyhow::Error::msg)?,
+                    None => None,
+                },
+                header_read_timeout: http_limits.header_read_timeout,
+            };
             tasks.spawn(async move {
                 if acl {
-                    client_agent::http::serve_relayed_only(http_addr, h, token).await
+                    client_agent::http::serve_relayed_only(http_addr, h, listen, token).await
                 } else {
-                    client_agent::http::serve(http_addr, h, token).await
+                    client_agent::http::serve(http_addr, h, listen, token).await
                 }
                 .context("client HTTP API")
             });
@@ -420,4 +459,26 @@ async fn wait_for_signal(token: CancellationToken) {
         _ = token.cancelled() => return,
     }
     token.cancel();
+    // A stop that hangs (storage gone under it, a peer that never answers) must not keep
+    // the process: a second signal ends it at once, and a watchdog thread (which needs
+    // no runtime, in case the runtime is what hangs) ends it after the grace period.
+    // Acknowledged writes are already on disk, so exiting loses none of them.
+    let grace = shutdown_grace();
+    std::thread::spawn(move || {
+        std::thread::sleep(grace);
+        eprintln!("drover: shutdown did not finish within {grace:?}; exiting");
+        std::process::exit(1);
+    });
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    eprintln!("drover: second signal during shutdown; exiting now");
+    std::process::exit(1);
+}
+
+/// How long a stop may take before the agent exits anyway: `DROVER_SHUTDOWN_GRACE_MS`,
+/// else 30 seconds (tasks' kill timeouts run on the client, not in this wait).
+fn shutdown_grace() -> Duration {
+    env_duration("DROVER_SHUTDOWN_GRACE_MS").unwrap_or(Duration::from_secs(30))
 }

@@ -30,6 +30,39 @@ pub struct AgentFile {
     pub telemetry: Option<Telemetry>,
     /// `acl { enabled = true }`: token checks on every request.
     pub acl: Option<AclBlock>,
+    /// `tls { http = true rpc = true ca_file cert_file key_file }`: TLS on the HTTP API,
+    /// mutual TLS between servers and with client agents.
+    pub tls: Option<TlsBlock>,
+}
+
+/// `tls { ... }`, Nomad's names and defaults (everything off). Paths are read as given
+/// (relative to the agent's working directory).
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsBlock {
+    pub http: Option<bool>,
+    pub rpc: Option<bool>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    pub verify_server_hostname: Option<bool>,
+    pub verify_https_client: Option<bool>,
+}
+
+impl TlsBlock {
+    /// The block as the TLS crate takes it, for `region`.
+    pub fn options(&self, region: &str) -> drover_tls::TlsOptions {
+        drover_tls::TlsOptions {
+            http: self.http.unwrap_or(false),
+            rpc: self.rpc.unwrap_or(false),
+            ca_file: self.ca_file.clone(),
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            verify_server_hostname: self.verify_server_hostname.unwrap_or(false),
+            verify_https_client: self.verify_https_client.unwrap_or(false),
+            region: region.to_string(),
+        }
+    }
 }
 
 /// `acl { ... }`, Nomad's names: `enabled`, and how long resolved tokens, policies and
@@ -177,6 +210,7 @@ impl AgentFile {
             limits: later.limits.or(self.limits),
             telemetry: later.telemetry.or(self.telemetry),
             acl: later.acl.or(self.acl),
+            tls: later.tls.or(self.tls),
             plugin: match (self.plugin, later.plugin) {
                 (Some(mut a), Some(b)) => {
                     a.extend(b);
@@ -240,6 +274,23 @@ mod tests {
         assert!(err.contains("unknown unit"), "{err}");
         assert!(parse_byte_size("99999999999999999999G").is_err());
         assert!(parse_byte_size("M").is_err());
+    }
+
+    #[test]
+    fn a_nomad_tls_block_parses_and_unknown_keys_are_refused() {
+        let f = AgentFile::parse(
+            "tls {\n  http = true\n  rpc = true\n  ca_file = \"ca.pem\"\n  \
+             cert_file = \"s.pem\"\n  key_file = \"s-key.pem\"\n  \
+             verify_server_hostname = true\n  verify_https_client = false\n}\n",
+        )
+        .unwrap();
+        let o = f.tls.unwrap().options("europe");
+        assert!(o.http && o.rpc && o.verify_server_hostname && !o.verify_https_client);
+        assert_eq!(o.ca_file.as_deref(), Some(Path::new("ca.pem")));
+        assert_eq!(o.region, "europe");
+        let e = AgentFile::parse("tls {\n  verify_incoming = true\n}\n").unwrap_err();
+        assert!(e.to_string().contains("verify_incoming"), "{e}");
+        assert_eq!(AgentFile::default().tls, None, "off unless configured");
     }
 
     #[test]

@@ -210,6 +210,14 @@ fn each_route_kind_refuses_missing_unknown_and_weak_tokens_and_admits_the_capabi
             changed: None,
         },
         Row {
+            what: "namespace read",
+            method: "GET",
+            path: "/v1/namespace/default".into(),
+            body: None,
+            rules: r#"namespace "default" { policy = "read" }"#,
+            changed: None,
+        },
+        Row {
             what: "alloc logs",
             method: "GET",
             path: format!("/v1/client/fs/logs/{alloc}?task=t&type=stdout&plain=true"),

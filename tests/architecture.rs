@@ -1,7 +1,8 @@
 //! ARCHITECTURE.md's rules, enforced: the crate graph points one way, the scheduler stays
 //! pure (no async runtime, HTTP, Raft or storage crates in its build, no I/O, clock or
-//! global RNG in its source), the client agent never reaches Raft or the server crate, and
-//! `api` depends on no other Drover crate.
+//! global RNG in its source), the client agent never reaches Raft or the server crate,
+//! `api` depends on no other Drover crate, and `drover-tls` (shared by servers, client
+//! agents and the CLI) depends on none either, so it can never pull a server into an agent.
 //!
 //! The dependency checks ask cargo itself (`cargo metadata`, `cargo tree -p <crate>`, which
 //! resolves features for that crate alone, as `cargo build -p` does).
@@ -11,9 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The workspace's own crates.
-const DROVER_CRATES: [&str; 9] = [
+const DROVER_CRATES: [&str; 10] = [
     "acl",
     "api",
+    "drover-tls",
     "jobspecs",
     "scheduler",
     "server",
@@ -154,11 +156,15 @@ fn crate_dependencies_point_one_way() {
     let allowed: BTreeMap<&str, &[&str]> = BTreeMap::from([
         ("api", &[][..]),
         ("acl", &[][..]),
+        ("drover-tls", &[][..]),
         ("jobspecs", &["api"][..]),
         ("scheduler", &["api"][..]),
-        ("client-agent", &["api"][..]),
+        ("client-agent", &["api", "drover-tls"][..]),
         ("ui", &["api", "scheduler", "server"][..]),
-        ("server", &["api", "acl", "scheduler", "jobspecs"][..]),
+        (
+            "server",
+            &["api", "acl", "scheduler", "jobspecs", "drover-tls"][..],
+        ),
         ("loadtest", &["api", "client-agent"][..]),
     ]);
     let edges = workspace_edges();
@@ -227,6 +233,30 @@ fn the_client_agent_never_reaches_raft_or_the_server_crate() {
         bad.is_empty(),
         "the client agent talks to servers only through api::Client, but depends on {bad:?}"
     );
+}
+
+#[test]
+fn the_tls_crate_depends_on_no_other_drover_crate() {
+    // Servers, client agents and the CLI all use it: a Drover crate under it would reach
+    // every one of them (a server crate under it would put Raft into the agent).
+    let tree = dependency_tree("drover-tls");
+    assert!(
+        tree.contains("rustls"),
+        "cargo tree saw no rustls: {tree:?}"
+    );
+    let others: Vec<&str> = DROVER_CRATES
+        .iter()
+        .copied()
+        .filter(|c| *c != "drover-tls" && tree.contains(*c))
+        .collect();
+    assert!(
+        others.is_empty(),
+        "drover-tls depends on {others:?} (it must not depend on server, client-agent, \
+         scheduler, ui or any other Drover crate)"
+    );
+    // And it is what the agent's TLS comes from, not a path to the server.
+    let agent = dependency_tree("client-agent");
+    assert!(agent.contains("drover-tls"), "{agent:?}");
 }
 
 #[test]

@@ -153,3 +153,67 @@ fn job_run_detach_returns_the_evaluation_id_at_once() {
     let out = agent.cli(&["job", "stop", "detached"]);
     assert!(out.status.success());
 }
+
+/// Holds a blocking query open on the agent (which keeps its HTTP server's graceful stop
+/// waiting) and returns once a second request on the same connection has been answered,
+/// so the blocking one is in the server's hands.
+fn hold_a_blocking_query(agent: &DevAgent) -> std::net::TcpStream {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let host = agent.addr().trim_start_matches("http://").to_string();
+    let mut s = std::net::TcpStream::connect(&host).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let req = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    s.write_all(req("/v1/status/leader").as_bytes()).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut len = 0usize;
+    loop {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            len = v.trim().parse().unwrap();
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    r.by_ref()
+        .take(len as u64)
+        .read_to_end(&mut Vec::new())
+        .unwrap();
+    s.write_all(req("/v1/jobs?index=999999999&wait=60s").as_bytes())
+        .unwrap();
+    // Another connection's answer: the blocking request has long been read by now.
+    assert_eq!(agent.get_json("/v1/status/leader").0, 200);
+    s
+}
+
+#[test]
+fn a_shutdown_held_up_past_its_grace_period_ends_the_process_anyway() {
+    let mut agent = DevAgent::start_with_env(&[("DROVER_SHUTDOWN_GRACE_MS", "200")]);
+    let _held = hold_a_blocking_query(&agent);
+    let st = agent.terminate();
+    assert_eq!(st.code(), Some(1), "exit status {st}");
+    assert!(
+        agent.log().contains("shutdown did not finish within"),
+        "{}",
+        agent.log()
+    );
+}
+
+#[test]
+fn a_second_signal_during_a_held_up_shutdown_ends_the_process_at_once() {
+    let mut agent = DevAgent::start();
+    let _held = hold_a_blocking_query(&agent);
+    let pid = agent.pid() as i32;
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+    wait_for(
+        "the agent to start shutting down",
+        Duration::from_secs(10),
+        || agent.log().contains("caught SIGTERM").then_some(()),
+    );
+    let st = agent.terminate();
+    assert_eq!(st.code(), Some(1), "exit status {st}");
+    assert!(agent.log().contains("second signal"), "{}", agent.log());
+}

@@ -82,7 +82,10 @@ fn variables_round_trip_through_the_api_and_the_cli() {
     assert_eq!(list.as_array().unwrap().len(), 1);
     let out = agent.cli(&["var", "list", "nomad/"]);
     assert!(stdout(&out).contains("nomad/jobs/example/web") && !stdout(&out).contains("other"));
-    // Another namespace is separate; `*` lists all.
+    // Another namespace (which must exist first) is separate; `*` lists all.
+    let ns = json!({ "Name": "prod" });
+    let (status, _, _) = call("PUT", &format!("{a}/v1/namespace/prod"), Some(ns));
+    assert_eq!(status, 200);
     let (status, v, _) = call(
         "PUT",
         &format!("{a}/v1/var/other?namespace=prod"),

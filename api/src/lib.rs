@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod duration;
 pub mod eval;
 pub mod job;
+pub mod namespace;
 pub mod node;
 pub mod operator;
 pub mod plan;
@@ -33,6 +34,7 @@ pub use diff::{DesiredUpdates, DiffType, JobDiff, JobPlanRequest, JobPlanRespons
 pub use dispatch::*;
 pub use eval::*;
 pub use job::*;
+pub use namespace::*;
 pub use node::*;
 pub use operator::*;
 pub use plan::*;

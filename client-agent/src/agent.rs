@@ -474,7 +474,7 @@ async fn watch_allocs(
         let opts = QueryOptions::blocking(index, ALLOC_QUERY_WAIT);
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = client.node_allocations(node_id, &opts) => r,
+            r = client.node_allocations_watch(node_id, &opts) => r,
         };
         match res {
             Ok((allocs, meta)) => {
@@ -592,7 +592,7 @@ pub async fn run_with(
     let updates = PendingUpdates::new();
     let services = ServiceRegistry::new();
     let shutdown = shutdown.child_token();
-    let client = Client::with_addresses(&config.servers);
+    let client = config.servers_client()?;
     handle.set_servers_client(client.clone());
 
     handle.set_node(Arc::new(node.clone()));

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AgentConfig {
@@ -26,4 +27,44 @@ pub struct AgentConfig {
     pub docker: crate::driver::docker::DockerPluginConfig,
     /// This agent's advertised HTTP address (`host:port`), for `Node.HTTPAddr`.
     pub http_addr: String,
+    /// `tls { rpc = true }`: servers are dialled over https with this agent's certificate
+    /// (`client.<region>.nomad`), theirs checked against the CA (and for
+    /// `server.<region>.nomad` with `verify_server_hostname`).
+    pub tls: Option<ServersTls>,
+}
+
+/// How a client agent dials its servers over TLS (built once, from the `tls` block).
+#[derive(Debug, Clone)]
+pub struct ServersTls {
+    dialer: Arc<drover_tls::rustls::ClientConfig>,
+}
+
+impl ServersTls {
+    /// `None` unless the agent's TLS covers RPC.
+    pub fn new(tls: &drover_tls::AgentTls) -> Result<Option<Self>, drover_tls::TlsError> {
+        if !tls.rpc {
+            return Ok(None);
+        }
+        Ok(Some(ServersTls {
+            dialer: Arc::new(tls.dialer()?),
+        }))
+    }
+}
+
+impl PartialEq for ServersTls {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.dialer, &other.dialer)
+    }
+}
+
+impl AgentConfig {
+    /// The client for this agent's servers: https with its certificate when `tls` is
+    /// set, plain HTTP otherwise.
+    pub fn servers_client(&self) -> anyhow::Result<api::Client> {
+        match &self.tls {
+            Some(t) => api::Client::with_addresses_tls(&self.servers, (*t.dialer).clone())
+                .map_err(anyhow::Error::msg),
+            None => Ok(api::Client::with_addresses(&self.servers)),
+        }
+    }
 }

@@ -67,14 +67,15 @@ impl ClientHandle {
         *self.inner.servers.write().expect("servers lock") = Some(client);
     }
 
-    /// The servers' addresses the agent talks to (`host:port`); empty while it starts.
+    /// The servers' addresses the agent talks to (`host:port`, as Nomad lists them,
+    /// whether they are dialled over http or https); empty while it starts.
     pub fn servers(&self) -> Vec<String> {
         let client = self.inner.servers.read().expect("servers lock").clone();
         client
             .map(|c| c.addresses())
             .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.trim_start_matches("http://").to_string())
+            .iter()
+            .map(|a| without_scheme(a).to_string())
             .collect()
     }
 
@@ -159,5 +160,37 @@ impl ClientHandle {
             reply,
         })
         .await
+    }
+}
+
+/// `addr` without its `http://` or `https://` prefix.
+fn without_scheme(addr: &str) -> &str {
+    addr.strip_prefix("https://")
+        .or_else(|| addr.strip_prefix("http://"))
+        .unwrap_or(addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_addresses_are_listed_without_either_scheme() {
+        assert_eq!(without_scheme("http://10.0.0.1:4647"), "10.0.0.1:4647");
+        assert_eq!(without_scheme("https://10.0.0.1:4647"), "10.0.0.1:4647");
+        assert_eq!(without_scheme("10.0.0.1:4647"), "10.0.0.1:4647");
+        assert_eq!(without_scheme("https://[::1]:4647"), "[::1]:4647");
+    }
+
+    #[test]
+    fn a_tls_agents_server_list_shows_no_https_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = ClientHandle::with_drivers(dir.path(), Drivers::default());
+        assert!(h.servers().is_empty(), "nothing while the agent starts");
+        h.set_servers_client(api::Client::with_addresses(&[
+            "https://127.0.0.1:4647".to_string(),
+            "http://127.0.0.2:4647".to_string(),
+        ]));
+        assert_eq!(h.servers(), ["127.0.0.1:4647", "127.0.0.2:4647"]);
     }
 }

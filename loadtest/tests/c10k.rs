@@ -13,11 +13,10 @@ fn drover_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/drover"))
 }
 
-// Not in the default run yet: against the debug build on a 2-core machine one run took
-// 83 s and the next two did not finish within 15 minutes (issue 15 is the work that makes
-// the pipeline hold this load). Run it with `cargo test -p loadtest -- --ignored`.
+// Against the debug build on the 2-core machine this takes about 15 s of load (30 s with
+// the nodes' registration); the harness gives up after 5 minutes, so a pipeline that
+// stalls fails the run instead of hanging it.
 #[test]
-#[ignore = "C10K against the debug build is not yet reliable on 2 cores; issue 15"]
 fn c10k_places_and_runs_every_allocation_with_no_node_marked_down() {
     let drover = drover_bin();
     assert!(
@@ -26,7 +25,7 @@ fn c10k_places_and_runs_every_allocation_with_no_node_marked_down() {
         drover.display()
     );
     let out = Command::new(env!("CARGO_BIN_EXE_c1m"))
-        .args(["--scale", "c10k", "--timeout-s", "900"])
+        .args(["--scale", "c10k", "--timeout-s", "300"])
         .env("DROVER_BIN", &drover)
         .env("NODE_SIM_BIN", env!("CARGO_BIN_EXE_node-sim"))
         .output()

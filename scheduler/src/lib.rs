@@ -53,6 +53,13 @@ pub trait State {
     fn allocs_by_job(&self, namespace: &str, job_id: &str) -> Vec<Arc<api::Allocation>>;
     /// All allocations on a node, terminal ones included.
     fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<api::Allocation>>;
+    /// The summed load of the node's live allocations, when the state keeps it as a
+    /// counter ([`usage::NodeLoad::of_alloc`] per allocation); `None` makes the scheduler
+    /// add up [`State::allocs_by_node`] itself.
+    fn node_load(&self, node_id: &str) -> Option<usage::NodeLoad> {
+        let _ = node_id;
+        None
+    }
     /// The job's newest deployment (any status), if it has one.
     fn latest_deployment(&self, namespace: &str, job_id: &str) -> Option<Arc<api::Deployment>> {
         let _ = (namespace, job_id);

@@ -20,8 +20,8 @@ struct Inner {
     enabled: bool,
     /// Ready to run, highest priority first, then oldest first.
     ready: BTreeMap<(std::cmp::Reverse<i32>, u64, String), Arc<Evaluation>>,
-    /// Evaluations handed to a worker and not yet acknowledged.
-    unacked: HashMap<String, JobKey>,
+    /// Evaluations handed to a worker and not yet acknowledged, with the lease's token.
+    unacked: HashMap<String, (JobKey, u64)>,
     /// Jobs with an evaluation in a worker's hands.
     inflight_jobs: HashSet<JobKey>,
     /// Evaluations waiting for their job's in-flight evaluation to finish.
@@ -37,6 +37,25 @@ struct Inner {
 pub struct EvalBroker {
     inner: Mutex<Inner>,
     notify: Notify,
+    /// The last lease token handed out. Never reset, not even when leadership goes and
+    /// comes back, so a worker that outlived a leadership change holds a token that no
+    /// longer matches anything (Nomad's eval token).
+    last_token: std::sync::atomic::AtomicU64,
+}
+
+/// An evaluation handed to one worker: only the holder of the current lease may have its
+/// plan applied, acknowledge or hand it back.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub eval: Arc<Evaluation>,
+    pub token: u64,
+}
+
+impl std::ops::Deref for Lease {
+    type Target = Evaluation;
+    fn deref(&self) -> &Evaluation {
+        &self.eval
+    }
 }
 
 /// Counts for `/v1/agent/self` stats and tests.
@@ -121,7 +140,7 @@ impl EvalBroker {
     }
 
     /// Wait for the next evaluation to schedule.
-    pub async fn dequeue(&self) -> Arc<Evaluation> {
+    pub async fn dequeue(&self) -> Lease {
         loop {
             let notified = self.notify.notified();
             if let Some(e) = self.try_dequeue() {
@@ -131,7 +150,7 @@ impl EvalBroker {
         }
     }
 
-    pub fn try_dequeue(&self) -> Option<Arc<Evaluation>> {
+    pub fn try_dequeue(&self) -> Option<Lease> {
         let mut g = self.lock();
         if !g.enabled {
             return None;
@@ -146,16 +165,37 @@ impl EvalBroker {
             }
             break eval;
         };
+        let token = 1 + self
+            .last_token
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         g.inflight_jobs.insert(job_key(&eval));
-        g.unacked.insert(eval.id.clone(), job_key(&eval));
-        Some(eval)
+        g.unacked.insert(eval.id.clone(), (job_key(&eval), token));
+        Some(Lease { eval, token })
+    }
+
+    /// Whether `token` is the current lease of evaluation `eval_id`: false once it was
+    /// acknowledged or handed back, and after a leadership change.
+    pub fn outstanding(&self, eval_id: &str, token: u64) -> bool {
+        self.lock()
+            .unacked
+            .get(eval_id)
+            .is_some_and(|(_, t)| *t == token)
+    }
+
+    /// Takes the lease back if `token` is current (a stale holder's word changes nothing).
+    fn release(g: &mut Inner, eval_id: &str, token: u64) -> Option<JobKey> {
+        match g.unacked.get(eval_id) {
+            Some((_, t)) if *t == token => g.unacked.remove(eval_id).map(|(k, _)| k),
+            _ => None,
+        }
     }
 
     /// The worker is done with this evaluation; the job's next one may run.
-    pub fn ack(&self, eval_id: &str) {
+    pub fn ack(&self, lease: &Lease) {
         let mut g = self.lock();
-        g.known.remove(eval_id);
-        if let Some(key) = g.unacked.remove(eval_id) {
+        let eval_id = lease.eval.id.as_str();
+        if let Some(key) = Self::release(&mut g, eval_id, lease.token) {
+            g.known.remove(eval_id);
             g.inflight_jobs.remove(&key);
             let next = g.waiting.get_mut(&key).and_then(|q| q.pop_front());
             if g.waiting.get(&key).is_some_and(|q| q.is_empty()) {
@@ -170,11 +210,11 @@ impl EvalBroker {
     }
 
     /// The worker failed to process it: release the job and run it again.
-    pub fn nack(&self, eval: Arc<Evaluation>) {
+    pub fn nack(&self, lease: Lease) {
         let mut g = self.lock();
-        if let Some(key) = g.unacked.remove(&eval.id) {
+        if let Some(key) = Self::release(&mut g, &lease.eval.id, lease.token) {
             g.inflight_jobs.remove(&key);
-            Self::make_ready(&mut g, eval);
+            Self::make_ready(&mut g, lease.eval);
         }
         drop(g);
         self.notify.notify_one();
@@ -255,8 +295,32 @@ mod tests {
         // a2 waits for a1; b1 may run.
         assert_eq!(b.try_dequeue().unwrap().id, "b1");
         assert!(b.try_dequeue().is_none());
-        b.ack("a1");
+        b.ack(&first);
         assert_eq!(b.try_dequeue().unwrap().id, "a2");
+    }
+
+    #[test]
+    fn a_lease_from_before_a_leadership_change_matches_nothing_and_changes_nothing() {
+        let b = EvalBroker::default();
+        b.set_enabled(true);
+        b.enqueue(eval("e", "job", 50, 1), 0);
+        let stale = b.try_dequeue().unwrap();
+        assert!(b.outstanding("e", stale.token));
+        // Leadership lost and won back: the evaluation is enqueued again from state.
+        b.set_enabled(false);
+        b.set_enabled(true);
+        b.enqueue(eval("e", "job", 50, 1), 0);
+        let current = b.try_dequeue().unwrap();
+        assert_ne!(current.token, stale.token);
+        assert!(!b.outstanding("e", stale.token));
+        assert!(b.outstanding("e", current.token));
+        // The stale worker's ack or nack neither frees the job nor requeues the eval.
+        b.ack(&stale);
+        b.nack(stale);
+        assert!(b.outstanding("e", current.token));
+        assert!(b.try_dequeue().is_none());
+        b.ack(&current);
+        assert!(!b.outstanding("e", current.token));
     }
 
     #[test]

@@ -62,10 +62,10 @@ fn is_member(server: &Server) -> bool {
 
 /// Runs until this server belongs to a cluster (or shutdown).
 pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .expect("static reqwest configuration");
+    let config = &server.config;
+    let http = config.peer_client("join", || {
+        reqwest::Client::builder().timeout(Duration::from_secs(2))
+    });
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tokio::select! {
@@ -79,7 +79,7 @@ pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
         let mut peers = Vec::new();
         for addr in &server.config.join {
             if let Ok(r) = http
-                .get(format!("http://{addr}/v1/internal/cluster/info"))
+                .get(config.rpc_url(addr, "/v1/internal/cluster/info"))
                 .send()
                 .await
             {
@@ -98,7 +98,7 @@ pub async fn join_loop(server: Arc<Server>, shutdown: CancellationToken) {
                 node: server.config.server_node(),
             };
             match http
-                .post(format!("http://{addr}/v1/internal/cluster/join"))
+                .post(config.rpc_url(addr, "/v1/internal/cluster/join"))
                 .timeout(Duration::from_secs(30))
                 .json(&req)
                 .send()
@@ -260,16 +260,20 @@ pub async fn transfer_leadership(server: &Server, target: NodeId) -> Result<(), 
         .get_node(&target)
         .cloned()
         .ok_or_else(|| WriteError::Rejected("target not found".into()))?;
-    let http = reqwest::Client::new();
+    let http = server
+        .config
+        .peer_client("transfer", reqwest::Client::builder);
     // Keep the other followers from standing themselves while the leases run out.
     let hold = server.config.election_timeout * 10;
     for (id, n) in m.membership_config.membership().nodes() {
         if *id != target && *id != server.node_id {
             let _ = http
-                .post(format!(
-                    "http://{}/v1/internal/cluster/hold-elections?ms={}",
-                    n.rpc_addr,
-                    hold.as_millis()
+                .post(server.config.rpc_url(
+                    &n.rpc_addr,
+                    &format!(
+                        "/v1/internal/cluster/hold-elections?ms={}",
+                        hold.as_millis()
+                    ),
                 ))
                 .timeout(Duration::from_secs(2))
                 .send()
@@ -284,10 +288,11 @@ pub async fn transfer_leadership(server: &Server, target: NodeId) -> Result<(), 
     tokio::time::sleep(server.config.election_timeout * 2).await;
     while tokio::time::Instant::now() < deadline {
         let _ = http
-            .post(format!(
-                "http://{}/v1/internal/cluster/elect",
-                node.rpc_addr
-            ))
+            .post(
+                server
+                    .config
+                    .rpc_url(&node.rpc_addr, "/v1/internal/cluster/elect"),
+            )
             .timeout(Duration::from_secs(2))
             .send()
             .await;

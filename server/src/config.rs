@@ -80,6 +80,92 @@ pub struct ServerConfig {
     pub acl: AclConfig,
     /// This process's log lines for `GET /v1/agent/monitor` (none: the route answers 501).
     pub log_monitor: Option<crate::log_monitor::LogMonitor>,
+    /// `tls { ... }`: TLS on the HTTP API and/or mutual TLS on the RPC listener and to
+    /// peers (none: plain HTTP everywhere, Nomad's default).
+    pub tls: Option<ServerTls>,
+}
+
+/// A server's TLS, built once at start from the agent's `tls` block: the listeners'
+/// acceptors and the configuration peers are dialled with (this server's certificate,
+/// theirs checked for `server.<region>.nomad`).
+#[derive(Clone)]
+pub struct ServerTls {
+    pub settings: Arc<drover_tls::AgentTls>,
+    rpc_acceptor: Arc<drover_tls::rustls::ServerConfig>,
+    http_acceptor: Arc<drover_tls::rustls::ServerConfig>,
+    dialer: Arc<drover_tls::rustls::ClientConfig>,
+    /// The HTTP clients built on `dialer`, one per use (their timeouts differ).
+    clients: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, reqwest::Client>>>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.settings.fmt(f)
+    }
+}
+
+impl ServerTls {
+    pub fn new(settings: drover_tls::AgentTls) -> Result<Self, drover_tls::TlsError> {
+        Ok(ServerTls {
+            rpc_acceptor: settings.rpc_acceptor()?,
+            http_acceptor: settings.http_acceptor()?,
+            dialer: Arc::new(settings.dialer()?),
+            settings: Arc::new(settings),
+            clients: Default::default(),
+        })
+    }
+}
+
+impl ServerConfig {
+    /// The scheme of peer servers' RPC addresses: `https` with `tls { rpc = true }`.
+    pub fn rpc_scheme(&self) -> &'static str {
+        match &self.tls {
+            Some(t) if t.settings.rpc => "https",
+            _ => "http",
+        }
+    }
+
+    /// `http(s)://<addr>` for a peer's RPC address.
+    pub fn rpc_url(&self, addr: &str, path_and_query: &str) -> String {
+        format!("{}://{addr}{path_and_query}", self.rpc_scheme())
+    }
+
+    /// An HTTP client for peer servers' RPC listeners, built from `builder` (timeouts)
+    /// the first time `purpose` asks, and kept: with `tls { rpc = true }` it presents
+    /// this server's certificate and checks theirs.
+    pub fn peer_client(
+        &self,
+        purpose: &'static str,
+        builder: impl FnOnce() -> reqwest::ClientBuilder,
+    ) -> reqwest::Client {
+        let build = |b: reqwest::ClientBuilder| b.build().expect("static reqwest configuration");
+        let Some(tls) = self.tls.as_ref().filter(|t| t.settings.rpc) else {
+            return build(builder());
+        };
+        let mut clients = tls.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(purpose)
+            .or_insert_with(|| build(builder().use_preconfigured_tls((*tls.dialer).clone())))
+            .clone()
+    }
+
+    /// The RPC listener's TLS, with `tls { rpc = true }`.
+    pub fn rpc_listen_tls(&self) -> Option<http::listen::ListenTls> {
+        let t = self.tls.as_ref().filter(|t| t.settings.rpc)?;
+        Some(http::listen::ListenTls {
+            config: t.rpc_acceptor.clone(),
+            region: t.settings.region.clone(),
+        })
+    }
+
+    /// The HTTP API's TLS, with `tls { http = true }`.
+    pub fn http_listen_tls(&self) -> Option<http::listen::ListenTls> {
+        let t = self.tls.as_ref().filter(|t| t.settings.http)?;
+        Some(http::listen::ListenTls {
+            config: t.http_acceptor.clone(),
+            region: t.settings.region.clone(),
+        })
+    }
 }
 
 /// `acl { enabled token_ttl policy_ttl role_ttl }`, Nomad's names. The TTLs bound how
@@ -143,6 +229,7 @@ impl ServerConfig {
             prometheus_metrics: true,
             acl: AclConfig::default(),
             log_monitor: None,
+            tls: None,
         }
     }
 

@@ -19,9 +19,14 @@ pub(crate) async fn leadership_loop(server: Arc<Server>) {
         }
         let is_leader = server.is_leader();
         if is_leader && !leading {
+            // Serve as leader only once this server has applied everything committed
+            // before it took over (its own first entry commits after all of them):
+            // evaluations restored from an older state would be scheduled again.
+            if let Err(e) = server.write(Command::Noop).await {
+                tracing::warn!(error = %e, "cannot commit the new leader's first entry; trying again");
+                continue;
+            }
             leading = true;
-            // Wait until this leader has applied everything committed before it took over.
-            let _ = server.write(Command::Noop).await;
             establish_leadership(&server);
         } else if !is_leader && leading {
             leading = false;

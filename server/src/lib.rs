@@ -6,6 +6,7 @@
 //! send plans to the one plan applier, which commits what still fits.
 
 pub mod broker;
+pub mod client_updates;
 pub mod cluster;
 mod config;
 pub mod deployments;
@@ -26,7 +27,7 @@ pub mod search;
 pub mod state;
 pub mod worker;
 
-pub use crate::config::{AclConfig, ServerConfig, DEFAULT_JOB_MAX_SOURCE_SIZE};
+pub use crate::config::{AclConfig, ServerConfig, ServerTls, DEFAULT_JOB_MAX_SOURCE_SIZE};
 
 use crate::broker::EvalBroker;
 use crate::fsm::{Command, Effects, Response};
@@ -42,7 +43,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Errors a write can end in, each with the HTTP status it maps to.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("no cluster leader")]
     NoLeader,
@@ -104,6 +105,8 @@ pub struct Server {
     pub events: Arc<events::EventBroker>,
     pub heartbeats: Arc<Heartbeats>,
     pub plans: mpsc::Sender<plan_apply::PlanRequest>,
+    /// Agents' status reports, written several to an entry (`client_updates.rs`).
+    pub client_updates: mpsc::Sender<client_updates::Report>,
     /// When the leader last reached this server (followers), for `X-Nomad-LastContact`.
     pub last_leader_contact: std::sync::Mutex<Option<std::time::Instant>>,
     /// Snapshots received from a leader and installed (a lagging follower catching up).
@@ -338,6 +341,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
             app,
             limits,
             Some(exempt),
+            server.config.rpc_listen_tls(),
             token,
         )));
     }
@@ -351,6 +355,7 @@ pub async fn run(config: ServerConfig, shutdown: CancellationToken) -> anyhow::R
         app,
         server.config.http_limits,
         None,
+        server.config.http_listen_tls(),
         shutdown.clone(),
     )
     .await;
@@ -475,6 +480,7 @@ pub async fn start(
         Arc::new(raft_config),
         raft::network::HttpNetwork::new(
             Some(config.http_addr.ip()).filter(|ip| !ip.is_unspecified()),
+            &config,
         ),
         log_store.clone(),
         sm,
@@ -493,6 +499,7 @@ pub async fn start(
     }
 
     let (plan_tx, plan_rx) = mpsc::channel(64);
+    let (updates_tx, updates_rx) = mpsc::channel(4096);
     let heartbeats = Arc::new(Heartbeats::new(
         config.heartbeat_ttl,
         config.heartbeat_grace,
@@ -506,6 +513,7 @@ pub async fn start(
         events: event_broker,
         heartbeats,
         plans: plan_tx,
+        client_updates: updates_tx,
         last_leader_contact: std::sync::Mutex::new(None),
         snapshots_installed,
         keyring,
@@ -519,6 +527,7 @@ pub async fn start(
             .unwrap_or_default()
     });
     tokio::spawn(plan_apply::run(server.clone(), plan_rx));
+    tokio::spawn(client_updates::run(server.clone(), updates_rx));
     for i in 0..server.config.workers.max(1) {
         tokio::spawn(worker::run(server.clone(), i));
     }
@@ -577,5 +586,24 @@ mod tests {
         );
         std::fs::write(dir.path().join("node-id"), "42\n").unwrap();
         assert_eq!(load_node_id(&c, true).unwrap(), 42);
+    }
+
+    #[tokio::test]
+    async fn a_taken_rpc_port_moves_a_fallback_listener_to_a_free_port_and_fails_otherwise() {
+        let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = held.local_addr().unwrap();
+        let mut c = config(1, &[]);
+        c.rpc_addr = Some(taken);
+        let err = bind_listeners(&mut c.clone())
+            .await
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("for Raft RPC"), "{err}");
+        c.rpc_port_fallback = true;
+        let (_http, rpc) = bind_listeners(&mut c).await.unwrap();
+        let bound = rpc.unwrap().local_addr().unwrap();
+        assert_ne!(bound, taken);
+        assert_eq!(c.rpc_addr, Some(bound));
     }
 }

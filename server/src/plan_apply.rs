@@ -16,6 +16,10 @@ pub struct PlanRequest {
     pub plan: Plan,
     /// The evaluation's final state, committed with the plan when all of it fits.
     pub eval_update: Option<Evaluation>,
+    /// The worker's lease on the evaluation ([`crate::broker::Lease`]): a plan from a
+    /// worker whose lease is gone (acknowledged, or from before a leadership change,
+    /// when another worker may already have placed the same allocations) is refused.
+    pub eval_token: u64,
     pub respond: oneshot::Sender<Result<AppliedPlan, WriteError>>,
 }
 
@@ -46,7 +50,16 @@ impl AppliedPlan {
 pub async fn run(server: Arc<Server>, mut rx: mpsc::Receiver<PlanRequest>) {
     while let Some(req) = rx.recv().await {
         let started = std::time::Instant::now();
-        let res = apply_one(&server, req.plan, req.eval_update).await;
+        let res = if server.broker.outstanding(&req.plan.eval_id, req.eval_token) {
+            apply_one(&server, req.plan, req.eval_update).await
+        } else {
+            tracing::warn!(eval_id = %req.plan.eval_id, "plan refused: its worker no longer holds the evaluation");
+            Err(WriteError::Rejected(format!(
+                "evaluation {} is not outstanding under this token: a leadership change or \
+                 another worker took it over",
+                req.plan.eval_id
+            )))
+        };
         ::metrics::histogram!("nomad.nomad.plan.apply").record(crate::metrics::ms_since(started));
         let _ = req.respond.send(res);
     }

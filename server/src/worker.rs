@@ -1,6 +1,7 @@
 //! Scheduling workers: take an evaluation from the broker, run the pure scheduler on a
 //! snapshot, and hand the plan to the plan applier.
 
+use crate::broker::Lease;
 use crate::fsm::Command;
 use crate::plan_apply::{AppliedPlan, PlanRequest};
 use crate::state::StateStore;
@@ -28,21 +29,19 @@ pub const FOLLOW_UP_JITTER: Duration = Duration::from_secs(5);
 pub async fn run(server: Arc<Server>, worker: usize) {
     loop {
         wait_while_paused(&server).await;
-        let eval = server.broker.dequeue().await;
+        let lease = server.broker.dequeue().await;
         if server.snapshot().scheduler_config().pause_eval_broker {
             // Paused while this worker waited: hand it back untouched.
-            server.broker.nack(eval);
+            server.broker.nack(lease);
             continue;
         }
-        tracing::debug!(worker, eval_id = %eval.id, job = %eval.job_id, "processing evaluation");
-        match process(&server, &eval).await {
-            Ok(()) => server.broker.ack(&eval.id),
+        tracing::debug!(worker, eval_id = %lease.id, job = %lease.job_id, "processing evaluation");
+        match process(&server, &lease).await {
+            Ok(()) => server.broker.ack(&lease),
             Err(e) => {
-                tracing::warn!(eval_id = %eval.id, error = %e, "evaluation failed; retrying");
+                tracing::warn!(eval_id = %lease.id, error = %e, "evaluation failed; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
-                if server.broker.enabled() {
-                    server.broker.nack(eval);
-                }
+                server.broker.nack(lease);
             }
         }
     }
@@ -145,7 +144,8 @@ async fn schedule_blocking(
 /// length): each attempt re-reads state at the applier's refresh index, switches from
 /// bin-packing to spreading after a fruitless refusal, and gives up (failed + follow-up)
 /// after too many attempts; splitting it would scatter that retry state.
-async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), WriteError> {
+async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> {
+    let eval = &lease.eval;
     let mut min_index = eval.modify_index;
     // Bin-packing sends every worker to the same fullest nodes, so a small plan racing
     // big ones can lose every time. After a refusal that placed nothing, the re-plan
@@ -211,6 +211,7 @@ async fn process(server: &Arc<Server>, eval: &Arc<Evaluation>) -> Result<(), Wri
             .send(PlanRequest {
                 plan,
                 eval_update: Some(update),
+                eval_token: lease.token,
                 respond: tx,
             })
             .await

@@ -96,10 +96,18 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<Alloc
     if prefix.is_empty() {
         anyhow::bail!("An allocation ID (or a prefix of one) is required");
     }
+    let ns = client.namespace();
     lookup::matching(
         Kind::Alloc,
         prefix,
-        |o| async move { client.allocations(&o).await },
+        |o| async move {
+            let (allocs, meta) = client.allocations(&o).await?;
+            let allocs = allocs
+                .into_iter()
+                .filter(|a| lookup::in_namespace(ns, &a.namespace))
+                .collect();
+            Ok((allocs, meta))
+        },
         |a| &a.id,
     )
     .await

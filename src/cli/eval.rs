@@ -17,10 +17,18 @@ pub struct StatusArgs {
 
 /// Evaluations whose ID starts with `prefix`; just the one if an ID equals it.
 pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<Evaluation>> {
+    let ns = client.namespace();
     lookup::matching(
         Kind::Eval,
         prefix,
-        |o| async move { client.evaluations(&o).await },
+        |o| async move {
+            let (evals, meta) = client.evaluations(&o).await?;
+            let evals = evals
+                .into_iter()
+                .filter(|e| lookup::in_namespace(ns, &e.namespace))
+                .collect();
+            Ok((evals, meta))
+        },
         |e| &e.id,
     )
     .await

@@ -48,6 +48,22 @@ where
     Ok(narrow(items, prefix, id))
 }
 
+/// Whether an object in namespace `ns` is one a command run with `wanted` (the client's
+/// namespace: none means `default`, `*` every namespace) may name. Lists are asked with
+/// `?namespace=`; this also keeps a server that lists every namespace's allocations or
+/// evaluations from letting a prefix match an object of another namespace.
+pub fn in_namespace(wanted: Option<&str>, ns: &str) -> bool {
+    let ns = if ns.is_empty() {
+        api::DEFAULT_NAMESPACE
+    } else {
+        ns
+    };
+    match wanted.unwrap_or(api::DEFAULT_NAMESPACE) {
+        "*" => true,
+        w => w == ns,
+    }
+}
+
 /// Keep what starts with `prefix` (in case a server ignores `?prefix=`), and only the
 /// exact match if there is one.
 pub fn narrow<T>(items: Vec<T>, prefix: &str, id: impl Fn(&T) -> &str) -> Vec<T> {
@@ -151,6 +167,18 @@ mod tests {
             narrow(ids, "we", |s| s),
             vec!["web".to_string(), "web-2".to_string()]
         );
+    }
+
+    #[test]
+    fn only_objects_of_the_clients_namespace_match() {
+        assert!(in_namespace(None, "default"));
+        assert!(in_namespace(None, ""));
+        assert!(!in_namespace(None, "team-a"));
+        assert!(in_namespace(Some("team-a"), "team-a"));
+        assert!(!in_namespace(Some("team-a"), "default"));
+        assert!(!in_namespace(Some("team-a"), ""));
+        assert!(in_namespace(Some("*"), "team-b"));
+        assert!(in_namespace(Some("default"), ""));
     }
 
     #[test]

@@ -17,10 +17,12 @@ pub mod format;
 pub mod job;
 pub mod lookup;
 pub mod monitor;
+pub mod namespace;
 pub mod node;
 pub mod operator;
 pub mod service;
 pub mod system;
+pub mod tls;
 pub mod ui;
 pub mod var;
 
@@ -43,6 +45,23 @@ pub struct Cli {
     /// The ACL token's secret ID sent with every request [env: NOMAD_TOKEN]
     #[arg(long, global = true, value_name = "SECRET")]
     pub token: Option<String>,
+
+    /// The namespace of the jobs, allocations, variables... a command works on (`*`: all,
+    /// in lists) [env: NOMAD_NAMESPACE] [default: default]
+    #[arg(long, global = true, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+
+    /// PEM CA certificate the server's certificate is checked against [env: NOMAD_CACERT]
+    #[arg(long = "ca-cert", global = true, value_name = "FILE")]
+    pub ca_cert: Option<String>,
+
+    /// PEM client certificate presented to the server [env: NOMAD_CLIENT_CERT]
+    #[arg(long = "client-cert", global = true, value_name = "FILE")]
+    pub client_cert: Option<String>,
+
+    /// PEM key of the client certificate [env: NOMAD_CLIENT_KEY]
+    #[arg(long = "client-key", global = true, value_name = "FILE")]
+    pub client_key: Option<String>,
 
     /// Print the version and exit.
     #[arg(long = "version", short = 'v', id = "show_version")]
@@ -96,6 +115,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: acl::AclCommand,
     },
+    /// Work with namespaces: apply, list, status, delete.
+    Namespace {
+        #[command(subcommand)]
+        cmd: namespace::NamespaceCommand,
+    },
     /// Work with the cluster's servers.
     Server {
         #[command(subcommand)]
@@ -119,6 +143,11 @@ pub enum Command {
     Monitor(agent_monitor::MonitorArgs),
     /// Open the web UI, at the job, allocation or node an ID (prefix) names.
     Ui(ui::UiArgs),
+    /// Create a CA and agent certificates for TLS: `tls ca create`, `tls cert create`.
+    Tls {
+        #[command(subcommand)]
+        cmd: tls::TlsCommand,
+    },
     /// Print the version.
     Version,
     /// Alias of `job run`.
@@ -298,6 +327,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         .token
         .or_else(|| std::env::var("NOMAD_TOKEN").ok())
         .filter(|t| !t.trim().is_empty());
+    let namespace = resolve_namespace(cli.namespace);
+    tls::export_flags(&cli.ca_cert, &cli.client_cert, &cli.client_key);
     match command {
         Command::Version => {
             print_version();
@@ -305,7 +336,8 @@ pub fn run(args: Vec<OsString>) -> i32 {
         }
         Command::Agent(args) => agent::run(args),
         Command::Fmt(args) => fmt::run(args),
-        other => block_on(dispatch(other, address, token)),
+        Command::Tls { cmd } => tls::run(cmd),
+        other => block_on(dispatch(other, address, token, namespace)),
     }
 }
 
@@ -317,6 +349,17 @@ pub fn resolve_address(flag: Option<String>) -> String {
         .or_else(|| set(std::env::var("NOMAD_ADDR").ok()))
         .or_else(|| set(std::env::var("DROVER_ADDR").ok()))
         .unwrap_or_else(|| "http://127.0.0.1:4646".to_string())
+}
+
+/// `-namespace`, else `NOMAD_NAMESPACE`, else none (the server's `default`).
+pub fn resolve_namespace(flag: Option<String>) -> Option<String> {
+    pick_namespace(flag, std::env::var("NOMAD_NAMESPACE").ok())
+}
+
+/// [`resolve_namespace`] over given values; an empty or blank value counts as unset.
+fn pick_namespace(flag: Option<String>, env: Option<String>) -> Option<String> {
+    let set = |v: Option<String>| v.filter(|n| !n.trim().is_empty());
+    set(flag).or_else(|| set(env))
 }
 
 fn print_version() {
@@ -344,8 +387,15 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<i32>>>(fut: F) -> i32
     }
 }
 
-async fn dispatch(command: Command, address: String, token: Option<String>) -> anyhow::Result<i32> {
-    let client = api::Client::new(&address).with_token(token.as_deref());
+async fn dispatch(
+    command: Command,
+    address: String,
+    token: Option<String>,
+    namespace: Option<String>,
+) -> anyhow::Result<i32> {
+    let client = tls::api_client(&address)?
+        .with_token(token.as_deref())
+        .with_namespace(namespace);
     match command {
         Command::Job { cmd } => match cmd {
             JobCommand::Init(a) => job::init(a),
@@ -410,6 +460,7 @@ async fn dispatch(command: Command, address: String, token: Option<String>) -> a
         Command::Service { cmd } => service::run(&client, cmd).await,
         Command::Var { cmd } => var::run(&client, cmd).await,
         Command::Acl { cmd } => acl::run(&client, cmd).await,
+        Command::Namespace { cmd } => namespace::run(&client, cmd).await,
         Command::Deployment { cmd } => deployment::run(&client, cmd).await,
         Command::Server {
             cmd: operator::ServerCommand::Members,
@@ -417,7 +468,7 @@ async fn dispatch(command: Command, address: String, token: Option<String>) -> a
         Command::Operator { cmd } => operator::operator(&client, cmd).await,
         Command::Monitor(a) => agent_monitor::run(&client, a).await,
         Command::Ui(a) => ui::run(&client, a).await,
-        Command::Agent(_) | Command::Version | Command::Fmt(_) => Ok(0),
+        Command::Agent(_) | Command::Version | Command::Fmt(_) | Command::Tls { .. } => Ok(0),
     }
 }
 
@@ -610,6 +661,59 @@ mod tests {
         let o = a.into_options();
         assert_eq!((o.bind, o.http_port), (None, None));
         assert_eq!(o.datacenter.as_deref(), Some("dc9"));
+    }
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(rewrite_args(args.iter().map(OsString::from))).unwrap()
+    }
+
+    #[test]
+    fn global_namespace_is_accepted_in_both_spellings_anywhere() {
+        for args in [
+            &["drover", "job", "status", "-namespace", "team-a", "web"][..],
+            &["drover", "job", "status", "--namespace=team-a", "web"],
+            &["drover", "-namespace=team-a", "alloc", "status", "abc"],
+            &["drover", "stop", "-purge", "-namespace=team-a", "web"],
+            &["drover", "deployment", "list", "-namespace", "team-a"],
+            &["drover", "eval", "status", "-namespace", "team-a", "abc"],
+        ] {
+            assert_eq!(parse(args).namespace.as_deref(), Some("team-a"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn var_and_service_keep_their_own_namespace_flag() {
+        let cli = parse(&["drover", "var", "get", "-namespace", "team-a", "a/b"]);
+        let Some(Command::Var {
+            cmd: var::VarCommand::Get(a),
+        }) = cli.command
+        else {
+            panic!("not var get")
+        };
+        assert_eq!(a.namespace.as_deref(), Some("team-a"));
+        // Before the subcommand, the flag is the global one.
+        let cli = parse(&["drover", "-namespace", "team-b", "service", "list"]);
+        assert_eq!(cli.namespace.as_deref(), Some("team-b"));
+    }
+
+    #[test]
+    fn the_namespace_flag_wins_over_the_environment() {
+        assert_eq!(
+            pick_namespace(Some("a".into()), Some("b".into())).as_deref(),
+            Some("a")
+        );
+        assert_eq!(pick_namespace(None, Some("b".into())).as_deref(), Some("b"));
+        assert_eq!(pick_namespace(None, None), None);
+    }
+
+    #[test]
+    fn an_empty_namespace_counts_as_unset() {
+        assert_eq!(
+            pick_namespace(Some(String::new()), Some("b".into())).as_deref(),
+            Some("b")
+        );
+        assert_eq!(pick_namespace(Some(" ".into()), Some(String::new())), None);
+        assert_eq!(pick_namespace(Some("*".into()), None).as_deref(), Some("*"));
     }
 
     #[test]

@@ -194,6 +194,9 @@ impl Drop for ServerProc {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub servers: Vec<ServerProc>,
+    /// Agent configuration given to every client agent [`Cluster::start_clients`] starts
+    /// (a TLS cluster's `tls` block with the client certificate).
+    pub client_config: String,
     /// One cluster at a time per test binary: a dozen processes on two cores is plenty,
     /// and election timeouts are short.
     _serial: std::sync::MutexGuard<'static, ()>,
@@ -225,16 +228,57 @@ impl Cluster {
         )
     }
 
-    fn start_full(
+    /// Three servers speaking mutual TLS to each other and to client agents (`tls { rpc =
+    /// true verify_server_hostname = true }`, certificates made by `drover tls` in the
+    /// cluster's dir); their HTTP APIs stay plain HTTP, so every helper here works as is.
+    pub fn start_tls(env: &[(&str, &str)]) -> Self {
+        Self::start_tls_with(env, |_, rpc| rpc.to_string())
+    }
+
+    /// [`Cluster::start_tls`] with `advertise` as in [`Cluster::start_with`].
+    pub fn start_tls_with(
         env: &[(&str, &str)],
         advertise: impl Fn(usize, SocketAddr) -> String,
-        extra_config: &str,
     ) -> Self {
+        let (dir, serial) = Self::new_dir();
+        let certs = dir.path().join("tls");
+        make_certs(&certs);
+        let mut c = Self::start_in(
+            dir,
+            serial,
+            env,
+            advertise,
+            &tls_block(&certs, "global-server-nomad"),
+        );
+        c.client_config = tls_block(&certs, "global-client-nomad");
+        c
+    }
+
+    fn new_dir() -> (tempfile::TempDir, std::sync::MutexGuard<'static, ()>) {
         let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::Builder::new()
             .prefix("drover-cluster-")
             .tempdir()
             .unwrap();
+        (dir, serial)
+    }
+
+    fn start_full(
+        env: &[(&str, &str)],
+        advertise: impl Fn(usize, SocketAddr) -> String,
+        extra_config: &str,
+    ) -> Self {
+        let (dir, serial) = Self::new_dir();
+        Self::start_in(dir, serial, env, advertise, extra_config)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        serial: std::sync::MutexGuard<'static, ()>,
+        env: &[(&str, &str)],
+        advertise: impl Fn(usize, SocketAddr) -> String,
+        extra_config: &str,
+    ) -> Self {
         let mut servers: Vec<ServerProc> = (0..3)
             .map(|i| {
                 let ip: IpAddr = format!("127.0.0.{}", 20 + i).parse().unwrap();
@@ -272,6 +316,7 @@ impl Cluster {
         let c = Cluster {
             dir,
             servers,
+            client_config: String::new(),
             _serial: serial,
         };
         c.wait_leader(Duration::from_secs(30));
@@ -310,6 +355,40 @@ impl Cluster {
             .map(|s| format!("--- {} ---\n{}", s.name, s.log()))
             .collect()
     }
+}
+
+/// `drover tls ca create` and a server, client and CLI certificate in `dir`.
+pub fn make_certs(dir: &std::path::Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for args in [
+        &["tls", "ca", "create"][..],
+        &["tls", "cert", "create", "-server"],
+        &["tls", "cert", "create", "-client"],
+        &["tls", "cert", "create", "-cli"],
+    ] {
+        let out = Command::new(drover_bin())
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run drover tls");
+        assert!(
+            out.status.success(),
+            "drover {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A `tls` block for RPC with the certificate `<stem>.pem` from [`make_certs`]'s `dir`.
+pub fn tls_block(dir: &std::path::Path, stem: &str) -> String {
+    let p = |n: &str| dir.join(n).display().to_string();
+    format!(
+        "tls {{\n  rpc = true\n  verify_server_hostname = true\n  ca_file = {:?}\n  \
+         cert_file = {:?}\n  key_file = {:?}\n}}\n",
+        p("nomad-agent-ca.pem"),
+        p(&format!("{stem}.pem")),
+        p(&format!("{stem}-key.pem")),
+    )
 }
 
 /// A minimal job whose registration is one write (count 0: nothing to place).
@@ -413,11 +492,13 @@ impl Cluster {
         let servers: Vec<String> = self.servers.iter().map(|s| s.agent_addr()).collect();
         let mut clients: Vec<ClientProc> = (0..n)
             .map(|i| {
-                ClientProc::new(
+                let mut c = ClientProc::new(
                     &format!("c{}", i + 1),
                     self.dir.path().join(format!("c{}", i + 1)),
                     servers.clone(),
-                )
+                );
+                c.extra_config = self.client_config.clone();
+                c
             })
             .collect();
         for c in &mut clients {

@@ -80,6 +80,11 @@ pub struct Client {
     /// Headers sent with every request (`X-Nomad-Token`, a node's secret), shared by
     /// every clone.
     identity: Arc<RwLock<Vec<(&'static str, String)>>>,
+    /// The scheme given to addresses written without one (`https` with TLS).
+    scheme: &'static str,
+    /// `?namespace=` added to requests on namespaced routes that do not name one
+    /// (the CLI's `-namespace` / `NOMAD_NAMESPACE`); per clone, unlike the identity.
+    namespace: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -97,13 +102,21 @@ pub fn default_address() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:4646".to_string())
 }
 
-fn normalize(addr: &str) -> String {
+fn normalize(addr: &str, scheme: &str) -> String {
     let a = addr.trim().trim_end_matches('/');
     if a.starts_with("http://") || a.starts_with("https://") {
         a.to_string()
     } else {
-        format!("http://{a}")
+        format!("{scheme}://{a}")
     }
+}
+
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        // Under the servers' header-read timeout (5 s by default), which closes
+        // connections idle between requests.
+        .pool_idle_timeout(Duration::from_secs(3))
 }
 
 impl Client {
@@ -113,21 +126,40 @@ impl Client {
 
     /// A client that tries each address in turn when one cannot be reached.
     pub fn with_addresses(addrs: &[String]) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            // Under the servers' header-read timeout (5 s by default), which closes
-            // connections idle between requests.
-            .pool_idle_timeout(Duration::from_secs(3))
+        let http = builder()
             .build()
             .expect("reqwest client with static configuration");
+        Self::from_parts(http, addrs, "http")
+    }
+
+    /// A client that speaks TLS as `tls` (a `rustls::ClientConfig`: the CA, a client
+    /// certificate, how servers are checked) says, and takes addresses written without a
+    /// scheme as `https://`. An unusable configuration is a sentence.
+    pub fn with_addresses_tls(addrs: &[String], tls: impl std::any::Any) -> Result<Self, String> {
+        let http = builder()
+            .use_preconfigured_tls(tls)
+            .build()
+            .map_err(|e| format!("cannot set up TLS: {e}"))?;
+        Ok(Self::from_parts(http, addrs, "https"))
+    }
+
+    fn from_parts(http: reqwest::Client, addrs: &[String], scheme: &'static str) -> Self {
         Client {
             http,
             addrs: Arc::new(RwLock::new(Arc::new(
-                addrs.iter().map(|a| normalize(a)).collect(),
+                addrs.iter().map(|a| normalize(a, scheme)).collect(),
             ))),
             current: Arc::new(AtomicUsize::new(0)),
             identity: Default::default(),
+            scheme,
+            namespace: None,
         }
+    }
+
+    /// The HTTP client underneath (its TLS included), for requests this type has no
+    /// method for.
+    pub fn http_client(&self) -> &reqwest::Client {
+        &self.http
     }
 
     fn set_identity(&self, name: &'static str, value: Option<&str>) {
@@ -159,6 +191,32 @@ impl Client {
         self
     }
 
+    /// Add `?namespace=<ns>` to every request on a namespaced route (jobs, allocations,
+    /// evaluations, deployments, scaling, variables, services, search) that does not
+    /// already name a namespace. `None` or an empty name: the server's default.
+    pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
+        self.namespace = namespace.filter(|n| !n.trim().is_empty()).map(Arc::from);
+        self
+    }
+
+    /// The namespace given to [`Client::with_namespace`], if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
+    /// The `namespace` query pair this client adds to a request for `path` (which may
+    /// carry a query of its own) with `query`: none off namespaced routes, or when the
+    /// request already names a namespace.
+    fn namespace_param(&self, path: &str, query: &[(String, String)]) -> Option<(String, String)> {
+        let ns = self.namespace.as_deref()?;
+        let (route, own_query) = path.split_once('?').unwrap_or((path, ""));
+        let named = own_query
+            .split('&')
+            .any(|kv| kv.split('=').next() == Some("namespace"))
+            || query.iter().any(|(k, _)| k == "namespace");
+        (!named && is_namespaced_route(route)).then(|| ("namespace".to_string(), ns.to_string()))
+    }
+
     /// Send a node's secret with every request: a client agent's identity when the
     /// servers check ACLs.
     pub fn set_node_secret(&self, secret: &str) {
@@ -185,7 +243,7 @@ impl Client {
         if addrs.is_empty() {
             return Err("missing server address".into());
         }
-        let new: Vec<String> = addrs.iter().map(|a| normalize(a)).collect();
+        let new: Vec<String> = addrs.iter().map(|a| normalize(a, self.scheme)).collect();
         *self.addrs.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(new);
         self.current.store(0, Ordering::Relaxed);
         Ok(())
@@ -203,6 +261,8 @@ impl Client {
         let addrs = self.addrs();
         let n = addrs.len();
         let start = self.current.load(Ordering::Relaxed);
+        let namespace: Vec<(String, String)> =
+            self.namespace_param(path, query).into_iter().collect();
         let mut last_err = None;
         for i in 0..n {
             let idx = (start + i) % n;
@@ -211,6 +271,7 @@ impl Client {
                 .http
                 .request(method.clone(), format!("{addr}{path}"))
                 .query(query)
+                .query(&namespace)
                 .timeout(timeout);
             if let Some(b) = body {
                 req = req.json(b);
@@ -356,6 +417,32 @@ impl Client {
     }
 }
 
+/// Whether objects under `route` (a `/v1/...` path without its query) live in a
+/// namespace, so that a read or write there takes `?namespace=`. Nodes, agents, status,
+/// operator, ACL and the namespaces themselves do not.
+fn is_namespaced_route(route: &str) -> bool {
+    let Some(rest) = route.strip_prefix("/v1/") else {
+        return false;
+    };
+    matches!(
+        rest.split('/').next().unwrap_or(""),
+        "jobs"
+            | "job"
+            | "allocations"
+            | "allocation"
+            | "evaluations"
+            | "evaluation"
+            | "deployments"
+            | "deployment"
+            | "scaling"
+            | "vars"
+            | "var"
+            | "services"
+            | "service"
+            | "search"
+    )
+}
+
 /// `path?namespace=<ns>` when a namespace is given.
 fn with_namespace(path: &str, namespace: Option<&str>) -> String {
     match namespace {
@@ -391,6 +478,86 @@ pub use variables::VariableWrite;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ns_param(c: &Client, path: &str, query: &[(&str, &str)]) -> Option<String> {
+        let query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        c.namespace_param(path, &query).map(|(_, v)| v)
+    }
+
+    #[test]
+    fn the_namespace_goes_on_namespaced_routes_only() {
+        let c = Client::new("http://127.0.0.1:1").with_namespace(Some("team-a".into()));
+        for path in [
+            "/v1/jobs",
+            "/v1/job/web",
+            "/v1/job/web/versions?diffs=true",
+            "/v1/job/web/dispatch",
+            "/v1/job/web/plan",
+            "/v1/allocations",
+            "/v1/allocation/abc",
+            "/v1/evaluations",
+            "/v1/evaluation/abc/allocations",
+            "/v1/deployments",
+            "/v1/deployment/promote/abc",
+            "/v1/scaling/policies",
+            "/v1/vars",
+            "/v1/var/a/b",
+            "/v1/services",
+            "/v1/service/web",
+            "/v1/search",
+        ] {
+            assert_eq!(ns_param(&c, path, &[]).as_deref(), Some("team-a"), "{path}");
+        }
+        for path in [
+            "/v1/nodes",
+            "/v1/node/abc/allocations",
+            "/v1/agent/self",
+            "/v1/status/leader",
+            "/v1/operator/raft/configuration",
+            "/v1/acl/tokens",
+            "/v1/namespaces",
+            "/v1/namespace/team-a",
+            "/v1/jobsx",
+            "/v2/jobs",
+        ] {
+            assert_eq!(ns_param(&c, path, &[]), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn a_request_that_names_a_namespace_keeps_it() {
+        let c = Client::new("http://127.0.0.1:1").with_namespace(Some("team-a".into()));
+        assert_eq!(ns_param(&c, "/v1/vars?namespace=b", &[]), None);
+        assert_eq!(ns_param(&c, "/v1/var/x?cas=1&namespace=b", &[]), None);
+        assert_eq!(ns_param(&c, "/v1/var/x", &[("namespace", "b")]), None);
+        // A parameter that merely ends in "namespace" is not one.
+        assert_eq!(
+            ns_param(&c, "/v1/jobs?xnamespace=b", &[]).as_deref(),
+            Some("team-a")
+        );
+    }
+
+    #[test]
+    fn no_or_an_empty_namespace_adds_nothing() {
+        let plain = Client::new("http://127.0.0.1:1");
+        assert_eq!(ns_param(&plain, "/v1/jobs", &[]), None);
+        let empty = Client::new("http://127.0.0.1:1").with_namespace(Some(" ".into()));
+        assert_eq!(empty.namespace(), None);
+        assert_eq!(ns_param(&empty, "/v1/jobs", &[]), None);
+    }
+
+    #[test]
+    fn a_clone_with_another_namespace_leaves_the_original_alone() {
+        let a = Client::new("http://127.0.0.1:1").with_namespace(Some("team-a".into()));
+        let b = a.clone().with_namespace(Some("team-b".into()));
+        assert_eq!(
+            (a.namespace(), b.namespace()),
+            (Some("team-a"), Some("team-b"))
+        );
+    }
 
     #[test]
     fn job_json_uses_nomad_field_names() {

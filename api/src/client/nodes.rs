@@ -30,6 +30,17 @@ impl Client {
             .await
     }
 
+    /// The node's own agent's watch of its allocations: the servers answer when they
+    /// changed one of them, not when the agent's own status reports landed (`echo=false`).
+    pub async fn node_allocations_watch(
+        &self,
+        node_id: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<Allocation>, QueryMeta), ApiError> {
+        let path = format!("/v1/node/{}/allocations?echo=false", encode(node_id));
+        self.get(&path, opts).await
+    }
+
     // ---- status, agent ----
 
     pub async fn leader(&self) -> Result<String, ApiError> {

@@ -1,4 +1,8 @@
 //! The CLI's client for the client endpoints (through any server or the agent itself).
+//!
+//! Like Nomad's API client it takes its TLS from `NOMAD_CACERT`, `NOMAD_CLIENT_CERT` and
+//! `NOMAD_CLIENT_KEY` (the CLI puts its `-ca-cert`, `-client-cert` and `-client-key` flags
+//! there), so `https://` addresses work with a private CA and client certificates.
 
 use std::time::Duration;
 
@@ -7,7 +11,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct ClientApi {
     base: String,
-    http: reqwest::Client,
+    /// The HTTP client, or why the TLS settings could not be used (told on first use).
+    http: Result<reqwest::Client, String>,
     /// `X-Nomad-Token`, when the servers check ACLs.
     token: Option<String>,
 }
@@ -21,12 +26,18 @@ impl ClientApi {
         } else {
             format!("http://{}", base.trim_end_matches('/'))
         };
+        let builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        let http = match drover_tls::cli_dialer_from_env() {
+            Ok(None) => builder.build().map_err(|e| e.to_string()),
+            Ok(Some(tls)) => builder
+                .use_preconfigured_tls(tls)
+                .build()
+                .map_err(|e| format!("cannot set up TLS: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
         ClientApi {
             base,
-            http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .expect("static reqwest configuration"),
+            http,
             token: None,
         }
     }
@@ -44,7 +55,11 @@ impl ClientApi {
         body: Option<&serde_json::Value>,
     ) -> Result<reqwest::Response, String> {
         let url = format!("{}{path_and_query}", self.base);
-        let mut req = self.http.request(method, &url);
+        let mut req = self
+            .http
+            .as_ref()
+            .map_err(Clone::clone)?
+            .request(method, &url);
         if let Some(t) = &self.token {
             req = req.header("X-Nomad-Token", t);
         }

@@ -13,7 +13,8 @@
 //! allocation and the task); the handlers live beside it by concern: `logs`, `fs`,
 //! `stream` (a file followed as it grows), `control` (stats, restart, signal), `checks`
 //! (service check results), `exec`, and `agent` (the server list and garbage collection);
-//! `client` is the CLI's side.
+//! `client` is the CLI's side; `listen` is a client-only agent's listener (TLS with
+//! `tls { http = true }`).
 
 mod agent;
 mod checks;
@@ -21,12 +22,14 @@ mod client;
 mod control;
 mod exec;
 mod fs;
+mod listen;
 mod logs;
 mod stream;
 
 pub use client::ClientApi;
 pub use exec::ExecResponse;
 pub use fs::{AllocFileInfo, PathQuery};
+pub use listen::{HttpTls, ListenOptions};
 pub use logs::{decode_frames, LogsQuery};
 
 use crate::alloc_runner::{AllocView, ControlError};
@@ -204,13 +207,15 @@ fn parse_json<T: serde::de::DeserializeOwned + Default>(body: &Bytes) -> Result<
         .map_err(|e| HttpErr::bad_request(format!("invalid JSON body: {e}")))
 }
 
-/// Serves [`client_router`] on `addr` until `shutdown` (a client-only agent's listener).
+/// Serves [`client_router`] on `addr` until `shutdown` (a client-only agent's listener,
+/// over TLS when `opts.tls` is set).
 pub async fn serve(
     addr: std::net::SocketAddr,
     handle: ClientHandle,
+    opts: ListenOptions,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
-    serve_router(addr, client_router(handle), shutdown).await
+    serve_router(addr, client_router(handle), opts, shutdown).await
 }
 
 /// [`serve`] for an agent with ACLs enabled: the client API answers only requests a
@@ -221,6 +226,7 @@ pub async fn serve(
 pub async fn serve_relayed_only(
     addr: std::net::SocketAddr,
     handle: ClientHandle,
+    opts: ListenOptions,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let secret_file = handle.data_dir().join("node-secret");
@@ -241,20 +247,21 @@ pub async fn serve_relayed_only(
             }
         },
     ));
-    serve_router(addr, router, shutdown).await
+    serve_router(addr, router, opts, shutdown).await
 }
 
 async fn serve_router(
     addr: std::net::SocketAddr,
     router: Router,
+    opts: ListenOptions,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the client HTTP API: {e}"))?;
-    tracing::info!(%addr, "client HTTP API listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let scheme = if opts.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "client HTTP API listening");
+    listen::serve(listener, router, opts, shutdown)
         .await
         .map_err(|e| anyhow::anyhow!("client HTTP API: {e}"))
 }

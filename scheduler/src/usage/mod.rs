@@ -275,12 +275,42 @@ pub struct NodeLoad {
     pub memory_mb: i64,
 }
 
+impl NodeLoad {
+    /// What one allocation adds to its node's load: nothing once it is terminal. The
+    /// one definition both the scheduler's own sum and the state's counters use.
+    pub fn of_alloc(alloc: &Allocation) -> NodeLoad {
+        if alloc.terminal() {
+            return NodeLoad::default();
+        }
+        let (cpu, memory_mb, _) = alloc_resources(alloc);
+        NodeLoad {
+            packed_allocs: u32::from(is_packed(alloc)),
+            cpu,
+            memory_mb,
+        }
+    }
+
+    pub fn add(&mut self, o: NodeLoad) {
+        self.packed_allocs += o.packed_allocs;
+        self.cpu += o.cpu;
+        self.memory_mb += o.memory_mb;
+    }
+
+    pub fn sub(&mut self, o: NodeLoad) {
+        self.packed_allocs = self.packed_allocs.saturating_sub(o.packed_allocs);
+        self.cpu -= o.cpu;
+        self.memory_mb -= o.memory_mb;
+    }
+}
+
 /// Usage of every node the run has looked at, kept current as the plan grows.
 pub struct ClusterUsage<'s, S: State> {
     state: &'s S,
     nodes: FastMap<String, NodeUsage>,
     /// Allocations this plan stops, so a node loaded later does not count them.
     stopped: HashSet<String>,
+    /// The nodes of the `stopped` allocations: their state counters still count them.
+    stopped_nodes: HashSet<String>,
     /// What this plan places, for nodes loaded after the placement (with [`is_packed`]).
     placed: FastMap<String, Vec<(GroupKey, Ask, bool)>>,
 }
@@ -291,6 +321,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             state,
             nodes: FastMap::default(),
             stopped: HashSet::new(),
+            stopped_nodes: HashSet::new(),
             placed: FastMap::default(),
         }
     }
@@ -313,8 +344,9 @@ impl<'s, S: State> ClusterUsage<'s, S> {
     }
 
     /// What bin-packing's order needs to know about a node, without building (or caching)
-    /// its full usage: probing every node of a large cluster then costs one
-    /// `allocs_by_node` call and a sum per node, and no allocation of ours.
+    /// its full usage: probing every node of a large cluster then costs one counter read
+    /// (or, from a state without counters, one `allocs_by_node` sum) per node, and no
+    /// allocation of ours.
     pub fn load_of(&self, node_id: &str) -> NodeLoad {
         if let Some(u) = self.nodes.get(node_id) {
             return NodeLoad {
@@ -323,21 +355,24 @@ impl<'s, S: State> ClusterUsage<'s, S> {
                 memory_mb: u.memory_mb,
             };
         }
-        let mut load = NodeLoad::default();
-        let mut count = |packed: bool, cpu: i64, memory_mb: i64| {
-            load.packed_allocs += u32::from(packed);
-            load.cpu += cpu;
-            load.memory_mb += memory_mb;
-        };
-        for alloc in self.state.allocs_by_node(node_id) {
-            let stopped = !self.stopped.is_empty() && self.stopped.contains(&alloc.id);
-            if !alloc.terminal() && !stopped {
-                let (cpu, memory_mb, _) = alloc_resources(&alloc);
-                count(is_packed(&alloc), cpu, memory_mb);
+        let counted = (!self.stopped_nodes.contains(node_id))
+            .then(|| self.state.node_load(node_id))
+            .flatten();
+        let mut load = counted.unwrap_or_else(|| {
+            let mut sum = NodeLoad::default();
+            for alloc in self.state.allocs_by_node(node_id) {
+                if self.stopped.is_empty() || !self.stopped.contains(&alloc.id) {
+                    sum.add(NodeLoad::of_alloc(&alloc));
+                }
             }
-        }
+            sum
+        });
         for (_, ask, packed) in self.placed.get(node_id).into_iter().flatten() {
-            count(*packed, ask.cpu, ask.memory_mb);
+            load.add(NodeLoad {
+                packed_allocs: u32::from(*packed),
+                cpu: ask.cpu,
+                memory_mb: ask.memory_mb,
+            });
         }
         load
     }
@@ -361,6 +396,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
         if alloc.terminal() || !self.stopped.insert(alloc.id.clone()) {
             return;
         }
+        self.stopped_nodes.insert(alloc.node_id.clone());
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
             u.remove(
                 GroupKey::of_alloc(alloc),
@@ -477,6 +513,67 @@ mod tests {
         usage.place(&placed);
         assert_eq!(usage.node("n1").cpu, 1000);
         assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 2);
+    }
+
+    /// A state that keeps node load counters, as the server's store does.
+    struct Counted(mock::MemState);
+
+    impl State for Counted {
+        fn index(&self) -> u64 {
+            self.0.index()
+        }
+        fn job(&self, namespace: &str, id: &str) -> Option<std::sync::Arc<api::Job>> {
+            self.0.job(namespace, id)
+        }
+        fn nodes(&self) -> Vec<std::sync::Arc<api::Node>> {
+            self.0.nodes()
+        }
+        fn node(&self, id: &str) -> Option<std::sync::Arc<api::Node>> {
+            self.0.node(id)
+        }
+        fn allocs_by_job(&self, ns: &str, job: &str) -> Vec<std::sync::Arc<Allocation>> {
+            self.0.allocs_by_job(ns, job)
+        }
+        fn allocs_by_node(&self, node_id: &str) -> Vec<std::sync::Arc<Allocation>> {
+            self.0.allocs_by_node(node_id)
+        }
+        fn node_load(&self, node_id: &str) -> Option<NodeLoad> {
+            let mut sum = NodeLoad::default();
+            for a in self.0.allocs_by_node(node_id) {
+                sum.add(NodeLoad::of_alloc(&a));
+            }
+            Some(sum)
+        }
+    }
+
+    #[test]
+    fn load_of_reads_the_states_counters_and_still_honours_the_plans_stops_and_placements() {
+        let (n1, n2) = (mock::node("n1"), mock::node("n2"));
+        let job = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let a1 = mock::alloc(&job, "web", 0, &n1);
+        let a2 = mock::alloc(&job, "web", 1, &n2);
+        let mem = mock::MemState::new()
+            .with_nodes([n1.clone(), n2.clone()])
+            .with_allocs([a1.clone(), a2]);
+        let counted = Counted(mem.clone());
+        let mut scan = ClusterUsage::new(&mem);
+        let mut count = ClusterUsage::new(&counted);
+        let mut placed = mock::alloc(&job, "web", 2, &n2);
+        placed.id = "new".into();
+        scan.stop(&a1);
+        scan.place(&placed);
+        count.stop(&a1);
+        count.place(&placed);
+        for n in ["n1", "n2"] {
+            assert_eq!(scan.load_of(n), count.load_of(n), "node {n}");
+        }
+        assert_eq!(
+            count.load_of("n1").cpu,
+            0,
+            "the stopped allocation still counted"
+        );
+        assert_eq!(count.load_of("n2").cpu, 1000);
+        assert_eq!(count.load_of("n2").packed_allocs, 2);
     }
 
     fn job_with_static_port(id: &str, port: i64) -> std::sync::Arc<api::Job> {

@@ -158,7 +158,7 @@ pub(super) fn client_alloc_update(
         fx.capacity_changed |= !was_terminal && a.client_terminal();
         touched.push((a.namespace.clone(), a.job_id.clone()));
         drop_if_terminal(w, &a);
-        w.upsert_alloc(a);
+        w.upsert_client_alloc(a);
     }
     deployments.finish(w, now);
     upsert_evals(w, evals, fx);

@@ -46,9 +46,10 @@ fn refresh_job_status(w: &mut StateWriter, key: &JobKey) {
 /// Nomad's job status words: running while any allocation is live, dead once a stopped
 /// (or finished batch) job has nothing live, pending otherwise.
 pub fn job_status(state: &StateStore, job: &Job) -> String {
-    let allocs = state.allocs_for_job(job.ns(), &job.id);
-    let live = allocs.iter().any(|a| !a.client_terminal());
-    if live {
+    // From the store's counters: a write touching a job of thousands of allocations
+    // does not read them.
+    let counts = state.job_alloc_counts(job.ns(), &job.id);
+    if counts.client_live() > 0 {
         return api::JOB_STATUS_RUNNING.into();
     }
     let batch_like = matches!(
@@ -59,7 +60,7 @@ pub fn job_status(state: &StateStore, job: &Job) -> String {
         .evals_for_job(job.ns(), &job.id)
         .iter()
         .any(|e| !e.terminal() && e.status != api::EVAL_STATUS_BLOCKED);
-    if job.stop || (batch_like && !allocs.is_empty() && !has_pending_evals) {
+    if job.stop || (batch_like && counts.allocs > 0 && !has_pending_evals) {
         return api::JOB_STATUS_DEAD.into();
     }
     api::JOB_STATUS_PENDING.into()

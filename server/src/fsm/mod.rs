@@ -18,6 +18,7 @@ mod allocs;
 mod deployments;
 mod evals;
 mod jobs;
+mod namespaces;
 mod nodes;
 mod operator;
 mod services;
@@ -26,6 +27,7 @@ mod variables;
 pub use acl::{AclCommand, BOOTSTRAP_DONE};
 pub use evals::job_status;
 pub use jobs::assign_version;
+pub use namespaces::{NamespaceCommand, NAMESPACE_IN_USE};
 pub use variables::CAS_CONFLICT;
 
 /// One replicated state change.
@@ -196,6 +198,8 @@ pub enum Command {
     },
     /// ACL policies, tokens, roles and the bootstrap (`acl.rs`).
     Acl(AclCommand),
+    /// Create, update or delete namespaces (`namespaces.rs`).
+    Namespace(NamespaceCommand),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -429,6 +433,7 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
         } => variables::delete_variable(&mut w, &namespace, &path, cas, &mut resp),
         Command::UpsertRootKey { key } => variables::upsert_root_key(&mut w, key),
         Command::Acl(cmd) => acl::apply(&mut w, cmd, &mut resp),
+        Command::Namespace(cmd) => namespaces::apply(&mut w, cmd, &mut resp),
     }
     let events = w.take_events().into_iter();
     fx.events.extend(events.map(|e| e.typed(event_type)));
@@ -596,6 +601,7 @@ pub(crate) mod tests {
                 deployments: 9,
                 variables: 9,
                 acl: 9,
+                namespaces: 9,
             }
         );
         assert_eq!(fx.evals.len(), 1);

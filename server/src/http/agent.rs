@@ -96,13 +96,12 @@ pub async fn health(State(srv): State<AppState>) -> ApiResult {
 pub async fn members(State(srv): State<AppState>) -> ApiResult {
     let m = srv.raft.metrics().borrow().clone();
     let membership = m.membership_config.membership();
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_millis(500))
-        .build()
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let http = srv.config.peer_client("members", || {
+        reqwest::Client::builder().timeout(std::time::Duration::from_millis(500))
+    });
     let probes = membership.nodes().map(|(id, n)| {
         let http = http.clone();
-        let url = format!("http://{}/v1/internal/cluster/info", n.rpc_addr);
+        let url = srv.config.rpc_url(&n.rpc_addr, "/v1/internal/cluster/info");
         let me = *id == srv.node_id;
         async move {
             me || http
@@ -206,10 +205,9 @@ pub async fn join(State(srv): State<AppState>, uri: axum::http::Uri) -> ApiResul
             "missing address to join: pass ?address=",
         ));
     }
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let http = srv.config.peer_client("agent-join", || {
+        reqwest::Client::builder().timeout(Duration::from_secs(5))
+    });
     let mut joined = 0;
     let mut errors = Vec::new();
     for addr in &addrs {
@@ -233,7 +231,7 @@ async fn join_one(srv: &AppState, http: &reqwest::Client, addr: &str) -> Result<
         return Ok(());
     }
     let info: ClusterInfo = http
-        .get(format!("http://{addr}/v1/internal/cluster/info"))
+        .get(srv.config.rpc_url(addr, "/v1/internal/cluster/info"))
         .send()
         .await
         .map_err(|e| format!("cannot reach a server there: {e}"))?
@@ -263,7 +261,7 @@ async fn join_one(srv: &AppState, http: &reqwest::Client, addr: &str) -> Result<
         node: srv.config.server_node(),
     };
     let r = http
-        .post(format!("http://{addr}/v1/internal/cluster/join"))
+        .post(srv.config.rpc_url(addr, "/v1/internal/cluster/join"))
         .timeout(Duration::from_secs(30))
         .json(&req)
         .send()

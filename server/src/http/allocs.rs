@@ -10,7 +10,7 @@ pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> 
         let out: Vec<api::AllocationListStub> = state
             .alloc_table()
             .values()
-            .filter(|a| q.prefix_matches(&a.id))
+            .filter(|a| q.namespace_matches(&a.namespace) && q.prefix_matches(&a.id))
             .map(|a| {
                 let stub = api::AllocationListStub::from_alloc(a);
                 if resources {
@@ -43,7 +43,7 @@ pub async fn list_evals(State(srv): State<AppState>, Query(q): Query<QueryParams
             state
                 .eval_table()
                 .values()
-                .filter(|e| q.prefix_matches(&e.id)),
+                .filter(|e| q.namespace_matches(&e.namespace) && q.prefix_matches(&e.id)),
         );
         Ok(super::filter::apply(filter.as_ref(), out))
     })

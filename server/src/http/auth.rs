@@ -223,6 +223,8 @@ fn object_namespace(state: &crate::state::StateStore, path: &str) -> Option<Stri
         ["deployment", id] | ["deployment", _, id] => {
             state.deployment(id).map(|d| d.namespace.clone())
         }
+        // Reading a namespace needs a capability in that namespace.
+        ["namespace", name] => Some(name.to_string()),
         _ => None,
     }
     .map(|ns| {
@@ -284,6 +286,8 @@ fn var_path(path: &str) -> String {
 enum ListFilter {
     Namespace(NamespaceCapability),
     Variables,
+    /// `/v1/namespaces`: the namespaces the token may use at all.
+    Namespaces,
 }
 
 fn list_filter(method: &Method, path: &str) -> Option<ListFilter> {
@@ -298,21 +302,24 @@ fn list_filter(method: &Method, path: &str) -> Option<ListFilter> {
         }
         ["node", _, "allocations"] => Some(ListFilter::Namespace(NamespaceCapability::ReadJob)),
         ["vars"] => Some(ListFilter::Variables),
+        ["namespaces"] => Some(ListFilter::Namespaces),
         _ => None,
     }
 }
 
 fn keeps(acl: &Acl, f: ListFilter, item: &serde_json::Value) -> bool {
-    let ns = item
-        .get("Namespace")
-        .and_then(|v| v.as_str())
+    let field = |k: &str| item.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    let ns = Some(field("Namespace"))
         .filter(|s| !s.is_empty())
         .unwrap_or(api::DEFAULT_NAMESPACE);
     match f {
         ListFilter::Namespace(c) => acl.allow_namespace_operation(ns, c),
         ListFilter::Variables => {
-            let path = item.get("Path").and_then(|v| v.as_str()).unwrap_or("");
-            acl.allow_variable_operation(ns, path, VariableCapability::List)
+            acl.allow_variable_operation(ns, field("Path"), VariableCapability::List)
+        }
+        ListFilter::Namespaces => {
+            let name = field("Name");
+            !name.is_empty() && acl.allow_namespace(name)
         }
     }
 }

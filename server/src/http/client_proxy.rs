@@ -6,6 +6,13 @@
 //! marked with [`ALLOC_NOT_HERE_HEADER`]), the request is relayed to the HTTP address of
 //! the node the state store places the allocation on, and the answer streams back as
 //! it comes, so `follow=true` log streams work through any server.
+//!
+//! With `tls { http = true }` (which covers every agent's HTTP API, client agents' too,
+//! as in Nomad, where a region shares one TLS configuration) the relay dials the agent
+//! over https, presenting this server's certificate (a client agent with
+//! `verify_https_client` demands one from the CA) and checking the agent's against the
+//! CA and, with `verify_server_hostname`, the name `client.<region>.nomad`
+//! ([`drover_tls::AgentTls::agent_dialer`]), whatever address the node advertised.
 
 use super::relay::{self, Relay};
 use super::{ApiErr, AppState, MAX_BODY_BYTES};
@@ -13,7 +20,7 @@ use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 use tower::ServiceExt;
 
@@ -22,14 +29,45 @@ pub const ALLOC_NOT_HERE_HEADER: &str = "x-drover-alloc-not-here";
 /// Marks a request a server relayed to a node, so that it is never relayed again.
 const PROXIED_HEADER: &str = "x-drover-client-proxied";
 
-fn client() -> &'static reqwest::Client {
+fn builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder().connect_timeout(Duration::from_secs(5))
+}
+
+fn plain_client() -> &'static reqwest::Client {
     static C: OnceLock<reqwest::Client> = OnceLock::new();
-    C.get_or_init(|| {
-        reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .expect("static reqwest configuration")
-    })
+    C.get_or_init(|| builder().build().expect("static reqwest configuration"))
+}
+
+/// The https client for agents' HTTP APIs under `tls`, built once per TLS settings (one
+/// server per process, so in practice once) and kept for its connection pool.
+fn tls_client(tls: &Arc<drover_tls::AgentTls>) -> Result<reqwest::Client, String> {
+    type Cached = Option<(Weak<drover_tls::AgentTls>, reqwest::Client)>;
+    static C: Mutex<Cached> = Mutex::new(None);
+    let mut cached = C.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((settings, client)) = cached.as_ref() {
+        if settings.upgrade().is_some_and(|s| Arc::ptr_eq(&s, tls)) {
+            return Ok(client.clone());
+        }
+    }
+    let dialer = tls
+        .agent_dialer()
+        .map_err(|e| format!("cannot set up TLS to client agents: {e}"))?;
+    let client = builder()
+        .use_preconfigured_tls(dialer)
+        .build()
+        .map_err(|e| format!("cannot set up TLS to client agents: {e}"))?;
+    *cached = Some((Arc::downgrade(tls), client.clone()));
+    Ok(client)
+}
+
+/// The client and scheme to reach client agents' HTTP APIs with.
+fn agent_client(srv: &AppState) -> Result<(reqwest::Client, &'static str), ApiErr> {
+    match srv.config.tls.as_ref().filter(|t| t.settings.http) {
+        Some(t) => tls_client(&t.settings)
+            .map(|c| (c, "https"))
+            .map_err(|e| ApiErr(StatusCode::INTERNAL_SERVER_ERROR, e)),
+        None => Ok((plain_client().clone(), "http")),
+    }
 }
 
 /// The allocation ID in a client path: `/v1/client/fs/<op>/<alloc>` or
@@ -134,8 +172,10 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
             parts.headers.insert(api::wire::NODE_SECRET_HEADER, v);
         }
     }
+    let (client, scheme) = agent_client(&srv)?;
     let relay = Relay {
-        client: client(),
+        client: &client,
+        scheme,
         addr: &node.http_addr,
         mark: PROXIED_HEADER,
         // Log streams with `follow=true` last as long as the reader wants.
@@ -144,7 +184,10 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
     let resp = relay.send(&parts, bytes).await.map_err(|e| {
         ApiErr(
             StatusCode::BAD_GATEWAY,
-            format!("node {node_id} at {} did not answer: {e}", node.http_addr),
+            format!(
+                "node {node_id} at {scheme}://{} did not answer: {e}",
+                node.http_addr
+            ),
         )
     })?;
     Ok(relay::streamed(resp))
@@ -161,5 +204,83 @@ mod tests {
         assert_eq!(alloc_of("/v1/client/allocation/abc/stats"), Some("abc"));
         assert_eq!(alloc_of("/v1/client/stats"), None);
         assert_eq!(node_id_param(Some("a=1&node_id=n1")), Some("n1"));
+    }
+
+    /// `AgentTls` with `tls { http = true verify_server_hostname = true
+    /// verify_https_client = true }` and the certificate `<stem>.pem` in `dir`.
+    fn settings(dir: &std::path::Path, stem: &str) -> drover_tls::AgentTls {
+        drover_tls::AgentTls::load(&drover_tls::TlsOptions {
+            http: true,
+            verify_server_hostname: true,
+            verify_https_client: true,
+            ca_file: Some(dir.join("ca.pem")),
+            cert_file: Some(dir.join(format!("{stem}.pem"))),
+            key_file: Some(dir.join(format!("{stem}-key.pem"))),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap()
+    }
+
+    /// An https listener answering "ok" with `agent`'s certificate, demanding a client
+    /// certificate from the CA (a client agent with `verify_https_client`).
+    async fn agent_listener(
+        agent: &drover_tls::AgentTls,
+    ) -> (String, tokio_util::sync::CancellationToken) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let token = tokio_util::sync::CancellationToken::new();
+        let tls = super::super::listen::ListenTls {
+            config: agent.http_acceptor().unwrap(),
+            region: agent.region.clone(),
+        };
+        tokio::spawn(super::super::listen::serve(
+            l,
+            app,
+            Default::default(),
+            None,
+            Some(tls),
+            token.clone(),
+        ));
+        (addr, token)
+    }
+
+    #[tokio::test]
+    async fn the_relay_presents_its_certificate_and_takes_only_a_client_agents() {
+        use drover_tls::generate::{self, CertRequest, Role};
+        let dir = tempfile::tempdir().unwrap();
+        let ca = generate::ca("test CA", 1).unwrap();
+        std::fs::write(dir.path().join("ca.pem"), &ca.cert).unwrap();
+        for (stem, role) in [("server", Role::Server), ("client", Role::Client)] {
+            let req = CertRequest {
+                role,
+                region: "global".into(),
+                domain: "nomad".into(),
+                additional_dns: vec![],
+                additional_ips: vec![],
+                days: 1,
+            };
+            let c = generate::cert(&req, &ca.cert, &ca.key, "ca", "ca-key").unwrap();
+            std::fs::write(dir.path().join(format!("{stem}.pem")), &c.cert).unwrap();
+            std::fs::write(dir.path().join(format!("{stem}-key.pem")), &c.key).unwrap();
+        }
+        let relay = Arc::new(settings(dir.path(), "server"));
+        let client = tls_client(&relay).unwrap();
+        // A client agent's certificate (`client.global.nomad`): answered, so the relay's
+        // own certificate was accepted too.
+        let (addr, token) = agent_listener(&settings(dir.path(), "client")).await;
+        let r = client.get(format!("https://{addr}/")).send().await.unwrap();
+        assert_eq!(r.text().await.unwrap(), "ok");
+        token.cancel();
+        // Something else from the same CA answering at a node's address: refused.
+        let (addr, token) = agent_listener(&settings(dir.path(), "server")).await;
+        let e = client
+            .get(format!("https://{addr}/"))
+            .send()
+            .await
+            .unwrap_err();
+        assert!(e.is_connect(), "{e:?}");
+        token.cancel();
     }
 }

@@ -51,11 +51,13 @@ pub async fn join(State(srv): State<AppState>, body: Bytes) -> ApiResult {
             .current_leader
             .and_then(|l| m.membership_config.membership().get_node(&l).cloned())
             .ok_or_else(|| ApiErr(StatusCode::SERVICE_UNAVAILABLE, "no cluster leader".into()))?;
-        let r = reqwest::Client::new()
-            .post(format!(
-                "http://{}/v1/internal/cluster/join",
-                leader.rpc_addr
-            ))
+        let r = srv
+            .config
+            .peer_client("join-relay", reqwest::Client::builder)
+            .post(
+                srv.config
+                    .rpc_url(&leader.rpc_addr, "/v1/internal/cluster/join"),
+            )
             .json(&req)
             .send()
             .await

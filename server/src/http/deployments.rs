@@ -48,11 +48,10 @@ fn conflict(msg: impl Into<String>) -> ApiErr {
 /// `GET /v1/deployments`: newest first, `prefix` and `namespace` (`*` for all).
 pub async fn list(State(srv): State<AppState>, Query(q): Query<QueryParams>) -> ApiResult {
     read_table(&srv, &q, Table::Deployments, |state| {
-        let ns = q.namespace();
         let mut out: Vec<Deployment> = state
             .deployment_table()
             .values()
-            .filter(|d| (ns == "*" || d.namespace == ns) && q.prefix_matches(&d.id))
+            .filter(|d| q.namespace_matches(&d.namespace) && q.prefix_matches(&d.id))
             .map(|d| (**d).clone())
             .collect();
         out.sort_by_key(|d| std::cmp::Reverse(d.create_index));

@@ -9,7 +9,6 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 /// Marks a request a server already forwarded, so it is never forwarded twice.
@@ -44,15 +43,14 @@ fn is_stale(query: Option<&str>) -> bool {
     })
 }
 
-fn client() -> &'static reqwest::Client {
-    static C: OnceLock<reqwest::Client> = OnceLock::new();
-    C.get_or_init(|| {
+/// The client requests are relayed to the leader's RPC listener with (over mutual TLS,
+/// with this server's certificate, when `tls { rpc = true }`).
+fn client(srv: &AppState) -> reqwest::Client {
+    srv.config.peer_client("forward", || {
         reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             // Under the leader's header-read timeout, which closes idle connections.
             .pool_idle_timeout(Duration::from_secs(3))
-            .build()
-            .expect("static reqwest configuration")
     })
 }
 
@@ -147,7 +145,7 @@ pub async fn forward(State(srv): State<AppState>, req: Request, next: Next) -> R
             }
             continue;
         };
-        match proxy(&leader, request()).await {
+        match proxy(&srv, &leader, request()).await {
             Ok(r) if r.status() == StatusCode::SERVICE_UNAVAILABLE && safe && holding => {}
             Ok(r) => return r,
             Err(Failure::NotSent(_)) if holding => {}
@@ -184,7 +182,7 @@ enum Failure {
     Unknown(ApiErr),
 }
 
-async fn proxy(leader: &str, req: Request) -> Result<Response, Failure> {
+async fn proxy(srv: &AppState, leader: &str, req: Request) -> Result<Response, Failure> {
     let (parts, body) = req.into_parts();
     let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
@@ -195,8 +193,10 @@ async fn proxy(leader: &str, req: Request) -> Result<Response, Failure> {
             ))
         })?;
     // The token (if any) and a client agent's node secret travel with the other headers.
+    let client = client(srv);
     let relay = Relay {
-        client: client(),
+        client: &client,
+        scheme: srv.config.rpc_scheme(),
         addr: leader,
         mark: FORWARDED_HEADER,
         // Blocking queries may wait up to ten minutes.

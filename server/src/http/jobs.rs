@@ -78,6 +78,7 @@ pub(super) fn check_path_id(job: &Job, id: &str) -> Result<(), ApiErr> {
 
 /// The 400 every path that takes a job answers for one this server would refuse.
 pub(super) fn check_job(srv: &AppState, job: &Job) -> Result<(), ApiErr> {
+    super::namespaces::check_job(&srv.snapshot(), job)?;
     let errs = job_problems(srv, job);
     if !errs.is_empty() {
         return Err(ApiErr::bad_request(format!(

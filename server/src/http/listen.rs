@@ -6,6 +6,12 @@
 //! https_handshake_timeout, rpc_max_conns_per_client, rpc_handshake_timeout }`).
 //! HTTP/1.1 only: the protocol sniffing of an HTTP/2-capable accept loop reads the first
 //! bytes with no deadline, which is exactly what a half-sent request exploits.
+//!
+//! With TLS (`tls { http rpc }`), each connection's handshake runs in its own task under
+//! the same deadline as the headers (Nomad's `https_handshake_timeout` and
+//! `rpc_handshake_timeout`), and what the peer's verified certificate is valid for
+//! ([`drover_tls::PeerCert`]) goes into every request of that connection's extensions,
+//! where `peer_identity` enforces who may call which route.
 
 use axum::extract::ConnectInfo;
 use axum::Router;
@@ -14,8 +20,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 /// Limits of one listener.
@@ -89,9 +95,17 @@ fn too_many_body(ip: IpAddr, max: usize) -> String {
     )
 }
 
+/// TLS on a listener: the acceptor's configuration, and the region whose names
+/// (`server.<region>.nomad`, `client.<region>.nomad`) a peer's certificate is checked for.
+#[derive(Clone)]
+pub struct ListenTls {
+    pub config: Arc<drover_tls::rustls::ServerConfig>,
+    pub region: String,
+}
+
 /// Answers `429 Too Many Requests` with a sentence on a connection past the cap, then
 /// closes it (after draining what the client sent, so the answer is not lost to a reset).
-async fn refuse(mut stream: TcpStream, ip: IpAddr, max: usize) {
+async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, ip: IpAddr, max: usize) {
     let body = too_many_body(ip, max);
     let resp = format!(
         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n\
@@ -112,13 +126,43 @@ async fn refuse(mut stream: TcpStream, ip: IpAddr, max: usize) {
 /// blocking queries may legitimately hold many connections at once).
 pub type Exempt = Arc<dyn Fn(IpAddr) -> bool + Send + Sync>;
 
-/// Serves `app` on `listener` until `shutdown` fires, then lets requests in flight finish
-/// (at most [`SHUTDOWN_GRACE`]). Handlers see the peer as `ConnectInfo<SocketAddr>`.
+/// One accepted connection (plain or TLS), served until it closes. Every request carries
+/// the peer's address (`ConnectInfo<SocketAddr>`) and, over TLS with a client
+/// certificate, what that certificate is valid for ([`drover_tls::PeerCert`]).
+async fn serve_connection<S>(
+    http: hyper::server::conn::http1::Builder,
+    watcher: hyper_util::server::graceful::Watcher,
+    io: S,
+    app: Router,
+    peer: std::net::SocketAddr,
+    cert: Option<drover_tls::PeerCert>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(c) = cert {
+            req.extensions_mut().insert(c);
+        }
+        super::job_path::rewrite(&mut req);
+        tower::ServiceExt::oneshot(app.clone(), req)
+    });
+    // No route upgrades a connection (exec and logs are plain HTTP streams).
+    let conn = watcher.watch(http.serve_connection(TokioIo::new(io), service));
+    if let Err(e) = conn.await {
+        tracing::debug!(client = %peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is set) until `shutdown` fires, then
+/// lets requests in flight finish (at most [`SHUTDOWN_GRACE`]). Handlers see the peer as
+/// `ConnectInfo<SocketAddr>`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: ListenLimits,
     exempt: Option<Exempt>,
+    tls: Option<ListenTls>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let counts = Arc::new(ConnCounts::default());
@@ -145,23 +189,60 @@ pub async fn serve(
             None if exempt.as_ref().is_some_and(|e| e(peer.ip())) => None,
             None => {
                 tracing::debug!(client = %peer.ip(), "too many connections from one client; refused with 429");
-                tokio::spawn(refuse(stream, peer.ip(), limits.max_conns_per_client));
+                let max = limits.max_conns_per_client;
+                match &tls {
+                    None => {
+                        tokio::spawn(refuse(stream, peer.ip(), max));
+                    }
+                    Some(t) => {
+                        // The sentence goes inside TLS, or the client could not read it.
+                        let acceptor = tokio_rustls::TlsAcceptor::from(t.config.clone());
+                        tokio::spawn(async move {
+                            let hs = tokio::time::timeout(REFUSAL_LINGER, acceptor.accept(stream));
+                            if let Ok(Ok(s)) = hs.await {
+                                refuse(s, peer.ip(), max).await;
+                            }
+                        });
+                    }
+                }
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            super::job_path::rewrite(&mut req);
-            tower::ServiceExt::oneshot(app.clone(), req)
-        });
-        // No route upgrades a connection (exec and logs are plain HTTP streams).
-        let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        let (app, http, watcher) = (app.clone(), http.clone(), graceful.watcher());
+        let Some(tls) = &tls else {
+            tokio::spawn(async move {
+                serve_connection(http, watcher, stream, app, peer, None).await;
+                drop(slot);
+            });
+            continue;
+        };
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+        let region = tls.region.clone();
+        let deadline = limits.header_read_timeout;
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(client = %peer, error = %e, "connection ended with an error");
-            }
+            let handshake = acceptor.accept(stream);
+            let stream = if deadline.is_zero() {
+                handshake.await
+            } else {
+                tokio::time::timeout(deadline, handshake)
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::Error::other("timed out")))
+            };
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(client = %peer, error = %e, "TLS handshake failed; connection closed");
+                    return;
+                }
+            };
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| drover_tls::peer_cert(c, &region));
+            serve_connection(http, watcher, stream, app, peer, cert).await;
             drop(slot);
         });
     }
@@ -211,7 +292,7 @@ mod tests {
         let mut held = Vec::new();
         let mut out = Vec::new();
         for _ in 0..n {
-            let mut s = TcpStream::connect(addr).await.unwrap();
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                 .await
                 .unwrap();
@@ -241,7 +322,7 @@ mod tests {
             header_read_timeout: Duration::from_secs(5),
         };
         let token = CancellationToken::new();
-        tokio::spawn(serve(l, app, limits, exempt, token.clone()));
+        tokio::spawn(serve(l, app, limits, exempt, None, token.clone()));
         (addr, token)
     }
 
@@ -259,6 +340,87 @@ mod tests {
         let (addr, token) = serve_with(Some(Arc::new(|ip: IpAddr| ip.is_loopback()))).await;
         let got = statuses(addr, 3).await;
         assert!(got.iter().all(|s| s == "HTTP/1.1 200 OK"), "{got:?}");
+        token.cancel();
+    }
+
+    /// A TLS listener with a fresh CA and server certificate.
+    fn tls_listener(dir: &std::path::Path) -> ListenTls {
+        use drover_tls::generate::{self, CertRequest, Role};
+        let ca = generate::ca("test CA", 1).unwrap();
+        let req = CertRequest {
+            role: Role::Server,
+            region: "global".into(),
+            domain: "nomad".into(),
+            additional_dns: vec![],
+            additional_ips: vec![],
+            days: 1,
+        };
+        let cert = generate::cert(&req, &ca.cert, &ca.key, "ca", "ca-key").unwrap();
+        for (name, text) in [
+            ("ca.pem", &ca.cert),
+            ("s.pem", &cert.cert),
+            ("s-key.pem", &cert.key),
+        ] {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let tls = drover_tls::AgentTls::load(&drover_tls::TlsOptions {
+            rpc: true,
+            ca_file: Some(dir.join("ca.pem")),
+            cert_file: Some(dir.join("s.pem")),
+            key_file: Some(dir.join("s-key.pem")),
+            ..Default::default()
+        })
+        .unwrap()
+        .unwrap();
+        ListenTls {
+            config: tls.rpc_acceptor().unwrap(),
+            region: "global".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_comes_is_closed_at_the_header_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let app = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let limits = ListenLimits {
+            max_conns_per_client: 0,
+            header_read_timeout: Duration::from_millis(300),
+        };
+        let token = CancellationToken::new();
+        tokio::spawn(serve(
+            l,
+            app,
+            limits,
+            None,
+            Some(tls_listener(dir.path())),
+            token.clone(),
+        ));
+        // Plain HTTP to a TLS listener: no answer, the connection is closed.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("closed, not left hanging")
+            .unwrap_or(0);
+        assert!(!String::from_utf8_lossy(&buf[..n]).contains("200 OK"));
+        // Silence: closed once the deadline passes.
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let start = std::time::Instant::now();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+            .await
+            .expect("the silent connection is closed at the deadline")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+        assert!(
+            start.elapsed() >= Duration::from_millis(250),
+            "{:?}",
+            start.elapsed()
+        );
         token.cancel();
     }
 

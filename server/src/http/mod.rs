@@ -24,8 +24,10 @@ mod jobs;
 pub mod listen;
 mod metrics;
 mod monitor;
+mod namespaces;
 mod nodes;
 mod operator;
+mod peer_identity;
 mod plan;
 mod raft_rpc;
 mod relay;
@@ -140,6 +142,12 @@ impl QueryParams {
         filter::parse_param(self.filter.as_deref()).map_err(ApiErr::bad_request)
     }
 
+    /// Whether an object in namespace `ns` is in the request's namespace (`*`: all).
+    pub fn namespace_matches(&self, ns: &str) -> bool {
+        let want = self.namespace();
+        want == "*" || want == ns
+    }
+
     pub fn prefix_matches(&self, id: &str) -> bool {
         self.prefix.as_deref().is_none_or(|p| id.starts_with(p))
     }
@@ -209,9 +217,13 @@ pub async fn blocking(
         }
     }
     let mut rx = srv.state.clone();
-    let state = rx.borrow_and_update().clone();
-    if min == 0 || table(&state) > min {
-        return Ok(state);
+    {
+        // Not held while waiting: thousands of watchers each pinning the snapshot they
+        // started from would keep every version of every changed table alive.
+        let state = rx.borrow_and_update().clone();
+        if min == 0 || table(&state) > min {
+            return Ok(state);
+        }
     }
     // Nomad adds up to 1/16 of jitter so many watchers do not wake together.
     let jitter = wait.mul_f64(rand::random::<f64>() / 16.0);
@@ -435,6 +447,18 @@ fn api_routes() -> Router<AppState> {
             axum::routing::delete(services::delete),
         )
         .route("/allocation/{id}/services", get(services::alloc_services))
+        .route("/namespaces", get(namespaces::list))
+        .route(
+            "/namespace",
+            put(namespaces::create).post(namespaces::create),
+        )
+        .route(
+            "/namespace/{name}",
+            get(namespaces::get_namespace)
+                .put(namespaces::update)
+                .post(namespaces::update)
+                .delete(namespaces::delete),
+        )
         .route("/vars", get(variables::list))
         .route(
             "/var/{*path}",
@@ -574,7 +598,16 @@ pub fn rpc_router(srv: AppState) -> Router {
         v1 = v1.merge(peer_routes());
     }
     v1 = v1.fallback(not_found);
-    finish(Router::new().nest("/v1", v1), srv, RPC_MAX_BODY_BYTES)
+    let app = finish(
+        Router::new().nest("/v1", v1),
+        srv.clone(),
+        RPC_MAX_BODY_BYTES,
+    );
+    // Outermost: with RPC TLS, the caller's certificate decides the internal routes.
+    app.layer(axum::middleware::from_fn_with_state(
+        srv,
+        peer_identity::check,
+    ))
 }
 
 /// The public HTTP listener's router: the `/v1` API and the UI, never `/v1/internal/*`.

@@ -2,12 +2,13 @@
 //! heartbeat and report allocation status.
 
 use super::{
-    found, parse_body, read_table, reply, write_reply, ApiErr, ApiResult, AppState, QueryParams,
-    Table,
+    blocking, found, parse_body, read_table, reply, write_reply, ApiErr, ApiResult, AppState,
+    QueryParams, Table,
 };
 use crate::fsm::Command;
 use crate::heartbeat::node_evals;
 use crate::now_nanos;
+use crate::state::StateStore;
 use api::{AllocUpdateRequest, NodeHeartbeatResponse, NodeListStub, NodeRegisterRequest};
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -126,11 +127,21 @@ pub async fn allocations(
     State(srv): State<AppState>,
     Path(id): Path<String>,
     Query(q): Query<QueryParams>,
+    Query(watch): Query<NodeAllocsWatch>,
 ) -> ApiResult {
-    read_table(&srv, &q, Table::Allocs, |state| {
-        Ok(state.allocs_for_node(&id))
-    })
-    .await
+    // The node's own index, not the allocation table's: a write elsewhere in the cluster
+    // wakes nobody watching this node (thousands of agents each watch their own).
+    let echo = QueryParams::parse_bool("echo", &watch.echo.or(Some("true".into())))?;
+    let index = |s: &StateStore| s.node_alloc_index(&id, !echo);
+    let state = blocking(&srv, &q, index).await?;
+    Ok(reply(&srv, index(&state), &state.allocs_for_node(&id)))
+}
+
+/// `GET /v1/node/:id/allocations`'s own parameter: `echo=false` is the node's agent
+/// watching, which wakes for the servers' changes only, not its own status reports.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct NodeAllocsWatch {
+    pub echo: Option<String>,
 }
 
 fn heartbeat_reply(srv: &AppState, index: u64) -> NodeHeartbeatResponse {
@@ -342,14 +353,25 @@ pub async fn update_allocs(
             ))
         })
         .collect();
-    let resp = srv
-        .write(Command::ClientAllocUpdate {
-            updates,
-            evals,
-            now,
-        })
-        .await?;
-    Ok(write_reply(&srv, resp.index))
+    let (respond, answer) = tokio::sync::oneshot::channel();
+    let report = crate::client_updates::Report {
+        updates,
+        evals,
+        now,
+        respond,
+    };
+    let stopped = || {
+        ApiErr(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the server is stopping".into(),
+        )
+    };
+    srv.client_updates
+        .send(report)
+        .await
+        .map_err(|_| stopped())?;
+    let index = answer.await.map_err(|_| stopped())??;
+    Ok(write_reply(&srv, index))
 }
 
 #[cfg(test)]

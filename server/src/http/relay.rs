@@ -54,6 +54,8 @@ pub fn end_to_end(headers: &HeaderMap) -> HeaderMap {
 /// A request to relay: where to, with which client, and how the relay marks it.
 pub struct Relay<'a> {
     pub client: &'a reqwest::Client,
+    /// `http` or `https` (a server's RPC listener with `tls { rpc = true }`).
+    pub scheme: &'static str,
     /// `host:port` of the process that answers.
     pub addr: &'a str,
     /// The header telling the receiver this request was relayed once already.
@@ -78,7 +80,10 @@ impl Relay<'_> {
         );
         let mut out = self
             .client
-            .request(parts.method.clone(), format!("http://{}{pq}", self.addr))
+            .request(
+                parts.method.clone(),
+                format!("{}://{}{pq}", self.scheme, self.addr),
+            )
             .headers(headers)
             .body(body);
         if let Some(t) = self.timeout {
@@ -211,6 +216,7 @@ mod tests {
         let client = reqwest::Client::new();
         let relay = Relay {
             client: &client,
+            scheme: "http",
             addr: &addr,
             mark: "x-test-relayed",
             timeout: Some(Duration::from_secs(30)),

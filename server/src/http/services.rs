@@ -63,12 +63,6 @@ impl Listing {
     }
 }
 
-/// Does namespace `ns` pass the request's `namespace` (`*` for every one)?
-fn in_namespace(q: &QueryParams, ns: &str) -> bool {
-    let want = q.namespace();
-    want == "*" || want == ns
-}
-
 /// One page of `items` (ordered by `key`): those from `next_token` on, at most
 /// `per_page`, and the key of the first one left out (Nomad's `X-Nomad-NextToken`).
 fn page<T>(
@@ -168,7 +162,7 @@ pub async fn list(
     let regs: Vec<_> = state
         .service_table()
         .values()
-        .filter(|r| in_namespace(&q, &r.namespace))
+        .filter(|r| q.namespace_matches(&r.namespace))
         .cloned()
         .collect();
     let mut by_ns: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
@@ -266,7 +260,7 @@ pub async fn delete(
     let state = srv.snapshot();
     let found = state
         .service(&id)
-        .filter(|r| r.service_name == name && in_namespace(&q, &r.namespace));
+        .filter(|r| r.service_name == name && q.namespace_matches(&r.namespace));
     if found.is_none() {
         return Err(ApiErr::not_found(format!(
             "service registration {id:?} of service {name:?} not found in namespace {:?}",

@@ -89,7 +89,7 @@ pub async fn list(
     let all: Vec<api::VariableMetadata> = state
         .variable_table()
         .values()
-        .filter(|v| (want == "*" || v.namespace == want) && q.prefix_matches(&v.path))
+        .filter(|v| q.namespace_matches(&v.namespace) && q.prefix_matches(&v.path))
         .map(|v| v.metadata())
         .collect();
     let mut out: Vec<_> = filter::apply(f.as_ref(), all)
@@ -172,6 +172,7 @@ pub async fn put_var(
     if let Some(p) = api::variable_items_problem(&var.items) {
         return Err(ApiErr::bad_request(p));
     }
+    super::namespaces::check_exists(&srv.snapshot(), &ns, format!("variable {path:?}"))?;
     let now = crate::now_nanos();
     if let Some(key) = srv.keyring.key_to_replicate(&srv.snapshot(), now) {
         let r = srv.write(Command::UpsertRootKey { key }).await?;

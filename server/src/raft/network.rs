@@ -1,7 +1,8 @@
 //! Raft RPCs as JSON over HTTP, between the servers' own HTTP listeners.
 //!
 //! Each server is reached at its `ServerNode.rpc_addr`; the routes are served by the RPC
-//! listener (`http::rpc_router`).
+//! listener (`http::rpc_router`). With `tls { rpc = true }` the calls go over https with
+//! this server's certificate (`ServerConfig::peer_client`).
 
 use super::ServerNode;
 use super::{NodeId, TypeConfig};
@@ -37,20 +38,22 @@ pub struct SnapshotChunkHeader {
 #[derive(Clone)]
 pub struct HttpNetwork {
     http: reqwest::Client,
+    scheme: &'static str,
 }
 
 impl HttpNetwork {
     /// `local_ip`: send from the address we bind to, so peers (and firewalls) see the
     /// same address this server advertises.
-    pub fn new(local_ip: Option<std::net::IpAddr>) -> Self {
+    pub fn new(local_ip: Option<std::net::IpAddr>, config: &crate::ServerConfig) -> Self {
         HttpNetwork {
-            http: reqwest::Client::builder()
-                .connect_timeout(std::time::Duration::from_millis(500))
-                // Under the peers' header-read timeout, which closes idle connections.
-                .pool_idle_timeout(std::time::Duration::from_secs(3))
-                .local_address(local_ip)
-                .build()
-                .expect("static reqwest configuration"),
+            http: config.peer_client("raft", || {
+                reqwest::Client::builder()
+                    .connect_timeout(std::time::Duration::from_millis(500))
+                    // Under the peers' header-read timeout, which closes idle connections.
+                    .pool_idle_timeout(std::time::Duration::from_secs(3))
+                    .local_address(local_ip)
+            }),
+            scheme: config.rpc_scheme(),
         }
     }
 }
@@ -59,6 +62,7 @@ pub struct Connection {
     http: reqwest::Client,
     target: NodeId,
     addr: String,
+    scheme: &'static str,
 }
 
 impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
@@ -69,6 +73,7 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
             http: self.http.clone(),
             target,
             addr: node.rpc_addr.clone(),
+            scheme: self.scheme,
         }
     }
 }
@@ -94,7 +99,7 @@ impl Connection {
         body: Vec<u8>,
         option: &RPCOption,
     ) -> Result<Resp, RPCError<NodeId, ServerNode, E>> {
-        let url = format!("http://{}/v1/internal/raft/{path}", self.addr);
+        let url = format!("{}://{}/v1/internal/raft/{path}", self.scheme, self.addr);
         let resp = self
             .http
             .post(url)
@@ -157,7 +162,7 @@ impl RaftNetwork<TypeConfig> for Connection {
             done: rpc.done,
         })
         .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}/v1/internal/raft/snapshot", self.addr);
+        let url = format!("{}://{}/v1/internal/raft/snapshot", self.scheme, self.addr);
         let resp = self
             .http
             .post(url)

@@ -36,6 +36,9 @@ pub(super) struct StateData {
     /// Absent from snapshots taken before ACLs were kept.
     #[serde(default)]
     acl: super::AclTables,
+    /// Absent (`None`) from snapshots taken before namespaces were kept.
+    #[serde(default)]
+    namespaces: Option<Vec<Arc<api::Namespace>>>,
 }
 
 impl From<StateStore> for StateData {
@@ -71,6 +74,7 @@ impl From<StateStore> for StateData {
             variables: s.variables.values().cloned().collect(),
             root_keys: s.root_keys.values().cloned().collect(),
             acl: s.acl.clone(),
+            namespaces: Some(s.namespaces.values().cloned().collect()),
         }
     }
 }
@@ -113,6 +117,26 @@ impl From<StateData> for StateStore {
         }
         s.scheduler_config = d.scheduler_config;
         s.acl = d.acl;
+        match d.namespaces {
+            Some(list) => {
+                for ns in list {
+                    s.namespaces.insert(ns.name.clone(), ns);
+                }
+            }
+            // Before namespaces were kept, any namespace could be used: those in use
+            // become namespaces, so their jobs and variables stay reachable.
+            None => {
+                for name in s.namespaces_in_use() {
+                    let ns = api::Namespace {
+                        name: name.clone(),
+                        create_index: s.index,
+                        modify_index: s.index,
+                        ..Default::default()
+                    };
+                    s.namespaces.insert(name, Arc::new(ns));
+                }
+            }
+        }
         s.reindex();
         s
     }

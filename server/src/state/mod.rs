@@ -5,10 +5,7 @@
 //! of Raft entries. The services and deployments tables keep their keys, reads and writes
 //! in `services.rs` and `deployments.rs`; `data.rs` is the serialised form.
 
-use api::{
-    Allocation, Deployment, Evaluation, Job, JobSummary, Node, ServiceRegistration,
-    TaskGroupSummary,
-};
+use api::{Allocation, Deployment, Evaluation, Job, Node, ServiceRegistration};
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -16,8 +13,10 @@ use std::sync::Arc;
 mod acl;
 mod data;
 mod deployments;
+mod namespaces;
 mod operator;
 mod services;
+mod summary;
 mod variables;
 mod writer;
 
@@ -25,6 +24,7 @@ pub use acl::AclTables;
 use data::StateData;
 use deployments::deployment_key;
 pub use services::ServiceKey;
+pub use summary::GroupCounts;
 pub use variables::{RootKey, StoredVariable, VariableKey};
 pub use writer::StateWriter;
 
@@ -50,6 +50,9 @@ pub struct TableIndexes {
     /// ACL policies, tokens and roles; absent from older snapshots.
     #[serde(default)]
     pub acl: u64,
+    /// Namespaces; absent from older snapshots.
+    #[serde(default)]
+    pub namespaces: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -67,6 +70,19 @@ pub struct StateStore {
     /// Secondary indexes, rebuilt on snapshot restore.
     allocs_by_job: OrdSet<(String, String, String)>,
     allocs_by_node: OrdSet<(String, String)>,
+    /// Per node, the Raft index of the last change to one of its allocations. A watch of
+    /// a node's allocations blocks on this rather than on the whole allocation table, so
+    /// a write wakes only the watchers of the nodes it concerns.
+    node_alloc_index: OrdMap<String, u64>,
+    /// The same, moved only by the servers' changes (placed, updated, stopped, deleted):
+    /// what the node's own agent watches, since its status reports would only be echoed
+    /// back to it.
+    node_alloc_server_index: OrdMap<String, u64>,
+    /// Per node, the summed load of its live allocations (`NodeLoad::of_alloc` each), so
+    /// bin-packing reads one counter per node instead of adding up its allocations.
+    node_loads: OrdMap<String, scheduler::usage::NodeLoad>,
+    /// Per `(namespace, job, group)`, what its allocations add up to (`summary.rs`).
+    group_counts: OrdMap<summary::GroupKey, summary::GroupCounts>,
     evals_by_job: OrdSet<(String, String, String)>,
     /// Service registrations keyed `(namespace, service name, registration ID)`.
     services: OrdMap<ServiceKey, Arc<ServiceRegistration>>,
@@ -86,6 +102,8 @@ pub struct StateStore {
     root_keys: OrdMap<String, Arc<RootKey>>,
     /// ACL policies, tokens, roles and the bootstrap index (`acl.rs`).
     acl: AclTables,
+    /// Namespaces by name; `default` is answered even when absent (`namespaces.rs`).
+    namespaces: OrdMap<String, Arc<api::Namespace>>,
 }
 
 impl StateStore {
@@ -101,6 +119,21 @@ impl StateStore {
             .values()
             .map(|a| (a.node_id.clone(), a.id.clone()))
             .collect();
+        // After a snapshot, every node that has allocations is stamped with the table's
+        // index: at least the true last change, and below every later one, so a watch
+        // may answer once more than needed but never misses a change.
+        let stamp = self.tables.allocs;
+        self.node_alloc_index = self
+            .allocs
+            .values()
+            .map(|a| (a.node_id.clone(), stamp))
+            .collect();
+        self.node_alloc_server_index = self.node_alloc_index.clone();
+        self.node_loads = OrdMap::new();
+        self.group_counts = OrdMap::new();
+        for a in self.allocs.values().cloned().collect::<Vec<_>>() {
+            self.count_alloc(None, Some(&a));
+        }
         self.evals_by_job = self
             .evals
             .values()
@@ -175,6 +208,47 @@ impl StateStore {
             .collect()
     }
 
+    /// Moves the per-node load and per-group summary counters from what `old` counted
+    /// for to what `new` counts for (either may be absent: a placement, a deletion).
+    fn count_alloc(&mut self, old: Option<&Allocation>, new: Option<&Allocation>) {
+        use scheduler::usage::NodeLoad;
+        use summary::GroupCounts;
+        for (a, add) in [(old, false), (new, true)] {
+            let Some(a) = a else { continue };
+            let load = NodeLoad::of_alloc(a);
+            if load != NodeLoad::default() {
+                let entry = self.node_loads.entry(a.node_id.clone()).or_default();
+                if add {
+                    entry.add(load);
+                } else {
+                    entry.sub(load);
+                }
+            }
+            let key = summary::group_key(a);
+            let counts = GroupCounts::of_alloc(a);
+            if add {
+                self.group_counts.entry(key).or_default().add(counts);
+            } else if let Some(c) = self.group_counts.get_mut(&key) {
+                c.sub(counts);
+                if c.allocs == 0 {
+                    self.group_counts.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The index a watch of `node_id`'s allocations blocks on: moved by every change to
+    /// them, or (`server_changes_only`, the node's own agent) only by the servers'. 1 for
+    /// a node that never had one, so a first read answers at once and the next blocks.
+    pub fn node_alloc_index(&self, node_id: &str, server_changes_only: bool) -> u64 {
+        let map = if server_changes_only {
+            &self.node_alloc_server_index
+        } else {
+            &self.node_alloc_index
+        };
+        map.get(node_id).copied().unwrap_or(1)
+    }
+
     pub fn allocs_for_node(&self, node_id: &str) -> Vec<Arc<Allocation>> {
         let lo = (node_id.to_string(), String::new());
         self.allocs_by_node
@@ -202,93 +276,14 @@ impl StateStore {
         }
         out
     }
-
-    /// Allocation counts per task group and client status, as `GET /v1/job/:id/summary`.
-    pub fn job_summary(&self, job: &Job) -> JobSummary {
-        self.job_summary_of(job, &self.allocs_for_job(job.ns(), &job.id))
-    }
-
-    /// `job_summary` over the job's allocations (`allocs_for_job`) a caller already read,
-    /// so a page that also lists them reads a big job's allocations once.
-    pub fn job_summary_of(&self, job: &Job, allocs: &[Arc<Allocation>]) -> JobSummary {
-        let mut summary = JobSummary {
-            job_id: job.id.clone(),
-            namespace: job.ns().to_string(),
-            create_index: job.create_index,
-            modify_index: job.modify_index,
-            ..Default::default()
-        };
-        for g in &job.task_groups {
-            summary
-                .summary
-                .insert(g.name.clone(), TaskGroupSummary::default());
-        }
-        for a in allocs {
-            let s = summary.summary.entry(a.task_group.clone()).or_default();
-            match a.client_status.as_str() {
-                api::ALLOC_CLIENT_PENDING => s.starting += 1,
-                api::ALLOC_CLIENT_RUNNING => s.running += 1,
-                api::ALLOC_CLIENT_COMPLETE => s.complete += 1,
-                api::ALLOC_CLIENT_FAILED => s.failed += 1,
-                api::ALLOC_CLIENT_LOST => s.lost += 1,
-                api::ALLOC_CLIENT_UNKNOWN => s.unknown += 1,
-                _ => {}
-            }
-        }
-        // Queued: every wanted allocation not placed (Nomad: desired minus placed, kept
-        // from the evaluations' QueuedAllocations). For service and batch groups the
-        // count says what is wanted, so it is derived from the allocations themselves and
-        // can never say 0 while some are missing (an evaluation that failed or was never
-        // run included). System groups have no count: their newest finished evaluation
-        // says how many nodes still wait.
-        if job.stop || job.status == api::JOB_STATUS_DEAD {
-            return summary;
-        }
-        let counted = matches!(
-            job.job_type.as_str(),
-            api::JOB_TYPE_SERVICE | api::JOB_TYPE_BATCH | ""
-        );
-        if counted {
-            let batch = job.job_type == api::JOB_TYPE_BATCH;
-            let mut placed: std::collections::HashMap<&str, u64> = Default::default();
-            for a in allocs {
-                let wanted = !a.desired_stop()
-                    && (matches!(
-                        a.client_status.as_str(),
-                        api::ALLOC_CLIENT_PENDING
-                            | api::ALLOC_CLIENT_RUNNING
-                            | api::ALLOC_CLIENT_UNKNOWN
-                    ) || (batch && a.client_status == api::ALLOC_CLIENT_COMPLETE));
-                if wanted {
-                    *placed.entry(a.task_group.as_str()).or_default() += 1;
-                }
-            }
-            for g in &job.task_groups {
-                let want = g.count.max(0) as u64;
-                let have = placed.get(g.name.as_str()).copied().unwrap_or(0);
-                if let Some(s) = summary.summary.get_mut(&g.name) {
-                    s.queued = want.saturating_sub(have);
-                }
-            }
-        } else if let Some(e) = self
-            .evals_for_job(job.ns(), &job.id)
-            .into_iter()
-            .filter(|e| {
-                e.status != api::EVAL_STATUS_PENDING && e.status != api::EVAL_STATUS_CANCELED
-            })
-            .max_by_key(|e| e.modify_index)
-        {
-            for (g, n) in &e.queued_allocations {
-                summary.summary.entry(g.clone()).or_default().queued = *n;
-            }
-        }
-        summary
-    }
 }
 
 impl scheduler::State for StateStore {
     fn index(&self) -> u64 {
         self.index
+    }
+    fn node_load(&self, node_id: &str) -> Option<scheduler::usage::NodeLoad> {
+        Some(self.node_loads.get(node_id).copied().unwrap_or_default())
     }
     fn job(&self, namespace: &str, id: &str) -> Option<Arc<Job>> {
         StateStore::job(self, namespace, id)
@@ -356,6 +351,101 @@ mod tests {
             a.job.as_ref().unwrap(),
             back.alloc_table()["a2"].job.as_ref().unwrap()
         ));
+    }
+
+    /// What the scheduler would add up itself from the node's allocations.
+    fn scanned_load(s: &StateStore, node: &str) -> scheduler::usage::NodeLoad {
+        let mut sum = scheduler::usage::NodeLoad::default();
+        for a in s.allocs_for_node(node) {
+            sum.add(scheduler::usage::NodeLoad::of_alloc(&a));
+        }
+        sum
+    }
+
+    #[test]
+    fn node_load_counters_match_a_scan_through_placements_reports_stops_and_snapshots() {
+        use scheduler::State as _;
+        let job = Arc::new(Job {
+            id: "web".into(),
+            namespace: "default".into(),
+            job_type: api::JOB_TYPE_SERVICE.into(),
+            ..Default::default()
+        });
+        let alloc = |i: u64, node: &str| Allocation {
+            id: format!("a{i}"),
+            namespace: "default".into(),
+            job_id: "web".into(),
+            node_id: node.into(),
+            job: Some(job.clone()),
+            resources: Some(api::Resources {
+                cpu: 100 + i as i64,
+                memory_mb: 64 + i as i64,
+                ..Default::default()
+            }),
+            desired_status: api::ALLOC_DESIRED_RUN.into(),
+            client_status: api::ALLOC_CLIENT_PENDING.into(),
+            ..Default::default()
+        };
+        let mut s = StateStore::default();
+        let nodes = ["n1", "n2", "n3"];
+        let check = |s: &StateStore| {
+            for n in nodes {
+                assert_eq!(s.node_load(n), Some(scanned_load(s, n)), "node {n}");
+            }
+        };
+        let mut index = 10;
+        for i in 0..30u64 {
+            index += 1;
+            let mut w = test_writer(&mut s, index);
+            w.upsert_alloc(alloc(i, nodes[(i % 3) as usize]));
+            match i % 5 {
+                // The client reports it running, then failed (terminal: no load).
+                1 => {
+                    let mut a = alloc(i, nodes[(i % 3) as usize]);
+                    a.client_status = api::ALLOC_CLIENT_RUNNING.into();
+                    w.upsert_client_alloc(a.clone());
+                    a.client_status = api::ALLOC_CLIENT_FAILED.into();
+                    w.upsert_client_alloc(a);
+                }
+                // The servers stop an earlier one, then the GC forgets another.
+                2 => {
+                    let mut a = (*w.alloc_table()[&format!("a{}", i - 2)]).clone();
+                    a.desired_status = api::ALLOC_DESIRED_STOP.into();
+                    w.upsert_alloc(a);
+                    w.delete_alloc(&format!("a{}", i - 1));
+                }
+                _ => {}
+            }
+            drop(w);
+            check(&s);
+        }
+        assert!(s.node_load("n1").unwrap().cpu > 0);
+        let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        check(&back);
+        assert_eq!(back.node_load("n2"), s.node_load("n2"));
+    }
+
+    #[test]
+    fn a_nodes_own_reports_do_not_wake_its_agents_watch_but_wake_other_readers() {
+        let mut s = StateStore::default();
+        assert_eq!(s.node_alloc_index("n1", true), 1);
+        let a = Allocation {
+            id: "a1".into(),
+            node_id: "n1".into(),
+            ..Default::default()
+        };
+        test_writer(&mut s, 5).upsert_alloc(a.clone());
+        assert_eq!(s.node_alloc_index("n1", true), 5);
+        assert_eq!(s.node_alloc_index("n2", true), 1);
+        test_writer(&mut s, 6).upsert_client_alloc(a);
+        assert_eq!(s.node_alloc_index("n1", true), 5);
+        assert_eq!(s.node_alloc_index("n1", false), 6);
+        test_writer(&mut s, 7).delete_alloc("a1");
+        assert_eq!(s.node_alloc_index("n1", true), 7);
+        // After a snapshot the node is stamped with the table's index: never below the
+        // last change, so a watcher misses nothing.
+        let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert_eq!(back.node_alloc_index("n1", true), 1);
     }
 
     fn counted_job(count: i64) -> Arc<Job> {

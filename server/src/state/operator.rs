@@ -40,6 +40,10 @@ impl StateWriter<'_> {
         s.allocs_by_job
             .remove(&(a.namespace.clone(), a.job_id.clone(), a.id.clone()));
         s.allocs_by_node.remove(&(a.node_id.clone(), a.id.clone()));
+        s.count_alloc(Some(&a), None);
+        s.node_alloc_index.insert(a.node_id.clone(), self.index);
+        s.node_alloc_server_index
+            .insert(a.node_id.clone(), self.index);
         s.tables.allocs = self.index;
         true
     }

@@ -40,13 +40,25 @@ impl<'a> StateWriter<'a> {
         self.state.tables.nodes = self.index;
     }
 
+    /// Write an allocation changed on the servers' side: every watch of its node wakes.
     pub fn upsert_alloc(&mut self, a: Allocation) {
+        self.state
+            .node_alloc_server_index
+            .insert(a.node_id.clone(), self.index);
+        self.upsert_client_alloc(a);
+    }
+
+    /// Write an allocation as its node reported it: everything moves but the node's own
+    /// agent's watch, which would only echo the report back to the agent that sent it.
+    pub fn upsert_client_alloc(&mut self, a: Allocation) {
         let s = &mut *self.state;
+        s.node_alloc_index.insert(a.node_id.clone(), self.index);
         s.allocs_by_job
             .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
         s.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
         let a = Arc::new(a);
-        s.allocs.insert(a.id.clone(), a.clone());
+        let old = s.allocs.insert(a.id.clone(), a.clone());
+        s.count_alloc(old.as_deref(), Some(&a));
         s.tables.allocs = self.index;
         self.record(Event::alloc(&a));
     }
@@ -149,6 +161,7 @@ impl<'a> StateWriter<'a> {
             deployments: self.index,
             variables: self.index,
             acl: self.index,
+            namespaces: self.index,
         };
         *self.state = restored;
     }

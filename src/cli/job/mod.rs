@@ -183,6 +183,23 @@ pub fn load_job(
     Ok(parsed.job)
 }
 
+/// Puts a job read from a file in its namespace as Nomad's `job run` does: the file's
+/// `namespace` wins; a file without one goes to the command's `-namespace` (or
+/// `NOMAD_NAMESPACE`). The parser reads a missing `namespace` as `default`, so a file
+/// that says `default` explicitly also follows the flag. Returns a client for the job's
+/// namespace, for the requests about the job that follow.
+pub(crate) fn place_in_namespace(client: &Client, job: &mut Job) -> Client {
+    let from_file = (!job.namespace.is_empty() && job.namespace != api::DEFAULT_NAMESPACE)
+        .then(|| job.namespace.clone());
+    let from_cli = client.namespace().filter(|ns| *ns != "*");
+    if let (None, Some(ns)) = (&from_file, from_cli) {
+        job.namespace = ns.to_string();
+        // Nomad services carry their job's namespace.
+        job.canonicalize_services();
+    }
+    client.clone().with_namespace(Some(job.ns().to_string()))
+}
+
 /// `{"Job": ...}`, pretty, as `-output` and `inspect` print it.
 fn job_json(job: &Job) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(
@@ -195,7 +212,15 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<JobLi
     lookup::matching(
         Kind::Job,
         prefix,
-        |o| async move { client.jobs(&o).await },
+        |o| async move {
+            let (jobs, meta) = client.jobs(&o).await?;
+            let ns = client.namespace();
+            let jobs = jobs
+                .into_iter()
+                .filter(|j| lookup::in_namespace(ns, &j.namespace))
+                .collect();
+            Ok((jobs, meta))
+        },
         |j| &j.id,
     )
     .await
@@ -205,6 +230,22 @@ pub async fn matching(client: &Client, prefix: &str) -> anyhow::Result<Vec<JobLi
 /// error listing them.
 pub async fn resolve(client: &Client, prefix: &str) -> anyhow::Result<Option<String>> {
     Ok(resolve_stub(client, prefix).await?.map(|job| job.id))
+}
+
+/// [`resolve`], with a client for the job's namespace: the command's, or with
+/// `-namespace '*'` the one the job was found in.
+pub async fn resolve_scoped(
+    client: &Client,
+    prefix: &str,
+) -> anyhow::Result<Option<(String, Client)>> {
+    Ok(resolve_stub(client, prefix).await?.map(|job| {
+        let scoped = if client.namespace() == Some("*") && !job.namespace.is_empty() {
+            client.clone().with_namespace(Some(job.namespace.clone()))
+        } else {
+            client.clone()
+        };
+        (job.id, scoped)
+    }))
 }
 
 /// [`resolve`], with the job as the list shows it (its namespace, for a UI link).
@@ -222,9 +263,10 @@ fn not_found(prefix: &str) -> anyhow::Result<i32> {
 }
 
 pub async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let job = match client.job(&id).await {
         Ok((job, _)) => job,
         Err(e) if e.is_not_found() => return not_found(&args.job),
@@ -235,9 +277,10 @@ pub async fn inspect(client: &Client, args: InspectArgs) -> anyhow::Result<i32> 
 }
 
 pub async fn allocs(client: &Client, args: AllocsArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let (mut allocs, _) = client
         .job_allocations(&id, &QueryOptions::default())
         .await

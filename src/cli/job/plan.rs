@@ -9,13 +9,14 @@ use api::{Client, JobPlanRequest, JobPlanResponse};
 /// what the scheduler would do, and the index to pass to `job run -check-index`.
 pub async fn plan(client: &Client, args: PlanArgs) -> anyhow::Result<i32> {
     const ERROR: i32 = 255;
-    let job = match load_job(&args.file, &args.vars, &args.var_files) {
+    let mut job = match load_job(&args.file, &args.vars, &args.var_files) {
         Ok(job) => job,
         Err(msg) => {
             eprintln!("{msg}");
             return Ok(ERROR);
         }
     };
+    let client = &super::place_in_namespace(client, &mut job);
     let req = JobPlanRequest {
         job: Some(job.clone()),
         diff: true,

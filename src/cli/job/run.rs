@@ -1,12 +1,12 @@
 //! `job run` and `job validate`: a job file checked and, for `run`, submitted and followed.
 
-use super::{job_json, load_job, RunArgs, ValidateArgs};
+use super::{job_json, load_job, place_in_namespace, RunArgs, ValidateArgs};
 use crate::cli::format::api_error;
 use crate::cli::monitor;
 use api::Client;
 
 pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
-    let job = match load_job(&args.file, &args.vars, &args.var_files) {
+    let mut job = match load_job(&args.file, &args.vars, &args.var_files) {
         Ok(job) => job,
         Err(msg) => {
             eprintln!("{msg}");
@@ -17,6 +17,7 @@ pub async fn run(client: &Client, args: RunArgs) -> anyhow::Result<i32> {
         println!("{}", job_json(&job)?);
         return Ok(0);
     }
+    let client = &place_in_namespace(client, &mut job);
     let resp = client
         .register_job_opts(&job, args.check_index)
         .await

@@ -1,6 +1,6 @@
 //! `job status`: the job list, or one job with its groups, evaluations and allocations.
 
-use super::{not_found, resolve, StatusArgs};
+use super::{not_found, resolve_scoped, StatusArgs};
 use crate::cli::alloc::{alloc_table, AllocTableKind};
 use crate::cli::format::{api_error, kv, now_nanos, rfc3339, table};
 use crate::cli::monitor;
@@ -18,17 +18,27 @@ pub fn status_word(status: &str, stop: bool) -> String {
 
 /// The job list as `job status` prints it (also shown when a prefix matches several jobs).
 pub(super) fn job_list_table(jobs: &[JobListStub]) -> String {
+    // Jobs of several namespaces (`-namespace '*'`) say which is whose.
+    let namespaced = jobs.iter().any(|j| j.namespace != jobs[0].namespace);
+    let mut header = vec!["ID", "Type", "Priority", "Status", "Submit Date"];
+    if namespaced {
+        header.insert(1, "Namespace");
+    }
     table(
-        &["ID", "Type", "Priority", "Status", "Submit Date"],
+        &header,
         jobs.iter()
             .map(|j| {
-                vec![
+                let mut row = vec![
                     j.id.clone(),
                     j.job_type.clone(),
                     j.priority.to_string(),
                     status_word(&j.status, j.stop),
                     rfc3339(j.submit_time),
-                ]
+                ];
+                if namespaced {
+                    row.insert(1, j.namespace.clone());
+                }
+                row
             })
             .collect(),
     )
@@ -52,9 +62,10 @@ pub async fn status(client: &Client, args: StatusArgs) -> anyhow::Result<i32> {
     let Some(prefix) = args.job else {
         return list(client, args.verbose).await;
     };
-    let Some(id) = resolve(client, &prefix).await? else {
+    let Some((id, client)) = resolve_scoped(client, &prefix).await? else {
         return not_found(&prefix);
     };
+    let client = &client;
     let job = match client.job(&id).await {
         Ok((job, _)) => job,
         Err(e) if e.is_not_found() => return not_found(&prefix),

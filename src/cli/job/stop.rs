@@ -1,15 +1,16 @@
 //! `job stop`: deregister a job, asking first when the ID given is only a prefix.
 
-use super::{not_found, resolve, StopArgs};
+use super::{not_found, resolve_scoped, StopArgs};
 use crate::cli::format::api_error;
 use crate::cli::monitor;
 use api::Client;
 use std::io::{BufRead, Write};
 
 pub async fn stop(client: &Client, args: StopArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     if id != args.job && !args.yes {
         match confirm(&format!("Are you sure you want to stop job {id:?}? [y/N] ")) {
             Confirm::Yes => {}

@@ -1,7 +1,7 @@
 //! `job history`, `job revert`, `job scale` and `job promote`: a job's versions and its
 //! deployments.
 
-use super::{not_found, resolve};
+use super::{not_found, resolve_scoped};
 use crate::cli::deployment;
 use crate::cli::format::{api_error, kv, rfc3339};
 use api::{Client, QueryOptions};
@@ -54,9 +54,10 @@ pub struct PromoteArgs {
 }
 
 pub async fn history(client: &Client, args: HistoryArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let (resp, _) = client
         .job_versions_with_diffs(&id)
         .await
@@ -89,9 +90,10 @@ pub async fn history(client: &Client, args: HistoryArgs) -> anyhow::Result<i32> 
 }
 
 pub async fn revert(client: &Client, args: RevertArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let r = client
         .revert_job(&id, args.version, None)
         .await
@@ -100,9 +102,10 @@ pub async fn revert(client: &Client, args: RevertArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn scale(client: &Client, args: ScaleArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let (group, count) = match args.count {
         Some(c) => (args.group_or_count, c),
         None => {
@@ -130,9 +133,10 @@ pub async fn scale(client: &Client, args: ScaleArgs) -> anyhow::Result<i32> {
 }
 
 pub async fn promote(client: &Client, args: PromoteArgs) -> anyhow::Result<i32> {
-    let Some(id) = resolve(client, &args.job).await? else {
+    let Some((id, client)) = resolve_scoped(client, &args.job).await? else {
         return not_found(&args.job);
     };
+    let client = &client;
     let (d, _) = client
         .job_latest_deployment(&id, &QueryOptions::default())
         .await
