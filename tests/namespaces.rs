@@ -9,32 +9,6 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// A request with an optional token: status, JSON answer (or the sentence as a string)
-/// and `X-Nomad-Index`.
-fn call(url: &str, method: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value, u64) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client
-        .request(method.parse().unwrap(), url)
-        .timeout(Duration::from_secs(30));
-    if let Some(t) = token {
-        req = req.header("X-Nomad-Token", t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().expect("request");
-    let status = r.status().as_u16();
-    let index = r
-        .headers()
-        .get("X-Nomad-Index")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let text = r.text().unwrap_or_default();
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v, index)
-}
-
 /// A raw_exec service job in `ns` that sleeps.
 fn job_body(id: &str, ns: &str) -> Value {
     json!({ "Job": {

@@ -11,24 +11,7 @@ use std::time::Duration;
 
 /// A request with a JSON answer (or the plain-text sentence as a string).
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value, u64) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client
-        .request(method.parse().unwrap(), url)
-        .timeout(Duration::from_secs(30));
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().expect("request");
-    let status = r.status().as_u16();
-    let index = r
-        .headers()
-        .get("X-Nomad-Index")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let text = r.text().unwrap_or_default();
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v, index)
+    common::call(url, method, None, body)
 }
 
 fn items(kv: &[(&str, &str)]) -> Value {
