@@ -13,23 +13,8 @@ use std::time::Duration;
 
 /// A request with an optional token; the answer's JSON (or its sentence as a string).
 fn call(url: &str, method: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client
-        .request(method.parse().unwrap(), url)
-        .timeout(Duration::from_secs(30));
-    if let Some(t) = token {
-        req = req.header("X-Nomad-Token", t);
-    }
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().expect("request");
-    let status = r.status().as_u16();
-    let text = r.text().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    let (status, v, _) = common::call(url, method, token, body);
+    (status, v)
 }
 
 fn bootstrap(addr: &str) -> String {
@@ -654,4 +639,325 @@ fn a_client_only_agent_with_acls_answers_only_requests_a_server_checked_and_rela
     let direct = format!("http://127.0.0.1:{}{logs}", client.http_port);
     let (s, v) = call(&direct, "GET", Some(&mgmt), None);
     assert_eq!((s, v.as_str()), (403, Some("Permission denied")));
+}
+
+/// What a route of [`EVERY_ROUTE`] asks of its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Open to anyone (Nomad leaves these open).
+    Open,
+    /// A list that answers everyone but filters what the token may read.
+    Filtered,
+    /// Internal (RPC listener only); not served on the HTTP API.
+    Internal,
+    /// Any valid token.
+    AnyToken,
+    /// A capability (namespace, node, agent, operator, quota, plugin, variables) or a
+    /// management token.
+    Capability,
+}
+
+/// Every route `acl::route::required` knows, as its unit test lists them (generated from
+/// that table; object IDs need not exist: a refusal comes before any lookup).
+const EVERY_ROUTE: &[(&str, &str, &str, Kind)] = &[
+    ("GET", "/v1/jobs", "", Kind::Capability),
+    ("GET", "/v1/jobs", "namespace=*", Kind::Filtered),
+    ("GET", "/v1/jobs", "namespace=%2A", Kind::Filtered),
+    ("PUT", "/v1/jobs", "", Kind::Capability),
+    ("POST", "/v1/jobs", "", Kind::Capability),
+    ("POST", "/v1/jobs/parse", "", Kind::Capability),
+    ("POST", "/v1/validate/job", "", Kind::Capability),
+    ("GET", "/v1/job/web", "", Kind::Capability),
+    ("POST", "/v1/job/web", "", Kind::Capability),
+    ("DELETE", "/v1/job/web", "purge=true", Kind::Capability),
+    ("GET", "/v1/job/web/versions", "", Kind::Capability),
+    ("GET", "/v1/job/web/allocations", "", Kind::Capability),
+    ("GET", "/v1/job/web/evaluations", "", Kind::Capability),
+    ("GET", "/v1/job/web/deployments", "", Kind::Capability),
+    ("GET", "/v1/job/web/deployment", "", Kind::Capability),
+    ("GET", "/v1/job/web/summary", "", Kind::Capability),
+    ("GET", "/v1/job/web/services", "", Kind::Capability),
+    ("POST", "/v1/job/web/plan", "", Kind::Capability),
+    ("POST", "/v1/job/web/evaluate", "", Kind::Capability),
+    ("POST", "/v1/job/web/revert", "", Kind::Capability),
+    ("POST", "/v1/job/web/stable", "", Kind::Capability),
+    ("POST", "/v1/job/web/dispatch", "", Kind::Capability),
+    ("POST", "/v1/job/web/periodic/force", "", Kind::Capability),
+    ("GET", "/v1/job/web/scale", "", Kind::Capability),
+    ("POST", "/v1/job/web/scale", "", Kind::Capability),
+    (
+        "GET",
+        "/v1/job/batch%2Fperiodic-1/allocations",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "GET",
+        "/v1/job/batch/periodic-1/allocations",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/job/batch/periodic-1", "", Kind::Capability),
+    ("GET", "/v1/allocations", "", Kind::Capability),
+    ("GET", "/v1/allocations", "namespace=*", Kind::Filtered),
+    ("GET", "/v1/allocation/a1", "", Kind::Capability),
+    ("GET", "/v1/allocation/a1/services", "", Kind::Capability),
+    ("POST", "/v1/allocation/a1/stop", "", Kind::Capability),
+    (
+        "GET",
+        "/v1/client/fs/logs/a1",
+        "task=web&type=stdout",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/client/fs/ls/a1", "path=/", Kind::Capability),
+    ("GET", "/v1/client/fs/cat/a1", "", Kind::Capability),
+    ("GET", "/v1/client/fs/stat/a1", "", Kind::Capability),
+    ("GET", "/v1/client/fs/readat/a1", "", Kind::Capability),
+    ("GET", "/v1/client/fs/stream/a1", "", Kind::Capability),
+    ("GET", "/v1/client/allocation/a1/exec", "", Kind::Capability),
+    (
+        "POST",
+        "/v1/client/allocation/a1/signal",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "POST",
+        "/v1/client/allocation/a1/restart",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "GET",
+        "/v1/client/allocation/a1/stats",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "GET",
+        "/v1/client/allocation/a1/checks",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/client/allocation/a1/gc", "", Kind::Capability),
+    ("GET", "/v1/client/stats", "", Kind::Capability),
+    ("GET", "/v1/client/gc", "", Kind::Capability),
+    ("GET", "/v1/evaluations", "", Kind::Capability),
+    ("DELETE", "/v1/evaluations", "", Kind::Capability),
+    ("GET", "/v1/evaluations/count", "", Kind::Capability),
+    ("GET", "/v1/evaluation/e1", "", Kind::Capability),
+    ("GET", "/v1/evaluation/e1/allocations", "", Kind::Capability),
+    ("GET", "/v1/deployments", "", Kind::Capability),
+    ("GET", "/v1/deployment/d1", "", Kind::Capability),
+    ("GET", "/v1/deployment/allocations/d1", "", Kind::Capability),
+    ("POST", "/v1/deployment/promote/d1", "", Kind::Capability),
+    ("POST", "/v1/deployment/fail/d1", "", Kind::Capability),
+    ("POST", "/v1/deployment/pause/d1", "", Kind::Capability),
+    (
+        "POST",
+        "/v1/deployment/allocation-health/d1",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/nodes", "", Kind::Capability),
+    ("GET", "/v1/node/n1", "", Kind::Capability),
+    ("GET", "/v1/node/n1/allocations", "", Kind::Capability),
+    ("POST", "/v1/node/n1/drain", "", Kind::Capability),
+    ("POST", "/v1/node/n1/eligibility", "", Kind::Capability),
+    ("POST", "/v1/node/n1/evaluate", "", Kind::Capability),
+    ("POST", "/v1/node/n1/purge", "", Kind::Capability),
+    ("GET", "/v1/services", "", Kind::Capability),
+    ("GET", "/v1/service/web", "", Kind::Capability),
+    ("DELETE", "/v1/service/web/id1", "", Kind::Capability),
+    ("GET", "/v1/vars", "prefix=a", Kind::Filtered),
+    ("GET", "/v1/var/a/b", "", Kind::Capability),
+    ("PUT", "/v1/var/a/b", "cas=3", Kind::Capability),
+    ("DELETE", "/v1/var/a/b", "", Kind::Capability),
+    ("GET", "/v1/namespaces", "", Kind::Filtered),
+    ("GET", "/v1/namespace/prod", "", Kind::Capability),
+    ("PUT", "/v1/namespace/prod", "", Kind::Capability),
+    ("POST", "/v1/namespace/prod", "", Kind::Capability),
+    ("DELETE", "/v1/namespace/prod", "", Kind::Capability),
+    ("POST", "/v1/acl/bootstrap", "", Kind::Open),
+    ("GET", "/v1/acl/policies", "", Kind::Filtered),
+    ("GET", "/v1/acl/policy/ro", "", Kind::Filtered),
+    ("POST", "/v1/acl/policy/ro", "", Kind::Capability),
+    ("DELETE", "/v1/acl/policy/ro", "", Kind::Capability),
+    ("GET", "/v1/acl/tokens", "", Kind::Capability),
+    ("POST", "/v1/acl/token", "", Kind::Capability),
+    ("GET", "/v1/acl/token/self", "", Kind::AnyToken),
+    ("GET", "/v1/acl/token/acc-1", "", Kind::Filtered),
+    ("POST", "/v1/acl/token/acc-1", "", Kind::Capability),
+    ("DELETE", "/v1/acl/token/acc-1", "", Kind::Capability),
+    ("POST", "/v1/acl/token/onetime", "", Kind::AnyToken),
+    ("POST", "/v1/acl/token/onetime/exchange", "", Kind::Open),
+    ("GET", "/v1/acl/roles", "", Kind::Filtered),
+    ("POST", "/v1/acl/role", "", Kind::Capability),
+    ("GET", "/v1/acl/role/r1", "", Kind::Filtered),
+    ("GET", "/v1/acl/role/name/ops", "", Kind::Filtered),
+    ("POST", "/v1/acl/role/r1", "", Kind::Capability),
+    ("DELETE", "/v1/acl/role/r1", "", Kind::Capability),
+    ("GET", "/v1/acl/binding-rules", "", Kind::Capability),
+    (
+        "GET",
+        "/v1/operator/raft/configuration",
+        "",
+        Kind::Capability,
+    ),
+    ("DELETE", "/v1/operator/raft/peer", "id=x", Kind::Capability),
+    (
+        "GET",
+        "/v1/operator/autopilot/configuration",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "PUT",
+        "/v1/operator/autopilot/configuration",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/operator/autopilot/health", "", Kind::Capability),
+    (
+        "GET",
+        "/v1/operator/scheduler/configuration",
+        "",
+        Kind::Capability,
+    ),
+    (
+        "POST",
+        "/v1/operator/scheduler/configuration",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/operator/snapshot", "", Kind::Capability),
+    ("PUT", "/v1/operator/snapshot", "", Kind::Capability),
+    ("GET", "/v1/operator/keyring/keys", "", Kind::Capability),
+    ("GET", "/v1/agent/self", "", Kind::Capability),
+    ("GET", "/v1/agent/health", "", Kind::Open),
+    ("GET", "/v1/agent/members", "", Kind::Capability),
+    ("GET", "/v1/agent/servers", "", Kind::Capability),
+    ("PUT", "/v1/agent/servers", "address=x", Kind::Capability),
+    ("PUT", "/v1/agent/join", "address=x", Kind::Capability),
+    ("PUT", "/v1/agent/force-leave", "node=x", Kind::Capability),
+    ("GET", "/v1/agent/monitor", "", Kind::Capability),
+    ("GET", "/v1/agent/pprof/heap", "", Kind::Capability),
+    ("GET", "/v1/status/leader", "", Kind::Open),
+    ("GET", "/v1/status/peers", "", Kind::Open),
+    ("GET", "/v1/regions", "", Kind::Open),
+    ("GET", "/v1/metrics", "", Kind::Open),
+    ("POST", "/v1/search", "", Kind::Filtered),
+    ("POST", "/v1/search/fuzzy", "", Kind::Filtered),
+    ("PUT", "/v1/system/gc", "", Kind::Capability),
+    (
+        "PUT",
+        "/v1/system/reconcile/summaries",
+        "",
+        Kind::Capability,
+    ),
+    ("GET", "/v1/event/stream", "topic=Job", Kind::Filtered),
+    ("GET", "/v1/scaling/policies", "", Kind::Capability),
+    ("GET", "/v1/scaling/policy/p1", "", Kind::Capability),
+    ("GET", "/v1/volumes", "type=csi", Kind::Capability),
+    ("GET", "/v1/volumes", "type=host", Kind::Capability),
+    ("GET", "/v1/volume/csi/v1", "", Kind::Capability),
+    ("PUT", "/v1/volume/csi/v1", "", Kind::Capability),
+    ("DELETE", "/v1/volume/csi/v1", "", Kind::Capability),
+    ("PUT", "/v1/volume/csi/v1/create", "", Kind::Capability),
+    (
+        "DELETE",
+        "/v1/volume/csi/v1/detach",
+        "node=n",
+        Kind::Capability,
+    ),
+    ("PUT", "/v1/volume/host/create", "", Kind::Capability),
+    ("PUT", "/v1/volume/host/register", "", Kind::Capability),
+    ("GET", "/v1/volume/host/h1", "", Kind::Capability),
+    ("DELETE", "/v1/volume/host/h1", "", Kind::Capability),
+    ("GET", "/v1/plugins", "type=csi", Kind::Capability),
+    ("GET", "/v1/plugin/csi/p1", "", Kind::Capability),
+    ("GET", "/v1/quotas", "", Kind::Capability),
+    ("PUT", "/v1/internal/node/register", "", Kind::Internal),
+    ("POST", "/v1/internal/raft/append", "", Kind::Internal),
+];
+
+/// The indexes of every table, read with the management token: equal before and after
+/// means nothing was written.
+fn table_indexes(addr: &str, mgmt: &str) -> Vec<(&'static str, u64)> {
+    [
+        "/v1/jobs?namespace=*",
+        "/v1/nodes",
+        "/v1/allocations?namespace=*",
+        "/v1/evaluations?namespace=*",
+        "/v1/deployments?namespace=*",
+        "/v1/vars?namespace=*",
+        "/v1/acl/tokens",
+        "/v1/acl/policies",
+        "/v1/acl/roles",
+        "/v1/namespaces",
+        "/v1/operator/scheduler/configuration",
+        "/v1/services?namespace=*",
+    ]
+    .into_iter()
+    .map(|p| {
+        (
+            p,
+            common::call(&format!("{addr}{p}"), "GET", Some(mgmt), None).2,
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn every_route_refuses_no_token_an_unknown_token_and_a_weak_one_and_writes_nothing() {
+    let agent = DevAgent::start_acl(None);
+    let addr = agent.addr();
+    let mgmt = bootstrap(&addr);
+    let weak = client_token(
+        &addr,
+        &mgmt,
+        "elsewhere",
+        r#"namespace "elsewhere" { policy = "write" }"#,
+    );
+    let before = table_indexes(&addr, &mgmt);
+    let mut checked = 0;
+    for &(method, path, query, kind) in EVERY_ROUTE {
+        if matches!(kind, Kind::Open | Kind::Filtered | Kind::Internal) {
+            continue;
+        }
+        let url = if query.is_empty() {
+            format!("{addr}{path}")
+        } else {
+            format!("{addr}{path}?{query}")
+        };
+        // An unknown secret is refused everywhere; no token is the anonymous token,
+        // which routes open to any token (`token/self`) admit.
+        let mut callers = vec![(
+            "an unknown token",
+            Some("6d0a5e4b-1111-4222-8333-944455556666"),
+            "ACL token not found",
+        )];
+        if kind == Kind::Capability {
+            callers.push(("no token", None, "Permission denied"));
+            callers.push((
+                "a token for another namespace",
+                Some(weak.as_str()),
+                "Permission denied",
+            ));
+        }
+        for (who, token, sentence) in callers {
+            let (s, v, _) = common::call(&url, method, token, None);
+            assert_eq!(s, 403, "{method} {path}?{query} with {who}: {v}");
+            if method != "HEAD" {
+                assert_eq!(v.as_str(), Some(sentence), "{method} {path} with {who}");
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked > 250, "only {checked} refusals checked");
+    assert_eq!(
+        table_indexes(&addr, &mgmt),
+        before,
+        "a refused request wrote something"
+    );
 }

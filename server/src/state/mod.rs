@@ -68,11 +68,8 @@ pub struct StateStore {
     evals: OrdMap<String, Arc<Evaluation>>,
     nodes: OrdMap<String, Arc<Node>>,
     /// Secondary indexes, rebuilt on snapshot restore.
-    /// The allocations again, by `(namespace, job, id)` and by `(node, id)`: a range of
-    /// either yields them without a lookup per allocation in `allocs` (a scheduler
-    /// reading a thousand nodes' allocations spent most of its time in those lookups).
-    allocs_by_job: OrdMap<(String, String, String), Arc<Allocation>>,
-    allocs_by_node: OrdMap<(String, String), Arc<Allocation>>,
+    allocs_by_job: OrdSet<(String, String, String)>,
+    allocs_by_node: OrdSet<(String, String)>,
     /// Per node, the Raft index of the last change to one of its allocations. A watch of
     /// a node's allocations blocks on this rather than on the whole allocation table, so
     /// a write wakes only the watchers of the nodes it concerns.
@@ -115,17 +112,12 @@ impl StateStore {
         self.allocs_by_job = self
             .allocs
             .values()
-            .map(|a| {
-                (
-                    (a.namespace.clone(), a.job_id.clone(), a.id.clone()),
-                    a.clone(),
-                )
-            })
+            .map(|a| (a.namespace.clone(), a.job_id.clone(), a.id.clone()))
             .collect();
         self.allocs_by_node = self
             .allocs
             .values()
-            .map(|a| ((a.node_id.clone(), a.id.clone()), a.clone()))
+            .map(|a| (a.node_id.clone(), a.id.clone()))
             .collect();
         // After a snapshot, every node that has allocations is stamped with the table's
         // index: at least the true last change, and below every later one, so a watch
@@ -211,8 +203,8 @@ impl StateStore {
         let lo = (ns.to_string(), job_id.to_string(), String::new());
         self.allocs_by_job
             .range(lo..)
-            .take_while(|((n, j, _), _)| n == ns && j == job_id)
-            .map(|(_, a)| a.clone())
+            .take_while(|(n, j, _)| n == ns && j == job_id)
+            .filter_map(|(_, _, id)| self.allocs.get(id).cloned())
             .collect()
     }
 
@@ -261,8 +253,8 @@ impl StateStore {
         let lo = (node_id.to_string(), String::new());
         self.allocs_by_node
             .range(lo..)
-            .take_while(|((n, _), _)| n == node_id)
-            .map(|(_, a)| a.clone())
+            .take_while(|(n, _)| n == node_id)
+            .filter_map(|(_, id)| self.allocs.get(id).cloned())
             .collect()
     }
 
