@@ -367,14 +367,7 @@ impl TaskRunner {
         let mut e = events::event(template::EVENT_TEMPLATE, format!("Template failed: {msg}"));
         e.details.insert("template_error".into(), msg);
         self.push_event(e);
-        let d = restart::decide(
-            &self.restart_policy,
-            &self.job_type,
-            Outcome::StartFailed { recoverable: false },
-            &mut self.state.restart,
-            events::now_nanos(),
-        );
-        self.apply(d)
+        self.decide_and_apply(Outcome::StartFailed { recoverable: false })
     }
 
     /// Stops the running task because a check kept failing, then lets the restart policy
@@ -400,10 +393,16 @@ impl TaskRunner {
             err: Some(reason),
             oom_killed: false,
         };
+        self.decide_and_apply(Outcome::Exited(&unhealthy))
+    }
+
+    /// The restart policy's word on `outcome`, carried out: the one step every failure
+    /// path ends with.
+    fn decide_and_apply(&mut self, outcome: Outcome) -> Phase {
         let d = restart::decide(
             &self.restart_policy,
             &self.job_type,
-            Outcome::Exited(&unhealthy),
+            outcome,
             &mut self.state.restart,
             events::now_nanos(),
         );
@@ -415,14 +414,7 @@ impl TaskRunner {
         let mut e = events::event(events::FAILED_ARTIFACT_DOWNLOAD, msg.clone());
         e.details.insert("download_error".into(), msg);
         self.push_event(e);
-        let d = restart::decide(
-            &self.restart_policy,
-            &self.job_type,
-            Outcome::StartFailed { recoverable: true },
-            &mut self.state.restart,
-            events::now_nanos(),
-        );
-        self.apply(d)
+        self.decide_and_apply(Outcome::StartFailed { recoverable: true })
     }
 
     /// Nomad's "Setup Failure": the task cannot be set up and is not restarted.
@@ -431,14 +423,7 @@ impl TaskRunner {
         let mut e = events::event(SETUP_FAILURE, msg.clone());
         e.details.insert("setup_error".into(), msg);
         self.push_event(e);
-        let d = restart::decide(
-            &self.restart_policy,
-            &self.job_type,
-            Outcome::StartFailed { recoverable: false },
-            &mut self.state.restart,
-            events::now_nanos(),
-        );
-        self.apply(d)
+        self.decide_and_apply(Outcome::StartFailed { recoverable: false })
     }
 
     async fn first_phase(&mut self) -> Phase {
@@ -620,29 +605,15 @@ impl TaskRunner {
             self.push_event(events::oom_killed());
         }
         self.push_event(events::terminated(&res));
-        let d = restart::decide(
-            &self.restart_policy,
-            &self.job_type,
-            Outcome::Exited(&res),
-            &mut self.state.restart,
-            events::now_nanos(),
-        );
-        self.apply(d)
+        self.decide_and_apply(Outcome::Exited(&res))
     }
 
     fn start_failed(&mut self, err: DriverError) -> Phase {
         tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %err, "task failed to start");
         self.push_event(events::driver_failure(&err.to_string()));
-        let d = restart::decide(
-            &self.restart_policy,
-            &self.job_type,
-            Outcome::StartFailed {
-                recoverable: err.recoverable(),
-            },
-            &mut self.state.restart,
-            events::now_nanos(),
-        );
-        self.apply(d)
+        self.decide_and_apply(Outcome::StartFailed {
+            recoverable: err.recoverable(),
+        })
     }
 
     async fn kill(&mut self, reason: Option<TaskEvent>) -> Phase {
