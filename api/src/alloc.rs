@@ -5,6 +5,12 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// Per-task values of one allocation, by task name: a sorted vector, serialised as a JSON
+/// object like a `BTreeMap`. An allocation has a task or two, and a `BTreeMap` holding
+/// even one entry allocates a node for eleven; at C100K the allocations' per-task maps
+/// were over half of the state store's memory (`server/examples/state_memory.rs`).
+pub type TaskMap<V> = litemap::LiteMap<String, V>;
+
 pub const ALLOC_DESIRED_RUN: &str = "run";
 pub const ALLOC_DESIRED_STOP: &str = "stop";
 pub const ALLOC_DESIRED_EVICT: &str = "evict";
@@ -38,7 +44,7 @@ pub struct Allocation {
     pub job: Option<Arc<Job>>,
     pub task_group: String,
     pub resources: Option<Resources>,
-    pub task_resources: BTreeMap<String, Resources>,
+    pub task_resources: TaskMap<Resources>,
     /// What the scheduler gave the allocation on its node, host ports included.
     #[serde(rename = "AllocatedResources")]
     pub allocated_resources: Option<crate::alloc_resources::AllocatedResources>,
@@ -46,7 +52,7 @@ pub struct Allocation {
     pub desired_description: String,
     pub client_status: String,
     pub client_description: String,
-    pub task_states: BTreeMap<String, TaskState>,
+    pub task_states: TaskMap<TaskState>,
     #[serde(rename = "PreviousAllocation")]
     pub previous_allocation: String,
     #[serde(rename = "NextAllocation")]
@@ -203,7 +209,7 @@ pub struct AllocationListStub {
     pub desired_description: String,
     pub client_status: String,
     pub client_description: String,
-    pub task_states: BTreeMap<String, TaskState>,
+    pub task_states: TaskMap<TaskState>,
     pub deployment_status: Option<AllocDeploymentStatus>,
     #[serde(rename = "DeploymentID")]
     pub deployment_id: String,
@@ -265,7 +271,7 @@ pub struct AllocClientUpdate {
     pub id: String,
     pub client_status: String,
     pub client_description: String,
-    pub task_states: BTreeMap<String, TaskState>,
+    pub task_states: TaskMap<TaskState>,
     /// Set once the client has judged the alloc healthy or unhealthy.
     pub deployment_status: Option<AllocDeploymentStatus>,
 }

@@ -8,7 +8,6 @@
 use crate::alloc::Allocation;
 use crate::job::{Lifecycle, NetworkResource};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The lowest host port the scheduler hands to a dynamic port (Nomad's default).
 pub const DYNAMIC_PORT_MIN: u16 = 20000;
@@ -18,10 +17,10 @@ pub const DYNAMIC_PORT_MAX: u16 = 32000;
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct AllocatedResources {
-    pub tasks: BTreeMap<String, AllocatedTaskResources>,
+    pub tasks: crate::TaskMap<AllocatedTaskResources>,
     /// The lifecycle of each task that has one (prestart, poststart, poststop hooks).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub task_lifecycles: BTreeMap<String, Option<Lifecycle>>,
+    #[serde(skip_serializing_if = "crate::TaskMap::is_empty")]
+    pub task_lifecycles: crate::TaskMap<Option<Lifecycle>>,
     pub shared: AllocatedSharedResources,
 }
 
@@ -130,7 +129,7 @@ mod tests {
     #[test]
     fn serialises_in_nomads_shape_and_reads_partial_json() {
         let resources = AllocatedResources {
-            tasks: BTreeMap::from([(
+            tasks: crate::TaskMap::from_iter([(
                 "web".to_string(),
                 AllocatedTaskResources {
                     cpu: AllocatedCpuResources {
@@ -144,7 +143,7 @@ mod tests {
                     networks: vec![],
                 },
             )]),
-            task_lifecycles: BTreeMap::new(),
+            task_lifecycles: crate::TaskMap::new(),
             shared: AllocatedSharedResources {
                 disk_mb: 300,
                 networks: vec![NetworkResource {

@@ -268,7 +268,9 @@ async fn agent_runs_reports_reattaches_stops_and_collects_allocs() {
         Some(pid),
         "the task was started again"
     );
-    let restarts = fake.last_update("svc").map(|u| u.task_states["t"].restarts);
+    let restarts = fake
+        .last_update("svc")
+        .map(|u| u.task_states.get("t").unwrap().restarts);
     assert_eq!(restarts, Some(0));
 
     // The server stops the service alloc: the task is killed and the alloc completes.
@@ -281,7 +283,10 @@ async fn agent_runs_reports_reattaches_stops_and_collects_allocs() {
             .filter(|u| u.client_status == "complete")
     })
     .await;
-    let events: Vec<_> = u.task_states["t"]
+    let events: Vec<_> = u
+        .task_states
+        .get("t")
+        .unwrap()
         .events
         .iter()
         .map(|e| e.event_type.as_str())

@@ -8,7 +8,6 @@ use api::{AllocMetric, Allocation, Evaluation, Job, Node, Plan, Resources, TaskG
 use rand::RngCore;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 pub(crate) struct PlanBuilder<'s, S: State> {
@@ -123,7 +122,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             crate::ports::allocate(group, node, self.usage.node(&node.id), &mut self.rng)?;
         let mut resources = group.combined_resources();
         resources.networks = allocated.shared.networks.clone();
-        let task_resources: BTreeMap<String, Resources> = group
+        let task_resources: api::TaskMap<Resources> = group
             .tasks
             .iter()
             .map(|t| (t.name.clone(), t.resources.clone().unwrap_or_default()))

@@ -28,7 +28,7 @@ use crate::rank::{
     combine, AffinityScorer, FitScorer, JobAntiAffinityScorer, ReschedulePenaltyScorer,
     SpreadScorer,
 };
-use crate::usage::{fit, Ask, ClusterUsage, NodeUsage};
+use crate::usage::{check_cpu_memory, fit, Ask, ClusterUsage, NodeUsage};
 use crate::{Algorithm, State};
 use api::{AllocMetric, Job, Node, TaskGroup};
 use rand::seq::SliceRandom;
@@ -217,6 +217,30 @@ impl<'j> GroupSelector<'j> {
         if let Err(reason) = self.feasibility.check(node) {
             return NodeVerdict::Filtered(reason);
         }
+        self.check_usage(node, usage)
+    }
+
+    /// A node's verdict when it can be told without reading its allocations: filtered
+    /// by a check that needs none, or out of CPU or memory by its load counters. `None`:
+    /// [`GroupSelector::check_node`] must look. At scale most nodes a placement passes
+    /// are full, and building each one's usage was most of an evaluation's time.
+    fn check_without_usage<S: State>(
+        &mut self,
+        node: &Node,
+        usage: &ClusterUsage<'_, S>,
+    ) -> Option<NodeVerdict> {
+        if let Err(reason) = self.feasibility.check(node) {
+            return Some(NodeVerdict::Filtered(reason));
+        }
+        let load = usage.load_of(&node.id);
+        check_cpu_memory(node, load.cpu, load.memory_mb, &self.ask)
+            .err()
+            .map(|e| NodeVerdict::Exhausted(e.dimension()))
+    }
+
+    /// The checks of [`GroupSelector::check_node`] after feasibility: distinct hosts,
+    /// property and skew limits, then room.
+    fn check_usage(&mut self, node: &Node, usage: &NodeUsage) -> NodeVerdict {
         if let Some(scope) = self.distinct_hosts {
             let ns = self.job.ns();
             let job_allocs = usage.job_allocs(ns, &self.job.id);
@@ -313,8 +337,12 @@ impl<'j> GroupSelector<'j> {
         while visited < total {
             let node = self.nodes[(self.cursor + visited) % total].clone();
             visited += 1;
+            if let Some(verdict) = self.check_without_usage(&node, usage) {
+                Self::count(&mut metric, &node, &verdict);
+                continue;
+            }
             let node_usage = usage.node(&node.id);
-            let verdict = self.check_node(&node, node_usage);
+            let verdict = self.check_usage(&node, node_usage);
             Self::count(&mut metric, &node, &verdict);
             if verdict != NodeVerdict::Fits {
                 continue;
@@ -385,8 +413,11 @@ impl<'j> GroupSelector<'j> {
                 continue;
             }
             let node = self.nodes[pos].clone();
-            let node_usage = usage.node(&node.id);
-            match self.check_node(&node, node_usage) {
+            let verdict = match self.check_without_usage(&node, usage) {
+                Some(verdict) => verdict,
+                None => self.check_usage(&node, usage.node(&node.id)),
+            };
+            match verdict {
                 NodeVerdict::Fits => {}
                 NodeVerdict::Exhausted(_) => {
                     // Within one run a node only fills up; room a stop frees on it is
@@ -399,6 +430,7 @@ impl<'j> GroupSelector<'j> {
                     continue;
                 }
             }
+            let node_usage = usage.node(&node.id);
             let score = self.score(&node, node_usage, penalty);
             if best.is_none_or(|(best_score, _)| score > best_score) {
                 best = Some((score, pos));
@@ -686,6 +718,72 @@ mod tests {
         let metric = sel.select(&mut usage, &[]).unwrap_err();
         assert_eq!(metric.nodes_evaluated, 3);
         assert_eq!(metric.dimension_exhausted["cpu"], 3);
+    }
+
+    /// A state that keeps load counters (as the servers' store does) and records whose
+    /// allocations were read.
+    struct Counting {
+        inner: mock::MemState,
+        read: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl State for Counting {
+        fn index(&self) -> u64 {
+            self.inner.index()
+        }
+        fn job(&self, ns: &str, id: &str) -> Option<Arc<Job>> {
+            self.inner.job(ns, id)
+        }
+        fn nodes(&self) -> Vec<Arc<Node>> {
+            self.inner.nodes()
+        }
+        fn node(&self, id: &str) -> Option<Arc<Node>> {
+            self.inner.node(id)
+        }
+        fn allocs_by_job(&self, ns: &str, job: &str) -> Vec<Arc<api::Allocation>> {
+            self.inner.allocs_by_job(ns, job)
+        }
+        fn allocs_by_node(&self, node_id: &str) -> Vec<Arc<api::Allocation>> {
+            self.read.borrow_mut().push(node_id.to_string());
+            self.inner.allocs_by_node(node_id)
+        }
+        fn node_load(&self, node_id: &str) -> Option<crate::usage::NodeLoad> {
+            let mut sum = crate::usage::NodeLoad::default();
+            for a in self.inner.allocs_by_node(node_id) {
+                sum.add(crate::usage::NodeLoad::of_alloc(&a));
+            }
+            Some(sum)
+        }
+    }
+
+    #[test]
+    fn binpack_rules_full_nodes_out_by_their_counters_without_reading_their_allocations() {
+        let old = Arc::new(mock::job("old", api::JOB_TYPE_SERVICE));
+        let mut full = Vec::new();
+        let mut allocs = Vec::new();
+        for i in 0..20 {
+            let n = mock::node(&format!("full-{i:02}"));
+            // 8 x 500 MHz fill a 4000 MHz node.
+            allocs.extend((0..8).map(|k| mock::alloc(&old, "web", i * 8 + k, &n)));
+            full.push(n);
+        }
+        let empty = mock::node("empty");
+        let job = mock::job("web", api::JOB_TYPE_SERVICE);
+        let state = Counting {
+            inner: mock::MemState::new()
+                .with_nodes(full.iter().cloned().chain([empty]))
+                .with_jobs([job.clone()])
+                .with_allocs(allocs),
+            read: Default::default(),
+        };
+        let plan = crate::schedule(&state, &mock::eval(&job), &Default::default(), 7).unwrap();
+        let placed: Vec<_> = plan.node_allocation.keys().cloned().collect();
+        assert_eq!(placed, ["empty"]);
+        let read = state.read.borrow();
+        assert!(
+            read.iter().all(|n| !n.starts_with("full-")),
+            "full nodes' allocations were read: {read:?}"
+        );
     }
 
     #[test]

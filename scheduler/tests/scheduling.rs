@@ -73,7 +73,7 @@ fn service_places_every_index_with_complete_allocations() {
         assert_eq!(a.client_status, "pending");
         let r = a.resources.as_ref().unwrap();
         assert_eq!((r.cpu, r.memory_mb, r.disk_mb), (500, 256, 300));
-        assert_eq!(a.task_resources["server"].cpu, 500);
+        assert_eq!(a.task_resources.get("server").unwrap().cpu, 500);
     }
 }
 

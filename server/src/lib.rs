@@ -25,6 +25,7 @@ pub mod plan_apply;
 pub mod raft;
 pub mod search;
 pub mod state;
+pub mod watchers;
 pub mod worker;
 
 pub use crate::config::{AclConfig, ServerConfig, ServerTls, DEFAULT_JOB_MAX_SOURCE_SIZE};
@@ -115,6 +116,8 @@ pub struct Server {
     pub keyring: Arc<keyring::Keyring>,
     /// ACLs built per token (`http::auth`).
     pub acl_cache: http::auth::AclCache,
+    /// Wake-ups by node for agents' allocation watches (`watchers.rs`).
+    pub node_watchers: Arc<watchers::NodeWatchers>,
     log_store: LogStore,
 }
 
@@ -122,10 +125,12 @@ pub struct Server {
 struct Hook {
     broker: Arc<EvalBroker>,
     events: Arc<events::EventBroker>,
+    node_watchers: Arc<watchers::NodeWatchers>,
 }
 
 impl ApplyHook for Hook {
     fn applied(&self, _state: &Arc<StateStore>, mut effects: Effects) {
+        self.node_watchers.wake(&effects.wakes);
         self.events.publish(std::mem::take(&mut effects.events));
         let now = now_nanos();
         for e in effects.evals {
@@ -462,6 +467,7 @@ pub async fn start(
     let log_store = LogStore::new(&db, marks)?;
     let broker = EvalBroker::new();
     let event_broker = events::EventBroker::new(config.event_buffer_size);
+    let node_watchers = Arc::new(watchers::NodeWatchers::default());
     let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
     let snapshots_installed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sm = StateMachine::open(
@@ -470,6 +476,7 @@ pub async fn start(
         Arc::new(Hook {
             broker: broker.clone(),
             events: event_broker.clone(),
+            node_watchers: node_watchers.clone(),
         }),
         snapshots_installed.clone(),
     )?;
@@ -518,6 +525,7 @@ pub async fn start(
         snapshots_installed,
         keyring,
         acl_cache: Default::default(),
+        node_watchers,
         log_store,
     });
     let weak = Arc::downgrade(&server);

@@ -87,25 +87,39 @@ impl fmt::Display for Exhausted {
     }
 }
 
+/// Whether the ask's CPU and memory fit beside `cpu` and `memory_mb` already held: the
+/// first two checks of [`check_fit`], also answerable from a node's load counters
+/// ([`super::NodeLoad`]) without reading its allocations.
+pub fn check_cpu_memory(
+    node: &Node,
+    used_cpu: i64,
+    used_memory_mb: i64,
+    ask: &Ask,
+) -> Result<(), Exhausted> {
+    let (cpu, memory_mb, _) = node.allocatable();
+    if used_cpu + ask.cpu > cpu {
+        return Err(Exhausted::Cpu {
+            asked: ask.cpu,
+            free: (cpu - used_cpu).max(0),
+        });
+    }
+    if used_memory_mb + ask.memory_mb > memory_mb {
+        return Err(Exhausted::Memory {
+            asked: ask.memory_mb,
+            free: (memory_mb - used_memory_mb).max(0),
+        });
+    }
+    Ok(())
+}
+
 /// Whether an ask fits on a node that already holds `usage`: CPU, memory and disk within
 /// what the node may hand out, no host port (static, or dynamic already assigned) taken
 /// twice, and enough free ports in the dynamic range for the dynamic ports still to
 /// assign. The one place that decides "fits", for the scheduler's placements and the
 /// plan applier's re-check.
 pub fn check_fit(node: &Node, usage: &NodeUsage, ask: &Ask) -> Result<(), Exhausted> {
-    let (cpu, memory_mb, disk_mb) = node.allocatable();
-    if usage.cpu + ask.cpu > cpu {
-        return Err(Exhausted::Cpu {
-            asked: ask.cpu,
-            free: (cpu - usage.cpu).max(0),
-        });
-    }
-    if usage.memory_mb + ask.memory_mb > memory_mb {
-        return Err(Exhausted::Memory {
-            asked: ask.memory_mb,
-            free: (memory_mb - usage.memory_mb).max(0),
-        });
-    }
+    let (_, _, disk_mb) = node.allocatable();
+    check_cpu_memory(node, usage.cpu, usage.memory_mb, ask)?;
     if usage.disk_mb + ask.disk_mb > disk_mb {
         return Err(Exhausted::Disk {
             asked: ask.disk_mb,

@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 mod fit;
 
-pub use fit::{check_fit, check_node_plan, fit, Exhausted, NodeRefusal};
+pub use fit::{check_cpu_memory, check_fit, check_node_plan, fit, Exhausted, NodeRefusal};
 
 /// FNV-1a: node IDs are short and trusted (they come from the state, not from a client),
 /// so the DoS resistance of SipHash buys nothing on the placement hot path, and FNV is

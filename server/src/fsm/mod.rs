@@ -243,6 +243,8 @@ pub struct Effects {
     pub capacity_changed: bool,
     /// What the entries changed, typed, for the event stream (`crate::events`).
     pub events: Vec<crate::events::Event>,
+    /// The nodes whose allocation watches must wake (`crate::watchers`).
+    pub wakes: crate::watchers::NodeWakes,
 }
 
 /// Proof that the caller is the FSM: a `StateWriter` cannot be made without one, and only
@@ -437,6 +439,7 @@ pub fn apply(state: &mut StateStore, index: u64, cmd: Command, fx: &mut Effects)
     }
     let events = w.take_events().into_iter();
     fx.events.extend(events.map(|e| e.typed(event_type)));
+    fx.wakes.extend(w.take_wakes());
     resp
 }
 

@@ -191,6 +191,25 @@ pub async fn blocking(
     q: &QueryParams,
     table: impl Fn(&StateStore) -> u64,
 ) -> Result<Arc<StateStore>, ApiErr> {
+    blocking_on(srv, q, table, WakeOn::AnyWrite).await
+}
+
+/// What wakes a waiting blocking query to look at the state again.
+#[derive(Debug, Clone, Copy)]
+pub enum WakeOn<'a> {
+    /// Every applied batch of entries.
+    AnyWrite,
+    /// Only a batch that changed this node's allocations (`crate::watchers`).
+    NodeAllocs(&'a str),
+}
+
+/// [`blocking`], woken only by what `wake` names.
+pub async fn blocking_on(
+    srv: &Server,
+    q: &QueryParams,
+    table: impl Fn(&StateStore) -> u64,
+    wake: WakeOn<'_>,
+) -> Result<Arc<StateStore>, ApiErr> {
     let min = match q.index.as_deref() {
         None | Some("") => 0,
         Some(s) => s.parse::<u64>().map_err(|_| {
@@ -228,6 +247,23 @@ pub async fn blocking(
     // Nomad adds up to 1/16 of jitter so many watchers do not wake together.
     let jitter = wait.mul_f64(rand::random::<f64>() / 16.0);
     let deadline = tokio::time::Instant::now() + wait + jitter;
+    if let WakeOn::NodeAllocs(node) = wake {
+        let watch = srv.node_watchers.watch(node);
+        loop {
+            // Enabled before the state is read: a change published after the read wakes it.
+            let notified = watch.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let state = rx.borrow_and_update().clone();
+            if table(&state) > min {
+                return Ok(state);
+            }
+            drop(state);
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(rx.borrow().clone());
+            }
+        }
+    }
     loop {
         if tokio::time::timeout_at(deadline, rx.changed())
             .await

@@ -2,8 +2,8 @@
 //! heartbeat and report allocation status.
 
 use super::{
-    blocking, found, parse_body, read_table, reply, write_reply, ApiErr, ApiResult, AppState,
-    QueryParams, Table,
+    found, parse_body, read_table, reply, write_reply, ApiErr, ApiResult, AppState, QueryParams,
+    Table,
 };
 use crate::fsm::Command;
 use crate::heartbeat::node_evals;
@@ -133,7 +133,7 @@ pub async fn allocations(
     // wakes nobody watching this node (thousands of agents each watch their own).
     let echo = QueryParams::parse_bool("echo", &watch.echo.or(Some("true".into())))?;
     let index = |s: &StateStore| s.node_alloc_index(&id, !echo);
-    let state = blocking(&srv, &q, index).await?;
+    let state = super::blocking_on(&srv, &q, index, super::WakeOn::NodeAllocs(&id)).await?;
     Ok(reply(&srv, index(&state), &state.allocs_for_node(&id)))
 }
 

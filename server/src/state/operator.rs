@@ -41,6 +41,7 @@ impl StateWriter<'_> {
             .remove(&(a.namespace.clone(), a.job_id.clone(), a.id.clone()));
         s.allocs_by_node.remove(&(a.node_id.clone(), a.id.clone()));
         s.count_alloc(Some(&a), None);
+        self.wakes.nodes.push(a.node_id.clone());
         s.node_alloc_index.insert(a.node_id.clone(), self.index);
         s.node_alloc_server_index
             .insert(a.node_id.clone(), self.index);

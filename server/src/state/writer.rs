@@ -15,6 +15,8 @@ pub struct StateWriter<'a> {
     pub(super) index: u64,
     /// What this entry changed, for the event stream (`crate::events`; the FSM types them).
     events: Vec<Event>,
+    /// The nodes whose allocation index this entry moved (`crate::watchers`).
+    pub(super) wakes: crate::watchers::NodeWakes,
 }
 
 impl<'a> StateWriter<'a> {
@@ -25,6 +27,7 @@ impl<'a> StateWriter<'a> {
             state,
             index,
             events: Vec::new(),
+            wakes: Default::default(),
         }
     }
 
@@ -51,6 +54,7 @@ impl<'a> StateWriter<'a> {
     /// Write an allocation as its node reported it: everything moves but the node's own
     /// agent's watch, which would only echo the report back to the agent that sent it.
     pub fn upsert_client_alloc(&mut self, a: Allocation) {
+        self.wakes.nodes.push(a.node_id.clone());
         let s = &mut *self.state;
         s.node_alloc_index.insert(a.node_id.clone(), self.index);
         s.allocs_by_job
@@ -148,6 +152,11 @@ impl<'a> StateWriter<'a> {
         std::mem::take(&mut self.events)
     }
 
+    /// The nodes whose allocation watches must wake (the FSM hands them to `Effects`).
+    pub fn take_wakes(&mut self) -> crate::watchers::NodeWakes {
+        std::mem::take(&mut self.wakes)
+    }
+
     /// Replace the whole state with a saved one; every table counts as written now.
     pub fn restore(&mut self, mut restored: StateStore) {
         restored.reindex();
@@ -164,6 +173,7 @@ impl<'a> StateWriter<'a> {
             namespaces: self.index,
         };
         *self.state = restored;
+        self.wakes.all = true;
     }
 }
 

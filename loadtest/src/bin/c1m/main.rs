@@ -18,7 +18,8 @@
 //! ```
 //!
 //! `--jobs`, `--count`, `--nodes`, `--timeout-s`, `--start-delay-ms`, `--sample-ms`
-//! override a rung; `--election-timeout-ms` sets the servers' Raft election timeout.
+//! override a rung; `--save-snapshot FILE` writes the leader's state at the end (what
+//! `server`'s `state_memory` example weighs); `--election-timeout-ms` sets the servers' Raft election timeout.
 //! `DROVER_BIN` names the `drover` binary (default `target/release/drover`),
 //! `NODE_SIM_BIN` the simulator (default: beside this binary).
 //! `loadtest/tests/c10k.rs` runs C10K against the debug build in CI. Exit status 0 only
@@ -412,6 +413,10 @@ async fn run(
     );
 
     let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+    // What the servers hold with every node registered and watching and no allocation:
+    // the baseline the memory per allocation is counted from.
+    let rss0: Vec<String> = pids.iter().map(|p| format!("{:.0}", rss_mib(*p))).collect();
+    println!("servers' RSS before the first job: {} MiB", rss0.join(", "));
     let cpu0: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
     let sim_cpu0 = cpu_seconds(sim.child.id());
     let obs = Arc::new(Mutex::new(Observed {
@@ -534,6 +539,17 @@ async fn run(
         term1 = term1.max(raft_term(&c, h).await);
     }
     let timers = server_timers(&c, &http[leader]).await;
+    if let Some(path) = arg_str("--save-snapshot") {
+        // The leader's state, for `cargo run --release -p server --example state_memory`.
+        let body = c
+            .get(format!("{}/v1/operator/snapshot", http[leader]))
+            .send()
+            .await?
+            .bytes()
+            .await?;
+        std::fs::write(&path, &body)?;
+        println!("snapshot: {} bytes written to {path}", body.len());
+    }
     let s = sim.latest();
     drop(sim.child.stdin.take());
     let _ = sim.child.kill();

@@ -12,7 +12,7 @@ use client_agent::driver::{Driver, FsIsolation, MockDriver, TaskContext};
 use client_agent::events;
 use client_agent::reporter::PendingUpdates;
 use client_agent::taskenv::TaskEnv;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,7 +102,7 @@ impl SimAllocs {
         let with_deployment = !alloc.deployment_id.is_empty();
         let id = alloc.id;
         tokio::spawn(async move {
-            let mut tasks: BTreeMap<String, TaskState> = contexts
+            let mut tasks: api::TaskMap<TaskState> = contexts
                 .iter()
                 .map(|c| {
                     let st = TaskState {
@@ -146,7 +146,7 @@ impl SimAllocs {
                     .stop(h, "SIGTERM", std::time::Duration::from_secs(5))
                     .await;
             }
-            for st in tasks.values_mut() {
+            for (_, st) in tasks.iter_mut() {
                 st.state = "dead".into();
                 st.finished_at = Some(events::now_rfc3339());
                 st.events.push(events::killed(None));
@@ -161,7 +161,7 @@ fn update(
     id: &str,
     status: &str,
     description: &str,
-    tasks: &BTreeMap<String, TaskState>,
+    tasks: &api::TaskMap<TaskState>,
 ) -> AllocClientUpdate {
     AllocClientUpdate {
         id: id.to_string(),

@@ -15,6 +15,10 @@
 
 mod allocs;
 
+/// The same allocator as the `drover` binary, so the simulated nodes cost what agents do.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use allocs::{AllocCounters, SimAllocs};
 use anyhow::Context;
 use client_agent::agent::{register_node, serve_node, LoopProbe, NodeSecret};

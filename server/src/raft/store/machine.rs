@@ -127,7 +127,15 @@ impl StateMachine {
         self.membership = meta.last_membership.clone();
         let published = Arc::new(self.state.clone());
         self.publisher.send_replace(published.clone());
-        self.hook.applied(&published, Effects::default());
+        // Every node's allocation index may have moved: wake every watch.
+        let fx = Effects {
+            wakes: crate::watchers::NodeWakes {
+                nodes: Vec::new(),
+                all: true,
+            },
+            ..Default::default()
+        };
+        self.hook.applied(&published, fx);
         Ok(())
     }
 }

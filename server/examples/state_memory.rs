@@ -1,0 +1,147 @@
+//! Heap bytes the state store holds per allocation, measured with a counting allocator:
+//! `cargo run --release -p server --example state_memory -- snapshot.json`
+//! (a file from `drover operator snapshot save`). Prints the whole store's heap and what
+//! parts of an allocation cost, so a change to the in-memory shape can be measured.
+
+use server::state::StateStore;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+struct Counting;
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        LIVE.fetch_add(n as isize - l.size() as isize, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+fn measure<T>(what: &str, per: usize, build: impl FnOnce() -> T) -> T {
+    let before = live();
+    let v = build();
+    let d = live() - before;
+    println!(
+        "{what:<40} {:>12} bytes {:>8} per allocation",
+        d,
+        d / per.max(1) as isize
+    );
+    v
+}
+
+fn main() {
+    let path = std::env::args()
+        .nth(1)
+        .expect("usage: state_memory SNAPSHOT.json");
+    let bytes = std::fs::read(&path).expect("read snapshot");
+    let bytes_len = bytes.len();
+    let before = live();
+    let state: StateStore = serde_json::from_slice(&bytes).expect("a snapshot");
+    drop(bytes);
+    let n = state.alloc_table().len();
+    println!(
+        "allocations {n}, nodes {}, jobs {}",
+        state.node_table().len(),
+        state.job_table().len()
+    );
+    // The file's bytes were allocated before `before` and freed after: what is left is
+    // the store.
+    println!(
+        "{:<40} {:>12} bytes {:>8} per allocation",
+        "whole store",
+        live() - before + bytes_len as isize,
+        (live() - before + bytes_len as isize) / n.max(1) as isize
+    );
+    let allocs: Vec<_> = state.alloc_table().values().cloned().collect();
+    let _plain = measure("allocations (deep copies, no job)", n, || {
+        allocs
+            .iter()
+            .map(|a| {
+                let mut a = (**a).clone();
+                a.job = None;
+                a
+            })
+            .collect::<Vec<_>>()
+    });
+    let _ts = measure("  task_states", n, || {
+        allocs
+            .iter()
+            .map(|a| a.task_states.clone())
+            .collect::<Vec<_>>()
+    });
+    let _ar = measure("  allocated_resources", n, || {
+        allocs
+            .iter()
+            .map(|a| a.allocated_resources.clone())
+            .collect::<Vec<_>>()
+    });
+    let _r = measure("  resources + task_resources", n, || {
+        allocs
+            .iter()
+            .map(|a| (a.resources.clone(), a.task_resources.clone()))
+            .collect::<Vec<_>>()
+    });
+    let _tr = measure("  reschedule/deployment/transition", n, || {
+        allocs
+            .iter()
+            .map(|a| {
+                (
+                    a.reschedule_tracker.clone(),
+                    a.deployment_status.clone(),
+                    a.desired_transition.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    let _s = measure("  strings", n, || {
+        allocs
+            .iter()
+            .map(|a| {
+                [
+                    a.id.clone(),
+                    a.namespace.clone(),
+                    a.eval_id.clone(),
+                    a.name.clone(),
+                    a.node_id.clone(),
+                    a.node_name.clone(),
+                    a.job_id.clone(),
+                    a.task_group.clone(),
+                    a.desired_status.clone(),
+                    a.desired_description.clone(),
+                    a.client_status.clone(),
+                    a.client_description.clone(),
+                    a.previous_allocation.clone(),
+                    a.next_allocation.clone(),
+                    a.followup_eval_id.clone(),
+                    a.deployment_id.clone(),
+                ]
+            })
+            .collect::<Vec<_>>()
+    });
+    println!(
+        "size_of::<Allocation>() = {}",
+        std::mem::size_of::<api::Allocation>()
+    );
+    if let Some(a) = allocs.first() {
+        println!(
+            "one allocation as JSON: {} bytes",
+            serde_json::to_vec(&**a).unwrap().len()
+        );
+        println!("{}", serde_json::to_string_pretty(&a.task_states).unwrap());
+    }
+}
