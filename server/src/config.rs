@@ -83,6 +83,10 @@ pub struct ServerConfig {
     /// `tls { ... }`: TLS on the HTTP API and/or mutual TLS on the RPC listener and to
     /// peers (none: plain HTTP everywhere, Nomad's default).
     pub tls: Option<ServerTls>,
+    /// The HTTP clients for peers, one per use (their timeouts differ), built once and
+    /// kept so their connections are reused: a client built per request paid a TCP
+    /// connect for every request a follower forwarded.
+    peer_clients: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, reqwest::Client>>>,
 }
 
 /// A server's TLS, built once at start from the agent's `tls` block: the listeners'
@@ -94,8 +98,6 @@ pub struct ServerTls {
     rpc_acceptor: Arc<drover_tls::rustls::ServerConfig>,
     http_acceptor: Arc<drover_tls::rustls::ServerConfig>,
     dialer: Arc<drover_tls::rustls::ClientConfig>,
-    /// The HTTP clients built on `dialer`, one per use (their timeouts differ).
-    clients: Arc<std::sync::Mutex<std::collections::HashMap<&'static str, reqwest::Client>>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -111,7 +113,6 @@ impl ServerTls {
             http_acceptor: settings.http_acceptor()?,
             dialer: Arc::new(settings.dialer()?),
             settings: Arc::new(settings),
-            clients: Default::default(),
         })
     }
 }
@@ -138,14 +139,17 @@ impl ServerConfig {
         purpose: &'static str,
         builder: impl FnOnce() -> reqwest::ClientBuilder,
     ) -> reqwest::Client {
-        let build = |b: reqwest::ClientBuilder| b.build().expect("static reqwest configuration");
-        let Some(tls) = self.tls.as_ref().filter(|t| t.settings.rpc) else {
-            return build(builder());
-        };
-        let mut clients = tls.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.peer_clients.lock().unwrap_or_else(|e| e.into_inner());
         clients
             .entry(purpose)
-            .or_insert_with(|| build(builder().use_preconfigured_tls((*tls.dialer).clone())))
+            .or_insert_with(|| {
+                let b = builder();
+                let b = match self.tls.as_ref().filter(|t| t.settings.rpc) {
+                    Some(tls) => b.use_preconfigured_tls((*tls.dialer).clone()),
+                    None => b,
+                };
+                b.build().expect("static reqwest configuration")
+            })
             .clone()
     }
 
@@ -230,6 +234,7 @@ impl ServerConfig {
             acl: AclConfig::default(),
             log_monitor: None,
             tls: None,
+            peer_clients: Default::default(),
         }
     }
 
@@ -249,5 +254,27 @@ impl ServerConfig {
             rpc_addr: rpc,
             http_addr: http,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_peer_client_is_built_once_per_purpose_and_kept_so_connections_are_reused() {
+        let config = ServerConfig::new(std::env::temp_dir(), "127.0.0.1:0".parse().unwrap());
+        let built = std::sync::atomic::AtomicUsize::new(0);
+        let builder = || {
+            built.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            reqwest::Client::builder()
+        };
+        config.peer_client("forward", builder);
+        config.peer_client("forward", builder);
+        // A clone of the configuration (what each listener holds) shares the clients.
+        config.clone().peer_client("forward", builder);
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 1);
+        config.peer_client("join", builder);
+        assert_eq!(built.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

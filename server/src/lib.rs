@@ -391,12 +391,24 @@ fn peer_ips(server: Arc<Server>) -> http::listen::Exempt {
 
 type Listener = tokio::net::TcpListener;
 
+/// At most this many log entries per AppendEntries request (see [`raft_config`]).
+const MAX_RAFT_PAYLOAD_ENTRIES: u64 = 32;
+
 /// Raft timings from the server's configuration.
 fn raft_config(config: &ServerConfig) -> anyhow::Result<openraft::Config> {
     let et = config.election_timeout.as_millis() as u64;
     let raft_config = openraft::Config {
         cluster_name: "drover".into(),
-        heartbeat_interval: (et / 4).max(50),
+        // openraft gives every AppendEntries the heartbeat interval as its deadline: at a
+        // quarter of the election timeout, a follower that needed longer than 250 ms to
+        // decode and flush a batch of large plans (C100K spread on a loaded 2-core
+        // machine) saw the same batch re-sent until the cluster lost its leader. Half
+        // the election timeout still heartbeats twice per timeout.
+        heartbeat_interval: (et / 2).max(50),
+        // ... and no batch is allowed to grow huge: a plan entry can carry a thousand
+        // allocations, and openraft's default of 300 entries per request could mean
+        // hundreds of megabytes of JSON in one deadline.
+        max_payload_entries: MAX_RAFT_PAYLOAD_ENTRIES,
         election_timeout_min: et,
         election_timeout_max: et * 2,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_threshold),

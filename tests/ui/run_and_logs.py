@@ -158,10 +158,12 @@ def main(s):
     s.shot("7-edit-plan")
     driver.find_element(By.CSS_SELECTOR, 'button[value="run"]').send_keys(Keys.ENTER)
     WebDriverWait(driver, 15).until(lambda d: d.current_url.endswith("/ui/jobs/selenium-run"))
-    versions = driver.find_element(By.ID, "versions-h")
-    driver.execute_script("arguments[0].scrollIntoView();", versions)
+    # The page refreshes itself while the new version's allocation starts: find each
+    # element again if it was swapped out between finding and using it.
+    act(driver, "#versions-h",
+        lambda e: driver.execute_script("arguments[0].scrollIntoView();", e))
     WebDriverWait(driver, 10).until(lambda d: "Changes from version 0" in d.page_source)
-    shown = driver.find_element(By.CSS_SELECTOR, "details.version pre.diff").text
+    shown = act(driver, "details.version pre.diff", lambda e: e.text)
     assert "tock-$i" in shown, shown
     s.shot("8-version-diff")
 
