@@ -470,23 +470,39 @@ async fn watch_allocs(
 ) {
     let mut index = 0u64;
     let mut failures = 0u32;
+    // Any server answers the watch from its own state (`stale`), so thousands of nodes'
+    // watches are spread over all the servers instead of being relayed to the leader. A
+    // follower behind what this agent has already seen can answer an older list (when
+    // its wait ends before it catches up): that answer is not applied (it could stop an
+    // allocation the agent already runs) and the next read asks the leader, whose
+    // answer stands even when its index is lower (a cluster rebuilt from scratch).
+    let mut ask_leader = false;
     loop {
-        let opts = QueryOptions::blocking(index, ALLOC_QUERY_WAIT);
+        let mut opts = QueryOptions::blocking(if ask_leader { 0 } else { index }, ALLOC_QUERY_WAIT);
+        opts.stale = !ask_leader;
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
             r = client.node_allocations_watch(node_id, &opts) => r,
         };
         match res {
+            Ok((_, meta)) if opts.stale && meta.last_index < index => {
+                tracing::debug!(
+                    seen = index,
+                    answered = meta.last_index,
+                    "a server behind this agent answered the allocation watch; asking the leader"
+                );
+                ask_leader = true;
+            }
             Ok((allocs, meta)) => {
                 failures = 0;
+                ask_leader = false;
                 let t = Instant::now();
                 runners.sync(allocs);
                 if let Some(p) = probe {
                     LoopProbe::add(&p.watch_responses, 1);
                     LoopProbe::max(&p.watch_apply_max_us, t.elapsed());
                 }
-                // An index that went backwards means another server or a restarted one:
-                // take its index as it is. An index of 0 would not block; do not spin.
+                // An index of 0 would not block; do not spin.
                 index = meta.last_index;
                 if index == 0 && !sleep_or_shutdown(Duration::from_secs(1), shutdown).await {
                     return;
@@ -683,5 +699,101 @@ mod tests {
         assert_eq!(b(3), Duration::from_secs(8));
         assert_eq!(b(10), Duration::from_secs(30));
         assert_eq!(b(100), Duration::from_secs(30));
+    }
+
+    /// A server that answers the allocation watch like a cluster whose follower lags: the
+    /// leader (a read without `stale`) is at index 7 with allocation `a`, the follower
+    /// (`stale`) first at index 5 with `a`, then behind it, at index 3 with nothing.
+    async fn lagging_follower() -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+        use axum::extract::{Query, State};
+        type Log = Arc<std::sync::Mutex<Vec<String>>>;
+        async fn allocs(
+            State(log): State<Log>,
+            Query(q): Query<std::collections::HashMap<String, String>>,
+        ) -> ([(&'static str, String); 1], axum::Json<Vec<Allocation>>) {
+            let stale = q.contains_key("stale");
+            let n = {
+                let mut log = log.lock().unwrap();
+                log.push(format!(
+                    "stale={stale} index={}",
+                    q.get("index").map_or("0", |s| s)
+                ));
+                log.len()
+            };
+            let a = Allocation {
+                id: "a".into(),
+                ..Default::default()
+            };
+            let (index, list) = match (stale, n) {
+                (false, _) => (7, vec![a]),
+                (true, 1) => (5, vec![a]),
+                (true, _) => (3, vec![]),
+            };
+            if stale && n > 3 {
+                // Later reads block (as a real server's would) until the test ends.
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            ([("X-Nomad-Index", index.to_string())], axum::Json(list))
+        }
+        let log: Log = Default::default();
+        let app = axum::Router::new()
+            .route("/v1/node/{id}/allocations", axum::routing::get(allocs))
+            .with_state(log.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (addr, log)
+    }
+
+    #[derive(Default)]
+    struct Applied(Arc<std::sync::Mutex<Vec<Vec<String>>>>);
+
+    impl AllocSync for Applied {
+        fn sync(&mut self, allocs: Vec<Allocation>) {
+            let ids = allocs.into_iter().map(|a| a.id).collect();
+            self.0.lock().unwrap().push(ids);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_allocation_watch_reads_any_server_but_never_applies_an_answer_older_than_it_has_seen(
+    ) {
+        let (addr, log) = lagging_follower().await;
+        let client = Client::new(&addr);
+        let applied = Applied::default();
+        let seen = applied.0.clone();
+        let mut runners = applied;
+        let shutdown = CancellationToken::new();
+        let stop = shutdown.clone();
+        let watch = tokio::spawn(async move {
+            watch_allocs(&client, "n1", &mut runners, None, &stop).await;
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while log.lock().unwrap().len() < 4 {
+            assert!(
+                Instant::now() < deadline,
+                "the watch stopped asking: {log:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        shutdown.cancel();
+        watch.await.unwrap();
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "stale=true index=0",
+                // The follower's index-3 answer is behind the 5 already seen: not applied,
+                // and the leader is asked.
+                "stale=true index=5",
+                "stale=false index=0",
+                "stale=true index=7",
+            ]
+        );
+        let a = vec!["a".to_string()];
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [a.clone(), a],
+            "the empty list was never applied"
+        );
     }
 }

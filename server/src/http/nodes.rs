@@ -317,7 +317,28 @@ pub async fn update_allocs(
     body: Bytes,
 ) -> ApiResult {
     let req: AllocUpdateRequest = parse_body(&body)?;
-    let state = srv.snapshot();
+    let mut state = srv.snapshot();
+    if req
+        .alloc
+        .iter()
+        .any(|u| !state.alloc_table().contains_key(&u.id))
+    {
+        // An agent can learn of an allocation from a follower that applied the plan
+        // before this server did (watches are served by any server): its report may
+        // arrive first. Catch up with everything committed before taking an allocation
+        // for unknown (a report for an unknown allocation is skipped: it was collected).
+        let caught_up =
+            tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable()).await;
+        if !matches!(caught_up, Ok(Ok(_))) {
+            return Err(ApiErr(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no cluster leader: cannot confirm this server holds every committed \
+                 allocation before taking the report"
+                    .to_string(),
+            ));
+        }
+        state = srv.snapshot();
+    }
     registered_node(&state, &node_id, &headers, "allocation update")?;
     let now = now_nanos();
     if state

@@ -57,11 +57,24 @@ impl<'a> StateWriter<'a> {
         self.wakes.nodes.push(a.node_id.clone());
         let s = &mut *self.state;
         s.node_alloc_index.insert(a.node_id.clone(), self.index);
-        s.allocs_by_job
-            .insert((a.namespace.clone(), a.job_id.clone(), a.id.clone()));
-        s.allocs_by_node.insert((a.node_id.clone(), a.id.clone()));
         let a = Arc::new(a);
         let old = s.allocs.insert(a.id.clone(), a.clone());
+        if let Some(o) = old.as_ref().filter(|o| o.node_id != a.node_id) {
+            s.allocs_by_node.remove(&(o.node_id.clone(), o.id.clone()));
+        }
+        if let Some(o) = old
+            .as_ref()
+            .filter(|o| (&o.namespace, &o.job_id) != (&a.namespace, &a.job_id))
+        {
+            s.allocs_by_job
+                .remove(&(o.namespace.clone(), o.job_id.clone(), o.id.clone()));
+        }
+        s.allocs_by_job.insert(
+            (a.namespace.clone(), a.job_id.clone(), a.id.clone()),
+            a.clone(),
+        );
+        s.allocs_by_node
+            .insert((a.node_id.clone(), a.id.clone()), a.clone());
         s.count_alloc(old.as_deref(), Some(&a));
         s.tables.allocs = self.index;
         self.record(Event::alloc(&a));
