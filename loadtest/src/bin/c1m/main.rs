@@ -19,7 +19,8 @@
 //!
 //! `--jobs`, `--count`, `--nodes`, `--timeout-s`, `--start-delay-ms`, `--sample-ms`
 //! override a rung; `--save-snapshot FILE` writes the leader's state at the end (what
-//! `server`'s `state_memory` example weighs); `--election-timeout-ms` sets the servers' Raft election timeout.
+//! `server`'s `state_memory` example weighs); `--election-timeout-ms` sets the servers' Raft election timeout; `--idle-s N` first measures
+//! N seconds of the servers' CPU with every node registered and watching and no job.
 //! `DROVER_BIN` names the `drover` binary (default `target/release/drover`),
 //! `NODE_SIM_BIN` the simulator (default: beside this binary).
 //! `loadtest/tests/c10k.rs` runs C10K against the debug build in CI. Exit status 0 only
@@ -413,6 +414,30 @@ async fn run(
     );
 
     let pids: Vec<u32> = servers.iter().map(Server::pid).collect();
+    // What every node heartbeating and watching costs the servers before any job runs.
+    let idle_s: u64 = arg("--idle-s", 0);
+    if idle_s > 0 {
+        let cpu: Vec<f64> = pids.iter().map(|p| cpu_seconds(*p)).collect();
+        let answers = sim.stat("watch_responses");
+        let beats = sim.stat("heartbeats");
+        tokio::time::sleep(Duration::from_secs(idle_s)).await;
+        let used: Vec<String> = pids
+            .iter()
+            .zip(&cpu)
+            .enumerate()
+            .map(|(i, (p, c0))| {
+                let pct = (cpu_seconds(*p) - c0) / idle_s as f64 * 100.0;
+                format!("{pct:.1}%{}", if i == leader { " (leader)" } else { "" })
+            })
+            .collect();
+        println!(
+            "idle for {idle_s} s with {} nodes heartbeating and watching: server CPU {} of a core; {:.0} heartbeats, {:.0} watch answers",
+            sc.nodes,
+            used.join(", "),
+            sim.stat("heartbeats") - beats,
+            sim.stat("watch_responses") - answers,
+        );
+    }
     // What the servers hold with every node registered and watching and no allocation:
     // the baseline the memory per allocation is counted from.
     let rss0: Vec<String> = pids.iter().map(|p| format!("{:.0}", rss_mib(*p))).collect();
