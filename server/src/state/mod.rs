@@ -387,30 +387,26 @@ mod tests {
             let (i, n, j, c) = (&a.id, &a.node_id, &a.job_id, &a.client_status);
             (i.clone(), n.clone(), j.clone(), c.clone())
         };
+        // The table scanned for `keep`, against what an index answered.
+        let same =
+            |s: &StateStore, keep: &dyn Fn(&Allocation) -> bool, indexed: Vec<Arc<Allocation>>| {
+                let scanned: Vec<Row> = s
+                    .alloc_table()
+                    .values()
+                    .filter(|a| keep(a))
+                    .map(|a| row(a))
+                    .collect();
+                let indexed: Vec<Row> = indexed.iter().map(|a| row(a)).collect();
+                indexed == scanned
+            };
         let check = |s: &StateStore| {
             for n in ["n1", "n2"] {
-                let scanned: Vec<Row> = s
-                    .alloc_table()
-                    .values()
-                    .filter(|a| a.node_id == n)
-                    .map(|a| row(a))
-                    .collect();
-                let indexed: Vec<Row> = s.allocs_for_node(n).iter().map(|a| row(a)).collect();
-                assert_eq!(indexed, scanned, "node {n}");
+                let by_node = s.allocs_for_node(n);
+                assert!(same(s, &|a| a.node_id == n, by_node), "node {n}");
             }
             for j in ["web", "api"] {
-                let scanned: Vec<Row> = s
-                    .alloc_table()
-                    .values()
-                    .filter(|a| a.job_id == j)
-                    .map(|a| row(a))
-                    .collect();
-                let indexed: Vec<Row> = s
-                    .allocs_for_job("default", j)
-                    .iter()
-                    .map(|a| row(a))
-                    .collect();
-                assert_eq!(indexed, scanned, "job {j}");
+                let by_job = s.allocs_for_job("default", j);
+                assert!(same(s, &|a| a.job_id == j, by_job), "job {j}");
             }
         };
         let mut s = StateStore::default();
