@@ -194,6 +194,21 @@ pub async fn blocking(
     blocking_on(srv, q, table, WakeOn::AnyWrite).await
 }
 
+/// Read-index: prove this server still leads and has applied everything it committed
+/// (`for_what` names the request in the 503 when it cannot).
+pub async fn caught_up(srv: &Server, for_what: &str) -> Result<(), ApiErr> {
+    let confirmed = tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable())
+        .await
+        .map_err(|_| "timed out".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    confirmed.map(|_| ()).map_err(|e| {
+        ApiErr(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no cluster leader: cannot confirm leadership for {for_what} ({e})"),
+        )
+    })
+}
+
 /// What wakes a waiting blocking query to look at the state again.
 #[derive(Debug, Clone, Copy)]
 pub enum WakeOn<'a> {
@@ -222,18 +237,7 @@ pub async fn blocking_on(
     }
     .min(Duration::from_secs(600));
     if q.consistent.is_some() {
-        // Read-index: prove this server still leads and has applied what it committed.
-        let confirmed =
-            tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable())
-                .await
-                .map_err(|_| "timed out".to_string())
-                .and_then(|r| r.map_err(|e| e.to_string()));
-        if let Err(e) = confirmed {
-            return Err(ApiErr(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("no cluster leader: cannot confirm leadership for a consistent read ({e})"),
-            ));
-        }
+        caught_up(srv, "a consistent read").await?;
     }
     let mut rx = srv.state.clone();
     {

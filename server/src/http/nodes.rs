@@ -318,6 +318,7 @@ pub async fn update_allocs(
 ) -> ApiResult {
     let req: AllocUpdateRequest = parse_body(&body)?;
     let mut state = srv.snapshot();
+    registered_node(&state, &node_id, &headers, "allocation update")?;
     if req
         .alloc
         .iter()
@@ -327,19 +328,16 @@ pub async fn update_allocs(
         // before this server did (watches are served by any server): its report may
         // arrive first. Catch up with everything committed before taking an allocation
         // for unknown (a report for an unknown allocation is skipped: it was collected).
-        let caught_up =
-            tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable()).await;
-        if !matches!(caught_up, Ok(Ok(_))) {
-            return Err(ApiErr(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no cluster leader: cannot confirm this server holds every committed \
-                 allocation before taking the report"
-                    .to_string(),
-            ));
-        }
+        // Only a node with its secret gets this far: nobody else can make the leader
+        // confirm itself per request.
+        super::caught_up(
+            &srv,
+            "an allocation report naming allocations not applied here",
+        )
+        .await?;
         state = srv.snapshot();
+        registered_node(&state, &node_id, &headers, "allocation update")?;
     }
-    registered_node(&state, &node_id, &headers, "allocation update")?;
     let now = now_nanos();
     if state
         .node_table()
