@@ -8,6 +8,8 @@ mod monitor_layer;
 /// mimalloc instead of glibc's malloc: at C100K glibc's allocator (consolidation and
 /// free-list walks) was a fifth of a follower's CPU, and its per-thread arenas kept
 /// freed memory as RSS (README, "Scale").
+/// `--features system-alloc` keeps glibc's, for heap profilers that hook malloc.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -484,6 +484,7 @@ pub async fn start(
     let snapshots_installed = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let sm = StateMachine::open(
         &db,
+        &raft::store::snapshot_dir(&config.data_dir.join(raft::store::SLED_DIR)),
         tx,
         Arc::new(Hook {
             broker: broker.clone(),

@@ -5,7 +5,6 @@ pub mod store;
 
 use crate::fsm::{Command, Response};
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
 
 /// A server as Raft's membership records it: where peers reach its Raft RPCs, and where
 /// followers forward API requests to when it leads.
@@ -34,7 +33,7 @@ openraft::declare_raft_types!(
         NodeId = u64,
         Node = ServerNode,
         Entry = openraft::Entry<TypeConfig>,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = tokio::fs::File,
 );
 
 pub type Raft = openraft::Raft<TypeConfig>;

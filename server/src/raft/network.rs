@@ -24,8 +24,9 @@ use serde::{Deserialize, Serialize};
 /// 3 MiB by default), each far under the RPC listener's body cap.
 pub const SNAPSHOT_META_HEADER: &str = "x-drover-snapshot-meta";
 
-/// The largest snapshot a follower accepts (its chunks are reassembled in memory).
-pub const MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+/// The largest snapshot a follower accepts (its chunks are written to a file as they
+/// arrive).
+pub const MAX_SNAPSHOT_BYTES: u64 = 16 << 30;
 
 #[derive(Serialize, Deserialize)]
 pub struct SnapshotChunkHeader {

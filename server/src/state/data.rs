@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 /// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
 /// rebuilt on load, and each job version written once however many allocations share it.
-#[derive(Serialize, Deserialize)]
+/// Read into this; written from the store by [`StateDataRef`], field for field.
+#[derive(Deserialize)]
 pub(super) struct StateData {
     index: u64,
     tables: TableIndexes,
@@ -41,41 +42,91 @@ pub(super) struct StateData {
     namespaces: Option<Vec<Arc<api::Namespace>>>,
 }
 
-impl From<StateStore> for StateData {
-    fn from(s: StateStore) -> Self {
+/// [`StateData`] borrowed from a store: the same fields, written as they are walked, so a
+/// snapshot of a hundred thousand allocations is never a second copy of them in memory
+/// (each allocation is copied only while it is written, to leave its job out).
+#[derive(Serialize)]
+struct StateDataRef<'a> {
+    index: u64,
+    tables: &'a TableIndexes,
+    jobs: Values<'a, (String, String), Arc<Job>>,
+    job_versions: Values<'a, (String, String, u64), Arc<Job>>,
+    alloc_jobs: &'a [Arc<Job>],
+    allocs: AllocsRef<'a>,
+    evals: Values<'a, String, Arc<Evaluation>>,
+    nodes: Values<'a, String, Arc<Node>>,
+    services: Values<'a, super::services::ServiceKey, Arc<ServiceRegistration>>,
+    deployments: Values<'a, String, Arc<Deployment>>,
+    scheduler_config: &'a Option<Arc<api::SchedulerConfiguration>>,
+    variables: Values<'a, super::variables::VariableKey, Arc<StoredVariable>>,
+    root_keys: Values<'a, String, Arc<RootKey>>,
+    acl: &'a super::AclTables,
+    namespaces: Values<'a, String, Arc<api::Namespace>>,
+}
+
+/// A table's values, written as a list.
+struct Values<'a, K, V>(&'a imbl::OrdMap<K, V>);
+
+impl<K: Ord + Clone, V: Clone + Serialize> Serialize for Values<'_, K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.values())
+    }
+}
+
+/// The allocations as `(position of their job in alloc_jobs, allocation without its job)`.
+struct AllocsRef<'a> {
+    allocs: &'a imbl::OrdMap<String, Arc<Allocation>>,
+    positions: &'a std::collections::HashMap<*const Job, usize>,
+}
+
+impl Serialize for AllocsRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.allocs.values().map(|a| {
+            let pos = a
+                .job
+                .as_ref()
+                .and_then(|j| self.positions.get(&Arc::as_ptr(j)).copied());
+            let mut a = (**a).clone();
+            a.job = None;
+            (pos, a)
+        }))
+    }
+}
+
+impl Serialize for StateStore {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        // Each job version allocations run, written once.
         let mut alloc_jobs: Vec<Arc<Job>> = Vec::new();
         let mut positions: std::collections::HashMap<*const Job, usize> = Default::default();
-        let allocs = s
-            .allocs
-            .values()
-            .map(|a| {
-                let mut a = (**a).clone();
-                let pos = a.job.take().map(|j| {
-                    *positions.entry(Arc::as_ptr(&j)).or_insert_with(|| {
-                        alloc_jobs.push(j.clone());
-                        alloc_jobs.len() - 1
-                    })
+        for a in self.allocs.values() {
+            if let Some(j) = &a.job {
+                positions.entry(Arc::as_ptr(j)).or_insert_with(|| {
+                    alloc_jobs.push(j.clone());
+                    alloc_jobs.len() - 1
                 });
-                (pos, a)
-            })
-            .collect();
-        StateData {
-            index: s.index,
-            tables: s.tables.clone(),
-            jobs: s.jobs.values().cloned().collect(),
-            job_versions: s.job_versions.values().cloned().collect(),
-            alloc_jobs,
-            allocs,
-            evals: s.evals.values().cloned().collect(),
-            nodes: s.nodes.values().cloned().collect(),
-            services: s.services.values().cloned().collect(),
-            deployments: s.deployments.values().cloned().collect(),
-            scheduler_config: s.scheduler_config.clone(),
-            variables: s.variables.values().cloned().collect(),
-            root_keys: s.root_keys.values().cloned().collect(),
-            acl: s.acl.clone(),
-            namespaces: Some(s.namespaces.values().cloned().collect()),
+            }
         }
+        StateDataRef {
+            index: self.index,
+            tables: &self.tables,
+            jobs: Values(&self.jobs),
+            job_versions: Values(&self.job_versions),
+            alloc_jobs: &alloc_jobs,
+            allocs: AllocsRef {
+                allocs: &self.allocs,
+                positions: &positions,
+            },
+            evals: Values(&self.evals),
+            nodes: Values(&self.nodes),
+            services: Values(&self.services),
+            deployments: Values(&self.deployments),
+            scheduler_config: &self.scheduler_config,
+            variables: Values(&self.variables),
+            root_keys: Values(&self.root_keys),
+            acl: &self.acl,
+            namespaces: Values(&self.namespaces),
+        }
+        .serialize(ser)
     }
 }
 

@@ -55,8 +55,9 @@ pub struct TableIndexes {
     pub namespaces: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(from = "StateData", into = "StateData")]
+/// Serialised by `data.rs` (written borrowed, read through `StateData`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(from = "StateData")]
 pub struct StateStore {
     /// The Raft index of the last applied entry.
     index: u64,

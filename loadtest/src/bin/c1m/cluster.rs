@@ -14,11 +14,42 @@ pub struct Server {
     pub rpc_addr: String,
     pub child: Child,
     pub dir: PathBuf,
+    /// What started it, so [`Server::restart`] starts it again the same way.
+    cmd: Vec<std::ffi::OsString>,
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    fn spawn(
+        bin: &Path,
+        dir: &Path,
+        cmd: &[std::ffi::OsString],
+        env: &[(String, String)],
+    ) -> anyhow::Result<Child> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("server.log"))?;
+        Command::new(bin)
+            .args(cmd)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))
+    }
+
+    /// Stop it (SIGTERM, waiting for it to exit) and start it again on its data dir.
+    pub fn restart(&mut self, bin: &Path) -> anyhow::Result<()> {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+        self.child = Server::spawn(bin, &self.dir, &self.cmd, &self.env)?;
+        Ok(())
     }
 }
 
@@ -38,36 +69,46 @@ pub fn start_servers(
     for (i, (http, rpc)) in ports.iter().enumerate() {
         let dir = dir.join(format!("s{i}"));
         std::fs::create_dir_all(&dir)?;
-        let log = std::fs::File::create(dir.join("server.log"))?;
-        let mut cmd = Command::new(bin);
-        cmd.args(["agent", "-server", "-bootstrap-expect", "3", "-data-dir"])
-            .arg(dir.join("data"))
-            .args([
-                "-http-port",
-                &http.to_string(),
-                "-rpc-port",
-                &rpc.to_string(),
-            ])
-            .env("RUST_LOG", "warn")
-            // Every simulated node comes from 127.0.0.1: lift the per-client caps.
-            .env("DROVER_RPC_MAX_CONNS_PER_CLIENT", "1000000")
-            .env("DROVER_HTTP_MAX_CONNS_PER_CLIENT", "100000")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        for j in &joins {
-            cmd.args(["-join", j]);
+        let mut cmd: Vec<std::ffi::OsString> = ["agent", "-server", "-bootstrap-expect", "3"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        cmd.push("-data-dir".into());
+        cmd.push(dir.join("data").into());
+        for a in [
+            "-http-port",
+            &http.to_string(),
+            "-rpc-port",
+            &rpc.to_string(),
+        ] {
+            cmd.push(a.into());
         }
+        for j in &joins {
+            cmd.push("-join".into());
+            cmd.push(j.into());
+        }
+        let mut env = vec![
+            ("RUST_LOG".to_string(), "warn".to_string()),
+            // Every simulated node comes from 127.0.0.1: lift the per-client caps.
+            (
+                "DROVER_RPC_MAX_CONNS_PER_CLIENT".to_string(),
+                "1000000".to_string(),
+            ),
+            (
+                "DROVER_HTTP_MAX_CONNS_PER_CLIENT".to_string(),
+                "100000".to_string(),
+            ),
+        ];
         if let Some(ms) = election_timeout_ms {
-            cmd.env("DROVER_ELECTION_TIMEOUT_MS", ms.to_string());
+            env.push(("DROVER_ELECTION_TIMEOUT_MS".to_string(), ms.to_string()));
         }
         servers.push(Server {
             http: format!("http://127.0.0.1:{http}"),
             rpc_addr: format!("127.0.0.1:{rpc}"),
-            child: cmd
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?,
+            child: Server::spawn(bin, &dir, &cmd, &env)?,
             dir,
+            cmd,
+            env,
         });
     }
     Ok(servers)

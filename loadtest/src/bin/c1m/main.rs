@@ -20,7 +20,9 @@
 //! `--jobs`, `--count`, `--nodes`, `--timeout-s`, `--start-delay-ms`, `--sample-ms`
 //! override a rung; `--save-snapshot FILE` writes the leader's state at the end (what
 //! `server`'s `state_memory` example weighs); `--election-timeout-ms` sets the servers' Raft election timeout; `--idle-s N` first measures
-//! N seconds of the servers' CPU with every node registered and watching and no job.
+//! N seconds of the servers' CPU with every node registered and watching and no job;
+//! `--memory-breakdown` ends the run by measuring the servers' RSS with the simulator
+//! gone and a follower's after a restart from its data dir (the state alone).
 //! `DROVER_BIN` names the `drover` binary (default `target/release/drover`),
 //! `NODE_SIM_BIN` the simulator (default: beside this binary).
 //! `loadtest/tests/c10k.rs` runs C10K against the debug build in CI. Exit status 0 only
@@ -245,14 +247,73 @@ async fn probe_loop(
 
 /// The server's Raft term (0 when it does not answer).
 async fn raft_term(c: &reqwest::Client, http: &str) -> u64 {
+    raft_stat(c, http, "term").await
+}
+
+/// A number from `GET /v1/agent/self`'s `Stats.raft` (0 when the server does not answer).
+async fn raft_stat(c: &reqwest::Client, http: &str, key: &str) -> u64 {
     let v: serde_json::Value = match c.get(format!("{http}/v1/agent/self")).send().await {
         Ok(r) => r.json().await.unwrap_or_default(),
         Err(_) => return 0,
     };
-    v["Stats"]["raft"]["term"]
+    v["Stats"]["raft"][key]
         .as_str()
         .and_then(|t| t.parse().ok())
         .unwrap_or(0)
+}
+
+/// RSS once it stops moving (within 1% over two seconds, 30 s at most): memory the
+/// allocator frees goes back to the system a moment later.
+async fn settled_rss_mib(pid: u32) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = rss_mib(pid);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let now = rss_mib(pid);
+        if (now - last).abs() <= last * 0.01 || Instant::now() > deadline {
+            return now;
+        }
+        last = now;
+    }
+}
+
+/// Where the servers' memory is, after the run (`--memory-breakdown`): their RSS with
+/// the simulator gone (its connections and watches closed), and a follower's after it
+/// is restarted from its data dir and has caught up with the leader (the state alone,
+/// as loaded from the snapshot and the log after it).
+async fn memory_breakdown(
+    c: &reqwest::Client,
+    servers: &mut [Server],
+    bin: &std::path::Path,
+    leader: usize,
+) -> anyhow::Result<()> {
+    let mut quiet = Vec::new();
+    for s in servers.iter() {
+        quiet.push(format!("{:.0}", settled_rss_mib(s.pid()).await));
+    }
+    println!(
+        "  memory: servers' RSS with the simulator gone: {} MiB",
+        quiet.join(", ")
+    );
+    let f = (leader + 1) % servers.len();
+    let target = raft_stat(c, &servers[leader].http, "applied_index").await;
+    let started = Instant::now();
+    servers[f].restart(bin)?;
+    let deadline = started + Duration::from_secs(300);
+    while raft_stat(c, &servers[f].http, "applied_index").await < target {
+        if Instant::now() > deadline {
+            bail!("server {f} had not caught up 300 s after its restart");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let caught_up = started.elapsed();
+    println!(
+        "  memory: server {f} restarted from its data dir caught up in {:.1} s; RSS {:.0} MiB (peak {:.0})",
+        caught_up.as_secs_f64(),
+        settled_rss_mib(servers[f].pid()).await,
+        loadtest::status_kib(servers[f].pid(), "VmHWM:") as f64 / 1024.0
+    );
+    Ok(())
 }
 
 /// Best effort: the servers' own timers from `GET /v1/metrics` (when the build has it).
@@ -333,6 +394,11 @@ async fn main() -> anyhow::Result<()> {
         &algorithm,
     )
     .await;
+    if res.is_ok() && std::env::args().any(|a| a == "--memory-breakdown") {
+        let c = reqwest::Client::new();
+        let leader = cluster::wait_leader(&c, &servers).await?;
+        memory_breakdown(&c, &mut servers, &bin, leader).await?;
+    }
     for s in &mut servers {
         let _ = s.child.kill();
         let _ = s.child.wait();

@@ -4,7 +4,8 @@
 
 use super::super::{io_err, LogId, NodeId, ServerNode, StorageError, TypeConfig};
 use super::records::{seal, unseal, Damage};
-use super::{get_json, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META};
+use super::snapfile::{self, FileRecord};
+use super::{get_json, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_FILE, KEY_SNAPSHOT_META};
 use crate::fsm::{self, Effects, Response};
 use crate::state::StateStore;
 use openraft::storage::RaftStateMachine;
@@ -12,7 +13,7 @@ use openraft::{
     Entry, EntryPayload, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StoredMembership,
 };
 use serde::{Deserialize, Serialize};
-use std::io::Cursor;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tokio::sync::watch;
 
@@ -30,6 +31,10 @@ pub struct StateMachine {
     publisher: watch::Sender<Arc<StateStore>>,
     hook: Arc<dyn ApplyHook>,
     snapshots: sled::Tree,
+    /// Where the snapshot files are (`raft.snapshots/` beside the sled database).
+    dir: PathBuf,
+    /// Files begun for snapshots streaming in from the leader, not installed yet.
+    receiving: Vec<PathBuf>,
     installed: Arc<std::sync::atomic::AtomicU64>,
     once: OnceTable,
 }
@@ -92,8 +97,10 @@ struct SnapshotBody {
 
 impl StateMachine {
     /// Load the newest snapshot from disk, if any; the log after it is replayed by Raft.
+    /// `dir` holds the snapshot files ([`snapfile::dir_for`] the sled database).
     pub fn open(
         db: &sled::Db,
+        dir: &Path,
         publisher: watch::Sender<Arc<StateStore>>,
         hook: Arc<dyn ApplyHook>,
         installed: Arc<std::sync::atomic::AtomicU64>,
@@ -106,21 +113,35 @@ impl StateMachine {
             publisher,
             hook,
             snapshots,
+            dir: dir.to_path_buf(),
+            receiving: Vec::new(),
             installed,
             once: OnceTable::default(),
         };
-        if let Some((meta, data)) = read_snapshot(&sm.snapshots)? {
-            sm.restore(&meta, &data)?;
+        migrate_inline_snapshot(&sm.snapshots, &sm.dir)?;
+        match read_snapshot(&sm.snapshots)? {
+            Some((meta, rec)) => {
+                // Files left by a crash mid-write or by an abandoned transfer.
+                snapfile::remove_except(&sm.dir, &rec.name, false);
+                sm.restore(&meta, &rec)?;
+            }
+            None => snapfile::remove_except(&sm.dir, "", false),
         }
         Ok(sm)
     }
 
+    /// Replace the state with the snapshot in `rec`'s file, checking its checksum.
     fn restore(
         &mut self,
         meta: &SnapshotMeta<NodeId, ServerNode>,
-        data: &[u8],
+        rec: &FileRecord,
     ) -> Result<(), StorageError> {
-        let body: SnapshotBody = serde_json::from_slice(data).map_err(|e| io_err(false, e))?;
+        let mut file = snapfile::Checked::open(&self.dir.join(&rec.name), Some(rec))
+            .map_err(|e| io_err(false, e))?;
+        let body: SnapshotBody =
+            serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, &mut file))
+                .map_err(|e| io_err(false, e))?;
+        file.finish().map_err(|e| io_err(false, e))?;
         self.state = body.state;
         self.once = OnceTable::from_list(body.once);
         self.last_applied = meta.last_log_id;
@@ -140,39 +161,64 @@ impl StateMachine {
     }
 }
 
-/// Store a snapshot and its meta, each sealed with its checksum, in one batch.
-fn write_snapshot(
+/// Record a snapshot file (already synced in place) and its meta, each sealed with its
+/// checksum, in one batch, and flush it: from here on this is the snapshot.
+async fn record_snapshot(
     tree: &sled::Tree,
     meta: &SnapshotMeta<NodeId, ServerNode>,
-    data: &[u8],
+    rec: &FileRecord,
 ) -> Result<(), StorageError> {
     let meta_bytes = serde_json::to_vec(meta).map_err(|e| io_err(true, e))?;
+    let rec_bytes = serde_json::to_vec(rec).map_err(|e| io_err(true, e))?;
     let mut batch = sled::Batch::default();
     batch.insert(KEY_SNAPSHOT_META, seal(&meta_bytes));
-    batch.insert(KEY_SNAPSHOT_DATA, seal(data));
-    tree.apply_batch(batch).map_err(|e| io_err(true, e))
+    batch.insert(KEY_SNAPSHOT_FILE, seal(&rec_bytes));
+    batch.remove(KEY_SNAPSHOT_DATA);
+    tree.apply_batch(batch).map_err(|e| io_err(true, e))?;
+    // The log before this snapshot may be purged next: the record must be durable first.
+    tree.flush_async().await.map_err(|e| io_err(true, e))?;
+    Ok(())
 }
 
 type Meta = SnapshotMeta<NodeId, ServerNode>;
 
-/// The stored snapshot, its checksums verified.
-fn read_snapshot(tree: &sled::Tree) -> Result<Option<(Meta, Vec<u8>)>, StorageError> {
+/// The stored snapshot's meta and the record of its file, their checksums verified (the
+/// file's own is checked as it is read).
+fn read_snapshot(tree: &sled::Tree) -> Result<Option<(Meta, FileRecord)>, StorageError> {
     let Some(meta) = get_json::<SnapshotMeta<NodeId, ServerNode>>(tree, KEY_SNAPSHOT_META)? else {
         return Ok(None);
     };
-    let sealed = tree
-        .get(KEY_SNAPSHOT_DATA)
-        .map_err(|e| io_err(false, e))?
-        .ok_or_else(|| {
-            io_err(
-                false,
-                Damage("the snapshot's meta exists but its data is missing".into()),
-            )
-        })?;
-    let data = unseal("snapshot_data", &sealed)
-        .map_err(|e| io_err(false, e))?
-        .to_vec();
-    Ok(Some((meta, data)))
+    let rec = get_json::<FileRecord>(tree, KEY_SNAPSHOT_FILE)?.ok_or_else(|| {
+        io_err(
+            false,
+            Damage("the snapshot's meta exists but its file record is missing".into()),
+        )
+    })?;
+    Ok(Some((meta, rec)))
+}
+
+/// A data dir from before snapshot files kept its snapshot inside sled: move it to a file
+/// (checksum checked first), once.
+fn migrate_inline_snapshot(tree: &sled::Tree, dir: &Path) -> Result<(), StorageError> {
+    let Some(sealed) = tree.get(KEY_SNAPSHOT_DATA).map_err(|e| io_err(false, e))? else {
+        return Ok(());
+    };
+    let data = unseal("snapshot_data", &sealed).map_err(|e| io_err(false, e))?;
+    let index = get_json::<Meta>(tree, KEY_SNAPSHOT_META)?
+        .and_then(|m| m.last_log_id)
+        .map_or(0, |l| l.index);
+    let rec = snapfile::write(dir, &snapfile::new_name(index, "json"), |w| {
+        std::io::Write::write_all(w, &data)
+    })
+    .map_err(|e| io_err(true, e))?;
+    let rec_bytes = serde_json::to_vec(&rec).map_err(|e| io_err(true, e))?;
+    let mut batch = sled::Batch::default();
+    batch.insert(KEY_SNAPSHOT_FILE, seal(&rec_bytes));
+    batch.remove(KEY_SNAPSHOT_DATA);
+    tree.apply_batch(batch).map_err(|e| io_err(true, e))?;
+    tree.flush().map_err(|e| io_err(true, e))?;
+    tracing::info!(file = %rec.name, "moved the snapshot out of sled into its own file");
+    Ok(())
 }
 
 /// Builds a snapshot from an immutable copy of the state, off the apply path.
@@ -182,39 +228,49 @@ pub struct SnapshotBuilder {
     last_applied: Option<LogId>,
     membership: StoredMembership<NodeId, ServerNode>,
     snapshots: sled::Tree,
+    dir: PathBuf,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let state = self.state.clone();
         let once = self.once.to_list();
-        let data = tokio::task::spawn_blocking(move || {
-            serde_json::to_vec(&SnapshotBodyRef {
-                state: &state,
-                once: &once,
+        let dir = self.dir.clone();
+        let name = snapfile::new_name(self.last_applied.map_or(0, |l| l.index), "json");
+        // Streamed to the file: the state is never held as one buffer.
+        let rec = tokio::task::spawn_blocking(move || {
+            snapfile::write(&dir, &name, |w| {
+                serde_json::to_writer(
+                    w,
+                    &SnapshotBodyRef {
+                        state: &state,
+                        once: &once,
+                    },
+                )
+                .map_err(std::io::Error::from)
             })
         })
         .await
         .map_err(|e| io_err(true, e))?
         .map_err(|e| io_err(true, e))?;
         let snapshot_id = match self.last_applied {
-            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, data.len()),
-            None => format!("empty-{}", data.len()),
+            Some(l) => format!("{}-{}-{:08x}", l.leader_id, l.index, rec.crc),
+            None => format!("empty-{:08x}", rec.crc),
         };
         let meta = SnapshotMeta {
             last_log_id: self.last_applied,
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        write_snapshot(&self.snapshots, &meta, &data)?;
-        // The log before this snapshot may be purged next: the snapshot must be durable first.
-        self.snapshots
-            .flush_async()
+        record_snapshot(&self.snapshots, &meta, &rec).await?;
+        // Older snapshots only: a file being received is the state machine's to remove.
+        snapfile::remove_except(&self.dir, &rec.name, true);
+        let file = tokio::fs::File::open(self.dir.join(&rec.name))
             .await
-            .map_err(|e| io_err(true, e))?;
+            .map_err(|e| io_err(false, e))?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         })
     }
 }
@@ -290,45 +346,115 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             last_applied: self.last_applied,
             membership: self.membership.clone(),
             snapshots: self.snapshots.clone(),
+            dir: self.dir.clone(),
         }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// A new file for a snapshot streaming in from the leader; its chunks are written
+    /// into it as they arrive.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        tokio::fs::create_dir_all(&self.dir)
+            .await
+            .map_err(|e| io_err(true, e))?;
+        let path = self.dir.join(snapfile::new_name(0, "recv"));
+        let file = tokio::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .await
+            .map_err(|e| io_err(true, e))?;
+        self.receiving.push(path);
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, ServerNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        mut snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let data = snapshot.into_inner();
-        write_snapshot(&self.snapshots, meta, &data)?;
-        self.snapshots
-            .flush_async()
-            .await
-            .map_err(|e| io_err(true, e))?;
-        self.restore(meta, &data)?;
+        use tokio::io::AsyncWriteExt;
+        snapshot.flush().await.map_err(|e| io_err(true, e))?;
+        snapshot.sync_all().await.map_err(|e| io_err(true, e))?;
+        let received = received_path(&snapshot, &self.receiving).await?;
+        let abandoned: Vec<PathBuf> = self
+            .receiving
+            .drain(..)
+            .filter(|p| *p != received)
+            .collect();
+        drop(snapshot);
+        // Checked whole before anything changes: a damaged transfer is refused.
+        let (from, dir, index) = (
+            received.clone(),
+            self.dir.clone(),
+            meta.last_log_id.map_or(0, |l| l.index),
+        );
+        let rec = tokio::task::spawn_blocking(move || {
+            snapfile::verify(&from, None)?;
+            let name = snapfile::new_name(index, "json");
+            std::fs::rename(&from, dir.join(&name))
+                .and_then(|_| snapfile::sync_dir(&dir))
+                .map_err(|e| Damage(format!("cannot keep the received snapshot: {e}")))?;
+            snapfile::verify(&dir.join(&name), None)
+        })
+        .await
+        .map_err(|e| io_err(true, e))?;
+        let rec = match rec {
+            Ok(r) => r,
+            Err(d) => {
+                let _ = std::fs::remove_file(&received);
+                return Err(io_err(false, d));
+            }
+        };
+        record_snapshot(&self.snapshots, meta, &rec).await?;
+        for p in abandoned {
+            let _ = std::fs::remove_file(p);
+        }
+        snapfile::remove_except(&self.dir, &rec.name, true);
+        self.restore(meta, &rec)?;
         self.installed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::info!(last_log = ?meta.last_log_id, bytes = data.len(), "installed a snapshot from the leader");
+        tracing::info!(last_log = ?meta.last_log_id, bytes = rec.len, "installed a snapshot from the leader");
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
-        let Some((meta, data)) = read_snapshot(&self.snapshots)? else {
+        let Some((meta, rec)) = read_snapshot(&self.snapshots)? else {
             return Ok(None);
         };
+        let file = tokio::fs::File::open(self.dir.join(&rec.name))
+            .await
+            .map_err(|e| io_err(false, e))?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(file),
         }))
     }
 }
 
+/// Which of the files begun for receiving `file` is (same device and inode).
+async fn received_path(
+    file: &tokio::fs::File,
+    receiving: &[PathBuf],
+) -> Result<PathBuf, StorageError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = file.metadata().await.map_err(|e| io_err(false, e))?;
+    for p in receiving {
+        if let Ok(pm) = tokio::fs::metadata(p).await {
+            if pm.dev() == m.dev() && pm.ino() == m.ino() {
+                return Ok(p.clone());
+            }
+        }
+    }
+    Err(io_err(
+        false,
+        Damage("a received snapshot is not one of the files begun for it".into()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::{open_db, SLED_DIR};
+    use super::super::{open_db, SLED_DIR, SNAPSHOT_DIR};
     use super::*;
     use openraft::CommittedLeaderId;
     use std::path::Path;
@@ -345,8 +471,22 @@ mod tests {
     fn machine(dir: &Path) -> (StateMachine, watch::Receiver<Arc<StateStore>>) {
         let db = open_db(&dir.join(SLED_DIR)).unwrap();
         let (tx, rx) = watch::channel(Arc::new(StateStore::default()));
-        let sm = StateMachine::open(&db, tx, Arc::new(NoHook), Default::default()).unwrap();
+        let sm = StateMachine::open(
+            &db,
+            &snapfile::dir_for(&dir.join(SLED_DIR)),
+            tx,
+            Arc::new(NoHook),
+            Default::default(),
+        )
+        .unwrap();
         (sm, rx)
+    }
+
+    /// The snapshot as the follower receives it: streamed into a file it began.
+    async fn sent(to: &mut StateMachine, mut from: Box<tokio::fs::File>) -> Box<tokio::fs::File> {
+        let mut file = to.begin_receiving_snapshot().await.unwrap();
+        tokio::io::copy(&mut from, &mut file).await.unwrap();
+        file
     }
 
     fn registration(index: u64, seq: &str, once: Option<&str>) -> Entry<TypeConfig> {
@@ -421,8 +561,9 @@ mod tests {
             .unwrap();
         let dir2 = tempfile::tempdir().unwrap();
         let (mut follower, rx2) = machine(dir2.path());
+        let received = sent(&mut follower, snap.snapshot).await;
         follower
-            .install_snapshot(&snap.meta, snap.snapshot)
+            .install_snapshot(&snap.meta, received)
             .await
             .unwrap();
         follower
@@ -433,6 +574,94 @@ mod tests {
         // Without a token, the same registration is a new write.
         follower.apply([registration(5, "a", None)]).await.unwrap();
         assert_eq!(current_seq(&rx2), ("a".to_string(), 2));
+    }
+
+    /// Every byte of `from`, read from its start.
+    async fn bytes_of(mut from: Box<tokio::fs::File>) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncSeekExt};
+        from.seek(std::io::SeekFrom::Start(0)).await.unwrap();
+        let mut v = Vec::new();
+        from.read_to_end(&mut v).await.unwrap();
+        v
+    }
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.map(|e| e.unwrap().file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_transfer_is_refused_and_the_follower_keeps_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = machine(dir.path());
+        sm.apply([registration(1, "a", None)]).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        let mut bytes = bytes_of(snap.snapshot).await;
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x20;
+
+        let dir2 = tempfile::tempdir().unwrap();
+        let (mut follower, rx2) = machine(dir2.path());
+        follower.apply([registration(1, "z", None)]).await.unwrap();
+        let mut file = follower.begin_receiving_snapshot().await.unwrap();
+        tokio::io::AsyncWriteExt::write_all(&mut file, &bytes)
+            .await
+            .unwrap();
+        let err = follower
+            .install_snapshot(&snap.meta, file)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+        assert_eq!(current_seq(&rx2).0, "z", "the state is untouched");
+        let snaps = dir2.path().join(SNAPSHOT_DIR);
+        assert!(files_in(&snaps).is_empty(), "{:?}", files_in(&snaps));
+        assert!(follower.get_current_snapshot().await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_an_older_version_kept_inside_sled_moves_to_a_file_and_restores() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut sm, _) = machine(dir.path());
+        sm.apply([registration(1, "a", None)]).await.unwrap();
+        let snap = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        // The file's framing is the one sled records had: stored as an older version did.
+        let sealed = bytes_of(snap.snapshot).await;
+        let dir2 = tempfile::tempdir().unwrap();
+        {
+            let db = open_db(&dir2.path().join(SLED_DIR)).unwrap();
+            let t = db.open_tree("snapshots").unwrap();
+            t.insert(
+                KEY_SNAPSHOT_META,
+                seal(&serde_json::to_vec(&snap.meta).unwrap()),
+            )
+            .unwrap();
+            t.insert(KEY_SNAPSHOT_DATA, sealed).unwrap();
+            db.flush().unwrap();
+        }
+        let (mut moved, rx) = machine(dir2.path());
+        assert_eq!(current_seq(&rx).0, "a");
+        assert_eq!(files_in(&dir2.path().join(SNAPSHOT_DIR)).len(), 1);
+        assert!(moved.snapshots.get(KEY_SNAPSHOT_DATA).unwrap().is_none());
+        assert_eq!(
+            moved.get_current_snapshot().await.unwrap().unwrap().meta,
+            snap.meta
+        );
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Durable Raft storage in sled: the log, the vote, and FSM snapshots.
+//! Durable Raft storage in sled: the log, the vote, and FSM snapshots (files beside sled,
+//! recorded in it).
 //!
 //! Every sled call of the server lives in this module (`store/`), so swapping the engine
 //! (redb, fjall) stays a change to this directory only. Writes that Raft relies on
@@ -21,6 +22,7 @@
 //! - `records.rs`: the checksummed record framing ([`seal`], [`unseal`], [`Damage`]);
 //! - `marks.rs`: the `raft.marks` side file ([`Marks`]);
 //! - `verify.rs`: the startup checks ([`open_verified`]);
+//! - `snapfile.rs`: snapshot files, streamed to and from disk and checksummed;
 //! - `machine.rs`: the state machine ([`StateMachine`], openraft's `RaftStateMachine`),
 //!   the snapshot builder and the once-token table ([`OnceTable`]).
 
@@ -30,11 +32,13 @@
 mod machine;
 mod marks;
 mod records;
+mod snapfile;
 mod verify;
 
 pub use machine::{ApplyHook, OnceTable, SnapshotBuilder, StateMachine};
 pub use marks::{MarkState, Marks};
 pub use records::{seal, unseal, Damage};
+pub use snapfile::{dir_for as snapshot_dir, SNAPSHOT_DIR};
 pub use verify::{open_verified, Verified};
 
 use super::{io_err, LogId, NodeId, StorageError, TypeConfig};
@@ -50,7 +54,10 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_PURGED: &[u8] = b"last_purged";
 const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
+/// A snapshot kept inside sled, before snapshot files: read once and moved to a file.
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
+/// The current snapshot's file (`snapfile::FileRecord`).
+const KEY_SNAPSHOT_FILE: &[u8] = b"snapshot_file";
 
 /// The sled database inside a data dir.
 pub const SLED_DIR: &str = "raft.sled";

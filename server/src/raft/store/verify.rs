@@ -6,9 +6,10 @@
 use super::super::{LogId, NodeId, ServerNode};
 use super::marks::{MarkState, Marks};
 use super::records::{decode, decode_entry, unseal, Damage};
+use super::snapfile::{self, FileRecord};
 use super::{
-    open_db, KEY_COMMITTED, KEY_PURGED, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_META, KEY_VOTE, MARKS_FILE,
-    SLED_DIR,
+    open_db, KEY_COMMITTED, KEY_PURGED, KEY_SNAPSHOT_DATA, KEY_SNAPSHOT_FILE, KEY_SNAPSHOT_META,
+    KEY_VOTE, MARKS_FILE, SLED_DIR,
 };
 use openraft::{SnapshotMeta, Vote};
 use serde::Deserialize;
@@ -37,7 +38,7 @@ pub fn open_verified(data_dir: &Path) -> Result<(sled::Db, Marks, Verified), Dam
     let db = open_db(&sled_path)
         .map_err(|e| Damage(format!("{} cannot be opened: {e}", sled_path.display())))?;
     let sled_damage = |m: String| Damage(format!("{}: {m}", sled_path.display()));
-    let verified = verify(&db).map_err(|d| sled_damage(d.0))?;
+    let verified = verify(&db, &snapfile::dir_for(&sled_path)).map_err(|d| sled_damage(d.0))?;
     let holds_data = verified.last_index.is_some() || verified.snapshot_index.is_some();
     let (seq, state) = match marks {
         Some(m) => m,
@@ -95,7 +96,7 @@ fn read_meta<T: for<'de> Deserialize<'de>>(db: &sled::Db, key: &[u8]) -> Result<
 }
 
 /// Read every record once and check the log's shape.
-fn verify(db: &sled::Db) -> Result<Verified, Damage> {
+fn verify(db: &sled::Db, snapshot_dir: &Path) -> Result<Verified, Damage> {
     let tree = |name: &str| {
         db.open_tree(name)
             .map_err(|e| Damage(format!("cannot open its {name} tree: {e}")))
@@ -104,7 +105,7 @@ fn verify(db: &sled::Db) -> Result<Verified, Damage> {
     let _vote: Option<Vote<NodeId>> = read_meta(db, KEY_VOTE)?;
     let committed: Option<LogId> = read_meta::<Option<LogId>>(db, KEY_COMMITTED)?.flatten();
     let purged: Option<LogId> = read_meta(db, KEY_PURGED)?;
-    let snapshot_index = verify_snapshot(&snapshots)?;
+    let snapshot_index = verify_snapshot(&snapshots, snapshot_dir)?;
     let (first, last) = verify_log(&logs)?;
     if let Some(p) = purged {
         if snapshot_index.is_none_or(|s| s < p.index) {
@@ -148,9 +149,10 @@ fn verify(db: &sled::Db) -> Result<Verified, Damage> {
     })
 }
 
-/// Check the stored snapshot (meta and data both present, both passing their checksums);
-/// the index it ends at, if there is one.
-fn verify_snapshot(snapshots: &sled::Tree) -> Result<Option<u64>, Damage> {
+/// Check the stored snapshot (its meta, and its file or, from before snapshot files, its
+/// data inside sled: both present, every checksum passing); the index it ends at, if
+/// there is one.
+fn verify_snapshot(snapshots: &sled::Tree, dir: &Path) -> Result<Option<u64>, Damage> {
     let sread = |key: &[u8]| {
         snapshots
             .get(key)
@@ -160,16 +162,25 @@ fn verify_snapshot(snapshots: &sled::Tree) -> Result<Option<u64>, Damage> {
         None => None,
         Some(v) => Some(decode("snapshot_meta", &v)?),
     };
-    match (&snap_meta, sread(KEY_SNAPSHOT_DATA)?) {
-        (None, None) => Ok(None),
-        (Some(m), Some(data)) => {
+    let file: Option<FileRecord> = match sread(KEY_SNAPSHOT_FILE)? {
+        None => None,
+        Some(v) => Some(decode("snapshot_file", &v)?),
+    };
+    let inline = sread(KEY_SNAPSHOT_DATA)?;
+    match (&snap_meta, file, inline) {
+        (None, None, None) => Ok(None),
+        (Some(m), Some(rec), _) => {
+            snapfile::verify(&dir.join(&rec.name), Some(&rec))?;
+            Ok(m.last_log_id.map(|l| l.index))
+        }
+        (Some(m), None, Some(data)) => {
             unseal("snapshot_data", &data)?;
             Ok(m.last_log_id.map(|l| l.index))
         }
-        (Some(_), None) => Err(Damage(
+        (Some(_), None, None) => Err(Damage(
             "the snapshot's meta exists but its data is missing".into(),
         )),
-        (None, Some(_)) => Err(Damage(
+        (None, _, _) => Err(Damage(
             "the snapshot's data exists but its meta is missing".into(),
         )),
     }
@@ -317,6 +328,72 @@ mod tests {
     /// A key and the bytes stored under it.
     type Record<'a> = (&'a [u8], &'a [u8]);
 
+    #[test]
+    fn a_snapshot_file_missing_damaged_or_swapped_refuses_to_open() {
+        let meta = SnapshotMeta::<NodeId, ServerNode> {
+            last_log_id: Some(log_id(3)),
+            last_membership: Default::default(),
+            snapshot_id: "1-3-x".into(),
+        };
+        let meta = seal(&serde_json::to_vec(&meta).unwrap());
+        // Each case: what is done to the data dir after a whole snapshot is stored, and
+        // what the refusal must say.
+        type Spoil = fn(&Path, &Path);
+        let cases: [(Spoil, &str); 4] = [
+            (|_, f| std::fs::remove_file(f).unwrap(), "cannot be read"),
+            (
+                |_, f| {
+                    let mut b = std::fs::read(f).unwrap();
+                    let n = b.len();
+                    b[n - 2] ^= 1;
+                    std::fs::write(f, b).unwrap();
+                },
+                "fails its checksum",
+            ),
+            (
+                |_, f| std::fs::write(f, seal(b"{\"other\":1}")).unwrap(),
+                "is not the snapshot recorded",
+            ),
+            (
+                |dir, _| {
+                    let db = open_db(&dir.join(SLED_DIR)).unwrap();
+                    db.open_tree("snapshots")
+                        .unwrap()
+                        .remove(KEY_SNAPSHOT_META)
+                        .unwrap();
+                    db.flush().unwrap();
+                },
+                "its meta is missing",
+            ),
+        ];
+        let stored = || {
+            let dir = data_dir_with_log(0..=3);
+            let sdir = snapfile::dir_for(&dir.path().join(SLED_DIR));
+            let rec = snapfile::write(&sdir, "snap.json", |w| w.write_all(b"{\"a\":1}")).unwrap();
+            {
+                let db = open_db(&dir.path().join(SLED_DIR)).unwrap();
+                let snapshots = db.open_tree("snapshots").unwrap();
+                snapshots.insert(KEY_SNAPSHOT_META, meta.clone()).unwrap();
+                snapshots
+                    .insert(KEY_SNAPSHOT_FILE, seal(&serde_json::to_vec(&rec).unwrap()))
+                    .unwrap();
+                db.flush().unwrap();
+            }
+            let file = sdir.join(&rec.name);
+            (dir, file)
+        };
+        for (spoil, want) in cases {
+            let (dir, file) = stored();
+            spoil(dir.path(), &file);
+            let msg = refusal(dir.path());
+            assert!(msg.contains(want), "{msg}");
+        }
+        let (dir, _) = stored();
+        let (_, _, v) = open_verified(dir.path()).unwrap();
+        assert_eq!(v.snapshot_index, Some(3));
+    }
+
+    /// Data dirs from before snapshot files kept the snapshot inside sled.
     #[test]
     fn a_snapshot_with_half_missing_or_a_damaged_body_refuses_to_open() {
         let meta = SnapshotMeta::<NodeId, ServerNode> {
