@@ -136,12 +136,8 @@ impl StateMachine {
         meta: &SnapshotMeta<NodeId, ServerNode>,
         rec: &FileRecord,
     ) -> Result<(), StorageError> {
-        let mut file = snapfile::Checked::open(&self.dir.join(&rec.name), Some(rec))
+        let body: SnapshotBody = snapfile::read_json(&self.dir.join(&rec.name), Some(rec))
             .map_err(|e| io_err(false, e))?;
-        let body: SnapshotBody =
-            serde_json::from_reader(std::io::BufReader::with_capacity(1 << 20, &mut file))
-                .map_err(|e| io_err(false, e))?;
-        file.finish().map_err(|e| io_err(false, e))?;
         self.state = body.state;
         self.once = OnceTable::from_list(body.once);
         self.last_applied = meta.last_log_id;
@@ -640,8 +636,14 @@ mod tests {
             .build_snapshot()
             .await
             .unwrap();
-        // The file's framing is the one sled records had: stored as an older version did.
-        let sealed = bytes_of(snap.snapshot).await;
+        // Stored as an older version did: the JSON, sealed, inside sled.
+        let sealed = seal(
+            &serde_json::to_vec(&SnapshotBodyRef {
+                state: &sm.state,
+                once: &sm.once.to_list(),
+            })
+            .unwrap(),
+        );
         let dir2 = tempfile::tempdir().unwrap();
         {
             let db = open_db(&dir2.path().join(SLED_DIR)).unwrap();

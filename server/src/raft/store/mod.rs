@@ -37,7 +37,7 @@ mod verify;
 
 pub use machine::{ApplyHook, OnceTable, SnapshotBuilder, StateMachine};
 pub use marks::{MarkState, Marks};
-pub use records::{seal, unseal, Damage};
+pub use records::{seal, seal_compressed, unseal, Damage};
 pub use snapfile::{dir_for as snapshot_dir, SNAPSHOT_DIR};
 pub use verify::{open_verified, Verified};
 
@@ -240,7 +240,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut last = None;
         for e in entries {
             let bytes = serde_json::to_vec(&e).map_err(|e| io_err(true, e))?;
-            batch.insert(&e.log_id.index.to_be_bytes(), seal(&bytes));
+            batch.insert(&e.log_id.index.to_be_bytes(), seal_compressed(&bytes));
             last = Some(e.log_id.index);
         }
         self.logs.apply_batch(batch).map_err(|e| io_err(true, e))?;

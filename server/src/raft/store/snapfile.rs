@@ -5,7 +5,9 @@
 //! third, it was the largest transient a server had).
 //!
 //! A file is framed as every other record ([`super::seal`]): the version byte, the CRC-32
-//! of the payload, the payload. Its name, length and checksum are also recorded in sled
+//! of the stored payload, the payload: the JSON compressed as one zstd stream (version 2;
+//! a C100K state shrinks about 20x, which is disk, fsync and transfer to a follower
+//! saved), or as it is (version 1, read only). Its name, length and checksum are also recorded in sled
 //! (`snapshot_file`, itself sealed), written only after the file is synced and renamed
 //! into place, so a crash leaves either the old snapshot or the new one, never half of
 //! one. Files are read back through [`Checked`], which hashes what it reads: a damaged
@@ -21,6 +23,9 @@ use std::path::{Path, PathBuf};
 pub const SNAPSHOT_DIR: &str = "raft.snapshots";
 
 const RECORD_V1: u8 = 1;
+const RECORD_V2_ZSTD: u8 = 2;
+/// zstd's fastest levels compress this JSON about 20x at hundreds of MB/s.
+const ZSTD_LEVEL: i32 = 1;
 /// Version byte and CRC-32.
 pub const HEADER: u64 = 5;
 
@@ -83,12 +88,14 @@ pub fn write(
     let tmp = dir.join(format!("{name}.tmp"));
     let mut file = File::create(&tmp)?;
     file.write_all(&[0u8; HEADER as usize])?;
-    let mut w = Hashing {
+    let hashing = Hashing {
         inner: BufWriter::with_capacity(1 << 20, file),
         crc: crc32fast::Hasher::new(),
         len: 0,
     };
-    body(&mut w)?;
+    let mut z = BufWriter::with_capacity(1 << 16, zstd::Encoder::new(hashing, ZSTD_LEVEL)?);
+    body(&mut z)?;
+    let w = z.into_inner().map_err(|e| e.into_error())?.finish()?;
     let (crc, len) = (w.crc.finalize(), w.len);
     let mut file = w.inner.into_inner().map_err(|e| e.into_error())?;
     file.seek(SeekFrom::Start(0))?;
@@ -105,7 +112,7 @@ pub fn write(
 }
 
 fn header(crc: u32) -> [u8; HEADER as usize] {
-    let mut h = [RECORD_V1, 0, 0, 0, 0];
+    let mut h = [RECORD_V2_ZSTD, 0, 0, 0, 0];
     h[1..].copy_from_slice(&crc.to_le_bytes());
     h
 }
@@ -120,6 +127,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// `BufReader` over it, so the hashing sees large reads.
 pub struct Checked {
     inner: File,
+    compressed: bool,
     want: u32,
     crc: crc32fast::Hasher,
     what: String,
@@ -136,7 +144,10 @@ impl Checked {
             .map_err(|e| Damage(format!("{what} cannot be read: {e}")))?
             .len();
         let mut h = [0u8; HEADER as usize];
-        if len < HEADER || f.read_exact(&mut h).is_err() || h[0] != RECORD_V1 {
+        if len < HEADER
+            || f.read_exact(&mut h).is_err()
+            || !matches!(h[0], RECORD_V1 | RECORD_V2_ZSTD)
+        {
             return Err(Damage(format!(
                 "{what} has no valid checksum header ({len} bytes)"
             )));
@@ -152,6 +163,7 @@ impl Checked {
         }
         Ok(Checked {
             inner: f,
+            compressed: h[0] == RECORD_V2_ZSTD,
             want,
             crc: crc32fast::Hasher::new(),
             what,
@@ -181,6 +193,31 @@ impl Read for Checked {
         let n = self.inner.read(buf)?;
         self.crc.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+/// Parse the JSON in the file at `path` (checked against `record`), decompressing it
+/// as it is read, and check the checksum of every stored byte.
+pub fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    record: Option<&FileRecord>,
+) -> Result<T, Damage> {
+    let mut file = Checked::open(path, record)?;
+    let what = file.what.clone();
+    let bad = |e: &dyn std::fmt::Display| Damage(format!("{what} does not parse: {e}"));
+    let parsed = if file.compressed {
+        let z = zstd::Decoder::new(&mut file).map_err(|e| bad(&e))?;
+        serde_json::from_reader(io::BufReader::with_capacity(1 << 20, z))
+    } else {
+        serde_json::from_reader(io::BufReader::with_capacity(1 << 20, &mut file))
+    };
+    // A damaged file fails its checksum, whatever the parser made of it.
+    match parsed {
+        Ok(v) => file.finish().map(|_| v),
+        Err(e) => {
+            file.finish()?;
+            Err(bad(&e))
+        }
     }
 }
 
@@ -227,15 +264,17 @@ mod tests {
     #[test]
     fn a_written_file_reads_back_and_any_flipped_byte_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let rec = write(dir.path(), "s", |w| w.write_all(b"{\"a\":[1,2,3]}")).unwrap();
+        let json = serde_json::to_vec(&vec!["one allocation, much like the next"; 1000]).unwrap();
+        let rec = write(dir.path(), "s", |w| w.write_all(&json)).unwrap();
         let path = dir.path().join("s");
-        assert_eq!(rec.len, 5 + 13);
+        assert!(
+            rec.len * 20 < json.len() as u64,
+            "stored compressed: {}",
+            rec.len
+        );
         assert_eq!(verify(&path, Some(&rec)).unwrap(), rec);
-        let mut c = Checked::open(&path, Some(&rec)).unwrap();
-        let mut s = String::new();
-        c.read_to_string(&mut s).unwrap();
-        assert_eq!(s, "{\"a\":[1,2,3]}");
-        c.finish().unwrap();
+        let back: Vec<String> = read_json(&path, Some(&rec)).unwrap();
+        assert_eq!(serde_json::to_vec(&back).unwrap(), json);
         let good = std::fs::read(&path).unwrap();
         for i in 0..good.len() {
             let mut bad = good.clone();
@@ -243,6 +282,10 @@ mod tests {
             std::fs::write(&path, &bad).unwrap();
             assert!(verify(&path, Some(&rec)).is_err(), "flip at byte {i}");
             assert!(verify(&path, None).is_err(), "flip at byte {i}, no record");
+            assert!(
+                read_json::<serde_json::Value>(&path, None).is_err(),
+                "flip at {i}"
+            );
         }
         std::fs::write(&path, &good[..good.len() - 1]).unwrap();
         assert!(verify(&path, Some(&rec)).is_err(), "a truncated file");
