@@ -619,6 +619,8 @@ async fn run(
         .map(|(p, c0)| cpu_seconds(*p) - c0)
         .collect();
     let sim_cpu = cpu_seconds(sim.child.id()) - sim_cpu0;
+    let sim_rss = rss_mib(sim.child.id());
+    let sim_peak = loadtest::status_kib(sim.child.id(), "VmHWM:") as f64 / 1024.0;
     // A last look at the nodes, a few heartbeats after the end.
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.cancel();
@@ -710,7 +712,7 @@ async fn run(
     }
     let g = |k: &str| s[k].as_f64().unwrap_or(0.0);
     println!(
-        "  simulator: CPU {sim_cpu:.1} s; heartbeats {} ({} failed, {} late > 1 s), late max {:.0} ms, rtt mean {:.1} ms max {:.0} ms, gap max {:.0} ms; watch answers {} (failed {}), apply max {:.1} ms; reports {} ({} alloc updates); runtime tick lag max {:.0} ms",
+        "  simulator: RSS {sim_rss:.0} MiB (peak {sim_peak:.0}); CPU {sim_cpu:.1} s; heartbeats {} ({} failed, {} late > 1 s), late max {:.0} ms, rtt mean {:.1} ms max {:.0} ms, gap max {:.0} ms; watch answers {} (failed {}), apply max {:.1} ms; reports {} ({} alloc updates); runtime tick lag max {:.0} ms",
         g("heartbeats"), g("heartbeat_failures"), g("heartbeats_late"),
         g("heartbeat_late_max_ms"), g("heartbeat_rtt_mean_ms"), g("heartbeat_rtt_max_ms"),
         g("heartbeat_gap_max_ms"), g("watch_responses"), g("watch_failures"),

@@ -101,7 +101,9 @@ impl SimAllocs {
         );
         let with_deployment = !alloc.deployment_id.is_empty();
         let id = alloc.id;
-        tokio::spawn(async move {
+        // Boxed: the future waits for the whole life of the allocation, so only what it
+        // needs then (the handles, the task states) should be inline in it.
+        tokio::spawn(Box::pin(async move {
             let mut tasks: api::TaskMap<TaskState> = contexts
                 .iter()
                 .map(|c| {
@@ -118,7 +120,7 @@ impl SimAllocs {
             for c in &contexts {
                 let started = tokio::select! {
                     _ = stop.cancelled() => None,
-                    h = driver.start(c) => h.ok(),
+                    h = Box::pin(driver.start(c)) => h.ok(),
                 };
                 let Some(h) = started else { break };
                 let st = tasks.entry(c.task.name.clone()).or_default();
@@ -127,7 +129,10 @@ impl SimAllocs {
                 st.events.push(events::started());
                 handles.push(h);
             }
-            if handles.len() == contexts.len() && !stop.is_cancelled() {
+            let all_started = handles.len() == contexts.len();
+            // The task contexts (environment, paths, the task) are only for starting.
+            drop(contexts);
+            if all_started && !stop.is_cancelled() {
                 let mut u = update(&id, "running", "Tasks are running", &tasks);
                 if with_deployment {
                     u.deployment_status = Some(AllocDeploymentStatus {
@@ -153,7 +158,7 @@ impl SimAllocs {
             }
             updates.push(update(&id, "complete", "All tasks have completed", &tasks));
             counters.stopped.fetch_add(1, Ordering::Relaxed);
-        });
+        }));
     }
 }
 
