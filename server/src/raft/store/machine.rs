@@ -190,6 +190,13 @@ fn read_snapshot(tree: &sled::Tree) -> Result<Option<(Meta, FileRecord)>, Storag
             Damage("the snapshot's meta exists but its file record is missing".into()),
         )
     })?;
+    // Only a name inside the snapshot directory, whatever the record says.
+    if rec.name.is_empty() || rec.name.contains(['/', '\\']) || rec.name.starts_with('.') {
+        return Err(io_err(
+            false,
+            Damage(format!("the snapshot's file record names {:?}", rec.name)),
+        ));
+    }
     Ok(Some((meta, rec)))
 }
 
@@ -386,12 +393,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             meta.last_log_id.map_or(0, |l| l.index),
         );
         let rec = tokio::task::spawn_blocking(move || {
-            snapfile::verify(&from, None)?;
-            let name = snapfile::new_name(index, "json");
-            std::fs::rename(&from, dir.join(&name))
+            let mut rec = snapfile::verify(&from, None)?;
+            rec.name = snapfile::new_name(index, "json");
+            std::fs::rename(&from, dir.join(&rec.name))
                 .and_then(|_| snapfile::sync_dir(&dir))
                 .map_err(|e| Damage(format!("cannot keep the received snapshot: {e}")))?;
-            snapfile::verify(&dir.join(&name), None)
+            Ok::<_, Damage>(rec)
         })
         .await
         .map_err(|e| io_err(true, e))?;
@@ -592,10 +599,9 @@ mod tests {
         v
     }
 
-    #[tokio::test]
-    async fn a_damaged_snapshot_transfer_is_refused_and_the_follower_keeps_its_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut sm, _) = machine(dir.path());
+    /// A state machine in `dir` with one registration applied, and a snapshot of it.
+    async fn one_registration_snapshot(dir: &Path) -> (StateMachine, Snapshot<TypeConfig>) {
+        let (mut sm, _) = machine(dir);
         sm.apply([registration(1, "a", None)]).await.unwrap();
         let snap = sm
             .get_snapshot_builder()
@@ -603,6 +609,13 @@ mod tests {
             .build_snapshot()
             .await
             .unwrap();
+        (sm, snap)
+    }
+
+    #[tokio::test]
+    async fn a_damaged_snapshot_transfer_is_refused_and_the_follower_keeps_its_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_sm, snap) = one_registration_snapshot(dir.path()).await;
         let mut bytes = bytes_of(snap.snapshot).await;
         let n = bytes.len();
         bytes[n / 2] ^= 0x20;
@@ -628,14 +641,7 @@ mod tests {
     #[tokio::test]
     async fn a_snapshot_an_older_version_kept_inside_sled_moves_to_a_file_and_restores() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut sm, _) = machine(dir.path());
-        sm.apply([registration(1, "a", None)]).await.unwrap();
-        let snap = sm
-            .get_snapshot_builder()
-            .await
-            .build_snapshot()
-            .await
-            .unwrap();
+        let (sm, snap) = one_registration_snapshot(dir.path()).await;
         // Stored as an older version did: the JSON, sealed, inside sled.
         let sealed = seal(
             &serde_json::to_vec(&SnapshotBodyRef {
