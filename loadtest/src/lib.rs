@@ -28,12 +28,40 @@ pub fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// A loopback port that nothing listens on now, for a process a test or harness starts.
+///
+/// Not the kernel's `bind(0)`: that hands out ports from the ephemeral range, which every
+/// outgoing connection also draws from, so between this call and the process binding the
+/// port a test's own HTTP client could take it as its local port (CI saw an agent fail
+/// with "Address already in use" so). Ports come from the 10,000 below that range instead,
+/// each handed out once per process (a counter from a per-process start), checked free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
+}
+
+/// [`free_port`] on another loopback address (a test cluster's servers each bind their own).
+pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let high = ephemeral_low.clamp(11_024, 65_535);
+    let low = high - 10_000;
+    let span = high - low;
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for _ in 0..span {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (low + (start + n) % span) as u16;
+        if TcpListener::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
 }
 
 /// One line of `/proc/<pid>/status` in KiB (`VmRSS:` and the like); 0 when gone.

@@ -4,17 +4,12 @@
 //! which server a connection comes from (Raft RPCs leave from the bound address).
 
 use super::{drover_bin, wait_for};
-use std::net::{IpAddr, SocketAddr, TcpListener};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub fn free_port_on(ip: IpAddr) -> u16 {
-    TcpListener::bind(SocketAddr::new(ip, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+pub use loadtest::free_port_on;
 
 pub struct ServerProc {
     pub name: String,
@@ -334,7 +329,28 @@ impl Cluster {
             .position(|s| s.is_running() && s.is_leader())
     }
 
+    /// The leader's index once every running server names it; on timeout, panics with
+    /// the end of each server's log (why no election finished is in there).
     pub fn wait_leader(&self, timeout: Duration) -> usize {
+        let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.wait_agreed_leader(timeout)
+        }));
+        found.unwrap_or_else(|_| {
+            let tails: String = self
+                .servers
+                .iter()
+                .map(|s| {
+                    let log = s.log();
+                    let lines: Vec<&str> = log.lines().collect();
+                    let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+                    format!("--- {} (last 40 lines) ---\n{tail}\n", s.name)
+                })
+                .collect();
+            panic!("no cluster leader within {timeout:?}\n{tails}")
+        })
+    }
+
+    fn wait_agreed_leader(&self, timeout: Duration) -> usize {
         wait_for("a cluster leader", timeout, || {
             let l = self.leader()?;
             // Every running server agrees (Nomad's answer: the leader's RPC address).

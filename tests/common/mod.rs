@@ -11,7 +11,6 @@ pub mod cluster;
 pub mod loadgen;
 pub mod proxy;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -20,12 +19,7 @@ pub fn drover_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_drover"))
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
+pub use loadtest::free_port;
 
 /// A one-task raw_exec service job: group "main", task "sleep" (`kill_timeout` 2s) running
 /// `script` under `sh -c` and asking for `cpu` MHz and `memory` MB.

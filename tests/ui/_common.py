@@ -68,12 +68,33 @@ def sleep_job(job_id, task="sleep", memory=16, script="exec sleep 3600", indent=
     return text
 
 
+_next_port = [0]
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A loopback port nothing listens on, from the 10,000 below the kernel's ephemeral
+    range (which outgoing connections draw from, as loadtest::free_port explains), each
+    handed out once per process."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            high = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        high = 32768
+    high = min(max(high, 11024), 65535)
+    low = high - 10000
+    start = (os.getpid() * 7919) % 10000
+    for _ in range(10000):
+        port = low + (start + _next_port[0]) % 10000
+        _next_port[0] += 1
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free loopback port")
 
 
 def wait_until(what, timeout, f):
