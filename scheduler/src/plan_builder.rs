@@ -43,7 +43,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             eval,
             config,
             rng: ChaCha8Rng::seed_from_u64(run_seed(seed, &eval.id, state.index())),
-            usage: ClusterUsage::new(state),
+            usage: ClusterUsage::for_job(state, &eval.namespace, &eval.job_id),
             plan: Plan {
                 eval_id: eval.id.clone(),
                 priority: eval.priority,

@@ -185,7 +185,8 @@ pub struct NodeUsage {
     /// How many distinct ports of `ports` lie in the dynamic range
     /// ([`crate::ports::DYNAMIC_PORTS`]), so the free ones are counted without a scan.
     pub dynamic_range_used: u32,
-    /// Live allocations per job group, for anti-affinity and distinct_hosts.
+    /// Live allocations per job group, for anti-affinity and distinct_hosts. A usage
+    /// built for one job ([`ClusterUsage::for_job`]) counts that job's groups only.
     pub groups: HashMap<GroupKey, u32>,
     /// Live service and batch allocations ([`is_packed`]): bin-packing fills nodes that
     /// hold some before opening others.
@@ -193,7 +194,7 @@ pub struct NodeUsage {
 }
 
 impl NodeUsage {
-    fn add(&mut self, key: GroupKey, ask: &Ask, packed: bool) {
+    fn add(&mut self, key: Option<GroupKey>, ask: &Ask, packed: bool) {
         self.packed_allocs += u32::from(packed);
         self.cpu += ask.cpu;
         self.memory_mb += ask.memory_mb;
@@ -201,7 +202,9 @@ impl NodeUsage {
         for p in ask.host_ports() {
             self.hold_port(p);
         }
-        *self.groups.entry(key).or_default() += 1;
+        if let Some(key) = key {
+            *self.groups.entry(key).or_default() += 1;
+        }
     }
 
     /// Counts one more holder of a host port.
@@ -231,7 +234,7 @@ impl NodeUsage {
         crate::ports::dynamic_range_size() - i64::from(self.dynamic_range_used)
     }
 
-    fn remove(&mut self, key: GroupKey, ask: &Ask, packed: bool) {
+    fn remove(&mut self, key: Option<GroupKey>, ask: &Ask, packed: bool) {
         self.packed_allocs = self.packed_allocs.saturating_sub(u32::from(packed));
         self.cpu -= ask.cpu;
         self.memory_mb -= ask.memory_mb;
@@ -239,6 +242,7 @@ impl NodeUsage {
         for p in ask.host_ports() {
             self.release_port(p);
         }
+        let Some(key) = key else { return };
         if let Some(n) = self.groups.get_mut(&key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
@@ -273,6 +277,11 @@ pub struct NodeLoad {
     pub packed_allocs: u32,
     pub cpu: i64,
     pub memory_mb: i64,
+    pub disk_mb: i64,
+    /// Live allocations holding at least one host port: while there are none, a node's
+    /// usage is these counters and the run's own job's allocations there
+    /// ([`ClusterUsage::node`]), with no look at the others.
+    pub port_allocs: u32,
 }
 
 impl NodeLoad {
@@ -282,11 +291,16 @@ impl NodeLoad {
         if alloc.terminal() {
             return NodeLoad::default();
         }
-        let (cpu, memory_mb, _) = alloc_resources(alloc);
+        NodeLoad::of_ask(&Ask::of_alloc(alloc), is_packed(alloc))
+    }
+
+    fn of_ask(ask: &Ask, packed: bool) -> NodeLoad {
         NodeLoad {
-            packed_allocs: u32::from(is_packed(alloc)),
-            cpu,
-            memory_mb,
+            packed_allocs: u32::from(packed),
+            cpu: ask.cpu,
+            memory_mb: ask.memory_mb,
+            disk_mb: ask.disk_mb,
+            port_allocs: u32::from(ask.host_ports().next().is_some()),
         }
     }
 
@@ -294,12 +308,16 @@ impl NodeLoad {
         self.packed_allocs += o.packed_allocs;
         self.cpu += o.cpu;
         self.memory_mb += o.memory_mb;
+        self.disk_mb += o.disk_mb;
+        self.port_allocs += o.port_allocs;
     }
 
     pub fn sub(&mut self, o: NodeLoad) {
         self.packed_allocs = self.packed_allocs.saturating_sub(o.packed_allocs);
         self.cpu -= o.cpu;
         self.memory_mb -= o.memory_mb;
+        self.disk_mb -= o.disk_mb;
+        self.port_allocs = self.port_allocs.saturating_sub(o.port_allocs);
     }
 }
 
@@ -313,6 +331,16 @@ pub struct ClusterUsage<'s, S: State> {
     stopped_nodes: HashSet<String>,
     /// What this plan places, for nodes loaded after the placement (with [`is_packed`]).
     placed: FastMap<String, Vec<(GroupKey, Ask, bool)>>,
+    /// The job ID whose groups the node usages count, when one run places one job's
+    /// allocations: the other jobs' allocations then cost no key of their own (cloning
+    /// three strings per allocation on every node a run loaded was a third of building a
+    /// node's usage at C100K). A job of that ID in another namespace is counted too: the
+    /// queries ([`NodeUsage::group_allocs`]) name the namespace.
+    job_id: Option<String>,
+    /// The run's job's live allocations per node, group keys only, read once from
+    /// `allocs_by_job` when [`ClusterUsage::for_job`] was given the namespace.
+    job_nodes: Option<FastMap<String, Vec<GroupKey>>>,
+    namespace: Option<String>,
 }
 
 impl<'s, S: State> ClusterUsage<'s, S> {
@@ -323,24 +351,101 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             stopped: HashSet::new(),
             stopped_nodes: HashSet::new(),
             placed: FastMap::default(),
+            job_id: None,
+            job_nodes: None,
+            namespace: None,
+        }
+    }
+
+    /// A usage whose nodes count the groups of job `job_id` (in `namespace`) only: all a
+    /// run for that job asks of [`NodeUsage::groups`]. A node without host ports in use
+    /// is then built from the state's counters ([`State::node_load`]) and this job's
+    /// allocations, not by reading every allocation there: at C1M a node holds hundreds
+    /// of other jobs' allocations, and reading them was a third of the leader's CPU.
+    pub fn for_job(state: &'s S, namespace: &str, job_id: &str) -> Self {
+        ClusterUsage {
+            job_id: Some(job_id.to_string()),
+            namespace: Some(if namespace.is_empty() {
+                api::DEFAULT_NAMESPACE.to_string()
+            } else {
+                namespace.to_string()
+            }),
+            ..Self::new(state)
+        }
+    }
+
+    /// The node's usage from the state's counters, when they say all of it: the node
+    /// holds no host port, this run stops nothing there, and the run is for one job
+    /// (whose groups are counted from its own allocations).
+    fn node_from_counters(&mut self, node_id: &str) -> Option<NodeUsage> {
+        let (Some(ns), Some(job_id)) = (&self.namespace, &self.job_id) else {
+            return None;
+        };
+        if self.stopped_nodes.contains(node_id) {
+            return None;
+        }
+        let load = self.state.node_load(node_id)?;
+        if load.port_allocs > 0 {
+            return None;
+        }
+        let state = self.state;
+        let job_nodes = self.job_nodes.get_or_insert_with(|| {
+            let mut by_node: FastMap<String, Vec<GroupKey>> = FastMap::default();
+            for a in state.allocs_by_job(ns, job_id) {
+                if !a.terminal() {
+                    by_node
+                        .entry(a.node_id.clone())
+                        .or_default()
+                        .push(GroupKey::of_alloc(&a));
+                }
+            }
+            by_node
+        });
+        let mut usage = NodeUsage {
+            cpu: load.cpu,
+            memory_mb: load.memory_mb,
+            disk_mb: load.disk_mb,
+            packed_allocs: load.packed_allocs,
+            ..Default::default()
+        };
+        for key in job_nodes.get(node_id).into_iter().flatten() {
+            *usage.groups.entry(key.clone()).or_default() += 1;
+        }
+        Some(usage)
+    }
+
+    /// The allocation's group key, when the node usages count its job's groups.
+    fn group_key(&self, alloc: &Allocation) -> Option<GroupKey> {
+        match &self.job_id {
+            Some(id) if alloc.job_id != *id => None,
+            _ => Some(GroupKey::of_alloc(alloc)),
         }
     }
 
     pub fn node(&mut self, node_id: &str) -> &NodeUsage {
         if !self.nodes.contains_key(node_id) {
-            let mut usage = NodeUsage::default();
-            for alloc in self.state.allocs_by_node(node_id) {
-                if !alloc.terminal() && !self.stopped.contains(&alloc.id) {
-                    let packed = is_packed(&alloc);
-                    usage.add(GroupKey::of_alloc(&alloc), &Ask::of_alloc(&alloc), packed);
-                }
-            }
+            let mut usage = match self.node_from_counters(node_id) {
+                Some(counted) => counted,
+                None => self.scan_node(node_id),
+            };
             for (key, ask, packed) in self.placed.get(node_id).into_iter().flatten() {
-                usage.add(key.clone(), ask, *packed);
+                usage.add(Some(key.clone()), ask, *packed);
             }
             self.nodes.insert(node_id.to_string(), usage);
         }
         &self.nodes[node_id]
+    }
+
+    /// The node's usage from every live allocation on it (this run's stops left out).
+    fn scan_node(&self, node_id: &str) -> NodeUsage {
+        let mut usage = NodeUsage::default();
+        for alloc in self.state.allocs_by_node(node_id) {
+            if !alloc.terminal() && !self.stopped.contains(&alloc.id) {
+                let packed = is_packed(&alloc);
+                usage.add(self.group_key(&alloc), &Ask::of_alloc(&alloc), packed);
+            }
+        }
+        usage
     }
 
     /// What bin-packing's order needs to know about a node, without building (or caching)
@@ -353,6 +458,9 @@ impl<'s, S: State> ClusterUsage<'s, S> {
                 packed_allocs: u.packed_allocs,
                 cpu: u.cpu,
                 memory_mb: u.memory_mb,
+                disk_mb: u.disk_mb,
+                // Kept by the state's counters only; nothing reads it from here.
+                port_allocs: 0,
             };
         }
         let counted = (!self.stopped_nodes.contains(node_id))
@@ -368,11 +476,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             sum
         });
         for (_, ask, packed) in self.placed.get(node_id).into_iter().flatten() {
-            load.add(NodeLoad {
-                packed_allocs: u32::from(*packed),
-                cpu: ask.cpu,
-                memory_mb: ask.memory_mb,
-            });
+            load.add(NodeLoad::of_ask(ask, *packed));
         }
         load
     }
@@ -383,7 +487,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
         let packed = is_packed(alloc);
         // A node not loaded yet counts `placed` when it is.
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.add(key.clone(), &ask, packed);
+            u.add(Some(key.clone()), &ask, packed);
         }
         self.placed
             .entry(alloc.node_id.clone())
@@ -397,12 +501,9 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             return;
         }
         self.stopped_nodes.insert(alloc.node_id.clone());
+        let key = self.group_key(alloc);
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.remove(
-                GroupKey::of_alloc(alloc),
-                &Ask::of_alloc(alloc),
-                is_packed(alloc),
-            );
+            u.remove(key, &Ask::of_alloc(alloc), is_packed(alloc));
         }
     }
 
@@ -411,12 +512,9 @@ impl<'s, S: State> ClusterUsage<'s, S> {
         if !self.stopped.remove(&alloc.id) {
             return;
         }
+        let key = self.group_key(alloc);
         if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
-            u.add(
-                GroupKey::of_alloc(alloc),
-                &Ask::of_alloc(alloc),
-                is_packed(alloc),
-            );
+            u.add(key, &Ask::of_alloc(alloc), is_packed(alloc));
         }
     }
 }
@@ -515,6 +613,33 @@ mod tests {
         assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 2);
     }
 
+    #[test]
+    fn a_usage_for_one_job_counts_that_jobs_groups_and_every_jobs_resources() {
+        let node = mock::node("n1");
+        let web = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let db = std::sync::Arc::new(mock::job("db", api::JOB_TYPE_SERVICE));
+        let state = mock::MemState::new()
+            .with_nodes([node.clone()])
+            .with_allocs([
+                mock::alloc(&web, "web", 0, &node),
+                mock::alloc(&db, "web", 0, &node),
+            ]);
+        let mut usage = ClusterUsage::for_job(&state, "default", "web");
+        let n1 = usage.node("n1");
+        assert_eq!(n1.cpu, 1000, "both jobs' allocations hold the node's CPU");
+        assert_eq!(n1.group_allocs("default", "web", "web"), 1);
+        assert_eq!(n1.groups.len(), 1, "the other job's group is not counted");
+        // A placement and a stop of the run's job move its count.
+        let mut placed = mock::alloc(&web, "web", 1, &node);
+        placed.id = "new".into();
+        usage.place(&placed);
+        assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 2);
+        usage.stop(&placed);
+        assert_eq!(usage.node("n1").group_allocs("default", "web", "web"), 1);
+        let all = ClusterUsage::new(&state).node("n1").groups.len();
+        assert_eq!(all, 2, "a usage for no job counts every group");
+    }
+
     /// A state that keeps node load counters, as the server's store does.
     struct Counted(mock::MemState);
 
@@ -574,6 +699,71 @@ mod tests {
         );
         assert_eq!(count.load_of("n2").cpu, 1000);
         assert_eq!(count.load_of("n2").packed_allocs, 2);
+    }
+
+    /// The usage a run for one job builds from the state's counters is the one it would
+    /// have added up from every allocation on the node; a node holding a host port, or
+    /// one where the run stops something, is still read in full.
+    #[test]
+    fn a_node_usage_from_counters_equals_the_one_read_from_every_allocation() {
+        let (n1, n2) = (mock::node("n1"), mock::node("n2"));
+        let web = std::sync::Arc::new(mock::job("web", api::JOB_TYPE_SERVICE));
+        let other = std::sync::Arc::new(mock::job("other", api::JOB_TYPE_SERVICE));
+        let ported = job_with_static_port("ported", 8080);
+        let mut done = mock::alloc(&web, "web", 9, &n1);
+        done.client_status = api::ALLOC_CLIENT_COMPLETE.into();
+        let web0 = mock::alloc(&web, "web", 0, &n1);
+        let allocs = [
+            web0.clone(),
+            mock::alloc(&web, "web", 1, &n1),
+            done,
+            mock::alloc(&other, "web", 0, &n1),
+            mock::alloc(&other, "web", 1, &n2),
+            mock::alloc(&ported, "web", 0, &n2),
+        ];
+        let scanned = mock::MemState::new()
+            .with_nodes([n1.clone(), n2.clone()])
+            .with_allocs(allocs.clone());
+        let counted = Counted(
+            mock::MemState::new()
+                .with_nodes([n1.clone(), n2.clone()])
+                .with_allocs(allocs),
+        );
+        let view = |u: &NodeUsage| {
+            let mut groups: Vec<_> = u.groups.iter().map(|(k, n)| (k.clone(), *n)).collect();
+            groups.sort_by(|a, b| a.0.job_id.cmp(&b.0.job_id));
+            let mut ports: Vec<_> = u.ports.iter().map(|(p, n)| (*p, *n)).collect();
+            ports.sort();
+            (
+                u.cpu,
+                u.memory_mb,
+                u.disk_mb,
+                u.packed_allocs,
+                groups,
+                ports,
+            )
+        };
+        let mut placed = mock::alloc(&web, "web", 2, &n2);
+        placed.id = "new".into();
+        for node in ["n1", "n2"] {
+            let mut a = ClusterUsage::for_job(&scanned, "default", "web");
+            let mut b = ClusterUsage::for_job(&counted, "default", "web");
+            assert!(
+                b.node_from_counters("n1").is_some(),
+                "n1 holds no host port"
+            );
+            assert!(b.node_from_counters("n2").is_none(), "n2 holds port 8080");
+            a.place(&placed);
+            b.place(&placed);
+            assert_eq!(view(a.node(node)), view(b.node(node)), "{node}");
+        }
+        let mut b = ClusterUsage::for_job(&counted, "default", "web");
+        b.stop(&web0);
+        assert!(
+            b.node_from_counters("n1").is_none(),
+            "a stop there reads n1 in full"
+        );
+        assert_eq!(b.node("n1").group_allocs("default", "web", "web"), 1);
     }
 
     fn job_with_static_port(id: &str, port: i64) -> std::sync::Arc<api::Job> {
