@@ -334,6 +334,14 @@ pub async fn run(opts: AgentOptions, logs: server::log_monitor::LogMonitor) -> a
         if let Some(n) = server_block.job_max_count {
             cfg.job_max_count = n;
         }
+        if let Some(n) = server_block.num_schedulers {
+            anyhow::ensure!(
+                (1..=128).contains(&n),
+                "server block: num_schedulers must be between 1 and 128, not {n} (a server \
+                 that leads needs a worker to schedule anything)"
+            );
+            cfg.workers = n;
+        }
         if let Some(size) = &server_block.job_max_source_size {
             let bytes = crate::agent_config::parse_byte_size(size)
                 .context("server block: job_max_source_size")?;

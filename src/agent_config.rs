@@ -136,6 +136,8 @@ pub struct ServerBlock {
     pub job_max_count: Option<u64>,
     /// The largest job source `PUT /v1/jobs/parse` takes, as a size ("1M", "512KiB").
     pub job_max_source_size: Option<String>,
+    /// Scheduling workers on the leader (Nomad's `num_schedulers`; Drover's default 2).
+    pub num_schedulers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -296,10 +298,11 @@ mod tests {
     #[test]
     fn server_job_limits_parse() {
         let f = AgentFile::parse(
-            "server {\n  enabled = true\n  job_max_count = 10\n  job_max_source_size = \"2M\"\n}\n",
+            "server {\n  enabled = true\n  job_max_count = 10\n  job_max_source_size = \"2M\"\n  num_schedulers = 4\n}\n",
         )
         .unwrap();
         let s = f.server.unwrap();
+        assert_eq!(s.num_schedulers, Some(4));
         assert_eq!(s.job_max_count, Some(10));
         assert_eq!(s.job_max_source_size.as_deref(), Some("2M"));
     }

@@ -33,8 +33,10 @@ pub fn arg(name: &str, default: u64) -> u64 {
 /// Not the kernel's `bind(0)`: that hands out ports from the ephemeral range, which every
 /// outgoing connection also draws from, so between this call and the process binding the
 /// port a test's own HTTP client could take it as its local port (CI saw an agent fail
-/// with "Address already in use" so). Ports come from the 10,000 below that range instead,
-/// each handed out once per process (a counter from a per-process start), checked free.
+/// with "Address already in use" so). Not Drover's dynamic port range either (20000 and
+/// up, `api::DYNAMIC_PORT_MIN`), where the scheduler puts tasks' ports. Ports come from
+/// 10000-19999 (below the ephemeral range, should a machine start it lower), each handed
+/// out once per process (a counter from a per-process start), checked free.
 pub fn free_port() -> u16 {
     free_port_on(std::net::Ipv4Addr::LOCALHOST.into())
 }
@@ -47,8 +49,8 @@ pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
         .unwrap_or(32768);
-    let high = ephemeral_low.clamp(11_024, 65_535);
-    let low = high - 10_000;
+    let high = ephemeral_low.clamp(11_024, u32::from(api::DYNAMIC_PORT_MIN));
+    let low = high.saturating_sub(10_000).max(1_024);
     let span = high - low;
     let start = std::process::id().wrapping_mul(7919) % span;
     for _ in 0..span {

@@ -72,19 +72,20 @@ _next_port = [0]
 
 
 def free_port():
-    """A loopback port nothing listens on, from the 10,000 below the kernel's ephemeral
-    range (which outgoing connections draw from, as loadtest::free_port explains), each
-    handed out once per process."""
+    """A loopback port nothing listens on, from 10000-19999: below the kernel's ephemeral
+    range (which outgoing connections draw from) and Drover's dynamic port range (20000
+    and up), as loadtest::free_port explains; each handed out once per process."""
     try:
         with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
             high = int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         high = 32768
-    high = min(max(high, 11024), 65535)
-    low = high - 10000
-    start = (os.getpid() * 7919) % 10000
-    for _ in range(10000):
-        port = low + (start + _next_port[0]) % 10000
+    high = min(max(high, 11024), 20000)
+    low = max(high - 10000, 1024)
+    span = high - low
+    start = (os.getpid() * 7919) % span
+    for _ in range(span):
+        port = low + (start + _next_port[0]) % span
         _next_port[0] += 1
         s = socket.socket()
         try:

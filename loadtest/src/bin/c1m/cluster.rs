@@ -59,6 +59,7 @@ pub fn start_servers(
     bin: &Path,
     dir: &Path,
     election_timeout_ms: Option<u64>,
+    schedulers: Option<u64>,
 ) -> anyhow::Result<Vec<Server>> {
     let ports: Vec<(u16, u16)> = (0..3).map(|_| (free_port(), free_port())).collect();
     let joins: Vec<String> = ports
@@ -86,6 +87,12 @@ pub fn start_servers(
         for j in &joins {
             cmd.push("-join".into());
             cmd.push(j.into());
+        }
+        if let Some(n) = schedulers {
+            let config = dir.join("agent.hcl");
+            std::fs::write(&config, format!("server {{\n  num_schedulers = {n}\n}}\n"))?;
+            cmd.push("-config".into());
+            cmd.push(config.into());
         }
         let mut env = vec![
             ("RUST_LOG".to_string(), "warn".to_string()),

@@ -383,7 +383,8 @@ async fn main() -> anyhow::Result<()> {
     );
 
     let election = arg_str("--election-timeout-ms").and_then(|v| v.parse().ok());
-    let mut servers = cluster::start_servers(&bin, tmp.path(), election)?;
+    let schedulers = arg_str("--schedulers").and_then(|v| v.parse().ok());
+    let mut servers = cluster::start_servers(&bin, tmp.path(), election, schedulers)?;
     let res = run(
         &sc,
         &servers,
