@@ -45,12 +45,16 @@ pub fn free_port() -> u16 {
 pub fn free_port_on(ip: std::net::IpAddr) -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let high = ephemeral_low.clamp(11_024, u32::from(api::DYNAMIC_PORT_MIN));
-    let low = high.saturating_sub(10_000).max(1_024);
+    // The range, read once per process: [low, high).
+    static RANGE: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    let (low, high) = *RANGE.get_or_init(|| {
+        let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+            .unwrap_or(32768);
+        let high = ephemeral_low.clamp(11_024, u32::from(api::DYNAMIC_PORT_MIN));
+        (high.saturating_sub(10_000).max(1_024), high)
+    });
     let span = high - low;
     let start = std::process::id().wrapping_mul(7919) % span;
     for _ in 0..span {

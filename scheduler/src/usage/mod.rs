@@ -331,16 +331,21 @@ pub struct ClusterUsage<'s, S: State> {
     stopped_nodes: HashSet<String>,
     /// What this plan places, for nodes loaded after the placement (with [`is_packed`]).
     placed: FastMap<String, Vec<(GroupKey, Ask, bool)>>,
-    /// The job ID whose groups the node usages count, when one run places one job's
-    /// allocations: the other jobs' allocations then cost no key of their own (cloning
-    /// three strings per allocation on every node a run loaded was a third of building a
-    /// node's usage at C100K). A job of that ID in another namespace is counted too: the
-    /// queries ([`NodeUsage::group_allocs`]) name the namespace.
-    job_id: Option<String>,
-    /// The run's job's live allocations per node, group keys only, read once from
-    /// `allocs_by_job` when [`ClusterUsage::for_job`] was given the namespace.
-    job_nodes: Option<FastMap<String, Vec<GroupKey>>>,
-    namespace: Option<String>,
+    /// The one job this run places ([`ClusterUsage::for_job`]), if it was told.
+    job: Option<RunJob>,
+}
+
+/// The job a [`ClusterUsage`] is built for.
+struct RunJob {
+    namespace: String,
+    /// Whose groups the node usages count: the other jobs' allocations then cost no key
+    /// of their own (cloning three strings per allocation on every node a run loaded was
+    /// a third of building a node's usage at C100K). A job of that ID in another
+    /// namespace is counted too: the queries ([`NodeUsage::group_allocs`]) name the
+    /// namespace.
+    id: String,
+    /// Its live allocations per node, group keys only, read once from `allocs_by_job`.
+    nodes: Option<FastMap<String, Vec<GroupKey>>>,
 }
 
 impl<'s, S: State> ClusterUsage<'s, S> {
@@ -351,9 +356,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             stopped: HashSet::new(),
             stopped_nodes: HashSet::new(),
             placed: FastMap::default(),
-            job_id: None,
-            job_nodes: None,
-            namespace: None,
+            job: None,
         }
     }
 
@@ -364,11 +367,14 @@ impl<'s, S: State> ClusterUsage<'s, S> {
     /// of other jobs' allocations, and reading them was a third of the leader's CPU.
     pub fn for_job(state: &'s S, namespace: &str, job_id: &str) -> Self {
         ClusterUsage {
-            job_id: Some(job_id.to_string()),
-            namespace: Some(if namespace.is_empty() {
-                api::DEFAULT_NAMESPACE.to_string()
-            } else {
-                namespace.to_string()
+            job: Some(RunJob {
+                namespace: if namespace.is_empty() {
+                    api::DEFAULT_NAMESPACE.to_string()
+                } else {
+                    namespace.to_string()
+                },
+                id: job_id.to_string(),
+                nodes: None,
             }),
             ..Self::new(state)
         }
@@ -378,9 +384,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
     /// holds no host port, this run stops nothing there, and the run is for one job
     /// (whose groups are counted from its own allocations).
     fn node_from_counters(&mut self, node_id: &str) -> Option<NodeUsage> {
-        let (Some(ns), Some(job_id)) = (&self.namespace, &self.job_id) else {
-            return None;
-        };
+        let job = self.job.as_mut()?;
         if self.stopped_nodes.contains(node_id) {
             return None;
         }
@@ -389,9 +393,9 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             return None;
         }
         let state = self.state;
-        let job_nodes = self.job_nodes.get_or_insert_with(|| {
+        let job_nodes = job.nodes.get_or_insert_with(|| {
             let mut by_node: FastMap<String, Vec<GroupKey>> = FastMap::default();
-            for a in state.allocs_by_job(ns, job_id) {
+            for a in state.allocs_by_job(&job.namespace, &job.id) {
                 if !a.terminal() {
                     by_node
                         .entry(a.node_id.clone())
@@ -416,8 +420,8 @@ impl<'s, S: State> ClusterUsage<'s, S> {
 
     /// The allocation's group key, when the node usages count its job's groups.
     fn group_key(&self, alloc: &Allocation) -> Option<GroupKey> {
-        match &self.job_id {
-            Some(id) if alloc.job_id != *id => None,
+        match &self.job {
+            Some(job) if alloc.job_id != job.id => None,
             _ => Some(GroupKey::of_alloc(alloc)),
         }
     }
