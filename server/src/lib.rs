@@ -106,6 +106,8 @@ pub struct Server {
     pub events: Arc<events::EventBroker>,
     pub heartbeats: Arc<Heartbeats>,
     pub plans: mpsc::Sender<plan_apply::PlanRequest>,
+    /// Plans sent to the applier and not yet answered, which workers plan beside.
+    pub plans_in_flight: plan_apply::InFlight,
     /// Agents' status reports, written several to an entry (`client_updates.rs`).
     pub client_updates: mpsc::Sender<client_updates::Report>,
     /// When the leader last reached this server (followers), for `X-Nomad-LastContact`.
@@ -533,6 +535,7 @@ pub async fn start(
         events: event_broker,
         heartbeats,
         plans: plan_tx,
+        plans_in_flight: Default::default(),
         client_updates: updates_tx,
         last_leader_contact: std::sync::Mutex::new(None),
         snapshots_installed,

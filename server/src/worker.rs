@@ -168,6 +168,13 @@ async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> 
                 eval.id
             )));
         }
+        // Plan beside what the applier has queued for other jobs, as if committed.
+        let view = server
+            .plans_in_flight
+            .view(|| server.snapshot(), &eval.namespace, &eval.job_id);
+        let state = tokio::task::spawn_blocking(move || view.build())
+            .await
+            .map_err(|e| WriteError::Raft(format!("building the planning view failed: {e}")))?;
         // The scheduler has no clock: "now" (for reschedule delays) comes in the eval.
         let mut input: Evaluation = (**eval).clone();
         input.modify_time = now_nanos();
@@ -206,6 +213,9 @@ async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> 
             return Ok(());
         }
         let (tx, rx) = oneshot::channel();
+        let in_flight = server
+            .plans_in_flight
+            .enter(&eval.namespace, &eval.job_id, &plan);
         server
             .plans
             .send(PlanRequest {
@@ -219,6 +229,7 @@ async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> 
         let applied: AppliedPlan = rx
             .await
             .map_err(|_| WriteError::Raft("plan applier dropped the plan".into()))??;
+        drop(in_flight);
         if applied.result.refresh_index == 0 {
             return Ok(());
         }
