@@ -230,7 +230,8 @@ pub fn search(
         }
     }
     if wants(Context::Allocs) {
-        for (id, a) in state.alloc_table().range(ids_from(text)..) {
+        for a in state.alloc_table().from_id(&ids_from(text)) {
+            let id = &a.id;
             if mode == Mode::Prefix && !id.starts_with(text) {
                 break;
             }

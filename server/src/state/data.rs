@@ -75,7 +75,7 @@ impl<K: Ord + Clone, V: Clone + Serialize> Serialize for Values<'_, K, V> {
 
 /// The allocations as `(position of their job in alloc_jobs, allocation without its job)`.
 struct AllocsRef<'a> {
-    allocs: &'a imbl::OrdMap<String, Arc<Allocation>>,
+    allocs: &'a imbl::OrdMap<super::Key, Arc<Allocation>>,
     positions: &'a std::collections::HashMap<*const Job, usize>,
 }
 
@@ -146,7 +146,7 @@ impl From<StateData> for StateStore {
         }
         for (pos, mut a) in d.allocs {
             a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
-            s.allocs.insert(a.id.clone(), Arc::new(a));
+            s.allocs.insert(super::key(&a.id), Arc::new(a));
         }
         for e in d.evals {
             s.evals.insert(e.id.clone(), e);

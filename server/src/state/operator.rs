@@ -37,14 +37,14 @@ impl StateWriter<'_> {
         let Some(a) = s.allocs.remove(id) else {
             return false;
         };
-        s.allocs_by_job
-            .remove(&(a.namespace.clone(), a.job_id.clone(), a.id.clone()));
-        s.allocs_by_node.remove(&(a.node_id.clone(), a.id.clone()));
+        let id = super::key(id);
+        let node = super::key(&a.node_id);
+        s.allocs_by_job.remove(&super::job_alloc_key(&a, &id));
+        s.allocs_by_node.remove(&(node.clone(), id));
         s.count_alloc(Some(&a), None);
         self.wakes.nodes.push(a.node_id.clone());
-        s.node_alloc_index.insert(a.node_id.clone(), self.index);
-        s.node_alloc_server_index
-            .insert(a.node_id.clone(), self.index);
+        s.node_alloc_index.insert(node.clone(), self.index);
+        s.node_alloc_server_index.insert(node, self.index);
         s.tables.allocs = self.index;
         true
     }

@@ -1,6 +1,6 @@
 //! [`StateWriter`]: the one way to change a [`StateStore`].
 
-use super::{StateStore, TableIndexes};
+use super::{job_alloc_key, key, StateStore, TableIndexes};
 use crate::events::Event;
 use api::{Allocation, Evaluation, Job, Node};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ impl<'a> StateWriter<'a> {
     pub fn upsert_alloc(&mut self, a: Allocation) {
         self.state
             .node_alloc_server_index
-            .insert(a.node_id.clone(), self.index);
+            .insert(key(&a.node_id), self.index);
         self.upsert_client_alloc(a);
     }
 
@@ -56,25 +56,26 @@ impl<'a> StateWriter<'a> {
     pub fn upsert_client_alloc(&mut self, a: Allocation) {
         self.wakes.nodes.push(a.node_id.clone());
         let s = &mut *self.state;
-        s.node_alloc_index.insert(a.node_id.clone(), self.index);
+        let node = key(&a.node_id);
+        s.node_alloc_index.insert(node.clone(), self.index);
         let a = Arc::new(a);
-        let old = s.allocs.insert(a.id.clone(), a.clone());
+        // The stored key when there is one (shared by the three tables), else a new one.
+        let id = s
+            .allocs
+            .get_key_value(a.id.as_str())
+            .map_or_else(|| key(&a.id), |(k, _)| k.clone());
+        let old = s.allocs.insert(id.clone(), a.clone());
         if let Some(o) = old.as_ref().filter(|o| o.node_id != a.node_id) {
-            s.allocs_by_node.remove(&(o.node_id.clone(), o.id.clone()));
+            s.allocs_by_node.remove(&(key(&o.node_id), id.clone()));
         }
         if let Some(o) = old
             .as_ref()
             .filter(|o| (&o.namespace, &o.job_id) != (&a.namespace, &a.job_id))
         {
-            s.allocs_by_job
-                .remove(&(o.namespace.clone(), o.job_id.clone(), o.id.clone()));
+            s.allocs_by_job.remove(&job_alloc_key(o, &id));
         }
-        s.allocs_by_job.insert(
-            (a.namespace.clone(), a.job_id.clone(), a.id.clone()),
-            a.clone(),
-        );
-        s.allocs_by_node
-            .insert((a.node_id.clone(), a.id.clone()), a.clone());
+        s.allocs_by_job.insert(job_alloc_key(&a, &id), a.clone());
+        s.allocs_by_node.insert((node, id), a.clone());
         s.count_alloc(old.as_deref(), Some(&a));
         s.tables.allocs = self.index;
         self.record(Event::alloc(&a));

@@ -21,10 +21,10 @@ pub fn find_alloc(state: &StateStore, id: &str) -> Option<Arc<api::Allocation>> 
     }
     let mut it = state
         .alloc_table()
-        .range(id.to_string()..)
-        .take_while(|(k, _)| k.starts_with(id));
+        .from_id(id)
+        .take_while(|a| a.id.starts_with(id));
     match (it.next(), it.next()) {
-        (Some((_, a)), None) => Some(a.clone()),
+        (Some(a), None) => Some(a.clone()),
         _ => None,
     }
 }
