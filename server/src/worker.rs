@@ -128,13 +128,13 @@ pub fn scheduler_config(state: &StateStore) -> scheduler::SchedulerConfig {
 /// runs off the async runtime, as `job plan` does, and heartbeats and HTTP are not
 /// starved meanwhile.
 async fn schedule_blocking(
-    state: Arc<StateStore>,
+    state: impl scheduler::State + Send + 'static,
     eval: Evaluation,
     config: scheduler::SchedulerConfig,
     seed: u64,
 ) -> Result<api::Plan, String> {
     tokio::task::spawn_blocking(move || {
-        scheduler::schedule(&*state, &eval, &config, seed).map_err(|e| e.to_string())
+        scheduler::schedule(&state, &eval, &config, seed).map_err(|e| e.to_string())
     })
     .await
     .unwrap_or_else(|e| Err(format!("the scheduler did not finish: {e}")))
@@ -172,9 +172,7 @@ async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> 
         let view = server
             .plans_in_flight
             .view(|| server.snapshot(), &eval.namespace, &eval.job_id);
-        let state = tokio::task::spawn_blocking(move || view.build())
-            .await
-            .map_err(|e| WriteError::Raft(format!("building the planning view failed: {e}")))?;
+        let state = view.state.clone();
         // The scheduler has no clock: "now" (for reschedule delays) comes in the eval.
         let mut input: Evaluation = (**eval).clone();
         input.modify_time = now_nanos();
@@ -186,7 +184,7 @@ async fn process(server: &Arc<Server>, lease: &Lease) -> Result<(), WriteError> 
         } else {
             spreading.clone()
         };
-        let mut plan = match schedule_blocking(state.clone(), input, config, seed).await {
+        let mut plan = match schedule_blocking(view, input, config, seed).await {
             Ok(p) => p,
             Err(e) => {
                 let mut failed = (**eval).clone();
