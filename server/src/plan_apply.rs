@@ -65,7 +65,7 @@ pub struct InFlight {
 #[derive(Default)]
 struct InFlightPlans {
     next: u64,
-    plans: BTreeMap<u64, Arc<InFlightPlan>>,
+    plans: BTreeMap<u64, InFlightPlan>,
 }
 
 struct InFlightPlan {
@@ -119,11 +119,11 @@ impl InFlight {
         let id = inner.next;
         inner.plans.insert(
             id,
-            Arc::new(InFlightPlan {
+            InFlightPlan {
                 namespace: namespace.to_string(),
                 job_id: job_id.to_string(),
                 placements,
-            }),
+            },
         );
         Some(InFlightGuard {
             in_flight: self,
@@ -157,25 +157,6 @@ impl InFlight {
                 .push(a.clone());
         }
         PlanningView { state, by_node }
-    }
-
-    pub fn len(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .plans
-            .len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-impl PlanningView {
-    /// How many in-flight placements the view adds to the state.
-    pub fn added(&self) -> usize {
-        self.by_node.values().map(Vec::len).sum()
     }
 }
 
@@ -355,6 +336,20 @@ async fn apply_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl InFlight {
+        fn is_empty(&self) -> bool {
+            let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.plans.is_empty()
+        }
+    }
+
+    impl PlanningView {
+        /// How many in-flight placements the view adds to the state.
+        fn added(&self) -> usize {
+            self.by_node.values().map(Vec::len).sum()
+        }
+    }
     use crate::fsm::{apply, Effects};
 
     fn node(id: &str) -> api::Node {
