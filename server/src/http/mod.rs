@@ -196,11 +196,30 @@ pub async fn blocking(
 
 /// Read-index: prove this server still leads and has applied everything it committed
 /// (`for_what` names the request in the 503 when it cannot).
+///
+/// openraft's read index is the larger of its committed index and its term's first
+/// entry; but a leader restarted from its data dir resumes leading without a new first
+/// entry and with only the committed index it had last saved, which can be below writes
+/// it acknowledged before it died (the fault test's seed 1 read a value older than an
+/// acknowledged write that way). So the read also waits until everything in this
+/// leader's log is applied: its log holds every acknowledged write.
 pub async fn caught_up(srv: &Server, for_what: &str) -> Result<(), ApiErr> {
-    let confirmed = tokio::time::timeout(srv.config.write_timeout, srv.raft.ensure_linearizable())
+    let confirm = async {
+        srv.raft
+            .ensure_linearizable()
+            .await
+            .map_err(|e| e.to_string())?;
+        let last = srv.raft.metrics().borrow().last_log_index.unwrap_or(0);
+        srv.raft
+            .wait(None)
+            .applied_index_at_least(Some(last), "a consistent read")
+            .await
+            .map_err(|e| e.to_string())
+    };
+    let confirmed = tokio::time::timeout(srv.config.write_timeout, confirm)
         .await
         .map_err(|_| "timed out".to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
+        .and_then(|r| r);
     confirmed.map(|_| ()).map_err(|e| {
         ApiErr(
             StatusCode::SERVICE_UNAVAILABLE,
