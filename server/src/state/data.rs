@@ -146,6 +146,7 @@ impl From<StateData> for StateStore {
         }
         for (pos, mut a) in d.allocs {
             a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
+            a.shrink_to_fit();
             s.allocs.insert(super::key(&a.id), Arc::new(a));
         }
         for e in d.evals {

@@ -169,6 +169,15 @@ pub struct StateStore {
 }
 
 impl StateStore {
+    /// The key a node's allocations are stored under: the one already in the per-node
+    /// index when there is one, so a node's thousand allocations share one copy of its ID
+    /// rather than each holding its own.
+    fn node_key(&self, node_id: &str) -> Key {
+        self.node_alloc_index
+            .get_key_value(node_id)
+            .map_or_else(|| key(node_id), |(k, _)| k.clone())
+    }
+
     /// Rebuild the secondary indexes (after deserialising a snapshot).
     fn reindex(&mut self) {
         self.allocs_by_job = self
@@ -176,19 +185,20 @@ impl StateStore {
             .iter()
             .map(|(id, a)| (job_alloc_key(a, id), a.clone()))
             .collect();
-        self.allocs_by_node = self
-            .allocs
-            .iter()
-            .map(|(id, a)| ((key(&a.node_id), id.clone()), a.clone()))
-            .collect();
         // After a snapshot, every node that has allocations is stamped with the table's
         // index: at least the true last change, and below every later one, so a watch
         // may answer once more than needed but never misses a change.
         let stamp = self.tables.allocs;
-        self.node_alloc_index = self
+        self.node_alloc_index = OrdMap::new();
+        for a in self.allocs.values() {
+            if !self.node_alloc_index.contains_key(a.node_id.as_str()) {
+                self.node_alloc_index.insert(key(&a.node_id), stamp);
+            }
+        }
+        self.allocs_by_node = self
             .allocs
-            .values()
-            .map(|a| (key(&a.node_id), stamp))
+            .iter()
+            .map(|(id, a)| ((self.node_key(&a.node_id), id.clone()), a.clone()))
             .collect();
         self.node_alloc_server_index = self.node_alloc_index.clone();
         self.node_loads = OrdMap::new();
@@ -279,11 +289,21 @@ impl StateStore {
             let Some(a) = a else { continue };
             let load = NodeLoad::of_alloc(a);
             if load != NodeLoad::default() {
-                let entry = self.node_loads.entry(key(&a.node_id)).or_default();
-                if add {
-                    entry.add(load);
+                let apply = |entry: &mut NodeLoad| {
+                    if add {
+                        entry.add(load);
+                    } else {
+                        entry.sub(load);
+                    }
+                };
+                // Looked up by `&str`: an entry would build a key on every write.
+                if let Some(entry) = self.node_loads.get_mut(a.node_id.as_str()) {
+                    apply(entry);
                 } else {
-                    entry.sub(load);
+                    let mut entry = NodeLoad::default();
+                    apply(&mut entry);
+                    let node = self.node_key(&a.node_id);
+                    self.node_loads.insert(node, entry);
                 }
             }
             let key = summary::group_key(a);
@@ -413,6 +433,44 @@ mod tests {
             a.job.as_ref().unwrap(),
             back.alloc_table()["a2"].job.as_ref().unwrap()
         ));
+    }
+
+    #[test]
+    fn a_nodes_allocations_share_one_copy_of_its_id_written_or_restored() {
+        let mut s = StateStore::default();
+        let mut w = test_writer(&mut s, 3);
+        for i in 0..3 {
+            w.upsert_alloc(Allocation {
+                id: format!("a{i}"),
+                namespace: "default".into(),
+                job_id: "web".into(),
+                node_id: "n1".into(),
+                ..Default::default()
+            });
+        }
+        // An update (a client's report) keeps sharing it too.
+        let mut a1 = (*w.alloc_table()["a1"]).clone();
+        a1.client_status = api::ALLOC_CLIENT_RUNNING.into();
+        w.upsert_client_alloc(a1);
+        let shared = |s: &StateStore| {
+            let (index_key, _) = s.node_alloc_index.get_key_value("n1").unwrap();
+            let by_node: Vec<&Key> = s.allocs_by_node.keys().map(|(n, _)| n).collect();
+            assert_eq!(by_node.len(), 3);
+            by_node.iter().all(|k| Arc::ptr_eq(k, index_key))
+                && Arc::ptr_eq(
+                    s.node_alloc_server_index.get_key_value("n1").unwrap().0,
+                    index_key,
+                )
+                && Arc::ptr_eq(
+                    s.node_loads
+                        .get_key_value("n1")
+                        .map_or(index_key, |(k, _)| k),
+                    index_key,
+                )
+        };
+        assert!(shared(&s), "written allocations share the node's key");
+        let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        assert!(shared(&back), "restored allocations share the node's key");
     }
 
     /// What the scheduler would add up itself from the node's allocations.

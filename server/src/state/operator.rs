@@ -38,7 +38,7 @@ impl StateWriter<'_> {
             return false;
         };
         let id = super::key(id);
-        let node = super::key(&a.node_id);
+        let node = s.node_key(&a.node_id);
         s.allocs_by_job.remove(&super::job_alloc_key(&a, &id));
         s.allocs_by_node.remove(&(node.clone(), id));
         s.count_alloc(Some(&a), None);

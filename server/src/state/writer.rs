@@ -45,18 +45,19 @@ impl<'a> StateWriter<'a> {
 
     /// Write an allocation changed on the servers' side: every watch of its node wakes.
     pub fn upsert_alloc(&mut self, a: Allocation) {
-        self.state
-            .node_alloc_server_index
-            .insert(key(&a.node_id), self.index);
+        let node = self.state.node_key(&a.node_id);
+        self.state.node_alloc_server_index.insert(node, self.index);
         self.upsert_client_alloc(a);
     }
 
     /// Write an allocation as its node reported it: everything moves but the node's own
     /// agent's watch, which would only echo the report back to the agent that sent it.
-    pub fn upsert_client_alloc(&mut self, a: Allocation) {
+    pub fn upsert_client_alloc(&mut self, mut a: Allocation) {
+        // Stored for its life: no decoded vector's spare room with it.
+        a.shrink_to_fit();
         self.wakes.nodes.push(a.node_id.clone());
         let s = &mut *self.state;
-        let node = key(&a.node_id);
+        let node = s.node_key(&a.node_id);
         s.node_alloc_index.insert(node.clone(), self.index);
         let a = Arc::new(a);
         // The stored key when there is one (shared by the three tables), else a new one.
