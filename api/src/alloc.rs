@@ -161,14 +161,24 @@ pub struct TaskState {
     pub events: Vec<TaskEvent>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase", default)]
+/// One thing that happened to a task. On the wire every field of Nomad's `TaskEvent`;
+/// in memory the fields most events leave empty (exit code, signal, messages, details)
+/// live in a [`TaskEventDetail`] that is only allocated when one is set: a running task's
+/// three events are what a stored allocation holds most of, and boxing the rare part
+/// takes each from 200 bytes to 64.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskEvent {
-    #[serde(rename = "Type")]
     pub event_type: String,
     /// Unix nanoseconds.
     pub time: i64,
     pub display_message: String,
+    detail: Option<Box<TaskEventDetail>>,
+}
+
+/// The parts of a [`TaskEvent`] that most events leave empty.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+pub struct TaskEventDetail {
     pub details: BTreeMap<String, String>,
     pub exit_code: i64,
     pub signal: i64,
@@ -177,6 +187,115 @@ pub struct TaskEvent {
     pub restart_reason: String,
     pub kill_timeout: i64,
     pub driver_error: String,
+}
+
+static NO_DETAIL: TaskEventDetail = TaskEventDetail {
+    details: BTreeMap::new(),
+    exit_code: 0,
+    signal: 0,
+    message: String::new(),
+    fails_task: false,
+    restart_reason: String::new(),
+    kill_timeout: 0,
+    driver_error: String::new(),
+};
+
+impl TaskEvent {
+    pub fn new(event_type: impl Into<String>, time: i64, display: impl Into<String>) -> Self {
+        TaskEvent {
+            event_type: event_type.into(),
+            time,
+            display_message: display.into(),
+            detail: None,
+        }
+    }
+
+    /// The rare fields (all empty when none was set).
+    pub fn detail(&self) -> &TaskEventDetail {
+        self.detail.as_deref().unwrap_or(&NO_DETAIL)
+    }
+
+    /// The rare fields, to set one.
+    pub fn detail_mut(&mut self) -> &mut TaskEventDetail {
+        self.detail.get_or_insert_with(Default::default)
+    }
+}
+
+/// `TaskEvent` as it is on the wire: every field at the top level.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct TaskEventOut<'a> {
+    #[serde(rename = "Type")]
+    event_type: &'a str,
+    time: i64,
+    display_message: &'a str,
+    details: &'a BTreeMap<String, String>,
+    exit_code: i64,
+    signal: i64,
+    message: &'a str,
+    fails_task: bool,
+    restart_reason: &'a str,
+    kill_timeout: i64,
+    driver_error: &'a str,
+}
+
+impl Serialize for TaskEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let d = self.detail();
+        TaskEventOut {
+            event_type: &self.event_type,
+            time: self.time,
+            display_message: &self.display_message,
+            details: &d.details,
+            exit_code: d.exit_code,
+            signal: d.signal,
+            message: &d.message,
+            fails_task: d.fails_task,
+            restart_reason: &d.restart_reason,
+            kill_timeout: d.kill_timeout,
+            driver_error: &d.driver_error,
+        }
+        .serialize(s)
+    }
+}
+
+#[derive(Default, Deserialize)]
+#[serde(rename_all = "PascalCase", default)]
+struct TaskEventIn {
+    #[serde(rename = "Type")]
+    event_type: String,
+    time: i64,
+    display_message: String,
+    details: BTreeMap<String, String>,
+    exit_code: i64,
+    signal: i64,
+    message: String,
+    fails_task: bool,
+    restart_reason: String,
+    kill_timeout: i64,
+    driver_error: String,
+}
+
+impl<'de> Deserialize<'de> for TaskEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = TaskEventIn::deserialize(d)?;
+        let detail = TaskEventDetail {
+            details: w.details,
+            exit_code: w.exit_code,
+            signal: w.signal,
+            message: w.message,
+            fails_task: w.fails_task,
+            restart_reason: w.restart_reason,
+            kill_timeout: w.kill_timeout,
+            driver_error: w.driver_error,
+        };
+        Ok(TaskEvent {
+            event_type: w.event_type,
+            time: w.time,
+            display_message: w.display_message,
+            detail: (detail != NO_DETAIL).then(|| Box::new(detail)),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -344,6 +463,45 @@ mod deployment_status_tests {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_event_keeps_nomads_flat_shape_and_boxes_only_what_is_set() {
+        let plain = TaskEvent::new("Started", 7, "Task started by client");
+        let json = serde_json::to_value(&plain).unwrap();
+        // Every field of Nomad's TaskEvent, at the top level, as before.
+        for field in [
+            "Type",
+            "Time",
+            "DisplayMessage",
+            "Details",
+            "ExitCode",
+            "Signal",
+            "Message",
+            "FailsTask",
+            "RestartReason",
+            "KillTimeout",
+            "DriverError",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing from {json}");
+        }
+        assert_eq!(json["Type"], "Started");
+        let back: TaskEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(back, plain);
+        assert!(back.detail.is_none(), "no rare field set, nothing boxed");
+
+        let mut term = TaskEvent::new("Terminated", 8, "Exit Code: 137");
+        term.detail_mut().exit_code = 137;
+        term.detail_mut()
+            .details
+            .insert("signal".into(), "9".into());
+        let json = serde_json::to_string(&term).unwrap();
+        assert!(json.contains("\"ExitCode\":137"), "{json}");
+        let back: TaskEvent = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, term);
+        assert_eq!(back.detail().details["signal"], "9");
+        // Three strings' worth plus a time and a pointer, not 200 bytes.
+        assert!(std::mem::size_of::<TaskEvent>() <= 64);
+    }
 
     #[test]
     fn a_decoded_allocation_gives_back_its_vectors_spare_room() {

@@ -36,12 +36,7 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn event(kind: &str, display: impl Into<String>) -> TaskEvent {
-    TaskEvent {
-        event_type: kind.into(),
-        time: now_nanos(),
-        display_message: display.into(),
-        ..Default::default()
-    }
+    TaskEvent::new(kind, now_nanos(), display)
 }
 
 pub fn received() -> TaskEvent {
@@ -68,14 +63,19 @@ pub fn terminated(res: &ExitResult) -> TaskEvent {
         display.push_str(", OOM Killed");
     }
     let mut e = event(TERMINATED, display);
-    e.exit_code = res.exit_code;
-    e.signal = res.signal;
-    e.message = res.err.clone().unwrap_or_default();
-    e.details
+    e.detail_mut().exit_code = res.exit_code;
+    e.detail_mut().signal = res.signal;
+    e.detail_mut().message = res.err.clone().unwrap_or_default();
+    e.detail_mut()
+        .details
         .insert("exit_code".into(), res.exit_code.to_string());
-    e.details.insert("signal".into(), res.signal.to_string());
+    e.detail_mut()
+        .details
+        .insert("signal".into(), res.signal.to_string());
     if res.oom_killed {
-        e.details.insert("oom_killed".into(), "true".into());
+        e.detail_mut()
+            .details
+            .insert("oom_killed".into(), "true".into());
     }
     e
 }
@@ -84,7 +84,9 @@ pub fn terminated(res: &ExitResult) -> TaskEvent {
 /// Terminated event.
 pub fn oom_killed() -> TaskEvent {
     let mut e = event(OOM_KILLED, "OOM Killed");
-    e.details.insert("oom_killed".into(), "true".into());
+    e.detail_mut()
+        .details
+        .insert("oom_killed".into(), "true".into());
     e
 }
 
@@ -93,16 +95,17 @@ pub fn restarting(delay: Duration, reason: &str) -> TaskEvent {
         RESTARTING,
         format!("Task restarting in {}", crate::restart::go_duration(delay)),
     );
-    e.restart_reason = reason.into();
-    e.details
+    e.detail_mut().restart_reason = reason.into();
+    e.detail_mut()
+        .details
         .insert("start_delay".into(), delay.as_nanos().to_string());
     e
 }
 
 pub fn not_restarting(reason: &str, failed: bool) -> TaskEvent {
     let mut e = event(NOT_RESTARTING, reason);
-    e.restart_reason = reason.into();
-    e.fails_task = failed;
+    e.detail_mut().restart_reason = reason.into();
+    e.detail_mut().fails_task = failed;
     e
 }
 
@@ -114,7 +117,7 @@ pub fn killing(timeout: Duration) -> TaskEvent {
             crate::restart::go_duration(timeout)
         ),
     );
-    e.kill_timeout = timeout.as_nanos() as i64;
+    e.detail_mut().kill_timeout = timeout.as_nanos() as i64;
     e
 }
 
@@ -123,7 +126,7 @@ pub fn killed(err: Option<&str>) -> TaskEvent {
         None => event(KILLED, "Task successfully killed"),
         Some(err) => {
             let mut e = event(KILLED, format!("Task killed with error: {err}"));
-            e.message = err.into();
+            e.detail_mut().message = err.into();
             e
         }
     }
@@ -131,8 +134,8 @@ pub fn killed(err: Option<&str>) -> TaskEvent {
 
 pub fn driver_failure(err: &str) -> TaskEvent {
     let mut e = event(DRIVER_FAILURE, err);
-    e.driver_error = err.into();
-    e.message = err.into();
+    e.detail_mut().driver_error = err.into();
+    e.detail_mut().message = err.into();
     e
 }
 
@@ -159,9 +162,9 @@ mod tests {
         };
         let e = terminated(&res);
         assert_eq!(e.display_message, "Exit Code: 137, Signal: 9, OOM Killed");
-        assert_eq!(e.details["oom_killed"], "true");
+        assert_eq!(e.detail().details["oom_killed"], "true");
         assert_eq!(oom_killed().event_type, "OOM Killed");
         let plain = terminated(&ExitResult::default());
-        assert!(!plain.details.contains_key("oom_killed"));
+        assert!(!plain.detail().details.contains_key("oom_killed"));
     }
 }

@@ -365,7 +365,7 @@ impl TaskRunner {
     fn template_failed(&mut self, msg: String) -> Phase {
         tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "template failed");
         let mut e = events::event(template::EVENT_TEMPLATE, format!("Template failed: {msg}"));
-        e.details.insert("template_error".into(), msg);
+        e.detail_mut().details.insert("template_error".into(), msg);
         self.push_event(e);
         self.decide_and_apply(Outcome::StartFailed { recoverable: false })
     }
@@ -412,7 +412,7 @@ impl TaskRunner {
     fn artifact_failed(&mut self, msg: String) -> Phase {
         tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "artifact download failed");
         let mut e = events::event(events::FAILED_ARTIFACT_DOWNLOAD, msg.clone());
-        e.details.insert("download_error".into(), msg);
+        e.detail_mut().details.insert("download_error".into(), msg);
         self.push_event(e);
         self.decide_and_apply(Outcome::StartFailed { recoverable: true })
     }
@@ -421,7 +421,7 @@ impl TaskRunner {
     fn setup_failed(&mut self, msg: String) -> Phase {
         tracing::warn!(alloc = %self.alloc.id, task = %self.task.name, error = %msg, "task setup failed");
         let mut e = events::event(SETUP_FAILURE, msg.clone());
-        e.details.insert("setup_error".into(), msg);
+        e.detail_mut().details.insert("setup_error".into(), msg);
         self.push_event(e);
         self.decide_and_apply(Outcome::StartFailed { recoverable: false })
     }

@@ -212,8 +212,8 @@ async fn docker_task_over_its_memory_limit_is_oom_killed_and_reported_so() {
     let term = types.iter().position(|t| *t == "Terminated");
     assert!(oom.is_some() && term.is_some() && oom < term, "{types:?}");
     let term = &events[term.unwrap()];
-    assert_eq!(term.exit_code, 137, "{term:?}");
-    assert_eq!(term.details["oom_killed"], "true");
+    assert_eq!(term.detail().exit_code, 137, "{term:?}");
+    assert_eq!(term.detail().details["oom_killed"], "true");
     assert!(
         term.display_message.contains("OOM Killed"),
         "{}",

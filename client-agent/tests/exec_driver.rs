@@ -254,7 +254,7 @@ async fn exec_task_over_its_memory_limit_is_oom_killed_and_reported_so() {
     let term = types.iter().position(|t| *t == "Terminated");
     assert!(oom.is_some() && term.is_some() && oom < term, "{types:?}");
     let term = &events[term.unwrap()];
-    assert_eq!(term.signal, 9, "{term:?}");
+    assert_eq!(term.detail().signal, 9, "{term:?}");
     assert!(
         term.display_message.contains("OOM Killed"),
         "{}",

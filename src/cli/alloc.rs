@@ -513,6 +513,7 @@ pub fn event_description(e: &TaskEvent) -> String {
     if !e.display_message.is_empty() {
         return e.display_message.clone();
     }
+    let (kind, e) = (e.event_type.as_str(), e.detail());
     let exit = || {
         let mut s = format!("Exit Code: {}", e.exit_code);
         if e.signal != 0 {
@@ -520,7 +521,7 @@ pub fn event_description(e: &TaskEvent) -> String {
         }
         s
     };
-    let text = match e.event_type.as_str() {
+    match kind {
         "Terminated" => exit(),
         "Restarting" if !e.restart_reason.is_empty() => e.restart_reason.clone(),
         "Driver Failure" | "Failed Validation" if !e.driver_error.is_empty() => {
@@ -532,8 +533,7 @@ pub fn event_description(e: &TaskEvent) -> String {
         "Received" => "Task received by client".to_string(),
         "Killed" => "Task successfully killed".to_string(),
         _ => String::new(),
-    };
-    text
+    }
 }
 
 #[cfg(test)]

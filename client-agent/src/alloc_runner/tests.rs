@@ -190,7 +190,7 @@ async fn failing_task_is_restarted_then_fails_the_alloc() {
     let types = event_types(t);
     assert_eq!(types.iter().filter(|e| *e == "Restarting").count(), 2);
     assert_eq!(types.last().unwrap(), "Not Restarting");
-    assert!(t.state.events.last().unwrap().fails_task);
+    assert!(t.state.events.last().unwrap().detail().fails_task);
     h.destroy();
     h.join().await;
 }
@@ -311,8 +311,8 @@ async fn restart_reattaches_live_tasks_and_restarts_dead_ones() {
         .iter()
         .find(|e| e.event_type == events::TERMINATED)
         .unwrap();
-    assert_eq!(term.exit_code, -1);
-    assert_eq!(term.message, EXIT_UNKNOWN_AFTER_RECOVERY);
+    assert_eq!(term.detail().exit_code, -1);
+    assert_eq!(term.detail().message, EXIT_UNKNOWN_AFTER_RECOVERY);
     assert_ne!(d.handle.as_ref().unwrap().pid, dies.pid);
     assert_eq!(st.client_status, ALLOC_CLIENT_RUNNING);
 

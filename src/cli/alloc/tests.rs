@@ -22,17 +22,8 @@ fn alloc() -> Allocation {
         TaskState {
             state: "running".into(),
             events: vec![
-                TaskEvent {
-                    event_type: "Received".into(),
-                    time: 100 * S,
-                    ..Default::default()
-                },
-                TaskEvent {
-                    event_type: "Started".into(),
-                    time: 101 * S,
-                    display_message: "Task started by client".into(),
-                    ..Default::default()
-                },
+                TaskEvent::new("Received", 100 * S, ""),
+                TaskEvent::new("Started", 101 * S, "Task started by client"),
             ],
             ..Default::default()
         },
@@ -54,12 +45,8 @@ fn alloc_page_has_header_and_newest_events_first() {
 
 #[test]
 fn terminated_events_show_the_exit_code() {
-    let e = TaskEvent {
-        event_type: "Terminated".into(),
-        exit_code: 137,
-        signal: 9,
-        ..Default::default()
-    };
+    let mut e = TaskEvent::new("Terminated", 0, "");
+    (e.detail_mut().exit_code, e.detail_mut().signal) = (137, 9);
     assert_eq!(event_description(&e), "Exit Code: 137, Signal: 9");
 }
 

@@ -356,16 +356,18 @@ pub fn render(
 
 /// What a task event says, in its most readable field.
 fn event_message(e: &api::TaskEvent) -> String {
+    let d = e.detail();
     for s in [
         &e.display_message,
-        &e.message,
-        &e.driver_error,
-        &e.restart_reason,
+        &d.message,
+        &d.driver_error,
+        &d.restart_reason,
     ] {
         if !s.is_empty() {
             return s.clone();
         }
     }
+    let e = d;
     if e.exit_code != 0 || e.signal != 0 {
         return format!("exit code {}, signal {}", e.exit_code, e.signal);
     }
