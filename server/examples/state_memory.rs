@@ -67,6 +67,16 @@ fn main() {
         live() - before + bytes_len as isize,
         (live() - before + bytes_len as isize) / n.max(1) as isize
     );
+    let nodes: Vec<_> = state.node_table().values().cloned().collect();
+    let _nodes = measure("nodes (deep copies), per allocation", n, || {
+        nodes.iter().map(|x| (**x).clone()).collect::<Vec<_>>()
+    });
+    println!(
+        "  per node: {} bytes as JSON",
+        nodes
+            .first()
+            .map_or(0, |x| serde_json::to_vec(&**x).unwrap().len())
+    );
     let allocs: Vec<_> = state.alloc_table().values().cloned().collect();
     let _plain = measure("allocations (deep copies, no job)", n, || {
         allocs
