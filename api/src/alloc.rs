@@ -1,6 +1,7 @@
 //! Allocations: one task group placed on one node, and what happened to it there.
 
 use crate::job::{Job, Resources};
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -168,10 +169,12 @@ pub struct TaskState {
 /// takes each from 200 bytes to 64.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskEvent {
-    pub event_type: String,
+    /// Short strings kept inline (up to 24 bytes): Nomad's event types and most display
+    /// messages ("Task received by client") need no allocation of their own.
+    pub event_type: CompactString,
     /// Unix nanoseconds.
     pub time: i64,
-    pub display_message: String,
+    pub display_message: CompactString,
     detail: Option<Box<TaskEventDetail>>,
 }
 
@@ -201,7 +204,11 @@ static NO_DETAIL: TaskEventDetail = TaskEventDetail {
 };
 
 impl TaskEvent {
-    pub fn new(event_type: impl Into<String>, time: i64, display: impl Into<String>) -> Self {
+    pub fn new(
+        event_type: impl Into<CompactString>,
+        time: i64,
+        display: impl Into<CompactString>,
+    ) -> Self {
         TaskEvent {
             event_type: event_type.into(),
             time,
@@ -263,9 +270,9 @@ impl Serialize for TaskEvent {
 #[serde(rename_all = "PascalCase", default)]
 struct TaskEventIn {
     #[serde(rename = "Type")]
-    event_type: String,
+    event_type: CompactString,
     time: i64,
-    display_message: String,
+    display_message: CompactString,
     details: BTreeMap<String, String>,
     exit_code: i64,
     signal: i64,

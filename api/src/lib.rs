@@ -29,6 +29,7 @@ pub use alloc::*;
 pub use alloc_resources::*;
 #[cfg(feature = "client")]
 pub use client::{ApiError, Client, QueryMeta, QueryOptions};
+pub use compact_str::CompactString;
 pub use deployment::*;
 pub use diff::{DesiredUpdates, DiffType, JobDiff, JobPlanRequest, JobPlanResponse};
 pub use dispatch::*;

@@ -35,7 +35,7 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-pub fn event(kind: &str, display: impl Into<String>) -> TaskEvent {
+pub fn event(kind: &str, display: impl Into<api::CompactString>) -> TaskEvent {
     TaskEvent::new(kind, now_nanos(), display)
 }
 

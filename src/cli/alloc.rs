@@ -500,7 +500,13 @@ pub fn render_alloc(a: &Allocation, verbose: bool, now: i64) -> String {
             .events
             .iter()
             .rev()
-            .map(|e| vec![rfc3339(e.time), e.event_type.clone(), event_description(e)])
+            .map(|e| {
+                vec![
+                    rfc3339(e.time),
+                    e.event_type.to_string(),
+                    event_description(e),
+                ]
+            })
             .collect();
         out.push_str(&table(&["Time", "Type", "Description"], rows));
         out.push('\n');
@@ -511,7 +517,7 @@ pub fn render_alloc(a: &Allocation, verbose: bool, now: i64) -> String {
 /// What a task event says: its display message, else a sentence built from its fields.
 pub fn event_description(e: &TaskEvent) -> String {
     if !e.display_message.is_empty() {
-        return e.display_message.clone();
+        return e.display_message.to_string();
     }
     let (kind, e) = (e.event_type.as_str(), e.detail());
     let exit = || {

@@ -138,7 +138,7 @@ fn event_types(t: &LocalTaskState) -> Vec<String> {
     t.state
         .events
         .iter()
-        .map(|e| e.event_type.clone())
+        .map(|e| e.event_type.to_string())
         .collect()
 }
 

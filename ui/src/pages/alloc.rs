@@ -358,13 +358,13 @@ pub fn render(
 fn event_message(e: &api::TaskEvent) -> String {
     let d = e.detail();
     for s in [
-        &e.display_message,
+        e.display_message.as_str(),
         &d.message,
         &d.driver_error,
         &d.restart_reason,
     ] {
         if !s.is_empty() {
-            return s.clone();
+            return s.to_string();
         }
     }
     let e = d;
