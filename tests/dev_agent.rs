@@ -217,3 +217,40 @@ fn a_second_signal_during_a_held_up_shutdown_ends_the_process_at_once() {
     assert_eq!(st.code(), Some(1), "exit status {st}");
     assert!(agent.log().contains("second signal"), "{}", agent.log());
 }
+
+/// `/v1/agent/health` is a 500 naming the client while its node has not registered (a
+/// client-only agent whose server does not answer), and a 200 with both parts ok on a
+/// dev agent once its node is ready: the signal a load balancer or a script waits on.
+#[test]
+fn agent_health_is_ok_only_once_the_node_is_registered_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let mut client =
+        common::cluster::ClientProc::new("lonely", dir.path().join("c"), vec![nowhere]);
+    client.spawn();
+    let url = format!("http://127.0.0.1:{}/v1/agent/health", client.http_port);
+    let (status, body) = wait_for(
+        "the client-only agent to answer",
+        Duration::from_secs(30),
+        || {
+            let r = reqwest::blocking::get(&url).ok()?;
+            Some((r.status().as_u16(), r.json::<serde_json::Value>().ok()?))
+        },
+    );
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["client"]["ok"], false, "{body}");
+    assert!(
+        body.get("server").is_none(),
+        "a client-only agent has no server part: {body}"
+    );
+    drop(client);
+
+    let agent = DevAgent::start();
+    let r = reqwest::blocking::get(format!("{}/v1/agent/health", agent.addr())).unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["client"]["ok"], true, "{body}");
+    assert_eq!(body["server"]["ok"], true, "{body}");
+    let (_, nodes) = agent.get_json("/v1/nodes");
+    assert_eq!(nodes[0]["Status"], "ready", "{nodes}");
+}

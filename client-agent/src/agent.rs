@@ -642,6 +642,7 @@ pub async fn run_with(
         runners.join_all().await;
         return Ok(());
     };
+    handle.set_registered();
     // Service registrations go through the same client and node secret as status.
     let registrations = tokio::spawn(services.sync_loop(
         client.clone(),

@@ -8,6 +8,7 @@ use crate::driver::Drivers;
 use api::Node;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
 
@@ -20,6 +21,8 @@ struct Inner {
     /// The client the agent talks to its servers with (set once it runs); its clones
     /// share the address list, so replacing it here redirects the agent.
     servers: RwLock<Option<api::Client>>,
+    /// Set once a server has taken the node's registration as ready.
+    registered: AtomicBool,
 }
 
 /// A cheap, cloneable view of a running client agent.
@@ -42,6 +45,7 @@ impl ClientHandle {
                 node: RwLock::new(None),
                 allocs: RwLock::new(BTreeMap::new()),
                 servers: RwLock::new(None),
+                registered: AtomicBool::new(false),
             }),
         }
     }
@@ -61,6 +65,20 @@ impl ClientHandle {
 
     pub(crate) fn set_node(&self, node: Arc<Node>) {
         *self.inner.node.write().expect("node lock") = Some(node);
+    }
+
+    /// The client's part of `/v1/agent/health`: healthy once a server has registered the
+    /// node as ready (before that the node cannot be given work).
+    pub fn health(&self) -> (bool, &'static str) {
+        if self.inner.registered.load(Ordering::Acquire) {
+            (true, "ok")
+        } else {
+            (false, "the node has not registered with a server yet")
+        }
+    }
+
+    pub(crate) fn set_registered(&self) {
+        self.inner.registered.store(true, Ordering::Release);
     }
 
     pub(crate) fn set_servers_client(&self, client: api::Client) {

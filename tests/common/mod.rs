@@ -176,16 +176,16 @@ impl DevAgent {
         }
         self.child = Some(cmd.spawn().expect("spawn drover agent"));
         let addr = self.addr();
-        // Up once it answers and its Raft has a leader (itself): writes and
-        // non-stale reads need one.
+        // Up once `/v1/agent/health` is a 200: its Raft has a leader (itself), which
+        // writes and non-stale reads need, and its client has registered the node as
+        // ready, so a job run at once has somewhere to go and the node table is still.
         wait_for(
-            "the agent's HTTP API and leader",
+            "the agent's leader and ready node (/v1/agent/health)",
             Duration::from_secs(30),
             || {
                 self.check_alive();
-                let r = reqwest::blocking::get(format!("{addr}/v1/status/leader")).ok()?;
-                let leader: String = r.json().ok()?;
-                (!leader.is_empty()).then_some(())
+                let r = reqwest::blocking::get(format!("{addr}/v1/agent/health")).ok()?;
+                r.status().is_success().then_some(())
             },
         );
     }

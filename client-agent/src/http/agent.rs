@@ -1,6 +1,6 @@
-//! The agent's own routes on the client router: `/v1/agent/servers` (the servers this
-//! client talks to, read and replaced) and garbage collection of the allocations that
-//! stopped here (`/v1/client/gc`, `/v1/client/allocation/:id/gc`).
+//! The agent's own routes on the client router: `/v1/agent/health` (the client's part),
+//! `/v1/agent/servers` (the servers this client talks to, read and replaced) and garbage
+//! collection of the allocations that stopped here (`/v1/client/gc`, `/v1/client/allocation/:id/gc`).
 
 use super::{find_alloc, HttpErr, HttpResult};
 use crate::handle::ClientHandle;
@@ -8,6 +8,19 @@ use axum::extract::{Path as UrlPath, State};
 use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::Json;
+
+/// `GET /v1/agent/health`: the client's part, `{"client": {"ok", "message"}}`; 500 while
+/// it is not healthy, as Nomad answers, so a load balancer's check can use the status.
+pub(super) async fn health(State(h): State<ClientHandle>) -> HttpResult {
+    let (ok, message) = h.health();
+    let status = if ok {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR
+    };
+    let body = serde_json::json!({ "client": { "ok": ok, "message": message } });
+    Ok((status, Json(body)).into_response())
+}
 
 /// `GET /v1/agent/servers`: the servers' RPC addresses, `host:port`.
 pub(super) async fn servers(State(h): State<ClientHandle>) -> HttpResult {

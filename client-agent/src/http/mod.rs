@@ -131,6 +131,7 @@ pub fn client_router(handle: ClientHandle) -> Router {
             "/v1/client/gc",
             get(agent::gc_all).put(agent::gc_all).post(agent::gc_all),
         )
+        .route("/v1/agent/health", get(agent::health))
         .route(
             "/v1/agent/servers",
             get(agent::servers)
@@ -222,7 +223,7 @@ pub async fn serve(
 /// server relayed. The servers check the caller's token before relaying (`/v1/client/*`
 /// is an ACL-checked route there) and prove the relay with this node's own secret in
 /// `X-Nomad-Node-Secret`, which only the servers and this node know; anything else
-/// (a token sent straight to this port included) is a 403.
+/// (a token sent straight to this port included) is a 403, but for `/v1/agent/health`.
 pub async fn serve_relayed_only(
     addr: std::net::SocketAddr,
     handle: ClientHandle,
@@ -234,6 +235,10 @@ pub async fn serve_relayed_only(
         move |req: axum::extract::Request, next: axum::middleware::Next| {
             let secret_file = secret_file.clone();
             async move {
+                // Health is open, as in Nomad: a load balancer's check carries no token.
+                if req.uri().path() == "/v1/agent/health" {
+                    return next.run(req).await;
+                }
                 let own = std::fs::read_to_string(&secret_file).unwrap_or_default();
                 let sent = req
                     .headers()

@@ -83,13 +83,39 @@ pub async fn agent_self(State(srv): State<AppState>) -> ApiResult {
     Ok(reply(&srv, srv.snapshot().index(), &body))
 }
 
+/// `GET /v1/agent/health`: the server's part (a leader is known) and, on an agent that
+/// runs a client, the client's part as its router answers it; 500 while either is not
+/// healthy, as Nomad answers, with the same body.
 pub async fn health(State(srv): State<AppState>) -> ApiResult {
     let ok = srv.raft.metrics().borrow().current_leader.is_some();
-    Ok(reply(
-        &srv,
-        srv.snapshot().index(),
-        &serde_json::json!({ "server": { "ok": ok, "message": if ok { "ok" } else { "no cluster leader" } } }),
-    ))
+    let mut body = serde_json::json!({ "server": { "ok": ok, "message": if ok { "ok" } else { "no cluster leader" } } });
+    let mut healthy = ok;
+    if let Some(local) = srv.config.client_routes.clone() {
+        let client = local_client_health(local).await;
+        healthy &= client["ok"].as_bool() == Some(true);
+        body["client"] = client;
+    }
+    let mut resp = reply(&srv, srv.snapshot().index(), &body);
+    if !healthy {
+        *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    Ok(resp)
+}
+
+/// The `client` part of this process's client's `/v1/agent/health` answer.
+async fn local_client_health(local: axum::Router) -> serde_json::Value {
+    let unknown = || serde_json::json!({ "ok": false, "message": "the client did not answer" });
+    let req = axum::http::Request::get("/v1/agent/health")
+        .body(axum::body::Body::empty())
+        .unwrap_or_default();
+    let resp = local.oneshot(req).await.unwrap_or_else(|e| match e {});
+    let Ok(bytes) = axum::body::to_bytes(resp.into_body(), 64 * 1024).await else {
+        return unknown();
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|mut v| v.get_mut("client").map(serde_json::Value::take))
+        .unwrap_or_else(unknown)
 }
 
 /// `GET /v1/agent/members`: the servers, Nomad's shape.

@@ -44,7 +44,7 @@ pub use verify::{open_verified, Verified};
 use super::{io_err, LogId, NodeId, StorageError, TypeConfig};
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{Entry, LogState, RaftLogReader, Vote};
-use records::{decode, decode_entry, log_key};
+use records::{decode, decode_entry, log_key, payload_len};
 use serde::{Deserialize, Serialize};
 use std::fmt::Debug;
 use std::ops::RangeBounds;
@@ -58,6 +58,13 @@ const KEY_SNAPSHOT_META: &[u8] = b"snapshot_meta";
 const KEY_SNAPSHOT_DATA: &[u8] = b"snapshot_data";
 /// The current snapshot's file (`snapfile::FileRecord`).
 const KEY_SNAPSHOT_FILE: &[u8] = b"snapshot_file";
+
+/// At most this much log entry JSON goes to a follower in one AppendEntries (one entry
+/// over it goes alone). openraft cuts every AppendEntries off at the heartbeat interval
+/// and sends the same batch again; 32 entries of large plans were tens of megabytes, which
+/// a loaded follower (a debug build in the test suite) could not decode and flush in
+/// time, again and again, until the cluster lost its leader.
+pub const MAX_APPEND_BATCH_BYTES: usize = 4 << 20;
 
 /// The sled database inside a data dir.
 pub const SLED_DIR: &str = "raft.sled";
@@ -186,6 +193,32 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    /// The entries from `start` up to `end` that fit [`MAX_APPEND_BATCH_BYTES`] of JSON
+    /// (at least one): what openraft sends a follower in one AppendEntries. A count
+    /// alone does not bound a request: a plan of a thousand allocations is megabytes.
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for kv in self.logs.range(start.to_be_bytes()..) {
+            let (k, v) = kv.map_err(|e| io_err(false, e))?;
+            let idx = log_key(&k).map_err(|e| io_err(false, e))?;
+            if idx >= end {
+                break;
+            }
+            let len = payload_len(&v);
+            if !out.is_empty() && bytes + len > MAX_APPEND_BATCH_BYTES {
+                break;
+            }
+            bytes += len;
+            out.push(decode_entry(&k, &v).map_err(|e| io_err(false, e))?);
+        }
+        Ok(out)
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -284,7 +317,67 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
 #[cfg(test)]
 mod tests {
-    use std::path::{Path, PathBuf};
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A log entry at `index` whose JSON is about `size` bytes.
+    fn entry_of(index: u64, size: usize) -> Entry<TypeConfig> {
+        let cmd = crate::fsm::Command::UpdateNodeStatus {
+            node_id: "n".repeat(size),
+            status: "ready".into(),
+            now: 0,
+            evals: Vec::new(),
+            if_status: None,
+            alloc_updates: Vec::new(),
+        };
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(crate::raft::Proposal { once: None, cmd }),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_follower_is_sent_a_few_megabytes_of_entries_at_a_time_never_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open_db(&dir.path().join(SLED_DIR)).unwrap();
+        let marks =
+            marks::Marks::open(&dir.path().join(MARKS_FILE), 0, marks::MarkState::default())
+                .unwrap();
+        let mut store = LogStore::new(&db, marks).unwrap();
+        // Ten entries of a quarter of the budget, then one of twice the budget, then small.
+        let quarter = MAX_APPEND_BATCH_BYTES / 4;
+        let sizes: Vec<usize> = (1..=10)
+            .map(|_| quarter)
+            .chain([2 * MAX_APPEND_BATCH_BYTES, 100, 100])
+            .collect();
+        for (i, size) in sizes.iter().enumerate() {
+            let e = entry_of(i as u64 + 1, *size);
+            let json = serde_json::to_vec(&e).unwrap();
+            store
+                .logs
+                .insert((i as u64 + 1).to_be_bytes(), seal_compressed(&json))
+                .unwrap();
+        }
+        let indexes =
+            |es: &[Entry<TypeConfig>]| es.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
+        // Four quarters and a bit would pass the budget: three go (each is a quarter plus
+        // its JSON framing).
+        let first = store.limited_get_log_entries(1, 14).await.unwrap();
+        assert_eq!(indexes(&first), vec![1, 2, 3]);
+        // The range's end is kept.
+        let short = store.limited_get_log_entries(4, 6).await.unwrap();
+        assert_eq!(indexes(&short), vec![4, 5]);
+        // An entry over the budget goes alone, never held back.
+        let big = store.limited_get_log_entries(11, 14).await.unwrap();
+        assert_eq!(indexes(&big), vec![11]);
+        let rest = store.limited_get_log_entries(12, 14).await.unwrap();
+        assert_eq!(indexes(&rest), vec![12, 13]);
+        // What was sent decodes to what was stored.
+        assert_eq!(
+            serde_json::to_value(&first[0]).unwrap(),
+            serde_json::to_value(entry_of(1, quarter)).unwrap()
+        );
+    }
 
     /// Every `.rs` file under `dir`, recursively.
     fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

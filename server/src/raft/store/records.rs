@@ -84,6 +84,21 @@ pub fn unseal<'a>(what: &str, bytes: &'a [u8]) -> Result<Cow<'a, [u8]>, Damage> 
         .map_err(|e| bad(format!("does not decompress: {e}")))
 }
 
+/// The size of a record's payload as it was before sealing (a compressed one's expanded
+/// size, from its frame header, without decompressing); 0 for a record too short to be
+/// one, which reading it will refuse anyway.
+pub(super) fn payload_len(bytes: &[u8]) -> usize {
+    match bytes.first() {
+        Some(&RECORD_V2_ZSTD) if bytes.len() >= RECORD_HEADER => {
+            zstd::zstd_safe::get_frame_content_size(&bytes[RECORD_HEADER..])
+                .ok()
+                .flatten()
+                .map_or(0, |n| n.min(MAX_EXPANDED) as usize)
+        }
+        _ => bytes.len().saturating_sub(RECORD_HEADER),
+    }
+}
+
 pub(super) fn decode<T: for<'de> Deserialize<'de>>(what: &str, bytes: &[u8]) -> Result<T, Damage> {
     serde_json::from_slice(&unseal(what, bytes)?).map_err(|e| {
         Damage(format!(
@@ -113,6 +128,18 @@ pub(super) fn decode_entry(k: &[u8], v: &[u8]) -> Result<Entry<TypeConfig>, Dama
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_records_payload_length_is_its_size_before_sealing_compressed_or_not() {
+        let small = b"{\"a\":1}".to_vec();
+        let big = vec![b'x'; 100_000];
+        assert_eq!(payload_len(&seal(&small)), small.len());
+        let z = seal_compressed(&big);
+        assert!(z.len() < 1_000, "the test payload should compress");
+        assert_eq!(payload_len(&z), big.len());
+        assert_eq!(payload_len(&[]), 0);
+        assert_eq!(payload_len(&[RECORD_V2_ZSTD, 0]), 0);
+    }
 
     fn every_flipped_byte_is_refused(sealed: &[u8]) {
         for i in 0..sealed.len() {
