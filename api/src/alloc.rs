@@ -44,8 +44,8 @@ pub struct Allocation {
     /// The job version this allocation runs. Shared: many allocs point at one job.
     pub job: Option<Arc<Job>>,
     pub task_group: String,
-    pub resources: Option<Resources>,
-    pub task_resources: TaskMap<Resources>,
+    pub resources: Option<Arc<Resources>>,
+    pub task_resources: Arc<TaskMap<Resources>>,
     /// What the scheduler gave the allocation on its node, host ports included.
     #[serde(rename = "AllocatedResources")]
     pub allocated_resources: Option<crate::alloc_resources::AllocatedResources>,
@@ -119,10 +119,13 @@ impl Allocation {
             }
             ns.shrink_to_fit();
         }
-        if let Some(r) = self.resources.as_mut() {
+        // Shared resources (`Arc`s another allocation holds too) were shrunk before.
+        if let Some(r) = self.resources.as_mut().and_then(Arc::get_mut) {
             networks(&mut r.networks);
         }
-        shrink_task_map(&mut self.task_resources, |r| networks(&mut r.networks));
+        if let Some(m) = Arc::get_mut(&mut self.task_resources) {
+            shrink_task_map(m, |r| networks(&mut r.networks));
+        }
         if let Some(r) = self.allocated_resources.as_mut() {
             shrink_task_map(&mut r.tasks, |t| {
                 t.cpu.reserved_cores.shrink_to_fit();
@@ -523,7 +526,9 @@ mod tests {
         });
         // From text, as a Raft entry is read (a `Value` would tell each vector its length).
         let mut a: Allocation = serde_json::from_str(&json.to_string()).unwrap();
-        let before = a.clone();
+        // As JSON: a clone would share the `Arc`ed task resources, which neither
+        // `shrink_to_fit` nor `room` may then change in place.
+        let before = serde_json::to_value(&a).unwrap();
         let room = |a: &mut Allocation| {
             let states = std::mem::take(&mut a.task_states).into_tuple_vec();
             let events = states[0].1.events.capacity();
@@ -534,17 +539,21 @@ mod tests {
                 .shared
                 .ports
                 .capacity();
-            let tasks = std::mem::take(&mut a.task_resources).into_tuple_vec();
+            let tasks = std::mem::take(Arc::make_mut(&mut a.task_resources)).into_tuple_vec();
             let ports = tasks[0].1.networks[0].dynamic_ports.capacity();
             let maps = (states.capacity(), tasks.capacity());
             a.task_states = TaskMap::from_sorted_store_unchecked(states);
-            a.task_resources = TaskMap::from_sorted_store_unchecked(tasks);
+            a.task_resources = Arc::new(TaskMap::from_sorted_store_unchecked(tasks));
             (maps, events, shared_ports, ports)
         };
         // Decoding left room for four of each.
         assert_eq!(room(&mut a), ((4, 4), 4, 4, 4));
         a.shrink_to_fit();
         assert_eq!(room(&mut a), ((1, 1), 3, 1, 1));
-        assert_eq!(a, before, "only the capacity changed");
+        assert_eq!(
+            serde_json::to_value(&a).unwrap(),
+            before,
+            "only the capacity changed"
+        );
     }
 }

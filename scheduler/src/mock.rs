@@ -249,15 +249,16 @@ pub fn job(id: &str, job_type: &str) -> Job {
 /// would have created it. Its ID is `job.group[index]@node`.
 pub fn alloc(job: &Arc<Job>, group: &str, index: u64, node: &Node) -> Allocation {
     let tg = job.task_group(group);
-    let resources = tg.map(|g| g.combined_resources());
-    let task_resources = tg
-        .map(|g| {
+    let resources = tg.map(|g| Arc::new(g.combined_resources()));
+    let task_resources = Arc::new(
+        tg.map(|g| {
             g.tasks
                 .iter()
                 .map(|t| (t.name.clone(), t.resources.clone().unwrap_or_default()))
                 .collect()
         })
-        .unwrap_or_default();
+        .unwrap_or_default(),
+    );
     let name = crate::reconcile::alloc_name(&job.id, group, index);
     Allocation {
         id: format!("{name}@{}", node.id),

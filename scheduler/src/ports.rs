@@ -254,7 +254,7 @@ mod tests {
                 allocated_resources: Some(r),
                 ..Default::default()
             };
-            alloc.resources = Some(group.combined_resources());
+            alloc.resources = Some(std::sync::Arc::new(group.combined_resources()));
             assert_eq!(check_fit(&node, &usage, &Ask::of_alloc(&alloc)), Ok(()));
         }
     }

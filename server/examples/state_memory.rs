@@ -6,6 +6,7 @@
 use server::state::StateStore;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::Arc;
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -126,12 +127,33 @@ fn main() {
             .map(|a| a.allocated_resources.clone())
             .collect::<Vec<_>>()
     });
-    let _r = measure("  resources + task_resources", n, || {
+    // Deep copies: what each would cost alone (the store shares a group's one copy).
+    let _r = measure("  resources + task_resources, unshared", n, || {
         allocs
             .iter()
-            .map(|a| (a.resources.clone(), a.task_resources.clone()))
+            .map(|a| (a.resources.as_deref().cloned(), (*a.task_resources).clone()))
             .collect::<Vec<_>>()
     });
+    let distinct = |ptrs: Vec<usize>| {
+        ptrs.into_iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    };
+    println!(
+        "  distinct copies held: task_resources {}, resources {}",
+        distinct(
+            allocs
+                .iter()
+                .map(|a| Arc::as_ptr(&a.task_resources) as usize)
+                .collect()
+        ),
+        distinct(
+            allocs
+                .iter()
+                .filter_map(|a| a.resources.as_ref().map(|r| Arc::as_ptr(r) as usize))
+                .collect()
+        )
+    );
     let _tr = measure("  reschedule/deployment/transition", n, || {
         allocs
             .iter()

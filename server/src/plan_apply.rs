@@ -416,7 +416,7 @@ mod tests {
             job_id: job.id.clone(),
             job: Some(job.clone()),
             task_group: "web".into(),
-            resources: Some(resources),
+            resources: Some(Arc::new(resources)),
             desired_status: api::ALLOC_DESIRED_RUN.into(),
             client_status: api::ALLOC_CLIENT_PENDING.into(),
             ..Default::default()

@@ -179,7 +179,7 @@ impl Reserved {
                 a.job
                     .as_ref()
                     .and_then(|j| j.task_group(&a.task_group))
-                    .map(|g| g.combined_resources())
+                    .map(|g| std::sync::Arc::new(g.combined_resources()))
             });
             if let Some(r) = r {
                 sum.cpu += r.cpu;

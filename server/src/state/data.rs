@@ -4,6 +4,7 @@ use super::services::service_key;
 use super::{RootKey, StateStore, StoredVariable, TableIndexes};
 use api::{Allocation, Deployment, Evaluation, Job, Node, ServiceRegistration};
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// The state store, serialised (snapshots, `operator snapshot save`): plain lists, keys
@@ -144,10 +145,16 @@ impl From<StateData> for StateStore {
             s.job_versions
                 .insert((j.ns().to_string(), j.id.clone(), j.version), j);
         }
+        // The last allocation restored of each group, to share its resources with.
+        let mut last_of_group: HashMap<(String, String, String), Arc<Allocation>> = HashMap::new();
         for (pos, mut a) in d.allocs {
             a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
             a.shrink_to_fit();
-            s.allocs.insert(super::key(&a.id), Arc::new(a));
+            let group = (a.namespace.clone(), a.job_id.clone(), a.task_group.clone());
+            super::share_resources(&mut a, last_of_group.get(&group).map(|p| &**p));
+            let a = Arc::new(a);
+            last_of_group.insert(group, a.clone());
+            s.allocs.insert(super::key(&a.id), a);
         }
         for e in d.evals {
             s.evals.insert(e.id.clone(), e);

@@ -39,6 +39,24 @@ fn key(s: &str) -> Key {
     Key::from(s)
 }
 
+/// Point `a`'s resource fields at equal copies one of `others` holds, so a job's
+/// thousand allocations keep one copy rather than each its own (an allocation decoded
+/// from a Raft entry or a snapshot shares nothing until it is stored).
+fn share_resources<'a>(a: &mut Allocation, others: impl IntoIterator<Item = &'a Allocation>) {
+    for s in others {
+        if !Arc::ptr_eq(&a.task_resources, &s.task_resources)
+            && a.task_resources == s.task_resources
+        {
+            a.task_resources = s.task_resources.clone();
+        }
+        if let (Some(mine), Some(theirs)) = (&a.resources, &s.resources) {
+            if !Arc::ptr_eq(mine, theirs) && mine == theirs {
+                a.resources = Some(theirs.clone());
+            }
+        }
+    }
+}
+
 /// `allocs_by_job`'s key for an allocation stored under `id`.
 fn job_alloc_key(a: &Allocation, id: &Key) -> (Key, Key, Key) {
     (key(&a.namespace), key(&a.job_id), id.clone())
@@ -178,13 +196,23 @@ impl StateStore {
             .map_or_else(|| key(node_id), |(k, _)| k.clone())
     }
 
+    /// `allocs_by_job`'s key for `a` stored under `id`, its namespace and job ID shared
+    /// with the job's other allocations when it has some (found by a range from the
+    /// job's first possible key), so a job's thousand allocations hold one copy of each.
+    fn stored_job_alloc_key(&self, a: &Allocation, id: &Key) -> (Key, Key, Key) {
+        match self.job_alloc_range(&a.namespace, &a.job_id).next() {
+            Some(((ns, job, _), _)) => (ns.clone(), job.clone(), id.clone()),
+            None => (key(&a.namespace), key(&a.job_id), id.clone()),
+        }
+    }
+
     /// Rebuild the secondary indexes (after deserialising a snapshot).
     fn reindex(&mut self) {
-        self.allocs_by_job = self
-            .allocs
-            .iter()
-            .map(|(id, a)| (job_alloc_key(a, id), a.clone()))
-            .collect();
+        self.allocs_by_job = OrdMap::new();
+        for (id, a) in self.allocs.clone().iter() {
+            let k = self.stored_job_alloc_key(a, id);
+            self.allocs_by_job.insert(k, a.clone());
+        }
         // After a snapshot, every node that has allocations is stamped with the table's
         // index: at least the true last change, and below every later one, so a watch
         // may answer once more than needed but never misses a change.
@@ -272,12 +300,44 @@ impl StateStore {
     }
 
     pub fn allocs_for_job(&self, ns: &str, job_id: &str) -> Vec<Arc<Allocation>> {
+        self.job_alloc_range(ns, job_id)
+            .map(|(_, a)| a.clone())
+            .collect()
+    }
+
+    /// A job's entries in `allocs_by_job`, in ID order.
+    fn job_alloc_range<'a>(
+        &'a self,
+        ns: &'a str,
+        job_id: &'a str,
+    ) -> impl Iterator<Item = (&'a (Key, Key, Key), &'a Arc<Allocation>)> + 'a {
         let lo = (key(ns), key(job_id), key(""));
         self.allocs_by_job
             .range(lo..)
-            .take_while(|((n, j, _), _)| &**n == ns && &**j == job_id)
-            .map(|(_, a)| a.clone())
-            .collect()
+            .take_while(move |((n, j, _), _)| &**n == ns && &**j == job_id)
+    }
+
+    /// [`share_resources`] with the stored allocations most likely to hold `a`'s: the
+    /// version it replaces, else one of its job's first few (a group's allocations ask
+    /// for the same).
+    fn share_stored_resources(&self, a: &mut Allocation) {
+        if let Some(old) = self.allocs.get(a.id.as_str()) {
+            share_resources(a, [&**old]);
+            let shared = |o: &Allocation| {
+                Arc::ptr_eq(&a.task_resources, &o.task_resources)
+                    && match (&a.resources, &o.resources) {
+                        (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+                        (mine, theirs) => mine.is_none() && theirs.is_none(),
+                    }
+            };
+            // An update (most writes: the agents' reports) is done here.
+            if shared(old) {
+                return;
+            }
+        }
+        let (ns, job) = (a.namespace.clone(), a.job_id.clone());
+        let siblings = self.job_alloc_range(&ns, &job).take(8).map(|(_, s)| &**s);
+        share_resources(a, siblings);
     }
 
     /// Moves the per-node load and per-group summary counters from what `old` counted
@@ -436,7 +496,7 @@ mod tests {
     }
 
     #[test]
-    fn a_nodes_allocations_share_one_copy_of_its_id_written_or_restored() {
+    fn a_nodes_and_a_jobs_allocations_share_one_copy_of_their_keys_written_or_restored() {
         let mut s = StateStore::default();
         let mut w = test_writer(&mut s, 3);
         for i in 0..3 {
@@ -448,15 +508,35 @@ mod tests {
                 ..Default::default()
             });
         }
+        // Another job's allocation, on the same node and between web's in key order.
+        w.upsert_alloc(Allocation {
+            id: "a15".into(),
+            namespace: "default".into(),
+            job_id: "api".into(),
+            node_id: "n2".into(),
+            ..Default::default()
+        });
         // An update (a client's report) keeps sharing it too.
         let mut a1 = (*w.alloc_table()["a1"]).clone();
         a1.client_status = api::ALLOC_CLIENT_RUNNING.into();
         w.upsert_client_alloc(a1);
         let shared = |s: &StateStore| {
             let (index_key, _) = s.node_alloc_index.get_key_value("n1").unwrap();
-            let by_node: Vec<&Key> = s.allocs_by_node.keys().map(|(n, _)| n).collect();
+            let by_node: Vec<&Key> = s
+                .allocs_by_node
+                .keys()
+                .filter(|(n, _)| &**n == "n1")
+                .map(|(n, _)| n)
+                .collect();
             assert_eq!(by_node.len(), 3);
-            by_node.iter().all(|k| Arc::ptr_eq(k, index_key))
+            let by_job: Vec<&(Key, Key, Key)> = s.allocs_by_job.keys().collect();
+            let jobs: Vec<&str> = by_job.iter().map(|(_, j, _)| &**j).collect();
+            assert_eq!(jobs, ["api", "web", "web", "web"]);
+            let web = &by_job[1];
+            by_job[2..]
+                .iter()
+                .all(|k| Arc::ptr_eq(&k.0, &web.0) && Arc::ptr_eq(&k.1, &web.1))
+                && by_node.iter().all(|k| Arc::ptr_eq(k, index_key))
                 && Arc::ptr_eq(
                     s.node_alloc_server_index.get_key_value("n1").unwrap().0,
                     index_key,
@@ -468,9 +548,51 @@ mod tests {
                     index_key,
                 )
         };
-        assert!(shared(&s), "written allocations share the node's key");
+        assert!(
+            shared(&s),
+            "written allocations share the node's and the job's keys"
+        );
         let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
-        assert!(shared(&back), "restored allocations share the node's key");
+        assert!(
+            shared(&back),
+            "restored allocations share the node's and the job's keys"
+        );
+    }
+
+    #[test]
+    fn a_groups_allocations_share_one_copy_of_their_resources_written_or_restored() {
+        // Each decoded on its own, as Raft entries are: equal, not shared.
+        let decoded = |id: &str, group: &str, cpu: i64| -> Allocation {
+            serde_json::from_value(serde_json::json!({
+                "ID": id, "Namespace": "default", "JobID": "web", "NodeID": "n1",
+                "TaskGroup": group,
+                "Resources": {"CPU": cpu, "MemoryMB": 64},
+                "TaskResources": {"t": {"CPU": cpu, "MemoryMB": 64}},
+            }))
+            .unwrap()
+        };
+        let mut s = StateStore::default();
+        let mut w = test_writer(&mut s, 3);
+        for (id, group, cpu) in [("a1", "g", 100), ("a2", "g", 100), ("a3", "other", 200)] {
+            w.upsert_alloc(decoded(id, group, cpu));
+        }
+        // A client's report of a1 (decoded afresh) shares too.
+        w.upsert_client_alloc(decoded("a1", "g", 100));
+        let check = |s: &StateStore| {
+            let t = s.alloc_table();
+            let (a1, a2, a3) = (t["a1"].clone(), t["a2"].clone(), t["a3"].clone());
+            assert!(Arc::ptr_eq(&a1.task_resources, &a2.task_resources));
+            assert!(Arc::ptr_eq(
+                a1.resources.as_ref().unwrap(),
+                a2.resources.as_ref().unwrap()
+            ));
+            assert!(!Arc::ptr_eq(&a1.task_resources, &a3.task_resources));
+            assert_eq!(a3.task_resources.get("t").unwrap().cpu, 200, "unequal kept");
+            assert_eq!(a3.resources.as_ref().unwrap().cpu, 200);
+        };
+        check(&s);
+        let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        check(&back);
     }
 
     /// What the scheduler would add up itself from the node's allocations.
@@ -562,11 +684,11 @@ mod tests {
             job_id: "web".into(),
             node_id: node.into(),
             job: Some(job.clone()),
-            resources: Some(api::Resources {
+            resources: Some(Arc::new(api::Resources {
                 cpu: 100 + i as i64,
                 memory_mb: 64 + i as i64,
                 ..Default::default()
-            }),
+            })),
             desired_status: api::ALLOC_DESIRED_RUN.into(),
             client_status: api::ALLOC_CLIENT_PENDING.into(),
             ..Default::default()

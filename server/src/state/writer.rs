@@ -57,6 +57,7 @@ impl<'a> StateWriter<'a> {
         a.shrink_to_fit();
         self.wakes.nodes.push(a.node_id.clone());
         let s = &mut *self.state;
+        s.share_stored_resources(&mut a);
         let node = s.node_key(&a.node_id);
         s.node_alloc_index.insert(node.clone(), self.index);
         let a = Arc::new(a);
@@ -75,7 +76,8 @@ impl<'a> StateWriter<'a> {
         {
             s.allocs_by_job.remove(&job_alloc_key(o, &id));
         }
-        s.allocs_by_job.insert(job_alloc_key(&a, &id), a.clone());
+        let by_job = s.stored_job_alloc_key(&a, &id);
+        s.allocs_by_job.insert(by_job, a.clone());
         s.allocs_by_node.insert((node, id), a.clone());
         s.count_alloc(old.as_deref(), Some(&a));
         s.tables.allocs = self.index;
