@@ -90,6 +90,9 @@ pub struct LoopProbe {
     /// servers mark the node down.
     pub heartbeat_gap_max_us: AtomicU64,
     pub watch_responses: AtomicU64,
+    /// Answers at the index the watch asked from: its wait ran out with nothing to tell
+    /// (not a wake-up).
+    pub watch_waits_ended: AtomicU64,
     pub watch_failures: AtomicU64,
     /// The worst time one watch answer took to apply once it arrived.
     pub watch_apply_max_us: AtomicU64,
@@ -478,7 +481,8 @@ async fn watch_allocs(
     // answer stands even when its index is lower (a cluster rebuilt from scratch).
     let mut ask_leader = false;
     loop {
-        let mut opts = QueryOptions::blocking(if ask_leader { 0 } else { index }, ALLOC_QUERY_WAIT);
+        let asked_from = if ask_leader { 0 } else { index };
+        let mut opts = QueryOptions::blocking(asked_from, ALLOC_QUERY_WAIT);
         opts.stale = !ask_leader;
         let res = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -500,6 +504,9 @@ async fn watch_allocs(
                 runners.sync(allocs);
                 if let Some(p) = probe {
                     LoopProbe::add(&p.watch_responses, 1);
+                    if asked_from != 0 && meta.last_index == asked_from {
+                        LoopProbe::add(&p.watch_waits_ended, 1);
+                    }
                     LoopProbe::max(&p.watch_apply_max_us, t.elapsed());
                 }
                 // An index of 0 would not block; do not spin.

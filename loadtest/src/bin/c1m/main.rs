@@ -721,10 +721,11 @@ async fn run(
     );
     let answers = g("watch_responses").max(1.0);
     println!(
-        "  watch answers: {:.0}, {:.0} with nothing new ({:.0}%), {:.1} allocations and ~{:.0} KiB each on average; {:.2} answers per placement",
+        "  watch answers: {:.0}, {:.0} with nothing new ({:.0}%; {:.0} at the index asked from: a wait that ran out, not a wake-up), {:.1} allocations and ~{:.0} KiB each on average; {:.2} answers per placement",
         g("watch_responses"),
         g("watch_answers_unchanged"),
         100.0 * g("watch_answers_unchanged") / answers,
+        g("watch_waits_ended"),
         g("watch_answer_allocs") / answers,
         g("watch_answer_bytes_mean") / 1024.0,
         g("watch_responses") / placed_final.max(1) as f64

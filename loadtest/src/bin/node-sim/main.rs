@@ -87,6 +87,7 @@ fn line(shared: &Shared, driver: &MockDriver, t0: Instant) -> serde_json::Value 
         "heartbeat_rtt_mean_ms": ld(&p.heartbeat_rtt_total_us) as f64 / 1000.0 / hb as f64,
         "heartbeat_gap_max_ms": ms(&p.heartbeat_gap_max_us),
         "watch_responses": ld(&p.watch_responses),
+        "watch_waits_ended": ld(&p.watch_waits_ended),
         "watch_failures": ld(&p.watch_failures),
         "watch_apply_max_ms": ms(&p.watch_apply_max_us),
         "reports": ld(&p.reports),
