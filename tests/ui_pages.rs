@@ -221,6 +221,26 @@ fn every_ui_page_renders_escaped_with_a_csp_and_actions_need_the_same_origin() {
     assert_eq!(j["Stop"], true, "{j}");
     assert!(page(&agent, &location).contains("The job was stopped"));
 
+    // A batch allocation keeps the drain below going until its deadline (batch work is
+    // let finish): without one, a node whose only allocation has stopped finishes
+    // draining at once, and the drain's settings are gone before they can be read.
+    let hold = raw_exec_job("ui-hold", "exec sleep 3600", 50, 16)
+        .replace("type = \"service\"", "type = \"batch\"");
+    let out = agent.run_job("ui-hold.hcl", &hold, &["-detach"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "the ui-hold allocation to run",
+        Duration::from_secs(30),
+        || {
+            let (_, allocs) = agent.get_json("/v1/job/ui-hold/allocations");
+            (allocs.as_array()?.first()?["ClientStatus"] == "running").then_some(())
+        },
+    );
+
     // Node eligibility and drain go through the /v1 handlers (and their validation).
     let node_page = format!("/ui/clients/{node}");
     let (status, _, body) = post(

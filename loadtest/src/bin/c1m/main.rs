@@ -457,6 +457,8 @@ async fn run(
             sc.nodes.to_string(),
             "--start-delay-ms".into(),
             arg("--start-delay-ms", 100).to_string(),
+            "--data-dir".into(),
+            dir.join("node-sim").display().to_string(),
         ],
         &dir.join("node-sim.log"),
     )?;

@@ -127,7 +127,15 @@ async fn main() -> anyhow::Result<()> {
     let driver = Arc::new(MockDriver::new(delay));
     let mut drivers = Drivers::default();
     drivers.add(driver.clone());
-    let tmp = tempfile::Builder::new().prefix("drover-sim-").tempdir()?;
+    // The harness passes a directory inside its own, which it removes: the simulator is
+    // killed, so a temporary directory of its own would outlive it.
+    let tmp = match arg_str("--data-dir") {
+        Some(d) => {
+            std::fs::create_dir_all(&d)?;
+            tempfile::Builder::new().prefix("sim-").tempdir_in(d)?
+        }
+        None => tempfile::Builder::new().prefix("drover-sim-").tempdir()?,
+    };
     let config = AgentConfig {
         data_dir: tmp.path().to_path_buf(),
         servers: servers.clone(),

@@ -202,6 +202,18 @@ impl RaftLogReader<TypeConfig> for LogStore {
         start: u64,
         end: u64,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        self.entries_within(start, end, MAX_APPEND_BATCH_BYTES)
+    }
+}
+
+impl LogStore {
+    /// The entries from `start` up to `end` that fit `budget` bytes of JSON (at least one).
+    fn entries_within(
+        &self,
+        start: u64,
+        end: u64,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for kv in self.logs.range(start.to_be_bytes()..) {
@@ -211,7 +223,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
                 break;
             }
             let len = payload_len(&v);
-            if !out.is_empty() && bytes + len > MAX_APPEND_BATCH_BYTES {
+            if !out.is_empty() && bytes + len > budget {
                 break;
             }
             bytes += len;
@@ -344,11 +356,14 @@ mod tests {
             marks::Marks::open(&dir.path().join(MARKS_FILE), 0, marks::MarkState::default())
                 .unwrap();
         let mut store = LogStore::new(&db, marks).unwrap();
-        // Ten entries of a quarter of the budget, then one of twice the budget, then small.
-        let quarter = MAX_APPEND_BATCH_BYTES / 4;
+        // A small budget keeps the test light (sled's background threads are shared with
+        // the other store tests): ten entries of a quarter of it, then one of twice it,
+        // then small ones.
+        const BUDGET: usize = 16 * 1024;
+        let quarter = BUDGET / 4;
         let sizes: Vec<usize> = (1..=10)
             .map(|_| quarter)
-            .chain([2 * MAX_APPEND_BATCH_BYTES, 100, 100])
+            .chain([2 * BUDGET, 100, 100])
             .collect();
         for (i, size) in sizes.iter().enumerate() {
             let e = entry_of(i as u64 + 1, *size);
@@ -362,16 +377,19 @@ mod tests {
             |es: &[Entry<TypeConfig>]| es.iter().map(|e| e.log_id.index).collect::<Vec<_>>();
         // Four quarters and a bit would pass the budget: three go (each is a quarter plus
         // its JSON framing).
-        let first = store.limited_get_log_entries(1, 14).await.unwrap();
+        let first = store.entries_within(1, 14, BUDGET).unwrap();
         assert_eq!(indexes(&first), vec![1, 2, 3]);
         // The range's end is kept.
-        let short = store.limited_get_log_entries(4, 6).await.unwrap();
+        let short = store.entries_within(4, 6, BUDGET).unwrap();
         assert_eq!(indexes(&short), vec![4, 5]);
         // An entry over the budget goes alone, never held back.
-        let big = store.limited_get_log_entries(11, 14).await.unwrap();
+        let big = store.entries_within(11, 14, BUDGET).unwrap();
         assert_eq!(indexes(&big), vec![11]);
-        let rest = store.limited_get_log_entries(12, 14).await.unwrap();
+        let rest = store.entries_within(12, 14, BUDGET).unwrap();
         assert_eq!(indexes(&rest), vec![12, 13]);
+        // What openraft calls: the same walk with the 4 MiB budget, which all of these fit.
+        let all = store.limited_get_log_entries(1, 14).await.unwrap();
+        assert_eq!(indexes(&all), (1..=13).collect::<Vec<u64>>());
         // What was sent decodes to what was stored.
         assert_eq!(
             serde_json::to_value(&first[0]).unwrap(),
