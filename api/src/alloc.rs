@@ -1,8 +1,9 @@
 //! Allocations: one task group placed on one node, and what happened to it there.
 
 use crate::job::{Job, Resources};
+pub use arcstr::ArcStr;
 use compact_str::CompactString;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -27,39 +28,83 @@ pub const TASK_STATE_PENDING: &str = "pending";
 pub const TASK_STATE_RUNNING: &str = "running";
 pub const TASK_STATE_DEAD: &str = "dead";
 
+/// `s` as an [`ArcStr`], a literal (no allocation, nothing counted) when it is one of
+/// the words an allocation's status fields and most namespaces hold: a million stored
+/// allocations then keep no copy of "running" or "default" each.
+pub fn word(s: &str) -> ArcStr {
+    literal_word(s).unwrap_or_else(|| ArcStr::from(s))
+}
+
+/// The literal [`word`] gives for `s`, if it is one of those words.
+pub fn literal_word(s: &str) -> Option<ArcStr> {
+    use arcstr::literal;
+    Some(match s {
+        "" => ArcStr::new(),
+        ALLOC_DESIRED_RUN => literal!("run"),
+        ALLOC_DESIRED_STOP => literal!("stop"),
+        ALLOC_DESIRED_EVICT => literal!("evict"),
+        ALLOC_CLIENT_PENDING => literal!("pending"),
+        ALLOC_CLIENT_RUNNING => literal!("running"),
+        ALLOC_CLIENT_COMPLETE => literal!("complete"),
+        ALLOC_CLIENT_FAILED => literal!("failed"),
+        ALLOC_CLIENT_LOST => literal!("lost"),
+        ALLOC_CLIENT_UNKNOWN => literal!("unknown"),
+        "default" => literal!("default"),
+        _ => return None,
+    })
+}
+
+/// Decodes a string field through [`word`].
+fn de_word<'de, D: Deserializer<'de>>(d: D) -> Result<ArcStr, D::Error> {
+    struct Words;
+    impl serde::de::Visitor<'_> for Words {
+        type Value = ArcStr;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ArcStr, E> {
+            Ok(word(v))
+        }
+    }
+    d.deserialize_str(Words)
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct Allocation {
     #[serde(rename = "ID")]
-    pub id: String,
-    pub namespace: String,
+    pub id: ArcStr,
+    #[serde(deserialize_with = "de_word")]
+    pub namespace: ArcStr,
     #[serde(rename = "EvalID")]
-    pub eval_id: String,
-    pub name: String,
+    pub eval_id: ArcStr,
+    pub name: ArcStr,
     #[serde(rename = "NodeID")]
-    pub node_id: String,
-    pub node_name: String,
+    pub node_id: ArcStr,
+    pub node_name: ArcStr,
     #[serde(rename = "JobID")]
-    pub job_id: String,
+    pub job_id: ArcStr,
     /// The job version this allocation runs. Shared: many allocs point at one job.
     pub job: Option<Arc<Job>>,
-    pub task_group: String,
+    pub task_group: ArcStr,
     pub resources: Option<Arc<Resources>>,
     pub task_resources: Arc<TaskMap<Resources>>,
     /// What the scheduler gave the allocation on its node, host ports included.
     #[serde(rename = "AllocatedResources")]
     pub allocated_resources: Option<crate::alloc_resources::AllocatedResources>,
-    pub desired_status: String,
-    pub desired_description: String,
-    pub client_status: String,
-    pub client_description: String,
+    #[serde(deserialize_with = "de_word")]
+    pub desired_status: ArcStr,
+    pub desired_description: ArcStr,
+    #[serde(deserialize_with = "de_word")]
+    pub client_status: ArcStr,
+    pub client_description: ArcStr,
     pub task_states: TaskMap<TaskState>,
     #[serde(rename = "PreviousAllocation")]
-    pub previous_allocation: String,
+    pub previous_allocation: ArcStr,
     #[serde(rename = "NextAllocation")]
-    pub next_allocation: String,
+    pub next_allocation: ArcStr,
     #[serde(rename = "FollowupEvalID")]
-    pub followup_eval_id: String,
+    pub followup_eval_id: ArcStr,
     /// The chain of reschedules that led to this allocation.
     pub reschedule_tracker: Option<RescheduleTracker>,
     /// What the servers want to happen to the alloc next (set by the drainer).
@@ -68,7 +113,7 @@ pub struct Allocation {
     pub deployment_status: Option<AllocDeploymentStatus>,
     /// The deployment that placed it (service jobs with an `update` block).
     #[serde(rename = "DeploymentID")]
-    pub deployment_id: String,
+    pub deployment_id: ArcStr,
     pub create_index: u64,
     pub modify_index: u64,
     pub alloc_modify_index: u64,
@@ -363,28 +408,31 @@ pub struct AllocDeploymentStatus {
 #[serde(rename_all = "PascalCase", default)]
 pub struct AllocationListStub {
     #[serde(rename = "ID")]
-    pub id: String,
+    pub id: ArcStr,
     #[serde(rename = "EvalID")]
-    pub eval_id: String,
-    pub name: String,
-    pub namespace: String,
+    pub eval_id: ArcStr,
+    pub name: ArcStr,
+    #[serde(deserialize_with = "de_word")]
+    pub namespace: ArcStr,
     #[serde(rename = "NodeID")]
-    pub node_id: String,
-    pub node_name: String,
+    pub node_id: ArcStr,
+    pub node_name: ArcStr,
     #[serde(rename = "JobID")]
-    pub job_id: String,
+    pub job_id: ArcStr,
     pub job_type: String,
     pub job_version: u64,
-    pub task_group: String,
-    pub desired_status: String,
-    pub desired_description: String,
-    pub client_status: String,
-    pub client_description: String,
+    pub task_group: ArcStr,
+    #[serde(deserialize_with = "de_word")]
+    pub desired_status: ArcStr,
+    pub desired_description: ArcStr,
+    #[serde(deserialize_with = "de_word")]
+    pub client_status: ArcStr,
+    pub client_description: ArcStr,
     pub task_states: TaskMap<TaskState>,
     pub deployment_status: Option<AllocDeploymentStatus>,
     #[serde(rename = "DeploymentID")]
-    pub deployment_id: String,
-    pub follow_up_eval_id: String,
+    pub deployment_id: ArcStr,
+    pub follow_up_eval_id: ArcStr,
     pub create_index: u64,
     pub modify_index: u64,
     pub create_time: i64,

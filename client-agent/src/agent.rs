@@ -384,9 +384,9 @@ struct Runners {
 
 impl AllocSync for Runners {
     fn sync(&mut self, allocs: Vec<Allocation>) {
-        let known: BTreeSet<String> = allocs.iter().map(|a| a.id.clone()).collect();
+        let known: BTreeSet<String> = allocs.iter().map(|a| a.id.to_string()).collect();
         for a in allocs {
-            if let Some(r) = self.by_id.get(&a.id) {
+            if let Some(r) = self.by_id.get(a.id.as_str()) {
                 if a.client_status == api::ALLOC_CLIENT_UNKNOWN {
                     // The servers lost sight of this node for a while (its tasks kept
                     // running): tell them how the alloc really is.
@@ -416,7 +416,7 @@ impl AllocSync for Runners {
             };
             let r = alloc_runner::spawn(self.deps.clone(), local, false);
             self.handle.insert(&id, r.view());
-            self.by_id.insert(id, r);
+            self.by_id.insert(id.to_string(), r);
         }
         // The servers no longer have these (garbage collected or purged).
         let gone: Vec<String> = self
@@ -445,7 +445,7 @@ impl Runners {
         }
         tracing::info!(alloc = %st.alloc.id, status = %st.client_status, "servers see the allocation as unknown; reporting its status again");
         self.deps.updates.push(api::AllocClientUpdate {
-            id: st.alloc.id.clone(),
+            id: st.alloc.id.to_string(),
             client_status: st.client_status.clone(),
             client_description: st.client_description.clone(),
             task_states: st
@@ -640,7 +640,7 @@ pub async fn run_with(
         let id = st.alloc.id.clone();
         let r = alloc_runner::spawn(runners.deps.clone(), st, true);
         handle.insert(&id, r.view());
-        runners.by_id.insert(id, r);
+        runners.by_id.insert(id.to_string(), r);
     }
 
     // Restored tasks are supervised from here on, even while no server answers.
@@ -758,7 +758,7 @@ mod tests {
 
     impl AllocSync for Applied {
         fn sync(&mut self, allocs: Vec<Allocation>) {
-            let ids = allocs.into_iter().map(|a| a.id).collect();
+            let ids = allocs.into_iter().map(|a| a.id.to_string()).collect();
             self.0.lock().unwrap().push(ids);
         }
     }

@@ -553,7 +553,7 @@ impl TaskRunner {
             renderer = Some(r);
         }
         let ctx = TaskContext {
-            alloc_id: self.alloc.id.clone(),
+            alloc_id: self.alloc.id.to_string(),
             task: self.task.clone(),
             dirs,
             env,

@@ -67,24 +67,24 @@ impl TaskEnv {
         let mut set = |k: &str, v: String| {
             vars.insert(k.to_string(), v);
         };
-        set("NOMAD_ALLOC_ID", alloc.id.clone());
+        set("NOMAD_ALLOC_ID", alloc.id.to_string());
         set("NOMAD_SHORT_ALLOC_ID", api::short_id(&alloc.id).to_string());
-        set("NOMAD_ALLOC_NAME", alloc.name.clone());
+        set("NOMAD_ALLOC_NAME", alloc.name.to_string());
         set("NOMAD_ALLOC_INDEX", alloc.index().to_string());
         set("NOMAD_TASK_NAME", task.name.clone());
-        set("NOMAD_GROUP_NAME", alloc.task_group.clone());
-        set("NOMAD_JOB_ID", alloc.job_id.clone());
+        set("NOMAD_GROUP_NAME", alloc.task_group.to_string());
+        set("NOMAD_JOB_ID", alloc.job_id.to_string());
         set(
             "NOMAD_JOB_NAME",
             job.map(|j| j.name.clone())
                 .filter(|n| !n.is_empty())
-                .unwrap_or_else(|| alloc.job_id.clone()),
+                .unwrap_or_else(|| alloc.job_id.to_string()),
         );
         let ns = if alloc.namespace.is_empty() {
             job.map(|j| j.ns().to_string())
                 .unwrap_or_else(|| api::DEFAULT_NAMESPACE.into())
         } else {
-            alloc.namespace.clone()
+            alloc.namespace.to_string()
         };
         set("NOMAD_NAMESPACE", ns);
         let region = job

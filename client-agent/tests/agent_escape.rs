@@ -99,8 +99,8 @@ fn alloc(id: &str, task: &str) -> Allocation {
     job.canonicalize();
     Allocation {
         id: id.into(),
-        name: format!("job-{id}.g[0]"),
-        job_id: job.id.clone(),
+        name: format!("job-{id}.g[0]").into(),
+        job_id: job.id.as_str().into(),
         task_group: "g".into(),
         desired_status: "run".into(),
         client_status: "pending".into(),

@@ -136,8 +136,8 @@ fn alloc(id: &str, job_type: &str, script: &str) -> Allocation {
     job.canonicalize();
     Allocation {
         id: id.into(),
-        name: format!("job-{id}.g[0]"),
-        job_id: job.id.clone(),
+        name: format!("job-{id}.g[0]").into(),
+        job_id: job.id.as_str().into(),
         task_group: "g".into(),
         desired_status: "run".into(),
         client_status: "pending".into(),

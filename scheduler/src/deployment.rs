@@ -31,7 +31,7 @@ pub fn replaces_unhealthy(job: &Job, latest: Option<&Deployment>, alloc: &api::A
     d.id == alloc.deployment_id
         && d.status == api::DEPLOYMENT_STATUS_RUNNING
         && d.task_groups
-            .get(&alloc.task_group)
+            .get(alloc.task_group.as_str())
             .is_some_and(|g| g.progress_deadline > 0)
 }
 
@@ -112,7 +112,7 @@ pub fn attach(
     // version they ran before (the FSM counts those as placed, and healthy if they were).
     for a in plan.node_allocation.values_mut().flatten() {
         if of_version(a) && a.deployment_id != id {
-            a.deployment_id = id.clone();
+            a.deployment_id = id.as_str().into();
         }
     }
 }
@@ -305,7 +305,7 @@ mod tests {
 
     fn alloc(name: &str, version: u64, healthy: Option<bool>, canary: bool) -> Arc<Allocation> {
         Arc::new(Allocation {
-            id: format!("{name}-v{version}"),
+            id: format!("{name}-v{version}").into(),
             name: name.into(),
             job: Some(job(version, 1)),
             desired_status: "run".into(),

@@ -105,7 +105,7 @@ pub(crate) fn schedule_generic<S: State>(b: &mut PlanBuilder<'_, S>, job: &Arc<J
                 b.usage.stop(old);
             }
             let penalty: Vec<String> = match (placement.reason, previous) {
-                (PlacementReason::Reschedule, Some(old)) => vec![old.node_id.clone()],
+                (PlacementReason::Reschedule, Some(old)) => vec![old.node_id.to_string()],
                 _ => vec![],
             };
             let chosen = match selector.select(&mut b.usage, &penalty) {
@@ -172,7 +172,7 @@ fn live_nodes<S: State>(
     allocs
         .iter()
         .filter(|a| group.is_none_or(|g| a.task_group == g) && !a.terminal())
-        .filter(|a| health.get(&a.node_id) != Some(&NodeHealth::Lost))
+        .filter(|a| health.get(a.node_id.as_str()) != Some(&NodeHealth::Lost))
         .filter(|a| seen.insert(a.id.clone()))
         .filter_map(|a| b.state.node(&a.node_id))
         .collect()

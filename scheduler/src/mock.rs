@@ -73,17 +73,17 @@ impl MemState {
     /// Inserts or replaces an allocation, keeping the indexes. An allocation never moves
     /// between nodes or jobs, so only new IDs are indexed.
     fn put_alloc(&mut self, alloc: Arc<Allocation>) {
-        if !self.allocs.contains_key(&alloc.id) {
+        if !self.allocs.contains_key(alloc.id.as_str()) {
             self.by_node
-                .entry(alloc.node_id.clone())
+                .entry(alloc.node_id.to_string())
                 .or_default()
-                .push(alloc.id.clone());
+                .push(alloc.id.to_string());
             self.by_job
-                .entry(alloc.job_id.clone())
+                .entry(alloc.job_id.to_string())
                 .or_default()
-                .push(alloc.id.clone());
+                .push(alloc.id.to_string());
         }
-        self.allocs.insert(alloc.id.clone(), alloc);
+        self.allocs.insert(alloc.id.to_string(), alloc);
     }
 
     /// Forgets terminal allocations that nothing points at any more (garbage collection),
@@ -93,7 +93,7 @@ impl MemState {
             .allocs
             .values()
             .filter(|a| a.terminal() && a.client_status != api::ALLOC_CLIENT_FAILED)
-            .map(|a| a.id.clone())
+            .map(|a| a.id.to_string())
             .collect();
         if doomed.is_empty() {
             return;
@@ -128,7 +128,7 @@ impl MemState {
             let mut alloc = alloc.clone();
             alloc.create_index = alloc.create_index.max(self.index);
             alloc.modify_index = self.index;
-            if let Some(prev) = self.allocs.get(&alloc.previous_allocation).cloned() {
+            if let Some(prev) = self.allocs.get(alloc.previous_allocation.as_str()).cloned() {
                 let mut prev = (*prev).clone();
                 prev.next_allocation = alloc.id.clone();
                 self.put_alloc(Arc::new(prev));
@@ -261,15 +261,15 @@ pub fn alloc(job: &Arc<Job>, group: &str, index: u64, node: &Node) -> Allocation
     );
     let name = crate::reconcile::alloc_name(&job.id, group, index);
     Allocation {
-        id: format!("{name}@{}", node.id),
-        namespace: job.ns().to_string(),
+        id: format!("{name}@{}", node.id).into(),
+        namespace: job.ns().to_string().into(),
         eval_id: "mock-eval".into(),
-        name,
-        node_id: node.id.clone(),
-        node_name: node.name.clone(),
-        job_id: job.id.clone(),
+        name: name.into(),
+        node_id: node.id.as_str().into(),
+        node_name: node.name.as_str().into(),
+        job_id: job.id.as_str().into(),
         job: Some(job.clone()),
-        task_group: group.to_string(),
+        task_group: group.to_string().into(),
         resources,
         task_resources,
         desired_status: api::ALLOC_DESIRED_RUN.into(),

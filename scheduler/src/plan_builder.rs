@@ -93,7 +93,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
     fn push_update(&mut self, alloc: Allocation) {
         self.plan
             .node_update
-            .entry(alloc.node_id.clone())
+            .entry(alloc.node_id.to_string())
             .or_default()
             .push(alloc);
     }
@@ -101,7 +101,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
     fn push_alloc(&mut self, alloc: Allocation) {
         self.plan
             .node_allocation
-            .entry(alloc.node_id.clone())
+            .entry(alloc.node_id.to_string())
             .or_default()
             .push(alloc);
     }
@@ -128,15 +128,15 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             .map(|t| (t.name.clone(), t.resources.clone().unwrap_or_default()))
             .collect();
         let alloc = Allocation {
-            id: self.new_id(),
-            namespace: job.ns().to_string(),
-            eval_id: self.eval.id.clone(),
-            name,
-            node_id: node.id.clone(),
-            node_name: node.name.clone(),
-            job_id: job.id.clone(),
+            id: self.new_id().into(),
+            namespace: job.ns().to_string().into(),
+            eval_id: self.eval.id.as_str().into(),
+            name: name.into(),
+            node_id: node.id.as_str().into(),
+            node_name: node.name.as_str().into(),
+            job_id: job.id.as_str().into(),
             job: Some(job.clone()),
-            task_group: group.name.clone(),
+            task_group: group.name.as_str().into(),
             resources: Some(Arc::new(resources)),
             task_resources: Arc::new(task_resources),
             allocated_resources: Some(allocated),
@@ -161,7 +161,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
     pub fn update_in_place(&mut self, alloc: &Allocation, job: &Arc<Job>) {
         let mut updated = alloc.clone();
         updated.job = Some(job.clone());
-        updated.eval_id = self.eval.id.clone();
+        updated.eval_id = self.eval.id.as_str().into();
         self.push_alloc(updated);
     }
 
@@ -222,7 +222,7 @@ impl<'s, S: State> PlanBuilder<'s, S> {
             .push(Evaluation { wait_until, ..eval });
         for alloc in allocs {
             let mut updated = (**alloc).clone();
-            updated.followup_eval_id = id.clone();
+            updated.followup_eval_id = id.as_str().into();
             self.push_alloc(updated);
         }
     }

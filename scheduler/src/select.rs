@@ -652,7 +652,7 @@ mod tests {
         for i in 0..24 {
             let node = sel.select(&mut usage, &[]).unwrap();
             let mut alloc = mock::alloc(&shared, "web", i, &node);
-            alloc.id = format!("a{i}");
+            alloc.id = format!("a{i}").into();
             usage.place(&alloc);
             used.insert(node.id.clone());
         }
@@ -712,7 +712,7 @@ mod tests {
         for i in 0..3 {
             let node = sel.select(&mut usage, &[]).unwrap();
             let mut alloc = mock::alloc(&shared, "web", i, &node);
-            alloc.id = format!("a{i}");
+            alloc.id = format!("a{i}").into();
             usage.place(&alloc);
         }
         let metric = sel.select(&mut usage, &[]).unwrap_err();

@@ -51,7 +51,7 @@ fn placements_on_one_node_get_distinct_dynamic_ports_reproducible_from_the_seed(
         let plan = run(&state, &job, seed);
         let mut by_name: Vec<(String, i64)> = placed(&plan)
             .iter()
-            .map(|a| (a.name.clone(), http_port(a)))
+            .map(|a| (a.name.to_string(), http_port(a)))
             .collect();
         by_name.sort();
         by_name
@@ -148,7 +148,7 @@ fn an_in_place_update_keeps_the_ports_it_holds() {
     let before: BTreeSet<(String, i64)> = state
         .allocs
         .values()
-        .map(|a| (a.id.clone(), http_port(a)))
+        .map(|a| (a.id.to_string(), http_port(a)))
         .collect();
 
     job.version = 1;
@@ -158,7 +158,7 @@ fn an_in_place_update_keeps_the_ports_it_holds() {
     assert!(plan.node_update.is_empty(), "in place, nothing stops");
     let after: BTreeSet<(String, i64)> = placed(&plan)
         .iter()
-        .map(|a| (a.id.clone(), http_port(a)))
+        .map(|a| (a.id.to_string(), http_port(a)))
         .collect();
     assert_eq!(after, before);
     // And the plan applier's check accepts them beside themselves.

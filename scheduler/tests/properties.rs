@@ -228,7 +228,7 @@ fn check_invariants(state: &MemState, jobs: &[Job]) -> Result<(), TestCaseError>
             .collect();
         let mut per_node: HashMap<&str, u32> = HashMap::new();
         for a in &allocs {
-            let node = &state.nodes[&a.node_id];
+            let node = &state.nodes[a.node_id.as_str()];
             prop_assert!(node_accepts(node, job), "{} placed on {:?}", a.name, node);
             prop_assert!(
                 constraints_hold(node, job),

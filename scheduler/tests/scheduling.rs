@@ -41,7 +41,7 @@ fn stopped(plan: &Plan) -> Vec<&Allocation> {
 }
 
 fn placed_names(plan: &Plan) -> Vec<String> {
-    let mut names: Vec<String> = placed(plan).iter().map(|a| a.name.clone()).collect();
+    let mut names: Vec<String> = placed(plan).iter().map(|a| a.name.to_string()).collect();
     names.sort();
     names
 }
@@ -227,7 +227,7 @@ fn count_change_updates_in_place_and_task_change_replaces() {
     state.upsert_job(job.clone());
     let plan = run(&state, &job);
     assert!(stopped(&plan).is_empty());
-    let mut ids: Vec<String> = placed(&plan).iter().map(|a| a.id.clone()).collect();
+    let mut ids: Vec<String> = placed(&plan).iter().map(|a| a.id.to_string()).collect();
     ids.sort();
     assert_eq!(ids, original, "same allocations, new job version");
     assert!(placed(&plan)
@@ -248,7 +248,8 @@ fn count_change_updates_in_place_and_task_change_replaces() {
     assert_eq!(placed(&plan).len(), 2);
     assert!(placed(&plan)
         .iter()
-        .all(|a| !original.contains(&a.id) && original.contains(&a.previous_allocation)));
+        .all(|a| !original.contains(&a.id.to_string())
+            && original.contains(&a.previous_allocation.to_string())));
 }
 
 #[test]

@@ -166,31 +166,43 @@ fn main() {
             })
             .collect::<Vec<_>>()
     });
-    let _s = measure("  strings", n, || {
+    let _s = measure("  strings, unshared (as String)", n, || {
         allocs
             .iter()
             .map(|a| {
                 [
-                    a.id.clone(),
-                    a.namespace.clone(),
-                    a.eval_id.clone(),
-                    a.name.clone(),
-                    a.node_id.clone(),
-                    a.node_name.clone(),
-                    a.job_id.clone(),
-                    a.task_group.clone(),
-                    a.desired_status.clone(),
-                    a.desired_description.clone(),
-                    a.client_status.clone(),
-                    a.client_description.clone(),
-                    a.previous_allocation.clone(),
-                    a.next_allocation.clone(),
-                    a.followup_eval_id.clone(),
-                    a.deployment_id.clone(),
+                    a.id.to_string(),
+                    a.namespace.to_string(),
+                    a.eval_id.to_string(),
+                    a.name.to_string(),
+                    a.node_id.to_string(),
+                    a.node_name.to_string(),
+                    a.job_id.to_string(),
+                    a.task_group.to_string(),
+                    a.desired_status.to_string(),
+                    a.desired_description.to_string(),
+                    a.client_status.to_string(),
+                    a.client_description.to_string(),
+                    a.previous_allocation.to_string(),
+                    a.next_allocation.to_string(),
+                    a.followup_eval_id.to_string(),
+                    a.deployment_id.to_string(),
                 ]
             })
             .collect::<Vec<_>>()
     });
+    println!(
+        "  distinct copies held: job_id {}, eval_id {}, node_id {}, node_name {}",
+        distinct(allocs.iter().map(|a| a.job_id.as_ptr() as usize).collect()),
+        distinct(allocs.iter().map(|a| a.eval_id.as_ptr() as usize).collect()),
+        distinct(allocs.iter().map(|a| a.node_id.as_ptr() as usize).collect()),
+        distinct(
+            allocs
+                .iter()
+                .map(|a| a.node_name.as_ptr() as usize)
+                .collect()
+        ),
+    );
     println!(
         "size_of::<Allocation>() = {}",
         std::mem::size_of::<api::Allocation>()

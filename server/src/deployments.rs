@@ -163,7 +163,7 @@ fn fails_early(state: &StateStore, d: &Deployment, now: i64) -> bool {
         let unhealthy = a.deployment_status.as_ref().and_then(|s| s.healthy) == Some(false);
         let deadline = d
             .task_groups
-            .get(&a.task_group)
+            .get(a.task_group.as_str())
             .map_or(0, |g| g.progress_deadline);
         let replaced = !a.next_allocation.is_empty();
         unhealthy && (deadline == 0 || (!replaced && !reschedule_eligible(state, a, now)))

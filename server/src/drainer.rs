@@ -89,8 +89,9 @@ pub fn plan_drain(state: &StateStore, node: &Node, now: i64) -> DrainStep {
     let past_deadline = force || (strategy.force_deadline > 0 && now >= strategy.force_deadline);
     let flag = |a: &Allocation, step: &mut DrainStep| {
         if !a.desired_transition.should_migrate() && !a.desired_stop() {
-            step.migrate.push(a.id.clone());
-            step.jobs.insert((a.namespace.clone(), a.job_id.clone()));
+            step.migrate.push(a.id.to_string());
+            step.jobs
+                .insert((a.namespace.to_string(), a.job_id.to_string()));
         }
     };
     if past_deadline {
@@ -107,7 +108,11 @@ pub fn plan_drain(state: &StateStore, node: &Node, now: i64) -> DrainStep {
         .filter(|a| job_type(a) == api::JOB_TYPE_SERVICE)
     {
         groups
-            .entry((a.namespace.clone(), a.job_id.clone(), a.task_group.clone()))
+            .entry((
+                a.namespace.to_string(),
+                a.job_id.to_string(),
+                a.task_group.to_string(),
+            ))
             .or_default()
             .push(a);
     }
@@ -250,7 +255,7 @@ mod tests {
         Allocation {
             id: id.into(),
             namespace: "default".into(),
-            job_id: job.id.clone(),
+            job_id: job.id.as_str().into(),
             node_id: node.into(),
             task_group: "g".into(),
             job: Some(job.clone()),
@@ -292,7 +297,7 @@ mod tests {
             a.client_status = "complete".into();
             crate::fsm::test_put_alloc(&mut s, a);
             let mut r = alloc(&format!("r-{id}"), "n2", &web);
-            r.previous_allocation = id.clone();
+            r.previous_allocation = id.as_str().into();
             crate::fsm::test_put_alloc(&mut s, r);
         }
         assert!(plan_drain(&s, &node, 0).migrate.is_empty());

@@ -96,7 +96,7 @@ pub fn plan(state: &StateStore, now: i64, force: bool) -> GcPlan {
         .collect();
     for a in state.alloc_table().values() {
         if state.job(&a.namespace, &a.job_id).is_none() {
-            keys.insert((a.namespace.clone(), a.job_id.clone()));
+            keys.insert((a.namespace.to_string(), a.job_id.to_string()));
         }
     }
     for e in state.eval_table().values() {
@@ -122,7 +122,7 @@ pub fn plan(state: &StateStore, now: i64, force: bool) -> GcPlan {
         }
         for a in &allocs {
             if alloc_collectable(a) && old_enough(a.modify_time, now, EVAL_GC_THRESHOLD, force) {
-                out.allocs.push(a.id.clone());
+                out.allocs.push(a.id.to_string());
             } else {
                 all_gone = false;
             }

@@ -139,8 +139,8 @@ pub fn missed_heartbeat(state: &StateStore, node_id: &str) -> Option<NodeStatusD
         .iter()
         .filter(|a| !a.terminal() && disconnect_window(a).is_some())
         .map(|a| AllocStatusChange {
-            id: a.id.clone(),
-            from: a.client_status.clone(),
+            id: a.id.to_string(),
+            from: a.client_status.to_string(),
             client_status: api::ALLOC_CLIENT_UNKNOWN.into(),
             client_description: DESC_UNKNOWN.into(),
         })
@@ -183,7 +183,7 @@ pub fn disconnect_expiry(
             continue;
         }
         alloc_updates.push(AllocStatusChange {
-            id: a.id.clone(),
+            id: a.id.to_string(),
             from: api::ALLOC_CLIENT_UNKNOWN.into(),
             client_status: api::ALLOC_CLIENT_LOST.into(),
             client_description: DESC_LOST_AFTER_DISCONNECT.into(),
@@ -214,7 +214,7 @@ pub fn node_evals(state: &StateStore, node_id: &str, now: i64) -> Vec<api::Evalu
     // System jobs must cover a node that (re)appears.
     for j in state.job_table().values() {
         if j.job_type == api::JOB_TYPE_SYSTEM || j.job_type == api::JOB_TYPE_SYSBATCH {
-            jobs.insert((j.ns().to_string(), j.id.clone()));
+            jobs.insert((j.ns().to_string().into(), j.id.as_str().into()));
         }
     }
     jobs.into_iter()

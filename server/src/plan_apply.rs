@@ -152,7 +152,7 @@ impl InFlight {
             .filter(|p| p.namespace != namespace || p.job_id != job_id);
         for a in others.flat_map(|p| &p.placements) {
             by_node
-                .entry(a.node_id.clone())
+                .entry(a.node_id.to_string())
                 .or_default()
                 .push(a.clone());
         }
@@ -287,12 +287,12 @@ async fn apply_one(
         .values()
         .flatten()
         .map(|a| AllocStop {
-            id: a.id.clone(),
-            desired_status: a.desired_status.clone(),
-            desired_description: a.desired_description.clone(),
+            id: a.id.to_string(),
+            desired_status: a.desired_status.to_string(),
+            desired_description: a.desired_description.to_string(),
             client_status: (a.client_status == api::ALLOC_CLIENT_LOST)
                 .then(|| api::ALLOC_CLIENT_LOST.to_string()),
-            followup_eval_id: a.followup_eval_id.clone(),
+            followup_eval_id: a.followup_eval_id.to_string(),
         })
         .collect();
     result.node_update = plan.node_update.clone();
@@ -410,10 +410,10 @@ mod tests {
         resources.networks = group.networks.clone();
         Allocation {
             id: id.into(),
-            namespace: job.ns().to_string(),
-            name: format!("{}.web[0]", job.id),
+            namespace: job.ns().to_string().into(),
+            name: format!("{}.web[0]", job.id).into(),
             node_id: node.into(),
-            job_id: job.id.clone(),
+            job_id: job.id.as_str().into(),
             job: Some(job.clone()),
             task_group: "web".into(),
             resources: Some(Arc::new(resources)),
@@ -427,7 +427,7 @@ mod tests {
         let mut p = Plan::default();
         for a in allocs {
             p.node_allocation
-                .entry(a.node_id.clone())
+                .entry(a.node_id.to_string())
                 .or_default()
                 .push(a);
         }

@@ -242,14 +242,14 @@ pub fn search(
             }
             let h = match mode {
                 Mode::Fuzzy => Hit {
-                    id: a.name.clone(),
-                    name: a.name.clone(),
-                    scope: vec![a.namespace.clone(), id.clone()],
+                    id: a.name.to_string(),
+                    name: a.name.to_string(),
+                    scope: vec![a.namespace.to_string(), id.to_string()],
                 },
                 _ => Hit {
-                    id: id.clone(),
-                    name: a.name.clone(),
-                    scope: vec![a.namespace.clone()],
+                    id: id.to_string(),
+                    name: a.name.to_string(),
+                    scope: vec![a.namespace.to_string()],
                 },
             };
             if !found.push(Context::Allocs, h) {

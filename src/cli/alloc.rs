@@ -66,22 +66,22 @@ pub fn alloc_table(
         .map(|a| {
             let mut row = vec![id(&a.id, verbose).to_string()];
             if verbose {
-                row.push(a.eval_id.clone());
+                row.push(a.eval_id.to_string());
             }
             if with_job {
-                row.push(a.job_id.clone());
+                row.push(a.job_id.to_string());
             }
             if with_node {
                 row.push(id(&a.node_id, verbose).to_string());
                 if verbose {
-                    row.push(a.node_name.clone());
+                    row.push(a.node_name.to_string());
                 }
             }
             row.extend([
-                a.task_group.clone(),
+                a.task_group.to_string(),
                 a.job_version.to_string(),
-                a.desired_status.clone(),
-                a.client_status.clone(),
+                a.desired_status.to_string(),
+                a.client_status.to_string(),
                 time_cell(a.create_time, verbose, now),
                 time_cell(a.modify_time, verbose, now),
             ]);
@@ -453,14 +453,14 @@ pub fn render_alloc(a: &Allocation, verbose: bool, now: i64) -> String {
     let mut pairs = vec![
         ("ID", id(&a.id, verbose).to_string()),
         ("Eval ID", id(&a.eval_id, verbose).to_string()),
-        ("Name", a.name.clone()),
+        ("Name", a.name.to_string()),
         ("Node ID", id(&a.node_id, verbose).to_string()),
-        ("Node Name", a.node_name.clone()),
-        ("Job ID", a.job_id.clone()),
+        ("Node Name", a.node_name.to_string()),
+        ("Job ID", a.job_id.to_string()),
         ("Job Version", a.job_version().to_string()),
-        ("Client Status", a.client_status.clone()),
+        ("Client Status", a.client_status.to_string()),
         ("Client Description", or_none(&a.client_description)),
-        ("Desired Status", a.desired_status.clone()),
+        ("Desired Status", a.desired_status.to_string()),
         ("Desired Description", or_none(&a.desired_description)),
         ("Created", time_cell(a.create_time, verbose, now)),
         ("Modified", time_cell(a.modify_time, verbose, now)),

@@ -192,7 +192,7 @@ pub async fn monitor(client: &Client, node_id: &str) -> anyhow::Result<i32> {
         index = meta.last_index;
         for a in &allocs {
             let migrating = a.desired_transition.should_migrate();
-            let prev = seen.get(&a.id).cloned();
+            let prev = seen.get(a.id.as_str()).cloned();
             let short = api::short_id(&a.id);
             if migrating && prev.as_ref().is_none_or(|(m, _)| !m) && !a.client_terminal() {
                 println!("{}: Alloc {short:?} marked for migration", now_rfc3339());
@@ -206,7 +206,7 @@ pub async fn monitor(client: &Client, node_id: &str) -> anyhow::Result<i32> {
                     );
                 }
             }
-            seen.insert(a.id.clone(), (migrating, a.client_status.clone()));
+            seen.insert(a.id.to_string(), (migrating, a.client_status.to_string()));
         }
         let (node, _) = client
             .node(node_id)

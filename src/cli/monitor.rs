@@ -88,7 +88,7 @@ impl EvalWatch {
         let mut sorted: Vec<&AllocationListStub> = allocs.iter().collect();
         sorted.sort_by(|a, b| (a.create_index, &a.name).cmp(&(b.create_index, &b.name)));
         for a in sorted {
-            match self.allocs.get(&a.id) {
+            match self.allocs.get(a.id.as_str()) {
                 None => {
                     let (alloc_id, node_id, group) =
                         (a.id.clone(), a.node_id.clone(), a.task_group.clone());
@@ -98,29 +98,30 @@ impl EvalWatch {
                         && a.create_index < eval.create_index
                     {
                         out.push(MonitorEvent::AllocModified {
-                            alloc_id,
-                            node_id,
-                            group,
+                            alloc_id: alloc_id.to_string(),
+                            node_id: node_id.to_string(),
+                            group: group.to_string(),
                         });
                     } else {
                         out.push(MonitorEvent::AllocCreated {
-                            alloc_id,
-                            node_id,
-                            group,
+                            alloc_id: alloc_id.to_string(),
+                            node_id: node_id.to_string(),
+                            group: group.to_string(),
                         });
                     }
                 }
                 Some(prev) if *prev != a.client_status && !a.client_status.is_empty() => {
                     out.push(MonitorEvent::AllocStatusChanged {
-                        alloc_id: a.id.clone(),
+                        alloc_id: a.id.to_string(),
                         from: prev.clone(),
-                        to: a.client_status.clone(),
-                        description: a.client_description.clone(),
+                        to: a.client_status.to_string(),
+                        description: a.client_description.to_string(),
                     });
                 }
                 Some(_) => {}
             }
-            self.allocs.insert(a.id.clone(), a.client_status.clone());
+            self.allocs
+                .insert(a.id.to_string(), a.client_status.to_string());
         }
         if !eval.status.is_empty() && eval.status != self.status {
             out.push(MonitorEvent::EvalStatusChanged {

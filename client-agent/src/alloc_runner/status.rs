@@ -58,7 +58,7 @@ impl AllocRunner {
         self.local.client_status = status.into();
         self.local.client_description = desc.into();
         let update = AllocClientUpdate {
-            id: self.local.alloc.id.clone(),
+            id: self.local.alloc.id.to_string(),
             client_status: status.into(),
             client_description: desc.into(),
             task_states: self

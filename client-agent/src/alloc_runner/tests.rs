@@ -114,7 +114,7 @@ fn alloc(job_type: &str, tasks: &[(&str, &str)], policy: RestartPolicy) -> Alloc
     };
     job.canonicalize();
     Allocation {
-        id: api::new_id(),
+        id: api::new_id().into(),
         name: "j.g[0]".into(),
         job_id: "j".into(),
         task_group: "g".into(),
@@ -325,7 +325,7 @@ async fn restart_reattaches_live_tasks_and_restarts_dead_ones() {
     assert!(!process::group_alive(live.pgid));
     assert!(!process::group_alive(new_dies.pgid));
     assert!(f.state(&a.id).is_none());
-    assert!(!f.deps.data_dir.join("alloc").join(&a.id).exists());
+    assert!(!f.deps.data_dir.join("alloc").join(a.id.as_str()).exists());
 }
 
 /// Acknowledges the registry's requests as servers would, until the test ends.

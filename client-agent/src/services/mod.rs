@@ -276,7 +276,7 @@ fn plan_one(
             .map(|j| j.ns().to_string())
             .unwrap_or_else(|| api::DEFAULT_NAMESPACE.into())
     } else {
-        alloc.namespace.clone()
+        alloc.namespace.to_string()
     };
     let registration = ServiceRegistration {
         id: ServiceRegistration::make_id(&alloc.id, owner, &name, &s.port_label),
@@ -284,8 +284,8 @@ fn plan_one(
         namespace,
         node_id: node.id.clone(),
         datacenter: node.datacenter.clone(),
-        job_id: alloc.job_id.clone(),
-        alloc_id: alloc.id.clone(),
+        job_id: alloc.job_id.to_string(),
+        alloc_id: alloc.id.to_string(),
         tags: s.tags.iter().map(|t| env.interpolate(t)).collect(),
         address,
         port: i64::from(port),
@@ -365,7 +365,7 @@ fn plan_check(
         pending: CheckQueryResult {
             id: id.clone(),
             check: c.name.clone(),
-            group: alloc.name.clone(),
+            group: alloc.name.to_string(),
             mode: if readiness {
                 "readiness"
             } else {
@@ -413,7 +413,7 @@ mod tests {
             id: "a1".into(),
             name: "web.g[0]".into(),
             job_id: "web".into(),
-            task_group: group.name.clone(),
+            task_group: group.name.as_str().into(),
             job: Some(Arc::new(job)),
             ..Default::default()
         }

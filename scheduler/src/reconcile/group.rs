@@ -213,7 +213,7 @@ fn keep_live(
     let mut current = Vec::new();
     for alloc in primaries {
         room.names.insert(alloc.index());
-        let draining = input.node_health.get(&alloc.node_id) == Some(&NodeHealth::Draining);
+        let draining = input.node_health.get(alloc.node_id.as_str()) == Some(&NodeHealth::Draining);
         if draining && alloc.desired_transition.should_migrate() {
             out.place
                 .push(replacement(&alloc, PlacementReason::Migrate));
@@ -382,7 +382,7 @@ fn replace_missing(
 fn node_health(input: &ReconcileInput<'_>, alloc: &Allocation) -> NodeHealth {
     input
         .node_health
-        .get(&alloc.node_id)
+        .get(alloc.node_id.as_str())
         .copied()
         .unwrap_or(NodeHealth::Lost)
 }
@@ -404,7 +404,7 @@ fn resolve_reconnects(live: Vec<Arc<Allocation>>) -> (Vec<Arc<Allocation>>, Vec<
         let Some(original) = by_id.get(newer.previous_allocation.as_str()) else {
             continue;
         };
-        if stopped.contains(&original.id) || stopped.contains(&newer.id) {
+        if stopped.contains(original.id.as_str()) || stopped.contains(newer.id.as_str()) {
             continue;
         }
         let keep_original = original.client_status == api::ALLOC_CLIENT_RUNNING
@@ -414,7 +414,7 @@ fn resolve_reconnects(live: Vec<Arc<Allocation>>) -> (Vec<Arc<Allocation>>, Vec<
         } else {
             (*original, DESC_REPLACED_WHILE_DISCONNECTED)
         };
-        stopped.insert(loser.id.clone());
+        stopped.insert(loser.id.to_string());
         stops.push(StopAlloc {
             alloc: loser.clone(),
             description,
@@ -422,7 +422,7 @@ fn resolve_reconnects(live: Vec<Arc<Allocation>>) -> (Vec<Arc<Allocation>>, Vec<
     }
     let live = live
         .into_iter()
-        .filter(|a| !stopped.contains(&a.id))
+        .filter(|a| !stopped.contains(a.id.as_str()))
         .collect();
     (live, stops)
 }
@@ -491,7 +491,7 @@ fn update_started(
 
 fn replacement(alloc: &Arc<Allocation>, reason: PlacementReason) -> Placement {
     Placement {
-        name: alloc.name.clone(),
+        name: alloc.name.to_string(),
         index: alloc.index(),
         previous: Some(alloc.clone()),
         reason,

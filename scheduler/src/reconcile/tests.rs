@@ -56,7 +56,7 @@ fn indices(place: &[Placement]) -> Vec<u64> {
 }
 
 fn names(allocs: &[StopAlloc]) -> Vec<String> {
-    allocs.iter().map(|s| s.alloc.name.clone()).collect()
+    allocs.iter().map(|s| s.alloc.name.to_string()).collect()
 }
 
 #[test]
@@ -596,7 +596,7 @@ fn with_status(mut a: Allocation, status: &str) -> Allocation {
 fn replaced_pair(f: &mut Fixture, index: u64) -> (Allocation, Allocation) {
     let mut original = f.alloc(index, 1);
     let mut replacement = mock::alloc(&f.job, "web", index, &f.nodes[0]);
-    replacement.id = format!("{}-replacement", original.id);
+    replacement.id = format!("{}-replacement", original.id).into();
     replacement.previous_allocation = original.id.clone();
     replacement.create_index = original.create_index + 10;
     original.next_allocation = replacement.id.clone();

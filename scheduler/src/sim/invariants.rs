@@ -76,10 +76,10 @@ fn check_usage(state: &MemState, node_id: &str, u: &NodeUsage) -> Result<(), Str
 /// datacenters, and satisfy every constraint.
 pub fn check_placements(before: &MemState, plan: &Plan) -> Result<(), String> {
     for alloc in plan.node_allocation.values().flatten() {
-        if before.allocs.contains_key(&alloc.id) {
+        if before.allocs.contains_key(alloc.id.as_str()) {
             continue; // an in-place update or a follow-up marker
         }
-        let node = before.nodes.get(&alloc.node_id).ok_or_else(|| {
+        let node = before.nodes.get(alloc.node_id.as_str()).ok_or_else(|| {
             format!(
                 "alloc {} placed on unknown node {}",
                 alloc.name, alloc.node_id

@@ -234,7 +234,7 @@ impl Simulator {
             .allocs_by_node(node_id)
             .iter()
             .filter(|a| !a.terminal())
-            .map(|a| (a.namespace.clone(), a.job_id.clone()))
+            .map(|a| (a.namespace.to_string(), a.job_id.to_string()))
             .collect();
         for job in self.state.jobs.values() {
             if matches!(
@@ -354,7 +354,7 @@ impl Simulator {
             .node_allocation
             .values()
             .flatten()
-            .filter(|a| !self.state.allocs.contains_key(&a.id))
+            .filter(|a| !self.state.allocs.contains_key(a.id.as_str()))
             .cloned()
             .collect();
         self.stats.placements += new.len() as u64;
@@ -401,7 +401,7 @@ impl Simulator {
                 .filter(|a| a.desired_transition.should_migrate())
             {
                 *in_flight
-                    .entry((a.job_id.clone(), a.task_group.clone()))
+                    .entry((a.job_id.to_string(), a.task_group.to_string()))
                     .or_default() += 1;
             }
             let mut flagged_jobs = BTreeSet::new();
@@ -416,7 +416,7 @@ impl Simulator {
                     .and_then(|g| g.migrate.as_ref())
                     .map_or(1, |m| m.max_parallel.max(1));
                 let n = in_flight
-                    .entry((a.job_id.clone(), a.task_group.clone()))
+                    .entry((a.job_id.to_string(), a.task_group.to_string()))
                     .or_default();
                 if *n >= max_parallel {
                     continue;
@@ -452,7 +452,12 @@ impl Simulator {
                 stalled_rounds = 0;
             }
             for key in flagged_jobs {
-                if let Some(job) = self.state.jobs.get(&key).cloned() {
+                if let Some(job) = self
+                    .state
+                    .jobs
+                    .get(&(key.0.to_string(), key.1.to_string()))
+                    .cloned()
+                {
                     let eval = self.new_eval(&job, api::TRIGGER_NODE_UPDATE);
                     self.queue.push_back(eval);
                 }

@@ -262,7 +262,7 @@ pub fn check_node_plan<S: State>(
             usage.place(a);
         } else {
             let mut on_node = a.clone();
-            on_node.node_id = node_id.to_string();
+            on_node.node_id = node_id.to_string().into();
             usage.place(&on_node);
         }
     }

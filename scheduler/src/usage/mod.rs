@@ -166,9 +166,9 @@ pub fn is_packed(alloc: &Allocation) -> bool {
 impl GroupKey {
     pub fn of_alloc(alloc: &Allocation) -> GroupKey {
         GroupKey {
-            namespace: alloc.namespace.clone(),
-            job_id: alloc.job_id.clone(),
-            group: alloc.task_group.clone(),
+            namespace: alloc.namespace.to_string(),
+            job_id: alloc.job_id.to_string(),
+            group: alloc.task_group.to_string(),
         }
     }
 }
@@ -398,7 +398,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
             for a in state.allocs_by_job(&job.namespace, &job.id) {
                 if !a.terminal() {
                     by_node
-                        .entry(a.node_id.clone())
+                        .entry(a.node_id.to_string())
                         .or_default()
                         .push(GroupKey::of_alloc(&a));
                 }
@@ -444,7 +444,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
     fn scan_node(&self, node_id: &str) -> NodeUsage {
         let mut usage = NodeUsage::default();
         for alloc in self.state.allocs_by_node(node_id) {
-            if !alloc.terminal() && !self.stopped.contains(&alloc.id) {
+            if !alloc.terminal() && !self.stopped.contains(alloc.id.as_str()) {
                 let packed = is_packed(&alloc);
                 usage.add(self.group_key(&alloc), &Ask::of_alloc(&alloc), packed);
             }
@@ -473,7 +473,7 @@ impl<'s, S: State> ClusterUsage<'s, S> {
         let mut load = counted.unwrap_or_else(|| {
             let mut sum = NodeLoad::default();
             for alloc in self.state.allocs_by_node(node_id) {
-                if self.stopped.is_empty() || !self.stopped.contains(&alloc.id) {
+                if self.stopped.is_empty() || !self.stopped.contains(alloc.id.as_str()) {
                     sum.add(NodeLoad::of_alloc(&alloc));
                 }
             }
@@ -490,34 +490,34 @@ impl<'s, S: State> ClusterUsage<'s, S> {
         let (key, ask) = (GroupKey::of_alloc(alloc), Ask::of_alloc(alloc));
         let packed = is_packed(alloc);
         // A node not loaded yet counts `placed` when it is.
-        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+        if let Some(u) = self.nodes.get_mut(alloc.node_id.as_str()) {
             u.add(Some(key.clone()), &ask, packed);
         }
         self.placed
-            .entry(alloc.node_id.clone())
+            .entry(alloc.node_id.to_string())
             .or_default()
             .push((key, ask, packed));
     }
 
     /// Frees what a live allocation stopped by this plan held.
     pub fn stop(&mut self, alloc: &Allocation) {
-        if alloc.terminal() || !self.stopped.insert(alloc.id.clone()) {
+        if alloc.terminal() || !self.stopped.insert(alloc.id.to_string()) {
             return;
         }
-        self.stopped_nodes.insert(alloc.node_id.clone());
+        self.stopped_nodes.insert(alloc.node_id.to_string());
         let key = self.group_key(alloc);
-        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+        if let Some(u) = self.nodes.get_mut(alloc.node_id.as_str()) {
             u.remove(key, &Ask::of_alloc(alloc), is_packed(alloc));
         }
     }
 
     /// Undoes `stop` when the replacement it made room for could not be placed.
     pub fn unstop(&mut self, alloc: &Allocation) {
-        if !self.stopped.remove(&alloc.id) {
+        if !self.stopped.remove(alloc.id.as_str()) {
             return;
         }
         let key = self.group_key(alloc);
-        if let Some(u) = self.nodes.get_mut(&alloc.node_id) {
+        if let Some(u) = self.nodes.get_mut(alloc.node_id.as_str()) {
             u.add(key, &Ask::of_alloc(alloc), is_packed(alloc));
         }
     }

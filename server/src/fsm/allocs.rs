@@ -1,9 +1,9 @@
 //! Commands about allocations: plans, client status reports and desired transitions.
 
-use super::evals::{refresh_job_statuses, upsert_evals};
+use super::evals::{refresh_job_statuses, upsert_evals, AllocJob};
 use super::services::drop_if_terminal;
 use super::{AllocStop, Effects};
-use crate::state::{JobKey, StateWriter};
+use crate::state::StateWriter;
 use api::{AllocClientUpdate, Allocation, Evaluation, Job};
 use std::sync::Arc;
 
@@ -44,20 +44,20 @@ fn stop_allocs(
     stops: Vec<AllocStop>,
     now: i64,
     fx: &mut Effects,
-) -> Vec<JobKey> {
+) -> Vec<AllocJob> {
     let mut touched = Vec::new();
     for s in stops {
         let Some(old) = w.alloc_table().get(&s.id) else {
             continue;
         };
         let mut a = (**old).clone();
-        a.desired_status = s.desired_status;
-        a.desired_description = s.desired_description;
+        a.desired_status = s.desired_status.into();
+        a.desired_description = s.desired_description.into();
         if let Some(cs) = s.client_status {
-            a.client_status = cs;
+            a.client_status = cs.into();
         }
         if !s.followup_eval_id.is_empty() {
-            a.followup_eval_id = s.followup_eval_id;
+            a.followup_eval_id = s.followup_eval_id.into();
         }
         a.modify_index = w.index();
         a.alloc_modify_index = w.index();
@@ -71,7 +71,12 @@ fn stop_allocs(
 }
 
 /// Write one placed (new or updated in place) allocation; returns its job's key.
-fn place_alloc(w: &mut StateWriter, mut a: Allocation, job: &Option<Arc<Job>>, now: i64) -> JobKey {
+fn place_alloc(
+    w: &mut StateWriter,
+    mut a: Allocation,
+    job: &Option<Arc<Job>>,
+    now: i64,
+) -> AllocJob {
     let index = w.index();
     if a.job.is_none() {
         a.job = job.clone();
@@ -102,8 +107,8 @@ fn place_alloc(w: &mut StateWriter, mut a: Allocation, job: &Option<Arc<Job>>, n
             let mut t = prev.reschedule_tracker.clone().unwrap_or_default();
             t.events.push(api::RescheduleEvent {
                 reschedule_time: now,
-                prev_alloc_id: prev.id.clone(),
-                prev_node_id: prev.node_id.clone(),
+                prev_alloc_id: prev.id.to_string(),
+                prev_node_id: prev.node_id.to_string(),
                 delay: (now - prev.modify_time).max(0),
             });
             a.reschedule_tracker = Some(t);
@@ -137,8 +142,8 @@ pub(super) fn client_alloc_update(
         }
         let mut a = (*old).clone();
         let was_terminal = a.client_terminal();
-        a.client_status = u.client_status;
-        a.client_description = u.client_description;
+        a.client_status = u.client_status.into();
+        a.client_description = u.client_description.into();
         a.task_states = u.task_states;
         if let Some(mut health) = u.deployment_status {
             // Whether it is a canary is the scheduler's word, not the client's.

@@ -43,10 +43,10 @@ impl Changes {
         if !d.active() {
             return;
         }
-        let g = d.task_groups.entry(a.task_group.clone()).or_default();
+        let g = d.task_groups.entry(a.task_group.to_string()).or_default();
         g.placed_allocs += 1;
         if a.deployment_status.as_ref().is_some_and(|s| s.canary) {
-            g.placed_canaries.push(a.id.clone());
+            g.placed_canaries.push(a.id.to_string());
         }
     }
 
@@ -80,7 +80,7 @@ impl Changes {
         if !d.active() {
             return;
         }
-        let g = d.task_groups.entry(old.task_group.clone()).or_default();
+        let g = d.task_groups.entry(old.task_group.to_string()).or_default();
         if healthy {
             g.healthy_allocs += 1;
             if g.progress_deadline > 0 {

@@ -23,11 +23,14 @@ pub(super) fn upsert_evals(w: &mut StateWriter, evals: Vec<Evaluation>, fx: &mut
 }
 
 /// Recompute the status of each job whose allocations changed.
-pub(super) fn refresh_job_statuses(w: &mut StateWriter, mut jobs: Vec<JobKey>) {
+/// A job an allocation belongs to: its namespace and ID, shared with the allocation.
+pub(super) type AllocJob = (api::ArcStr, api::ArcStr);
+
+pub(super) fn refresh_job_statuses(w: &mut StateWriter, mut jobs: Vec<AllocJob>) {
     jobs.sort();
     jobs.dedup();
-    for key in jobs {
-        refresh_job_status(w, &key);
+    for (ns, id) in jobs {
+        refresh_job_status(w, &(ns.to_string(), id.to_string()));
     }
 }
 

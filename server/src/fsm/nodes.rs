@@ -97,8 +97,8 @@ pub(super) fn update_node_status(w: &mut StateWriter, c: StatusChange, fx: &mut 
             continue;
         }
         let mut a = (**a).clone();
-        a.client_status = change.client_status;
-        a.client_description = change.client_description;
+        a.client_status = change.client_status.into();
+        a.client_description = change.client_description.into();
         a.modify_index = index;
         a.modify_time = c.now;
         fx.capacity_changed |= a.client_terminal();

@@ -214,7 +214,7 @@ fn resolve(srv: &AppState, headers: &HeaderMap) -> Result<Caller, ApiErr> {
 /// when it exists.
 fn object_namespace(state: &crate::state::StateStore, path: &str) -> Option<String> {
     let segs: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
-    let alloc = |id: &str| state.alloc_table().get(id).map(|a| a.namespace.clone());
+    let alloc = |id: &str| state.alloc_table().get(id).map(|a| a.namespace.to_string());
     match segs.as_slice() {
         ["allocation", id, ..] => alloc(id),
         ["client", "fs", _, id] => alloc(id),

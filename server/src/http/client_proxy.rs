@@ -152,11 +152,12 @@ async fn serve(srv: AppState, req: Request) -> Result<Response, ApiErr> {
                     "{path}: this server runs no client; pass node_id= to ask a node"
                 )))
             }
-        },
+        }
+        .into(),
     };
     let node = state
         .node_table()
-        .get(&node_id)
+        .get(node_id.as_str())
         .ok_or_else(|| ApiErr::not_found(format!("Unknown node \"{node_id}\"")))?;
     if node.http_addr.is_empty() {
         return Err(ApiErr(

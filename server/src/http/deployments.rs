@@ -366,7 +366,7 @@ pub async fn scale_status(
         );
     }
     for a in state.allocs_for_job(job.ns(), &job.id) {
-        let Some(g) = out.task_groups.get_mut(&a.task_group) else {
+        let Some(g) = out.task_groups.get_mut(a.task_group.as_str()) else {
             continue;
         };
         if a.terminal() || a.job_version() != job.version {

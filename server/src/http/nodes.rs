@@ -242,7 +242,7 @@ pub async fn heartbeat(
 }
 
 /// The jobs to evaluate again because of a node's alloc reports, with the trigger.
-type Retriggers = BTreeSet<(String, String, &'static str)>;
+type Retriggers = BTreeSet<(api::ArcStr, api::ArcStr, &'static str)>;
 
 /// The reports a node may make (its own allocations, client statuses it may set), and the
 /// jobs whose allocations ended on their own or came back from `unknown`.

@@ -127,7 +127,7 @@ fn desired_updates(
     let mut touched: BTreeSet<&str> = stops.keys().copied().collect();
     let mut replaced: BTreeSet<&str> = BTreeSet::new();
     for alloc in plan.node_allocation.values().flatten() {
-        let u = out.entry(alloc.task_group.clone()).or_default();
+        let u = out.entry(alloc.task_group.to_string()).or_default();
         touched.insert(alloc.id.as_str());
         if existing_ids.contains(alloc.id.as_str()) {
             u.in_place_update += 1;
@@ -149,7 +149,7 @@ fn desired_updates(
     }
     for (id, old) in &stops {
         if !replaced.contains(id) {
-            out.entry(old.task_group.clone()).or_default().stop += 1;
+            out.entry(old.task_group.to_string()).or_default().stop += 1;
         }
     }
     // Placements that found no node are still placements the job asks for.
@@ -158,7 +158,7 @@ fn desired_updates(
     }
     for alloc in existing {
         if !alloc.terminal() && !touched.contains(alloc.id.as_str()) {
-            out.entry(alloc.task_group.clone()).or_default().ignore += 1;
+            out.entry(alloc.task_group.to_string()).or_default().ignore += 1;
         }
     }
     out

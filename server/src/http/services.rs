@@ -333,8 +333,8 @@ fn checked_registration(
     }
     check_fields(&id, &r)?;
     r.node_id = node.id.clone();
-    r.namespace = alloc.namespace.clone();
-    r.job_id = alloc.job_id.clone();
+    r.namespace = alloc.namespace.to_string();
+    r.job_id = alloc.job_id.to_string();
     r.datacenter = node.datacenter.clone();
     r.create_index = 0;
     r.modify_index = 0;

@@ -90,7 +90,7 @@ pub async fn evaluate_job(
                     force_reschedule: Some(true),
                     ..a.desired_transition.clone()
                 };
-                (a.id.clone(), t)
+                (a.id.to_string(), t)
             })
             .collect();
         Command::AllocDesiredTransitions {

@@ -145,16 +145,20 @@ impl From<StateData> for StateStore {
             s.job_versions
                 .insert((j.ns().to_string(), j.id.clone(), j.version), j);
         }
-        // The last allocation restored of each group, to share its resources with.
-        let mut last_of_group: HashMap<(String, String, String), Arc<Allocation>> = HashMap::new();
+        // The strings restored so far, and the last allocation restored of each group
+        // (to share its resources with).
+        let mut strings = std::collections::HashSet::new();
+        type Group = (api::ArcStr, api::ArcStr, api::ArcStr);
+        let mut last_of_group: HashMap<Group, Arc<Allocation>> = HashMap::new();
         for (pos, mut a) in d.allocs {
             a.job = pos.and_then(|p| d.alloc_jobs.get(p).cloned());
             a.shrink_to_fit();
+            super::intern_strings(&mut a, &mut strings);
             let group = (a.namespace.clone(), a.job_id.clone(), a.task_group.clone());
-            super::share_resources(&mut a, last_of_group.get(&group).map(|p| &**p));
+            super::share_parts(&mut a, last_of_group.get(&group).map(|p| &**p));
             let a = Arc::new(a);
             last_of_group.insert(group, a.clone());
-            s.allocs.insert(super::key(&a.id), a);
+            s.allocs.insert(a.id.clone(), a);
         }
         for e in d.evals {
             s.evals.insert(e.id.clone(), e);

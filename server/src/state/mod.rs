@@ -32,17 +32,32 @@ pub use writer::StateWriter;
 /// copies the persistent map's nodes it touches (the published snapshot still holds them),
 /// and each copy clones up to 64 keys. With `String` keys that was a heap allocation per
 /// key (at C1M, String clones and the frees of the old copies were a fifth of a follower's
-/// CPU); an `Arc<str>` clone is a counter increment.
-pub type Key = Arc<str>;
+/// CPU); an [`ArcStr`](api::ArcStr) clone is a counter increment, and the by-ID table's
+/// key is the allocation's own ID (one copy, not two).
+pub type Key = api::ArcStr;
 
 fn key(s: &str) -> Key {
     Key::from(s)
 }
 
-/// Point `a`'s resource fields at equal copies one of `others` holds, so a job's
-/// thousand allocations keep one copy rather than each its own (an allocation decoded
-/// from a Raft entry or a snapshot shares nothing until it is stored).
-fn share_resources<'a>(a: &mut Allocation, others: impl IntoIterator<Item = &'a Allocation>) {
+/// Point `a`'s parts at equal copies one of `others` holds: its resources and the strings
+/// allocations repeat (namespace, job, group, evaluation, node, descriptions; the ID and
+/// name when `others` holds the version it replaces), so a job's thousand allocations keep
+/// one copy of each rather than each its own. An allocation decoded from a Raft entry or a
+/// snapshot shares nothing until it is stored; its status words and the default namespace
+/// are made literals first ([`api::literal_word`]), which no allocation has to count.
+fn share_parts<'a>(a: &mut Allocation, others: impl IntoIterator<Item = &'a Allocation>) {
+    for w in [
+        &mut a.namespace,
+        &mut a.desired_status,
+        &mut a.client_status,
+    ] {
+        if Key::as_static(w).is_none() {
+            if let Some(lit) = api::literal_word(w) {
+                *w = lit;
+            }
+        }
+    }
     for s in others {
         if !Arc::ptr_eq(&a.task_resources, &s.task_resources)
             && a.task_resources == s.task_resources
@@ -54,12 +69,89 @@ fn share_resources<'a>(a: &mut Allocation, others: impl IntoIterator<Item = &'a 
                 a.resources = Some(theirs.clone());
             }
         }
+        for (mine, theirs) in strings_mut(a).into_iter().zip(strings(s)) {
+            if !Key::ptr_eq(mine, theirs) && *mine == *theirs {
+                *mine = theirs.clone();
+            }
+        }
     }
 }
 
-/// `allocs_by_job`'s key for an allocation stored under `id`.
-fn job_alloc_key(a: &Allocation, id: &Key) -> (Key, Key, Key) {
-    (key(&a.namespace), key(&a.job_id), id.clone())
+/// How many of [`strings`]' fields, the first ones, repeat between allocations (a job's,
+/// a node's, a plan's); the others are each allocation's own (its ID and name) or point
+/// at one other allocation.
+const REPEATED_STRINGS: usize = 10;
+
+/// An allocation's string fields but its status words, those that repeat first.
+fn strings(a: &Allocation) -> [&Key; 14] {
+    [
+        &a.namespace,
+        &a.job_id,
+        &a.task_group,
+        &a.eval_id,
+        &a.node_id,
+        &a.node_name,
+        &a.desired_description,
+        &a.client_description,
+        &a.followup_eval_id,
+        &a.deployment_id,
+        &a.id,
+        &a.name,
+        &a.previous_allocation,
+        &a.next_allocation,
+    ]
+}
+
+/// [`strings`], to change.
+fn strings_mut(a: &mut Allocation) -> [&mut Key; 14] {
+    [
+        &mut a.namespace,
+        &mut a.job_id,
+        &mut a.task_group,
+        &mut a.eval_id,
+        &mut a.node_id,
+        &mut a.node_name,
+        &mut a.desired_description,
+        &mut a.client_description,
+        &mut a.followup_eval_id,
+        &mut a.deployment_id,
+        &mut a.id,
+        &mut a.name,
+        &mut a.previous_allocation,
+        &mut a.next_allocation,
+    ]
+}
+
+/// Point `a`'s repeated strings at the equal ones in `seen`, adding those it has not
+/// seen: a snapshot restore shares a store's strings this way (one lookup per field),
+/// since the allocations come back in ID order, not job by job or plan by plan.
+fn intern_strings(a: &mut Allocation, seen: &mut std::collections::HashSet<Key>) {
+    for f in strings_mut(a).into_iter().take(REPEATED_STRINGS) {
+        if f.is_empty() || Key::as_static(f).is_some() {
+            continue;
+        }
+        match seen.get(f.as_str()) {
+            Some(k) => *f = k.clone(),
+            None => {
+                seen.insert(f.clone());
+            }
+        }
+    }
+}
+
+/// Do `a` and `o` share their resources (the test for "nothing more to share")?
+fn shares_resources(a: &Allocation, o: &Allocation) -> bool {
+    Arc::ptr_eq(&a.task_resources, &o.task_resources)
+        && match (&a.resources, &o.resources) {
+            (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
+            (mine, theirs) => mine.is_none() && theirs.is_none(),
+        }
+}
+
+/// `allocs_by_job`'s key for `a`: its own namespace, job and ID strings, which
+/// [`share_parts`] made the ones its job's other allocations hold.
+fn job_alloc_key(a: &Allocation) -> (Key, Key, Key) {
+    (a.namespace.clone(), a.job_id.clone(), a.id.clone())
 }
 
 /// The allocations by ID ([`StateStore::alloc_table`]), read-only.
@@ -190,29 +282,19 @@ impl StateStore {
     /// The key a node's allocations are stored under: the one already in the per-node
     /// index when there is one, so a node's thousand allocations share one copy of its ID
     /// rather than each holding its own.
-    fn node_key(&self, node_id: &str) -> Key {
+    fn node_key(&self, node_id: &Key) -> Key {
         self.node_alloc_index
-            .get_key_value(node_id)
-            .map_or_else(|| key(node_id), |(k, _)| k.clone())
-    }
-
-    /// `allocs_by_job`'s key for `a` stored under `id`, its namespace and job ID shared
-    /// with the job's other allocations when it has some (found by a range from the
-    /// job's first possible key), so a job's thousand allocations hold one copy of each.
-    fn stored_job_alloc_key(&self, a: &Allocation, id: &Key) -> (Key, Key, Key) {
-        match self.job_alloc_range(&a.namespace, &a.job_id).next() {
-            Some(((ns, job, _), _)) => (ns.clone(), job.clone(), id.clone()),
-            None => (key(&a.namespace), key(&a.job_id), id.clone()),
-        }
+            .get_key_value(node_id.as_str())
+            .map_or_else(|| node_id.clone(), |(k, _)| k.clone())
     }
 
     /// Rebuild the secondary indexes (after deserialising a snapshot).
     fn reindex(&mut self) {
-        self.allocs_by_job = OrdMap::new();
-        for (id, a) in self.allocs.clone().iter() {
-            let k = self.stored_job_alloc_key(a, id);
-            self.allocs_by_job.insert(k, a.clone());
-        }
+        self.allocs_by_job = self
+            .allocs
+            .values()
+            .map(|a| (job_alloc_key(a), a.clone()))
+            .collect();
         // After a snapshot, every node that has allocations is stamped with the table's
         // index: at least the true last change, and below every later one, so a watch
         // may answer once more than needed but never misses a change.
@@ -220,7 +302,7 @@ impl StateStore {
         self.node_alloc_index = OrdMap::new();
         for a in self.allocs.values() {
             if !self.node_alloc_index.contains_key(a.node_id.as_str()) {
-                self.node_alloc_index.insert(key(&a.node_id), stamp);
+                self.node_alloc_index.insert(a.node_id.clone(), stamp);
             }
         }
         self.allocs_by_node = self
@@ -317,27 +399,30 @@ impl StateStore {
             .take_while(move |((n, j, _), _)| &**n == ns && &**j == job_id)
     }
 
-    /// [`share_resources`] with the stored allocations most likely to hold `a`'s: the
-    /// version it replaces, else one of its job's first few (a group's allocations ask
-    /// for the same).
-    fn share_stored_resources(&self, a: &mut Allocation) {
+    /// [`share_parts`] with the stored allocations most likely to hold `a`'s: the version
+    /// it replaces (an update, most writes: the agents' reports, is done there), else
+    /// `last` (the allocation written before it in the same entry: a plan's placements
+    /// share a job, an evaluation, often a node), one of its job's first few (a group's
+    /// allocations ask for the same) and one of its node's (the node's ID and name).
+    fn share_stored(&self, a: &mut Allocation, last: Option<&Allocation>) {
         if let Some(old) = self.allocs.get(a.id.as_str()) {
-            share_resources(a, [&**old]);
-            let shared = |o: &Allocation| {
-                Arc::ptr_eq(&a.task_resources, &o.task_resources)
-                    && match (&a.resources, &o.resources) {
-                        (Some(mine), Some(theirs)) => Arc::ptr_eq(mine, theirs),
-                        (mine, theirs) => mine.is_none() && theirs.is_none(),
-                    }
-            };
-            // An update (most writes: the agents' reports) is done here.
-            if shared(old) {
+            share_parts(a, [&**old]);
+            if shares_resources(a, old) {
                 return;
             }
         }
+        share_parts(a, last);
         let (ns, job) = (a.namespace.clone(), a.job_id.clone());
         let siblings = self.job_alloc_range(&ns, &job).take(8).map(|(_, s)| &**s);
-        share_resources(a, siblings);
+        share_parts(a, siblings);
+        a.node_id = self.node_key(&a.node_id);
+        let neighbour = self
+            .allocs_by_node
+            .range((a.node_id.clone(), Key::new())..)
+            .next()
+            .filter(|((n, _), _)| Key::ptr_eq(n, &a.node_id))
+            .map(|(_, s)| s.clone());
+        share_parts(a, neighbour.as_deref());
     }
 
     /// Moves the per-node load and per-group summary counters from what `old` counted
@@ -465,7 +550,7 @@ mod tests {
         w.upsert_job_version(job.clone());
         for i in 0..3 {
             w.upsert_alloc(Allocation {
-                id: format!("a{i}"),
+                id: format!("a{i}").into(),
                 namespace: "default".into(),
                 job_id: "web".into(),
                 node_id: "n1".into(),
@@ -501,7 +586,7 @@ mod tests {
         let mut w = test_writer(&mut s, 3);
         for i in 0..3 {
             w.upsert_alloc(Allocation {
-                id: format!("a{i}"),
+                id: format!("a{i}").into(),
                 namespace: "default".into(),
                 job_id: "web".into(),
                 node_id: "n1".into(),
@@ -535,13 +620,13 @@ mod tests {
             let web = &by_job[1];
             by_job[2..]
                 .iter()
-                .all(|k| Arc::ptr_eq(&k.0, &web.0) && Arc::ptr_eq(&k.1, &web.1))
-                && by_node.iter().all(|k| Arc::ptr_eq(k, index_key))
-                && Arc::ptr_eq(
+                .all(|k| Key::ptr_eq(&k.0, &web.0) && Key::ptr_eq(&k.1, &web.1))
+                && by_node.iter().all(|k| Key::ptr_eq(k, index_key))
+                && Key::ptr_eq(
                     s.node_alloc_server_index.get_key_value("n1").unwrap().0,
                     index_key,
                 )
-                && Arc::ptr_eq(
+                && Key::ptr_eq(
                     s.node_loads
                         .get_key_value("n1")
                         .map_or(index_key, |(k, _)| k),
@@ -595,6 +680,77 @@ mod tests {
         check(&back);
     }
 
+    #[test]
+    fn allocations_share_their_jobs_nodes_and_evaluations_strings_written_or_restored() {
+        // Each decoded on its own, as Raft entries are: equal strings, separate copies.
+        let decoded = |id: &str, job: &str, node: &str, eval: &str| -> Allocation {
+            serde_json::from_value(serde_json::json!({
+                "ID": id, "Namespace": "default", "JobID": job, "TaskGroup": "g",
+                "NodeID": node, "NodeName": format!("name-{node}"), "EvalID": eval,
+                "DesiredStatus": "run", "ClientStatus": "pending",
+                "ClientDescription": "No tasks have started",
+            }))
+            .unwrap()
+        };
+        let mut s = StateStore::default();
+        let mut w = test_writer(&mut s, 3);
+        // Two plans' entries: web's first placements, then one more of web and one of api.
+        for (id, job, node) in [
+            ("a1", "web", "n1"),
+            ("a2", "web", "n2"),
+            ("a3", "web", "n1"),
+        ] {
+            w.upsert_alloc(decoded(id, job, node, "e1"));
+        }
+        drop(w);
+        let mut w = test_writer(&mut s, 4);
+        w.upsert_alloc(decoded("a4", "web", "n2", "e2"));
+        w.upsert_alloc(decoded("b1", "api", "n1", "e2"));
+        // A client's report of a1, decoded afresh, with a new status.
+        let mut report = decoded("a1", "web", "n1", "e1");
+        report.client_status = "running".into();
+        w.upsert_client_alloc(report);
+        drop(w);
+        let check = |s: &StateStore, when: &str| {
+            let t = s.alloc_table();
+            let one = |pick: &dyn Fn(&Allocation) -> &Key, ids: &[&str]| {
+                let first = pick(&t[ids[0]]);
+                ids.iter().all(|id| Key::ptr_eq(pick(&t[*id]), first))
+            };
+            assert!(
+                one(&|a| &a.job_id, &["a1", "a2", "a3", "a4"]),
+                "{when}: job"
+            );
+            assert!(one(&|a| &a.task_group, &["a1", "a2", "a3", "a4"]), "{when}");
+            assert!(one(&|a| &a.node_id, &["a1", "a3", "b1"]), "{when}: node");
+            assert!(one(&|a| &a.node_name, &["a1", "a3", "b1"]), "{when}");
+            assert!(one(&|a| &a.eval_id, &["a4", "b1"]), "{when}: a plan's eval");
+            assert!(
+                one(&|a| &a.client_description, &["a2", "a3", "b1"]),
+                "{when}"
+            );
+            assert!(!Key::ptr_eq(&t["a1"].job_id, &t["b1"].job_id), "{when}");
+            assert_eq!(
+                &*t["b1"].job_id, "api",
+                "{when}: unequal ones keep their own"
+            );
+            // Status words and the default namespace are literals: nothing to count.
+            for a in t.values() {
+                for w in [&a.namespace, &a.desired_status, &a.client_status] {
+                    assert!(Key::as_static(w).is_some(), "{when}: {w} is a literal");
+                }
+            }
+            assert_eq!(&*t["a1"].client_status, "running");
+            // The by-ID table's key is the allocation's own ID.
+            for (k, a) in s.allocs.iter() {
+                assert!(Key::ptr_eq(k, &a.id), "{when}: {k}");
+            }
+        };
+        check(&s, "written");
+        let back: StateStore = serde_json::from_str(&serde_json::to_string(&s).unwrap()).unwrap();
+        check(&back, "restored");
+    }
+
     /// What the scheduler would add up itself from the node's allocations.
     fn scanned_load(s: &StateStore, node: &str) -> scheduler::usage::NodeLoad {
         let mut sum = scheduler::usage::NodeLoad::default();
@@ -619,7 +775,7 @@ mod tests {
         type Row = (String, String, String, String);
         let row = |a: &Allocation| -> Row {
             let (i, n, j, c) = (&a.id, &a.node_id, &a.job_id, &a.client_status);
-            (i.clone(), n.clone(), j.clone(), c.clone())
+            (i.to_string(), n.to_string(), j.to_string(), c.to_string())
         };
         // The table scanned for `keep`, against what an index answered.
         let same =
@@ -679,7 +835,7 @@ mod tests {
             ..Default::default()
         });
         let alloc = |i: u64, node: &str| Allocation {
-            id: format!("a{i}"),
+            id: format!("a{i}").into(),
             namespace: "default".into(),
             job_id: "web".into(),
             node_id: node.into(),
@@ -776,9 +932,9 @@ mod tests {
         let mut w = test_writer(s, index);
         for i in base..base + n {
             w.upsert_alloc(Allocation {
-                id: format!("a{i}"),
+                id: format!("a{i}").into(),
                 namespace: "default".into(),
-                job_id: job.id.clone(),
+                job_id: job.id.as_str().into(),
                 task_group: "g".into(),
                 job: Some(job.clone()),
                 desired_status: api::ALLOC_DESIRED_RUN.into(),

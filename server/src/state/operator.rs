@@ -37,12 +37,11 @@ impl StateWriter<'_> {
         let Some(a) = s.allocs.remove(id) else {
             return false;
         };
-        let id = super::key(id);
         let node = s.node_key(&a.node_id);
-        s.allocs_by_job.remove(&super::job_alloc_key(&a, &id));
-        s.allocs_by_node.remove(&(node.clone(), id));
+        s.allocs_by_job.remove(&super::job_alloc_key(&a));
+        s.allocs_by_node.remove(&(node.clone(), a.id.clone()));
         s.count_alloc(Some(&a), None);
-        self.wakes.nodes.push(a.node_id.clone());
+        self.wakes.nodes.push(a.node_id.to_string());
         s.node_alloc_index.insert(node.clone(), self.index);
         s.node_alloc_server_index.insert(node, self.index);
         s.tables.allocs = self.index;

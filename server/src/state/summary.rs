@@ -89,7 +89,11 @@ impl GroupCounts {
 }
 
 pub(super) fn group_key(a: &Allocation) -> GroupKey {
-    (a.namespace.clone(), a.job_id.clone(), a.task_group.clone())
+    (
+        a.namespace.to_string(),
+        a.job_id.to_string(),
+        a.task_group.to_string(),
+    )
 }
 
 impl StateStore {
@@ -239,7 +243,7 @@ mod tests {
                 index += 1;
                 let mut w = test_writer(&mut s, index);
                 let a = Allocation {
-                    id: format!("a{i}"),
+                    id: format!("a{i}").into(),
                     namespace: "default".into(),
                     job_id: "web".into(),
                     task_group: ["a", "b", "gone"][(i % 3) as usize].into(),

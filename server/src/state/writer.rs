@@ -1,6 +1,6 @@
 //! [`StateWriter`]: the one way to change a [`StateStore`].
 
-use super::{job_alloc_key, key, StateStore, TableIndexes};
+use super::{job_alloc_key, StateStore, TableIndexes};
 use crate::events::Event;
 use api::{Allocation, Evaluation, Job, Node};
 use std::sync::Arc;
@@ -17,6 +17,9 @@ pub struct StateWriter<'a> {
     events: Vec<Event>,
     /// The nodes whose allocation index this entry moved (`crate::watchers`).
     pub(super) wakes: crate::watchers::NodeWakes,
+    /// The allocation this entry wrote last: the next one most likely shares its strings
+    /// (`StateStore::share_stored`).
+    last: Option<Arc<Allocation>>,
 }
 
 impl<'a> StateWriter<'a> {
@@ -28,6 +31,7 @@ impl<'a> StateWriter<'a> {
             index,
             events: Vec::new(),
             wakes: Default::default(),
+            last: None,
         }
     }
 
@@ -55,30 +59,27 @@ impl<'a> StateWriter<'a> {
     pub fn upsert_client_alloc(&mut self, mut a: Allocation) {
         // Stored for its life: no decoded vector's spare room with it.
         a.shrink_to_fit();
-        self.wakes.nodes.push(a.node_id.clone());
+        self.wakes.nodes.push(a.node_id.to_string());
         let s = &mut *self.state;
-        s.share_stored_resources(&mut a);
-        let node = s.node_key(&a.node_id);
+        // Its ID is the stored one's after this, its node ID the per-node index's.
+        s.share_stored(&mut a, self.last.as_deref());
+        let node = a.node_id.clone();
         s.node_alloc_index.insert(node.clone(), self.index);
         let a = Arc::new(a);
-        // The stored key when there is one (shared by the three tables), else a new one.
-        let id = s
-            .allocs
-            .get_key_value(a.id.as_str())
-            .map_or_else(|| key(&a.id), |(k, _)| k.clone());
+        let id = a.id.clone();
         let old = s.allocs.insert(id.clone(), a.clone());
         if let Some(o) = old.as_ref().filter(|o| o.node_id != a.node_id) {
-            s.allocs_by_node.remove(&(key(&o.node_id), id.clone()));
+            s.allocs_by_node.remove(&(o.node_id.clone(), id.clone()));
         }
         if let Some(o) = old
             .as_ref()
             .filter(|o| (&o.namespace, &o.job_id) != (&a.namespace, &a.job_id))
         {
-            s.allocs_by_job.remove(&job_alloc_key(o, &id));
+            s.allocs_by_job.remove(&job_alloc_key(o));
         }
-        let by_job = s.stored_job_alloc_key(&a, &id);
-        s.allocs_by_job.insert(by_job, a.clone());
+        s.allocs_by_job.insert(job_alloc_key(&a), a.clone());
         s.allocs_by_node.insert((node, id), a.clone());
+        self.last = Some(a.clone());
         s.count_alloc(old.as_deref(), Some(&a));
         s.tables.allocs = self.index;
         self.record(Event::alloc(&a));

@@ -47,7 +47,7 @@ pub fn by_job(state: &StateStore, node: &str) -> Vec<(String, i64, i64)> {
     let mut m: BTreeMap<String, (i64, i64)> = BTreeMap::new();
     for a in state.allocs_for_node(node).iter().filter(|a| !a.terminal()) {
         let ask = scheduler::usage::Ask::of_alloc(a);
-        let e = m.entry(a.job_id.clone()).or_default();
+        let e = m.entry(a.job_id.to_string()).or_default();
         e.0 += ask.cpu;
         e.1 += ask.memory_mb;
     }

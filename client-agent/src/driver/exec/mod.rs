@@ -432,7 +432,7 @@ impl Driver for ExecDriver {
         let caps = serde_json::from_value::<ExecState>(handle.driver_state.clone())
             .map(|s| CapSet::from_bits(s.caps))
             .unwrap_or(CapSet::EMPTY);
-        let child = enter_task(handle.pid, cmd, caps)?;
+        let child = enter_task(handle.pid, cmd, caps).await?;
         super::collect_output(child, timeout).await
     }
 

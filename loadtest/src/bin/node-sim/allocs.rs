@@ -79,7 +79,7 @@ impl SimAllocs {
         };
         self.counters.received.fetch_add(1, Ordering::Relaxed);
         let stop = CancellationToken::new();
-        self.by_id.insert(alloc.id.clone(), stop.clone());
+        self.by_id.insert(alloc.id.to_string(), stop.clone());
         let mut contexts = Vec::new();
         for task in &group.tasks {
             let Ok(dirs) = AllocDir::new(&self.data_dir, &alloc.id).task_dirs(&task.name) else {
@@ -87,7 +87,7 @@ impl SimAllocs {
             };
             let env = TaskEnv::build_with(&self.node, &alloc, task, &dirs, &[], FsIsolation::None);
             contexts.push(TaskContext {
-                alloc_id: alloc.id.clone(),
+                alloc_id: alloc.id.to_string(),
                 task: task.clone(),
                 dirs,
                 env,
@@ -201,7 +201,7 @@ impl AllocSync for SimAllocs {
         let mut known = std::collections::HashSet::with_capacity(allocs.len());
         for a in allocs {
             known.insert(a.id.clone());
-            if let Some(stop) = self.by_id.get(&a.id) {
+            if let Some(stop) = self.by_id.get(a.id.as_str()) {
                 if a.desired_status != api::ALLOC_DESIRED_RUN {
                     stop.cancel();
                 }
@@ -214,7 +214,7 @@ impl AllocSync for SimAllocs {
         }
         // Gone from the servers (garbage collected or purged): stop and forget.
         self.by_id.retain(|id, stop| {
-            let keep = known.contains(id);
+            let keep = known.contains(id.as_str());
             if !keep {
                 stop.cancel();
             }
