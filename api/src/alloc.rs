@@ -28,30 +28,86 @@ pub const TASK_STATE_PENDING: &str = "pending";
 pub const TASK_STATE_RUNNING: &str = "running";
 pub const TASK_STATE_DEAD: &str = "dead";
 
+/// Nomad's task event types, and the display messages a client gives the common ones.
+pub mod task_event {
+    pub const RECEIVED: &str = "Received";
+    pub const SETUP: &str = "Task Setup";
+    pub const STARTED: &str = "Started";
+    pub const TERMINATED: &str = "Terminated";
+    pub const OOM_KILLED: &str = "OOM Killed";
+    pub const RESTARTING: &str = "Restarting";
+    pub const NOT_RESTARTING: &str = "Not Restarting";
+    pub const KILLING: &str = "Killing";
+    pub const KILLED: &str = "Killed";
+    pub const DRIVER_FAILURE: &str = "Driver Failure";
+    pub const SIBLING_FAILED: &str = "Sibling Task Failed";
+    pub const LEADER_DEAD: &str = "Leader Task Dead";
+    pub const SIGNALING: &str = "Signaling";
+    pub const RESTART_SIGNALED: &str = "Restart Signaled";
+    pub const DOWNLOADING_ARTIFACTS: &str = "Downloading Artifacts";
+    pub const FAILED_ARTIFACT_DOWNLOAD: &str = "Failed Artifact Download";
+    pub const MAIN_TASKS_DEAD: &str = "Main Tasks Dead";
+    pub const RECEIVED_MESSAGE: &str = "Task received by client";
+    pub const SETUP_MESSAGE: &str = "Building Task Directory";
+    pub const STARTED_MESSAGE: &str = "Task started by client";
+    pub const KILLED_MESSAGE: &str = "Task successfully killed";
+}
+
+/// The words stored allocations repeat most: status words, task states, the default
+/// namespace, task event types and common display messages, as literals.
+static WORDS: [ArcStr; 33] = {
+    use arcstr::literal;
+    use task_event::*;
+    [
+        literal!(ALLOC_DESIRED_RUN),
+        literal!(ALLOC_DESIRED_STOP),
+        literal!(ALLOC_DESIRED_EVICT),
+        literal!(ALLOC_CLIENT_PENDING),
+        literal!(ALLOC_CLIENT_RUNNING),
+        literal!(ALLOC_CLIENT_COMPLETE),
+        literal!(ALLOC_CLIENT_FAILED),
+        literal!(ALLOC_CLIENT_LOST),
+        literal!(ALLOC_CLIENT_UNKNOWN),
+        literal!(TASK_STATE_DEAD),
+        literal!("default"),
+        literal!(RECEIVED),
+        literal!(SETUP),
+        literal!(STARTED),
+        literal!(TERMINATED),
+        literal!(OOM_KILLED),
+        literal!(RESTARTING),
+        literal!(NOT_RESTARTING),
+        literal!(KILLING),
+        literal!(KILLED),
+        literal!(DRIVER_FAILURE),
+        literal!(SIBLING_FAILED),
+        literal!(LEADER_DEAD),
+        literal!(SIGNALING),
+        literal!(RESTART_SIGNALED),
+        literal!(DOWNLOADING_ARTIFACTS),
+        literal!(FAILED_ARTIFACT_DOWNLOAD),
+        literal!(MAIN_TASKS_DEAD),
+        literal!(RECEIVED_MESSAGE),
+        literal!(SETUP_MESSAGE),
+        literal!(STARTED_MESSAGE),
+        literal!(KILLED_MESSAGE),
+        literal!("Exit Code: 0"),
+    ]
+};
+
 /// `s` as an [`ArcStr`], a literal (no allocation, nothing counted) when it is one of
-/// the words an allocation's status fields and most namespaces hold: a million stored
-/// allocations then keep no copy of "running" or "default" each.
+/// [`WORDS`]: a million stored allocations then keep no copy of "running", "default" or
+/// "Task started by client" each.
 pub fn word(s: &str) -> ArcStr {
     literal_word(s).unwrap_or_else(|| ArcStr::from(s))
 }
 
-/// The literal [`word`] gives for `s`, if it is one of those words.
+/// The literal [`word`] gives for `s`, if it is one of [`WORDS`] (or empty).
 pub fn literal_word(s: &str) -> Option<ArcStr> {
-    use arcstr::literal;
-    Some(match s {
-        "" => ArcStr::new(),
-        ALLOC_DESIRED_RUN => literal!("run"),
-        ALLOC_DESIRED_STOP => literal!("stop"),
-        ALLOC_DESIRED_EVICT => literal!("evict"),
-        ALLOC_CLIENT_PENDING => literal!("pending"),
-        ALLOC_CLIENT_RUNNING => literal!("running"),
-        ALLOC_CLIENT_COMPLETE => literal!("complete"),
-        ALLOC_CLIENT_FAILED => literal!("failed"),
-        ALLOC_CLIENT_LOST => literal!("lost"),
-        ALLOC_CLIENT_UNKNOWN => literal!("unknown"),
-        "default" => literal!("default"),
-        _ => return None,
-    })
+    if s.is_empty() {
+        return Some(ArcStr::new());
+    }
+    WORDS.iter().find(|w| w.as_str() == s).cloned()
 }
 
 /// Decodes a string field through [`word`].
@@ -201,12 +257,13 @@ fn shrink_task_map<V>(m: &mut TaskMap<V>, each: impl Fn(&mut V)) {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase", default)]
 pub struct TaskState {
-    pub state: String,
+    #[serde(deserialize_with = "de_word")]
+    pub state: ArcStr,
     pub failed: bool,
     pub restarts: u64,
-    pub last_restart: Option<String>,
-    pub started_at: Option<String>,
-    pub finished_at: Option<String>,
+    pub last_restart: Option<ArcStr>,
+    pub started_at: Option<ArcStr>,
+    pub finished_at: Option<ArcStr>,
     pub events: Vec<TaskEvent>,
 }
 
@@ -217,12 +274,12 @@ pub struct TaskState {
 /// takes each from 200 bytes to 64.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskEvent {
-    /// Short strings kept inline (up to 24 bytes): Nomad's event types and most display
-    /// messages ("Task received by client") need no allocation of their own.
-    pub event_type: CompactString,
+    /// Nomad's event types and common display messages ("Task received by client") are
+    /// literals ([`word`]): one pointer each and no allocation of their own.
+    pub event_type: ArcStr,
     /// Unix nanoseconds.
     pub time: i64,
-    pub display_message: CompactString,
+    pub display_message: ArcStr,
     detail: Option<Box<TaskEventDetail>>,
 }
 
@@ -252,15 +309,11 @@ static NO_DETAIL: TaskEventDetail = TaskEventDetail {
 };
 
 impl TaskEvent {
-    pub fn new(
-        event_type: impl Into<CompactString>,
-        time: i64,
-        display: impl Into<CompactString>,
-    ) -> Self {
+    pub fn new(event_type: impl AsRef<str>, time: i64, display: impl AsRef<str>) -> Self {
         TaskEvent {
-            event_type: event_type.into(),
+            event_type: word(event_type.as_ref()),
             time,
-            display_message: display.into(),
+            display_message: word(display.as_ref()),
             detail: None,
         }
     }
@@ -345,9 +398,9 @@ impl<'de> Deserialize<'de> for TaskEvent {
             driver_error: w.driver_error,
         };
         Ok(TaskEvent {
-            event_type: w.event_type,
+            event_type: word(&w.event_type),
             time: w.time,
-            display_message: w.display_message,
+            display_message: word(&w.display_message),
             detail: (detail != NO_DETAIL).then(|| Box::new(detail)),
         })
     }
@@ -557,8 +610,47 @@ mod tests {
         let back: TaskEvent = serde_json::from_str(&json).unwrap();
         assert_eq!(back, term);
         assert_eq!(back.detail().details["signal"], "9");
-        // Three strings' worth plus a time and a pointer, not 200 bytes.
-        assert!(std::mem::size_of::<TaskEvent>() <= 64);
+        // Two pointers, a time and a pointer, not 200 bytes.
+        assert!(std::mem::size_of::<TaskEvent>() <= 32);
+    }
+
+    #[test]
+    fn an_allocations_common_words_decode_as_literals_and_encode_unchanged() {
+        let json = serde_json::json!({
+            "ID": "a1", "Namespace": "default", "DesiredStatus": "run",
+            "ClientStatus": "running", "ClientDescription": "Tasks are running",
+            "TaskStates": {"web": {"State": "running", "StartedAt": "2026-12-03T19:00:00Z",
+                "Events": [
+                    {"Type": "Received", "Time": 1, "DisplayMessage": "Task received by client"},
+                    {"Type": "Started", "Time": 2, "DisplayMessage": "Task started by client"},
+                    {"Type": "Custom Hook", "Time": 3, "DisplayMessage": "something else"}]}}
+        });
+        let a: Allocation = serde_json::from_str(&json.to_string()).unwrap();
+        let literal = |s: &ArcStr| ArcStr::as_static(s).is_some();
+        assert!(literal(&a.namespace) && literal(&a.desired_status) && literal(&a.client_status));
+        let t = &a.task_states.get("web").unwrap();
+        assert!(literal(&t.state));
+        for e in &t.events[..2] {
+            assert!(
+                literal(&e.event_type) && literal(&e.display_message),
+                "{e:?}"
+            );
+        }
+        // Anything else is its own string, unchanged.
+        assert!(!literal(&t.events[2].event_type) && !literal(&a.id));
+        assert_eq!(&*t.events[2].display_message, "something else");
+        assert_eq!(t.started_at.as_deref(), Some("2026-12-03T19:00:00Z"));
+        // The same JSON back, field for field.
+        let out = serde_json::to_value(&a).unwrap();
+        for (k, v) in json.as_object().unwrap() {
+            if k != "TaskStates" {
+                assert_eq!(&out[k], v, "{k}");
+            }
+        }
+        let events = &out["TaskStates"]["web"]["Events"];
+        assert_eq!(events[0]["DisplayMessage"], "Task received by client");
+        assert_eq!(events[2]["Type"], "Custom Hook");
+        assert_eq!(out["TaskStates"]["web"]["State"], "running");
     }
 
     #[test]

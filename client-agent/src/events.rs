@@ -4,23 +4,7 @@ use crate::driver::ExitResult;
 use api::TaskEvent;
 use std::time::Duration;
 
-pub const RECEIVED: &str = "Received";
-pub const SETUP: &str = "Task Setup";
-pub const STARTED: &str = "Started";
-pub const TERMINATED: &str = "Terminated";
-pub const OOM_KILLED: &str = "OOM Killed";
-pub const RESTARTING: &str = "Restarting";
-pub const NOT_RESTARTING: &str = "Not Restarting";
-pub const KILLING: &str = "Killing";
-pub const KILLED: &str = "Killed";
-pub const DRIVER_FAILURE: &str = "Driver Failure";
-pub const SIBLING_FAILED: &str = "Sibling Task Failed";
-pub const LEADER_DEAD: &str = "Leader Task Dead";
-pub const SIGNALING: &str = "Signaling";
-pub const RESTART_SIGNALED: &str = "Restart Signaled";
-pub const DOWNLOADING_ARTIFACTS: &str = "Downloading Artifacts";
-pub const FAILED_ARTIFACT_DOWNLOAD: &str = "Failed Artifact Download";
-pub const MAIN_TASKS_DEAD: &str = "Main Tasks Dead";
+pub use api::task_event::*;
 
 /// How many events a task keeps (Nomad keeps the last 10).
 pub const MAX_EVENTS: usize = 10;
@@ -35,20 +19,20 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
-pub fn event(kind: &str, display: impl Into<api::CompactString>) -> TaskEvent {
+pub fn event(kind: &str, display: impl AsRef<str>) -> TaskEvent {
     TaskEvent::new(kind, now_nanos(), display)
 }
 
 pub fn received() -> TaskEvent {
-    event(RECEIVED, "Task received by client")
+    event(RECEIVED, RECEIVED_MESSAGE)
 }
 
 pub fn setup() -> TaskEvent {
-    event(SETUP, "Building Task Directory")
+    event(SETUP, SETUP_MESSAGE)
 }
 
 pub fn started() -> TaskEvent {
-    event(STARTED, "Task started by client")
+    event(STARTED, STARTED_MESSAGE)
 }
 
 pub fn terminated(res: &ExitResult) -> TaskEvent {
@@ -123,7 +107,7 @@ pub fn killing(timeout: Duration) -> TaskEvent {
 
 pub fn killed(err: Option<&str>) -> TaskEvent {
     match err {
-        None => event(KILLED, "Task successfully killed"),
+        None => event(KILLED, KILLED_MESSAGE),
         Some(err) => {
             let mut e = event(KILLED, format!("Task killed with error: {err}"));
             e.detail_mut().message = err.into();

@@ -131,7 +131,7 @@ impl TaskRunner {
         let s = &mut self.state.state;
         s.state = TASK_STATE_DEAD.into();
         s.failed |= failed;
-        s.finished_at = Some(events::now_rfc3339());
+        s.finished_at = Some(events::now_rfc3339().into());
         self.state.handle = None;
     }
 
@@ -292,7 +292,7 @@ impl TaskRunner {
         let s = &mut self.state.state;
         s.state = TASK_STATE_PENDING.into();
         s.restarts += 1;
-        s.last_restart = Some(events::now_rfc3339());
+        s.last_restart = Some(events::now_rfc3339().into());
         self.emit();
         send(reply, Ok(()));
         Phase::Start
@@ -564,7 +564,7 @@ impl TaskRunner {
                 let s = &mut self.state.state;
                 s.state = TASK_STATE_RUNNING.into();
                 if s.started_at.is_none() {
-                    s.started_at = Some(events::now_rfc3339());
+                    s.started_at = Some(events::now_rfc3339().into());
                 }
                 self.state.handle = Some(h.clone());
                 self.push_event(events::started());
@@ -584,7 +584,7 @@ impl TaskRunner {
                 let s = &mut self.state.state;
                 s.state = TASK_STATE_PENDING.into();
                 s.restarts += 1;
-                s.last_restart = Some(events::now_rfc3339());
+                s.last_restart = Some(events::now_rfc3339().into());
                 self.emit();
                 Phase::Delay(delay)
             }

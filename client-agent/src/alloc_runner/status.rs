@@ -84,7 +84,7 @@ mod tests {
         TaskState {
             state: state.into(),
             failed,
-            started_at: started.then(|| "2026-01-01T00:00:00Z".to_string()),
+            started_at: started.then(|| "2026-01-01T00:00:00Z".into()),
             ..Default::default()
         }
     }

@@ -125,7 +125,7 @@ impl SimAllocs {
                 let Some(h) = started else { break };
                 let st = tasks.entry(c.task.name.clone()).or_default();
                 st.state = "running".into();
-                st.started_at = Some(events::now_rfc3339());
+                st.started_at = Some(events::now_rfc3339().into());
                 st.events.push(events::started());
                 handles.push(h);
             }
@@ -153,7 +153,7 @@ impl SimAllocs {
             }
             for (_, st) in tasks.iter_mut() {
                 st.state = "dead".into();
-                st.finished_at = Some(events::now_rfc3339());
+                st.finished_at = Some(events::now_rfc3339().into());
                 st.events.push(events::killed(None));
             }
             updates.push(update(&id, "complete", "All tasks have completed", &tasks));
