@@ -18,20 +18,25 @@ pub(super) fn task_process(init: i32) -> i32 {
 /// environment again.
 const ENVIRON_SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The environment of the task's process `task`. A process in the middle of `execve`
-/// shows an empty `/proc/<pid>/environ` (its new memory is in place, its environment not
-/// yet), and every task this driver starts has at least the `NOMAD_*` variables, so an
-/// empty one is read again until it is not (or [`ENVIRON_SETTLE`] has passed: then the
-/// task really has none).
+/// The environment of the task's process `task`. Read while the process is in the middle
+/// of `execve`, `/proc/<pid>/environ` can be empty (the new memory is in place, its
+/// environment not yet) or cut short (the old memory is being torn down), so a read
+/// counts only when it is not empty and a second read, opened afresh right after it,
+/// gives the same: both cut short would need two `execve`s to finish between them.
+/// Every task this driver starts has at least the `NOMAD_*` variables; after
+/// [`ENVIRON_SETTLE`] the last read is taken as it is.
 async fn task_environ(task: i32) -> Result<Vec<(String, String)>, DriverError> {
+    let read = || {
+        process::environ(task)
+            .map_err(|e| DriverError::Exec(format!("reading the task's environment: {e}")))
+    };
     let deadline = tokio::time::Instant::now() + ENVIRON_SETTLE;
     loop {
-        let env = process::environ(task)
-            .map_err(|e| DriverError::Exec(format!("reading the task's environment: {e}")))?;
-        if !env.is_empty() || tokio::time::Instant::now() >= deadline {
+        let env = read()?;
+        if (!env.is_empty() && env == read()?) || tokio::time::Instant::now() >= deadline {
             return Ok(env);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     }
 }
 
@@ -152,8 +157,8 @@ mod tests {
     use super::*;
 
     /// A process that re-executes itself without end is in the middle of `execve` now and
-    /// then; read there, `/proc/<pid>/environ` is empty. Every read of its environment
-    /// still finds the variable it always has.
+    /// then; read there, `/proc/<pid>/environ` is empty or cut short. Every read of its
+    /// environment through `task_environ` still finds the variable it always has.
     #[tokio::test]
     async fn a_task_caught_mid_execve_still_shows_its_environment() {
         let mut child = std::process::Command::new("/bin/sh")
@@ -164,10 +169,11 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let (mut empty_raw, mut reads) = (0, 0);
+        let (mut torn, mut reads) = (0, 0);
         for _ in 0..400 {
-            if process::environ(pid).unwrap().is_empty() {
-                empty_raw += 1;
+            let plain = process::environ(pid).unwrap();
+            if !plain.iter().any(|(k, _)| k == "FROM_TASK") {
+                torn += 1;
             }
             let env = task_environ(pid).await.unwrap();
             assert!(
@@ -179,6 +185,6 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         // Not asserted (it depends on timing), shown to tell that the race was met.
-        eprintln!("{empty_raw} of {reads} plain reads were empty");
+        eprintln!("{torn} of {reads} plain reads were empty or cut short");
     }
 }
