@@ -161,14 +161,24 @@ mod tests {
     /// environment through `task_environ` still finds the variable it always has.
     #[tokio::test]
     async fn a_task_caught_mid_execve_still_shows_its_environment() {
-        let mut child = std::process::Command::new("/bin/sh")
-            .args(["-c", r#"exec /bin/sh -c "$0" "$0""#])
-            .arg(r#"exec /bin/sh -c "$0" "$0""#)
-            .env_clear()
-            .env("FROM_TASK", "yes")
-            .spawn()
-            .unwrap();
-        let pid = child.id() as i32;
+        /// Kills the looping process however the test ends (a failed assertion too).
+        struct KillOnDrop(std::process::Child);
+        impl Drop for KillOnDrop {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let child = KillOnDrop(
+            std::process::Command::new("/bin/sh")
+                .args(["-c", r#"exec /bin/sh -c "$0" "$0""#])
+                .arg(r#"exec /bin/sh -c "$0" "$0""#)
+                .env_clear()
+                .env("FROM_TASK", "yes")
+                .spawn()
+                .unwrap(),
+        );
+        let pid = child.0.id() as i32;
         let (mut torn, mut reads) = (0, 0);
         for _ in 0..400 {
             let plain = process::environ(pid).unwrap();
@@ -182,8 +192,7 @@ mod tests {
             );
             reads += 1;
         }
-        let _ = child.kill();
-        let _ = child.wait();
+        drop(child);
         // Not asserted (it depends on timing), shown to tell that the race was met.
         eprintln!("{torn} of {reads} plain reads were empty or cut short");
     }
